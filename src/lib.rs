@@ -1,0 +1,4 @@
+//! passt-rs: user-mode networking for virtual machines (passt) and network
+//! namespaces (pasta), without a TCP/IP stack.
+
+pub mod conf;
