@@ -2,3 +2,4 @@
 //! namespaces (pasta), without a TCP/IP stack.
 
 pub mod conf;
+pub mod netlink;
