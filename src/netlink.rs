@@ -509,7 +509,12 @@ impl Netlink {
         msg.header.address_family = family.af();
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.kind = RouteType::Unicast;
-        let replies = self.dump(RouteNetlinkMessage::GetRoute(msg))?;
+        let replies = match self.dump(RouteNetlinkMessage::GetRoute(msg)) {
+            // With strict checking, a filter on a table that does not exist
+            // yet (no route was ever added) is ENOENT.
+            Err(NetlinkError::Kernel(libc::ENOENT)) => Vec::new(),
+            r => r?,
+        };
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {

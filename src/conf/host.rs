@@ -118,9 +118,7 @@ pub fn discover(ifname4: Option<&str>, ifname6: Option<&str>) -> Result<HostInfo
                 .iter()
                 .filter(|a| !a.deprecated() && !a.link_scope())
                 .filter_map(|a| match a.addr {
-                    IpAddr::V6(v6) if !is_ll6(&v6) && !v6.is_loopback() => {
-                        Some((v6, a.prefix))
-                    }
+                    IpAddr::V6(v6) if !is_ll6(&v6) && !v6.is_loopback() => Some((v6, a.prefix)),
                     _ => None,
                 })
                 .collect();
