@@ -55,8 +55,8 @@ use netlink_packet_route::address::{
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteNextHopFlags,
-    RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteNextHop,
+    RouteNextHopFlags, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -212,6 +212,8 @@ pub struct Route {
     pub multipath: Vec<NextHop>,
     /// Metric (`RTA_PRIORITY`).
     pub priority: Option<u32>,
+    /// Path MTU (`RTAX_MTU`), the only route metric kept.
+    pub mtu: Option<u32>,
     /// `RT_SCOPE_*`: 0 universe, 253 link.
     pub scope: u8,
     /// `RTPROT_*`: who installed the route (2 kernel, 3 boot, 4 static...).
@@ -229,6 +231,7 @@ impl Route {
             oif,
             multipath: Vec::new(),
             priority: None,
+            mtu: None,
             scope: 0,
             protocol: RTPROT_BOOT,
         }
@@ -637,6 +640,7 @@ fn route_from(r: RouteMessage) -> Option<Route> {
         oif: 0,
         multipath: Vec::new(),
         priority: None,
+        mtu: None,
         scope: r.header.scope.into(),
         protocol: r.header.protocol.into(),
     };
@@ -647,6 +651,12 @@ fn route_from(r: RouteMessage) -> Option<Route> {
             RouteAttribute::Gateway(g) => route.gateway = ip_of(&g),
             RouteAttribute::Oif(o) => route.oif = o,
             RouteAttribute::Priority(p) => route.priority = Some(p),
+            RouteAttribute::Metrics(metrics) => {
+                route.mtu = metrics.iter().find_map(|m| match m {
+                    RouteMetric::Mtu(mtu) => Some(*mtu),
+                    _ => None,
+                });
+            }
             RouteAttribute::MultiPath(hops) => {
                 route.multipath = hops
                     .into_iter()
@@ -688,6 +698,10 @@ fn route_msg(route: &Route) -> RouteMessage {
     }
     if let Some(p) = route.priority {
         msg.attributes.push(RouteAttribute::Priority(p));
+    }
+    if let Some(mtu) = route.mtu {
+        msg.attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
     }
     if !route.multipath.is_empty() {
         let hops = route
@@ -920,6 +934,7 @@ mod tests {
             oif,
             multipath: Vec::new(),
             priority: None,
+            mtu: None,
             scope: 0,
             protocol: RTPROT_BOOT,
         }
@@ -959,6 +974,7 @@ mod tests {
     fn route_message_round_trip() {
         let mut r = r4("10.1.0.0", 16, Some("10.0.0.1"), 4);
         r.priority = Some(100);
+        r.mtu = Some(1400);
         let back = route_from(route_msg(&r)).unwrap();
         assert_eq!(back, r);
     }

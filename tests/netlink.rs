@@ -358,3 +358,54 @@ fn configure_ns_gateway_and_link_ops() {
 fn libc_noarp() -> u32 {
     0x80
 }
+
+#[test]
+fn multipath_discovery_and_copy() {
+    let host = Netns::new("mphost");
+    host.sh(VETH);
+    host.sh("ip addr add 10.40.0.2/24 dev a0
+         ip route add default nexthop via 10.40.0.1 dev a0 weight 1 \
+             nexthop via 10.40.0.3 dev a0 weight 5
+         ip route add 10.41.0.0/16 via 10.40.0.1 dev a0 mtu 1280");
+    let info = host.run(|| discover(None, None)).expect("discover");
+    let h4 = info.v4.expect("IPv4 template");
+    assert_eq!(h4.ifname, "a0");
+    assert_eq!(h4.gw, Some(v4("10.40.0.3")));
+
+    let routes = host.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        host::template_routes(&mut nl, Family::V4, h4.ifindex).unwrap()
+    });
+    let mp = routes.iter().find(|r| r.is_default()).expect("default");
+    assert_eq!(mp.multipath.len(), 2);
+    assert_eq!(mp.multipath[1].weight, 5);
+    let r41 = routes.iter().find(|r| r.prefix == 16).expect("10.41/16");
+    assert_eq!(r41.mtu, Some(1280));
+
+    let target = Netns::new("mptarget");
+    target.sh(VETH);
+    let conf = NsNetConf {
+        mtu: 0,
+        v4: Some(NsIpConf {
+            addrs: vec![(IpAddr::V4(v4("10.40.0.2")), 24)],
+            routes: NsRoutes::Copy {
+                host_ifindex: h4.ifindex,
+                routes,
+            },
+        }),
+        v6: None,
+    };
+    target.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let tap = nl.link_index("b0").unwrap();
+        configure_ns(&mut nl, tap, &conf).expect("configure_ns");
+    });
+    let def = &target.json("-4 route show default")[0];
+    let hops = def["nexthops"].as_array().expect("multipath default");
+    assert_eq!(hops.len(), 2);
+    assert!(hops.iter().all(|h| h["dev"] == "b0"), "{def}");
+    assert_eq!(hops[1]["weight"], 5);
+    let r41 = &target.json("-4 route show 10.41.0.0/16")[0];
+    assert_eq!(r41["dev"], "b0");
+    assert_eq!(r41["metrics"][0]["mtu"], 1280, "{r41}");
+}

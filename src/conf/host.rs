@@ -386,6 +386,7 @@ nameserver 192.0.2.53
             oif,
             multipath: Vec::new(),
             priority: None,
+            mtu: None,
             scope: 0,
             protocol: 4,
         }
