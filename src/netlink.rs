@@ -313,7 +313,7 @@ impl Netlink {
         req.finalize();
         let mut out = vec![0; req.buffer_len()];
         req.serialize(&mut out);
-        let sent = self.sock.send(&out, 0).map_err(NetlinkError::Io)?;
+        let sent = retry_eintr(|| self.sock.send(&out, 0))?;
         if sent != out.len() {
             return Err(NetlinkError::Io(io::Error::other("short send")));
         }
@@ -321,10 +321,7 @@ impl Netlink {
         let mut replies = Vec::new();
         loop {
             self.buf.clear();
-            let n = self
-                .sock
-                .recv(&mut self.buf, libc::MSG_TRUNC)
-                .map_err(NetlinkError::Io)?;
+            let n = retry_eintr(|| self.sock.recv(&mut self.buf, libc::MSG_TRUNC))?;
             if n > self.buf.len() {
                 return Err(NetlinkError::Decode(format!(
                     "datagram of {n} bytes truncated"
@@ -539,6 +536,16 @@ impl Netlink {
     /// Adds a default route through `gw` on interface `index`.
     pub fn route_add_default(&mut self, index: u32, gw: IpAddr) -> Result<()> {
         self.route_add(&Route::default_via(index, gw))
+    }
+}
+
+/// Runs a socket call again when a signal interrupted it.
+fn retry_eintr(mut f: impl FnMut() -> io::Result<usize>) -> Result<usize> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map_err(NetlinkError::Io),
+        }
     }
 }
 
