@@ -71,6 +71,8 @@ pub enum CliError {
 pub type Result<T> = std::result::Result<T, CliError>;
 
 /// What the command line asks for.
+// Built once at start-up: the size of `Run` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parsed {
     /// `-h`/`--help`: usage text for the mode, to print on stdout (exit 0).
