@@ -1274,7 +1274,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
         let v = occ.val();
         match occ.opt {
             Opt::TcpPorts => {
-                if o.no_tcp {
+                if o.no_tcp && v != "none" {
                     return Err(CliError::Invalid(format!(
                         "TCP port forwarding requested but TCP is disabled: {} {v}",
                         occ.spelt
@@ -1284,7 +1284,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
                 o.fwd.tcp_in.push(v.to_string());
             }
             Opt::UdpPorts => {
-                if o.no_udp {
+                if o.no_udp && v != "none" {
                     return Err(CliError::Invalid(format!(
                         "UDP port forwarding requested but UDP is disabled: {} {v}",
                         occ.spelt
@@ -1370,7 +1370,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
     {
         let v = occ.val().to_string();
         if occ.opt == Opt::TcpNs {
-            if o.no_tcp {
+            if o.no_tcp && v != "none" {
                 return Err(CliError::Invalid(format!(
                     "TCP port forwarding requested but TCP is disabled: {} {v}",
                     occ.spelt
@@ -1379,7 +1379,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
             check_port_spec(occ, mode, &mut st_tn)?;
             o.fwd.tcp_out.push(v);
         } else {
-            if o.no_udp {
+            if o.no_udp && v != "none" {
                 return Err(CliError::Invalid(format!(
                     "UDP port forwarding requested but UDP is disabled: {} {v}",
                     occ.spelt
@@ -1680,6 +1680,92 @@ mod tests {
         for &(mode, line, want) in cases {
             let e = err(mode, line);
             assert!(e.contains(want), "{line:?}: {e:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn good_command_lines() {
+        // Every option that is accepted in each mode, alone or in the
+        // combinations real users pass.
+        let cases: &[(Mode, &str)] = &[
+            (
+                Pasta,
+                "--config-net --dns-forward 169.254.1.1 --map-guest-addr 169.254.1.2 \
+                     --no-map-gw --quiet -t 8080 -u 8080 -T none -U none --pid /tmp/x.pid \
+                     --netns /run/netns/foo",
+            ),
+            (Pasta, "-t none -u none -T none -U none --netns foo"),
+            (Pasta, "--no-tcp -t none -T none --no-udp 1"),
+            (Passt, "--quiet --pid /tmp/p --fd 3"),
+            (Passt, "--vhost-user --quiet --pid /tmp/p --fd 3"),
+            (Passt, "--vhost-user --socket-path /s --repair-path none"),
+            (Passt, "--one-off --socket /s --pid /p"),
+            (
+                Passt,
+                "-s /s -1 -p /tmp/c.pcap --runas nobody -o 192.0.2.1 -o 2001:db8::1",
+            ),
+            (
+                Passt,
+                "--outbound-if4 eth0 --outbound-if6 eth1 --dns-host 192.0.2.53",
+            ),
+            (
+                Passt,
+                "--dns-host 2001:db8::53 --freebind --map-host-loopback 192.0.2.2",
+            ),
+            (
+                Passt,
+                "--map-host-loopback fd00::2 --map-guest-addr none --fqdn a.b -H a",
+            ),
+            (
+                Passt,
+                "-S example.com -D 192.0.2.53 -D 2001:db8::53 --no-dhcp-dns",
+            ),
+            (
+                Passt,
+                "--no-dhcp-search --no-tcp --no-udp --no-icmp --no-dhcp --no-ndp",
+            ),
+            (
+                Passt,
+                "--no-dhcpv6 --no-ra -4 -6 --trace --log-size 0x100000 -l /tmp/log",
+            ),
+            (Passt, "-t all -u all"),
+            (
+                Passt,
+                "-t 22 -t 22:23 -t 22,25 -t 22-80 -t 22-80:32-90 -t 192.0.2.1/22",
+            ),
+            (
+                Passt,
+                "-t 192.0.2.1%eth0/22 -t %eth0/22 -t 2000-5000,~3000-3010",
+            ),
+            (
+                Passt,
+                "-t 192.0.2.1/20-30,~25 -t ~20000-20010 -t [2001:db8::1]/443",
+            ),
+            (
+                Passt,
+                "-m 0 -m 65521 -m 1500 -M 9a:55:9a:55:9a:55 -g 192.0.2.1 -i eth0",
+            ),
+            (Passt, "-e --stderr -f --foreground --no-splice"),
+            (
+                Pasta,
+                "-I tap0 --ns-mac-addr 02:00:00:00:00:02 --userns /u --netns /n",
+            ),
+            (
+                Pasta,
+                "--netns-only --no-netns-quit --config-net --no-copy-routes 7",
+            ),
+            (
+                Pasta,
+                "--config-net --no-copy-addrs --splice-only -T 5000 -U 5000",
+            ),
+            (
+                Pasta,
+                "--host-lo-to-ns-lo --dhcp-dns --dhcp-search -t auto -u auto",
+            ),
+            (Pasta, "--fd 5 -D none -S none --map-host-loopback none"),
+        ];
+        for &(mode, line) in cases {
+            let _ = run(mode, line);
         }
     }
 
