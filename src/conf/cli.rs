@@ -1405,7 +1405,7 @@ pub fn version(mode: Mode) -> String {
 
 /// Options both modes have, for `--help`.
 const COMMON_HELP: &str = "\
-  -d, --debug             Print debugging messages
+\x20 -d, --debug             Print debugging messages
       --trace             Print per-packet and per-flow messages (implies -d)
   -q, --quiet             Print only warnings and errors
   -f, --foreground        Stay in the foreground, do not daemonize
@@ -1766,6 +1766,27 @@ mod tests {
         ];
         for &(mode, line) in cases {
             let _ = run(mode, line);
+        }
+    }
+
+    #[test]
+    fn usage_lists_every_option() {
+        let (passt, pasta) = (usage(Passt), usage(Pasta));
+        println!("{passt}\n{pasta}");
+        for text in [&passt, &pasta] {
+            assert!(text.contains("\n  -d, --debug"));
+            for line in text.lines() {
+                assert!(line.len() <= 80, "too long: {line:?}");
+            }
+        }
+        // Deprecated or unsupported options are left out of the text.
+        let hidden = ["migrate-exit", "migrate-no-linger", "repair-path", "stats"];
+        for (name, _, _) in LONG.iter().filter(|(n, _, _)| !hidden.contains(n)) {
+            let opt = format!("--{name}");
+            assert!(
+                passt.contains(&opt) || pasta.contains(&opt),
+                "{opt} missing from --help"
+            );
         }
     }
 
