@@ -801,9 +801,21 @@ fn check_port_list(spec: &str, allow_addr: bool) -> bool {
     })
 }
 
+/// The address of a `ADDR[%IFNAME]/LIST` spec, if any.
+fn port_spec_addr(spec: &str) -> Option<IpAddr> {
+    let (prefix, _) = spec.split_once('/')?;
+    let addr = prefix.split('%').next().unwrap_or("");
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    addr.parse().ok()
+}
+
 /// Validate one `-t`/`-u`/`-T`/`-U` occurrence against the mode and what the
 /// same option was given before.
-fn check_port_spec(o: &Occurrence, mode: Mode, state: &mut FwdMode) -> Result<()> {
+fn check_port_spec(o: &Occurrence, opts: &Options, state: &mut FwdMode) -> Result<()> {
+    let (mode, v4_only, v6_only) = (opts.mode, opts.v4_only, opts.v6_only);
     let spec = o.val();
     let ns = matches!(o.opt, Opt::TcpNs | Opt::UdpNs);
     let new = match spec {
@@ -836,6 +848,14 @@ fn check_port_spec(o: &Occurrence, mode: Mode, state: &mut FwdMode) -> Result<()
             FwdMode::Spec
         }
     };
+    if let Some(addr) = port_spec_addr(spec) {
+        if (addr.is_ipv4() && v6_only) || (addr.is_ipv6() && v4_only) {
+            return Err(CliError::Invalid(format!(
+                "Address family of {} {spec} is disabled",
+                o.spelt
+            )));
+        }
+    }
     if *state != FwdMode::Unset && (new != FwdMode::Spec || *state != FwdMode::Spec) {
         return Err(CliError::Invalid(format!(
             "{} {spec} conflicts with previous mode",
@@ -1280,7 +1300,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
                         occ.spelt
                     )));
                 }
-                check_port_spec(occ, mode, &mut st_t)?;
+                check_port_spec(occ, &o, &mut st_t)?;
                 o.fwd.tcp_in.push(v.to_string());
             }
             Opt::UdpPorts => {
@@ -1290,7 +1310,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
                         occ.spelt
                     )));
                 }
-                check_port_spec(occ, mode, &mut st_u)?;
+                check_port_spec(occ, &o, &mut st_u)?;
                 o.fwd.udp_in.push(v.to_string());
             }
             Opt::Dns => {
@@ -1376,7 +1396,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
                     occ.spelt
                 )));
             }
-            check_port_spec(occ, mode, &mut st_tn)?;
+            check_port_spec(occ, &o, &mut st_tn)?;
             o.fwd.tcp_out.push(v);
         } else {
             if o.no_udp && v != "none" {
@@ -1385,7 +1405,7 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
                     occ.spelt
                 )));
             }
-            check_port_spec(occ, mode, &mut st_un)?;
+            check_port_spec(occ, &o, &mut st_un)?;
             o.fwd.udp_out.push(v);
         }
     }
@@ -1644,6 +1664,8 @@ mod tests {
             (Pasta, "-T 127.0.0.1/22", "127.0.0.1/22"),
             (Pasta, "-U auto -U auto", "conflicts"),
             (Passt, "--no-tcp -t 22", "TCP is disabled"),
+            (Passt, "-t 192.0.2.1/22 -6", "192.0.2.1/22 is disabled"),
+            (Pasta, "-4 -u [::1]/53", "[::1]/53 is disabled"),
             (Pasta, "-U 53 --no-udp", "UDP is disabled"),
             (Passt, "somearg", "Extra non-option argument: somearg"),
             (Passt, "-- somearg", "somearg"),
