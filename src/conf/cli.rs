@@ -2051,6 +2051,23 @@ mod tests {
     }
 
     #[test]
+    fn no_panic_on_token_combinations() {
+        let tokens = [
+            "-", "--", "-t", "22", "-fP", "--netns", "x", "--vers", "-a", "::1/200", "1234",
+            "--no", "=", "-T", "--m", "é", "-S", "none", "--fd=0", "-n", "0.0.0.0",
+        ];
+        for a in tokens {
+            for b in tokens {
+                for c in tokens {
+                    let args = vec![a.to_string(), b.to_string(), c.to_string()];
+                    let _ = parse(Pasta, &args);
+                    let _ = parse(Passt, &args);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn no_panic_on_odd_input() {
         for line in [
             vec!["-"],
