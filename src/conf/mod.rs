@@ -114,6 +114,8 @@ pub struct PasstConf {
     pub socket: Option<PathBuf>,
     /// `-1`.
     pub one_off: bool,
+    /// `--vhost-user`: vhost-user back-end on the socket or `--fd`.
+    pub vhost_user: bool,
 }
 
 /// One address family's view of the guest and the host.
