@@ -2,3 +2,6 @@
 //! namespaces (pasta), without a TCP/IP stack.
 
 pub mod conf;
+pub mod dhcp;
+pub mod dhcpv6;
+pub mod dns_name;

@@ -1,0 +1,1 @@
+//! Built-in DHCPv6 server (work in progress).
