@@ -416,3 +416,474 @@ pub fn reply(conf: &Config, request: &[u8], out: &mut [u8]) -> Result<Option<Dhc
         src: ip4.our_tap_addr,
     }))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::conf::{FwdSpecs, Ip6Conf, LogLevel, Mode, PasstConf, TestKnobs, DEFAULT_MAC};
+    use dhcproto::v4::{self, DhcpOption, Flags, Message, MessageType, OptionCode};
+    use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+
+    /// A passt configuration like a typical host's: guest 192.168.1.10/24,
+    /// gateway .1, two nameservers, search list, host name and FQDN.
+    pub(crate) fn test_config() -> Config {
+        Config {
+            mode: Mode::Passt,
+            log_level: LogLevel::Info,
+            log_file: None,
+            log_size: 0,
+            foreground: true,
+            pid_file: None,
+            pcap: None,
+            runas: None,
+            fd: None,
+            mtu: 65520,
+            our_mac: DEFAULT_MAC,
+            ip4: Some(Ip4Conf {
+                addr: Ipv4Addr::new(192, 168, 1, 10),
+                prefix_len: 24,
+                gw: Ipv4Addr::new(192, 168, 1, 1),
+                our_tap_addr: Ipv4Addr::new(192, 168, 1, 1),
+                map_host_loopback: Some(Ipv4Addr::new(192, 168, 1, 1)),
+                map_guest_addr: None,
+                dns: vec![Ipv4Addr::new(192, 168, 1, 1), Ipv4Addr::new(8, 8, 8, 8)],
+                dns_match: None,
+                dns_host: None,
+                addr_out: None,
+                ifname_out: None,
+                ifname: "eth0".into(),
+                host_addrs: vec![],
+                copy_routes: true,
+                copy_addrs: true,
+                local_mode: false,
+            }),
+            ip6: Some(Ip6Conf {
+                addr: Some("2001:db8::10".parse().unwrap()),
+                prefix_len: 64,
+                gw: "fe80::1".parse().unwrap(),
+                our_tap_ll: "fe80::1".parse().unwrap(),
+                map_host_loopback: None,
+                map_guest_addr: None,
+                dns: vec!["2001:db8::53".parse().unwrap()],
+                dns_match: None,
+                dns_host: None,
+                addr_out: None,
+                ifname_out: None,
+                ifname: "eth0".into(),
+                host_addrs: vec![],
+                copy_routes: true,
+                copy_addrs: true,
+                local_mode: false,
+            }),
+            search: vec!["eng.example.com".into(), "example.com.".into()],
+            hostname: Some("guest".into()),
+            fqdn: Some("guest.example.com".into()),
+            no_tcp: false,
+            no_udp: false,
+            no_icmp: false,
+            no_dhcp: false,
+            no_ndp: false,
+            no_dhcpv6: false,
+            no_ra: false,
+            no_dhcp_dns: false,
+            no_dhcp_search: false,
+            freebind: false,
+            fwd: FwdSpecs::default(),
+            pasta: None,
+            passt: Some(PasstConf::default()),
+            test: TestKnobs::default(),
+        }
+    }
+
+    const CHADDR: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+    fn client_msg(msg_type: Option<MessageType>, extra: &[DhcpOption]) -> Message {
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(0xdead_beef, z, z, z, z, &CHADDR);
+        if let Some(t) = msg_type {
+            m.opts_mut().insert(DhcpOption::MessageType(t));
+        }
+        for o in extra {
+            m.opts_mut().insert(o.clone());
+        }
+        m
+    }
+
+    fn encode(m: &Message) -> Vec<u8> {
+        let mut buf = Vec::new();
+        m.encode(&mut Encoder::new(&mut buf)).unwrap();
+        buf
+    }
+
+    /// Runs `reply` on `m`, returns the reply and the payload.
+    fn serve(conf: &Config, m: &Message) -> (DhcpReply, Vec<u8>) {
+        let mut out = [0xaau8; 576];
+        let r = reply(conf, &encode(m), &mut out).unwrap().unwrap();
+        (r, out[..r.len].to_vec())
+    }
+
+    /// The option codes of a reply in wire order, checking END and padding.
+    fn option_codes(payload: &[u8]) -> Vec<u8> {
+        let area = &payload[field::OPTIONS..];
+        assert!(area.len() >= OPT_MIN && area.len() <= OPT_MAX + 1);
+        let mut codes = Vec::new();
+        let mut i = 0;
+        while area[i] != opt::END {
+            codes.push(area[i]);
+            i += 2 + usize::from(area[i + 1]);
+        }
+        assert!(area[i + 1..].iter().all(|&b| b == 0), "padding is zero");
+        assert!(i < OPT_MAX + 1);
+        codes
+    }
+
+    fn decode(payload: &[u8]) -> Message {
+        Message::decode(&mut Decoder::new(payload)).unwrap()
+    }
+
+    fn names(m: &Message) -> Vec<String> {
+        match m.opts().get(OptionCode::DomainSearch) {
+            Some(DhcpOption::DomainSearch(n)) => n
+                .iter()
+                .map(|n| n.to_ascii().trim_end_matches('.').to_string())
+                .collect(),
+            other => panic!("no domain search option: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn discover_gets_offer_with_everything() {
+        let conf = test_config();
+        let (r, payload) = serve(&conf, &client_msg(Some(MessageType::Discover), &[]));
+        assert_eq!(r.src, Ipv4Addr::new(192, 168, 1, 1));
+        assert_eq!(r.dst, Ipv4Addr::new(192, 168, 1, 10));
+        assert_eq!(
+            option_codes(&payload),
+            [53, 1, 3, 6, 12, 26, 51, 54, 81, 119]
+        );
+
+        let m = decode(&payload);
+        assert_eq!(m.opcode(), v4::Opcode::BootReply);
+        assert_eq!(m.xid(), 0xdead_beef);
+        assert_eq!(m.yiaddr(), Ipv4Addr::new(192, 168, 1, 10));
+        assert_eq!(m.siaddr(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(m.ciaddr(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(&m.chaddr()[..6], &CHADDR);
+        assert_eq!(m.hops(), 0);
+        assert_eq!(m.secs(), 0);
+        assert!(m.sname().unwrap_or(&[]).iter().all(|&b| b == 0));
+        let o = m.opts();
+        assert_eq!(o.msg_type(), Some(MessageType::Offer));
+        assert_eq!(
+            o.get(OptionCode::SubnetMask),
+            Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
+        );
+        assert_eq!(
+            o.get(OptionCode::Router),
+            Some(&DhcpOption::Router(vec![Ipv4Addr::new(192, 168, 1, 1)]))
+        );
+        assert_eq!(
+            o.get(OptionCode::DomainNameServer),
+            Some(&DhcpOption::DomainNameServer(vec![
+                Ipv4Addr::new(192, 168, 1, 1),
+                Ipv4Addr::new(8, 8, 8, 8)
+            ]))
+        );
+        assert_eq!(
+            o.get(OptionCode::AddressLeaseTime),
+            Some(&DhcpOption::AddressLeaseTime(u32::MAX))
+        );
+        assert_eq!(
+            o.get(OptionCode::ServerIdentifier),
+            Some(&DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 168, 1, 1)))
+        );
+        assert_eq!(
+            o.get(OptionCode::InterfaceMtu),
+            Some(&DhcpOption::InterfaceMtu(65520))
+        );
+        assert_eq!(
+            o.get(OptionCode::Hostname),
+            Some(&DhcpOption::Hostname("guest".into()))
+        );
+        match o.get(OptionCode::ClientFQDN) {
+            Some(DhcpOption::ClientFQDN(f)) => {
+                assert!(f.flags().e());
+                assert!(!f.flags().s() && !f.flags().o() && !f.flags().n());
+                assert_eq!((f.r1(), f.r2()), (255, 255));
+                assert_eq!(f.domain().to_ascii(), "guest.example.com.");
+            }
+            other => panic!("bad FQDN option {other:?}"),
+        }
+        assert_eq!(names(&m), ["eng.example.com", "example.com"]);
+        assert!(o.get(OptionCode::ClasslessStaticRoute).is_none());
+        assert!(o.get(OptionCode::RapidCommit).is_none());
+        // The second name is only a pointer into the first.
+        let area = &payload[field::OPTIONS..];
+        let p = area.windows(2).position(|w| w == [119, 19]).unwrap();
+        assert_eq!(&area[p + 2 + 17..p + 2 + 19], &[0xc0, 4]);
+    }
+
+    #[test]
+    fn parameter_request_list_orders_options() {
+        let conf = test_config();
+        let prl = |codes: &[u8]| {
+            DhcpOption::ParameterRequestList(codes.iter().map(|&c| c.into()).collect())
+        };
+        let (_, payload) = serve(
+            &conf,
+            &client_msg(
+                Some(MessageType::Discover),
+                &[prl(&[1, 3, 6, 15, 119, 51, 3])],
+            ),
+        );
+        assert_eq!(
+            option_codes(&payload),
+            [53, 1, 3, 6, 119, 51, 12, 26, 54, 81]
+        );
+
+        let (_, payload) = serve(
+            &conf,
+            &client_msg(Some(MessageType::Request), &[prl(&[54, 53, 1])]),
+        );
+        assert_eq!(
+            option_codes(&payload),
+            [54, 53, 1, 3, 6, 12, 26, 51, 81, 119]
+        );
+        assert_eq!(decode(&payload).opts().msg_type(), Some(MessageType::Ack));
+    }
+
+    #[test]
+    fn rapid_commit_discover_gets_ack() {
+        let conf = test_config();
+        let (_, payload) = serve(
+            &conf,
+            &client_msg(Some(MessageType::Discover), &[DhcpOption::RapidCommit]),
+        );
+        assert!(option_codes(&payload).contains(&80));
+        let m = decode(&payload);
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
+        assert_eq!(
+            m.opts().get(OptionCode::RapidCommit),
+            Some(&DhcpOption::RapidCommit)
+        );
+    }
+
+    #[test]
+    fn request_gets_ack_and_broadcast_flag_is_honoured() {
+        let conf = test_config();
+        let mut m = client_msg(
+            Some(MessageType::Request),
+            &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 0, 99))],
+        );
+        m.set_flags(Flags::default().set_broadcast());
+        m.set_giaddr(Ipv4Addr::new(10, 1, 2, 3));
+        m.set_ciaddr(Ipv4Addr::new(10, 0, 0, 99));
+        let (r, payload) = serve(&conf, &m);
+        assert_eq!(r.dst, Ipv4Addr::BROADCAST);
+        let d = decode(&payload);
+        assert_eq!(d.opts().msg_type(), Some(MessageType::Ack));
+        assert!(d.flags().broadcast());
+        // Whatever was asked, the guest gets its address: never a NAK.
+        assert_eq!(d.yiaddr(), Ipv4Addr::new(192, 168, 1, 10));
+        assert_eq!(d.ciaddr(), Ipv4Addr::new(10, 0, 0, 99));
+        assert_eq!(d.giaddr(), Ipv4Addr::new(10, 1, 2, 3));
+    }
+
+    #[test]
+    fn bootp_request_gets_ack() {
+        let conf = test_config();
+        let mut req = encode(&client_msg(None, &[]));
+        // dhcproto writes no options area at all: add a bare cookie.
+        if req.len() == field::MAGIC.start {
+            req.extend_from_slice(&MAGIC_COOKIE);
+        }
+        let mut out = [0u8; 576];
+        let r = reply(&conf, &req, &mut out).unwrap().unwrap();
+        assert_eq!(option_codes(&out[..r.len])[0], 53);
+        assert_eq!(
+            decode(&out[..r.len]).opts().msg_type(),
+            Some(MessageType::Ack)
+        );
+
+        let (_, payload) = serve(
+            &conf,
+            &client_msg(None, &[DhcpOption::Hostname("x".into())]),
+        );
+        assert_eq!(decode(&payload).opts().msg_type(), Some(MessageType::Ack));
+    }
+
+    #[test]
+    fn other_messages_and_disabled_server_are_ignored() {
+        let conf = test_config();
+        let mut out = [0u8; 576];
+        for t in [
+            MessageType::Decline,
+            MessageType::Release,
+            MessageType::Inform,
+            MessageType::Offer,
+            MessageType::Ack,
+        ] {
+            let req = encode(&client_msg(Some(t), &[]));
+            assert_eq!(reply(&conf, &req, &mut out), Ok(None));
+        }
+        let req = encode(&client_msg(Some(MessageType::Discover), &[]));
+        let mut off = test_config();
+        off.no_dhcp = true;
+        assert_eq!(reply(&off, &req, &mut out), Ok(None));
+        let mut no4 = test_config();
+        no4.ip4 = None;
+        assert_eq!(reply(&no4, &req, &mut out), Ok(None));
+    }
+
+    #[test]
+    fn gateway_off_subnet_gets_classless_routes() {
+        let mut conf = test_config();
+        let ip4 = conf.ip4.as_mut().unwrap();
+        ip4.addr = Ipv4Addr::new(10, 0, 2, 15);
+        ip4.prefix_len = 32;
+        let gw = Ipv4Addr::new(10, 0, 2, 2);
+        ip4.gw = gw;
+        let (_, payload) = serve(&conf, &client_msg(Some(MessageType::Discover), &[]));
+        let m = decode(&payload);
+        assert_eq!(
+            m.opts().get(OptionCode::SubnetMask),
+            Some(&DhcpOption::SubnetMask(Ipv4Addr::BROADCAST))
+        );
+        assert_eq!(
+            m.opts().get(OptionCode::ClasslessStaticRoute),
+            Some(&DhcpOption::ClasslessStaticRoute(vec![
+                ("10.0.2.2/32".parse().unwrap(), Ipv4Addr::UNSPECIFIED),
+                ("0.0.0.0/0".parse().unwrap(), gw),
+            ]))
+        );
+    }
+
+    #[test]
+    fn disabled_options_are_left_out_and_area_is_padded() {
+        let mut conf = test_config();
+        conf.mtu = 0;
+        conf.no_dhcp_dns = true;
+        conf.no_dhcp_search = true;
+        conf.hostname = None;
+        conf.fqdn = None;
+        let (r, payload) = serve(&conf, &client_msg(Some(MessageType::Discover), &[]));
+        assert_eq!(option_codes(&payload), [53, 1, 3, 51, 54]);
+        assert_eq!(r.len, field::OPTIONS + OPT_MIN);
+
+        let mut conf = test_config();
+        conf.ip4.as_mut().unwrap().dns.clear();
+        conf.search.clear();
+        conf.hostname = Some("h".repeat(300));
+        let (_, payload) = serve(&conf, &client_msg(Some(MessageType::Discover), &[]));
+        assert_eq!(option_codes(&payload), [53, 1, 3, 26, 51, 54, 81]);
+    }
+
+    #[test]
+    fn many_search_domains_are_cut_to_fit() {
+        let mut conf = test_config();
+        conf.search = (0..40)
+            .map(|i| format!("domain-number-{i:02}.some-long-suffix-{}.example", i % 3))
+            .collect();
+        let (r, payload) = serve(&conf, &client_msg(Some(MessageType::Discover), &[]));
+        assert!(r.len <= field::OPTIONS + OPT_MAX + 1);
+        assert_eq!(
+            option_codes(&payload),
+            [53, 1, 3, 6, 12, 26, 51, 54, 81, 119]
+        );
+        let got = names(&decode(&payload));
+        assert!(got.len() >= 3, "{got:?}");
+        assert!(got.len() < conf.search.len());
+        assert_eq!(got[..], conf.search[..got.len()]);
+    }
+
+    fn valid_request() -> Vec<u8> {
+        encode(&client_msg(
+            Some(MessageType::Discover),
+            &[
+                DhcpOption::ParameterRequestList(vec![1.into(), 3.into(), 119.into()]),
+                DhcpOption::RapidCommit,
+                DhcpOption::ClientIdentifier(vec![7; 200]),
+            ],
+        ))
+    }
+
+    #[test]
+    fn truncated_requests_never_panic() {
+        let conf = test_config();
+        let req = valid_request();
+        let mut out = [0u8; 576];
+        for n in 0..req.len() {
+            let r = reply(&conf, &req[..n], &mut out);
+            if n < field::OPTIONS {
+                assert_eq!(r, Err(DhcpDrop::TooShort));
+            }
+        }
+        assert!(reply(&conf, &req, &mut out).unwrap().is_some());
+        assert_eq!(
+            reply(&conf, &req, &mut out[..500]),
+            Err(DhcpDrop::OutputTooSmall)
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_dropped() {
+        let conf = test_config();
+        let mut out = [0u8; 576];
+        let base = encode(&client_msg(Some(MessageType::Discover), &[]));
+        let with_opts = |opts: &[u8]| {
+            let mut r = base[..field::OPTIONS].to_vec();
+            r.extend_from_slice(opts);
+            r
+        };
+
+        let mut bad = base.clone();
+        bad[field::MAGIC.start] ^= 1;
+        assert_eq!(reply(&conf, &bad, &mut out), Err(DhcpDrop::BadMagic));
+        let mut bad = base.clone();
+        bad[field::OP] = BOOTREPLY;
+        assert_eq!(reply(&conf, &bad, &mut out), Err(DhcpDrop::NotRequest));
+
+        let r = with_opts(&[53, 1, 1, 55, 10, 1, 3]);
+        assert_eq!(reply(&conf, &r, &mut out), Err(DhcpDrop::OptionOverrun(55)));
+        let r = with_opts(&[53, 1, 1, 12]);
+        assert_eq!(reply(&conf, &r, &mut out), Err(DhcpDrop::OptionOverrun(12)));
+        // Zero-length options: no type (BOOTP), empty request list.
+        let r = with_opts(&[53, 0, 55, 0, 80, 0, 0, 0, 255, 1, 2, 3]);
+        let ok = reply(&conf, &r, &mut out).unwrap().unwrap();
+        assert_eq!(
+            decode(&out[..ok.len]).opts().msg_type(),
+            Some(MessageType::Ack)
+        );
+        // Options after END are not looked at; no END at all is fine.
+        let r = with_opts(&[53, 1, 1, 255, 53, 9]);
+        assert!(reply(&conf, &r, &mut out).unwrap().is_some());
+        let r = with_opts(&[53, 1, 1]);
+        assert!(reply(&conf, &r, &mut out).unwrap().is_some());
+    }
+
+    #[test]
+    fn mutated_requests_never_panic() {
+        let conf = test_config();
+        let base = valid_request();
+        let mut out = [0u8; 576];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut req = base.clone();
+            for _ in 0..(next() % 8) {
+                let i = field::OPTIONS + (next() as usize) % (req.len() - field::OPTIONS);
+                req[i] = next() as u8;
+            }
+            let len = field::OPTIONS + (next() as usize) % (req.len() - field::OPTIONS + 1);
+            if let Ok(Some(r)) = reply(&conf, &req[..len], &mut out) {
+                assert!(r.len <= field::OPTIONS + OPT_MAX + 1);
+                option_codes(&out[..r.len]);
+            }
+        }
+    }
+}

@@ -223,9 +223,11 @@ mod tests {
         assert_eq!(encode(".a", &mut buf), None);
         assert_eq!(encode(&"x".repeat(64), &mut buf), None);
         assert!(encode(&"x".repeat(63), &mut buf).is_some());
-        let long = ["a".repeat(63); 4].join(".");
-        assert_eq!(encoded_len(&long), Some(257));
+        let long = vec!["a".repeat(63); 4].join(".");
+        assert_eq!(encoded_len(&long), None);
         assert_eq!(encode(&long, &mut buf), None);
+        let longest = format!("{}.{}", vec!["a".repeat(63); 3].join("."), "b".repeat(61));
+        assert_eq!(encode(&longest, &mut buf), Some(MAX_NAME));
         assert_eq!(encode("example.com", &mut buf[..12]), None);
         assert_eq!(encode("example.com", &mut buf[..13]), Some(13));
     }
