@@ -482,3 +482,450 @@ impl Dhcpv6Server {
         Ok(Some(w.pos))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::tests::test_config;
+    use dhcproto::v6::{
+        DhcpOption, DhcpOptions, IAAddr, Message, MessageType, OptionCode, Status, UnknownOption,
+        IANA, IATA,
+    };
+    use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+
+    const CLIENT_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe12, 0x3456);
+    const START: u32 = 0x3039_1234;
+
+    fn guest() -> Ipv6Addr {
+        "2001:db8::10".parse().unwrap()
+    }
+
+    fn server() -> (Config, Dhcpv6Server) {
+        let conf = test_config();
+        let server = Dhcpv6Server::new(&conf, START);
+        (conf, server)
+    }
+
+    fn client_duid() -> Vec<u8> {
+        vec![0, 3, 0, 1, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56]
+    }
+
+    fn ia_na(addr: Option<Ipv6Addr>) -> DhcpOption {
+        let mut opts = DhcpOptions::new();
+        if let Some(addr) = addr {
+            opts.insert(DhcpOption::IAAddr(IAAddr {
+                addr,
+                preferred_life: 3600,
+                valid_life: 7200,
+                opts: DhcpOptions::new(),
+            }));
+        }
+        DhcpOption::IANA(IANA {
+            id: 0x1234_5678,
+            t1: 100,
+            t2: 200,
+            opts,
+        })
+    }
+
+    fn request(t: MessageType, opts: Vec<DhcpOption>) -> Vec<u8> {
+        let mut m = Message::new_with_id(t, [0xab, 0xcd, 0xef]);
+        m.opts_mut().insert(DhcpOption::ClientId(client_duid()));
+        for o in opts {
+            m.opts_mut().insert(o);
+        }
+        let mut buf = Vec::new();
+        m.encode(&mut Encoder::new(&mut buf)).unwrap();
+        buf
+    }
+
+    fn run(conf: &Config, s: &Dhcpv6Server, req: &[u8]) -> Result<Option<Vec<u8>>, Dhcpv6Drop> {
+        let mut out = [0u8; 1500];
+        let n = s.reply(conf, CLIENT_LL, ALL_SERVERS, req, &mut out)?;
+        Ok(n.map(|n| out[..n].to_vec()))
+    }
+
+    fn serve(conf: &Config, s: &Dhcpv6Server, req: &[u8]) -> Vec<u8> {
+        run(conf, s, req).unwrap().unwrap()
+    }
+
+    fn decode(payload: &[u8]) -> Message {
+        Message::decode(&mut Decoder::new(payload)).unwrap()
+    }
+
+    /// Top-level option codes in wire order.
+    fn codes(payload: &[u8]) -> Vec<u16> {
+        options(&payload[HEADER_LEN..])
+            .map(|o| o.unwrap().0)
+            .collect()
+    }
+
+    fn raw_option(payload: &[u8], code: u16) -> Option<&[u8]> {
+        options(&payload[HEADER_LEN..])
+            .map(|o| o.unwrap())
+            .find(|&(c, _)| c == code)
+            .map(|(_, d)| d)
+    }
+
+    fn assert_lease(m: &Message, iaid: u32) {
+        match m.opts().get(OptionCode::IANA) {
+            Some(DhcpOption::IANA(ia)) => {
+                assert_eq!((ia.id, ia.t1, ia.t2), (iaid, INFINITE, INFINITE));
+                assert_eq!(
+                    ia.opts.get(OptionCode::IAAddr),
+                    Some(&DhcpOption::IAAddr(IAAddr {
+                        addr: guest(),
+                        preferred_life: INFINITE,
+                        valid_life: INFINITE,
+                        opts: DhcpOptions::new(),
+                    }))
+                );
+            }
+            other => panic!("no IA_NA: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn duid_is_llt_of_our_mac() {
+        let (conf, s) = server();
+        let mut expected = vec![0, 1, 0, 1];
+        expected.extend_from_slice(&START.to_be_bytes());
+        expected.extend_from_slice(&conf.our_mac);
+        assert_eq!(s.duid(), &expected[..]);
+    }
+
+    #[test]
+    fn solicit_gets_advertise_with_everything() {
+        let (conf, s) = server();
+        let payload = serve(&conf, &s, &request(MessageType::Solicit, vec![ia_na(None)]));
+        assert_eq!(codes(&payload), [2, 3, 1, 23, 24, 39]);
+        let m = decode(&payload);
+        assert_eq!(m.msg_type(), MessageType::Advertise);
+        assert_eq!(m.xid(), [0xab, 0xcd, 0xef]);
+        let o = m.opts();
+        assert_eq!(
+            o.get(OptionCode::ServerId),
+            Some(&DhcpOption::ServerId(s.duid().to_vec()))
+        );
+        assert_eq!(
+            o.get(OptionCode::ClientId),
+            Some(&DhcpOption::ClientId(client_duid()))
+        );
+        assert_lease(&m, 0x1234_5678);
+        assert_eq!(
+            o.get(OptionCode::DomainNameServers),
+            Some(&DhcpOption::DomainNameServers(vec!["2001:db8::53"
+                .parse()
+                .unwrap()]))
+        );
+        match o.get(OptionCode::DomainSearchList) {
+            Some(DhcpOption::DomainSearchList(n)) => {
+                let n: Vec<_> = n.iter().map(|n| n.to_ascii()).collect();
+                assert_eq!(n, ["eng.example.com.", "example.com."]);
+            }
+            other => panic!("no domain list: {other:?}"),
+        }
+        assert_eq!(
+            raw_option(&payload, opt::CLIENT_FQDN),
+            Some(&b"\x00\x05guest\x07example\x03com\x00"[..])
+        );
+    }
+
+    #[test]
+    fn fqdn_s_flag_gets_o_flag() {
+        let (conf, s) = server();
+        let fqdn = UnknownOption::new(OptionCode::ClientFqdn, b"\x01\x01x\x00".to_vec());
+        let req = request(MessageType::Solicit, vec![DhcpOption::Unknown(fqdn)]);
+        let payload = serve(&conf, &s, &req);
+        assert_eq!(raw_option(&payload, opt::CLIENT_FQDN).unwrap()[0], FQDN_O);
+        // No IA from the client: IAID 1.
+        assert_lease(&decode(&payload), 1);
+    }
+
+    #[test]
+    fn server_id_rules() {
+        let (conf, s) = server();
+        let ours = DhcpOption::ServerId(s.duid().to_vec());
+        let mut wrong = s.duid().to_vec();
+        wrong[13] ^= 1;
+        let wrong = DhcpOption::ServerId(wrong);
+        let ia = ia_na(Some(guest()));
+        let t = MessageType::Request;
+
+        let r = |t, o: &[DhcpOption]| run(&conf, &s, &request(t, o.to_vec()));
+        assert_eq!(
+            r(MessageType::Solicit, &[ours.clone()]),
+            Err(Dhcpv6Drop::UnexpectedServerId)
+        );
+        assert_eq!(
+            r(MessageType::Confirm, &[ours.clone(), ia.clone()]),
+            Err(Dhcpv6Drop::UnexpectedServerId)
+        );
+        for t in [t, MessageType::Renew, MessageType::Rebind] {
+            assert_eq!(r(t, &[ia.clone()]), Err(Dhcpv6Drop::MissingServerId));
+            assert_eq!(
+                r(t, &[wrong.clone(), ia.clone()]),
+                Err(Dhcpv6Drop::NotOurServerId)
+            );
+            let m = decode(&r(t, &[ours.clone(), ia.clone()]).unwrap().unwrap());
+            assert_eq!(m.msg_type(), MessageType::Reply);
+            assert_lease(&m, 0x1234_5678);
+        }
+        assert_eq!(
+            r(MessageType::InformationRequest, &[wrong.clone()]),
+            Err(Dhcpv6Drop::NotOurServerId)
+        );
+        let short = DhcpOption::ServerId(vec![0, 1, 0, 1]);
+        assert_eq!(
+            r(MessageType::Renew, &[short]),
+            Err(Dhcpv6Drop::BadServerId)
+        );
+    }
+
+    #[test]
+    fn confirm_and_request_with_foreign_address_get_not_on_link() {
+        let (conf, s) = server();
+        let foreign = ia_na(Some("2001:db8:99::1".parse().unwrap()));
+        let ours = DhcpOption::ServerId(s.duid().to_vec());
+        for req in [
+            request(MessageType::Confirm, vec![foreign.clone()]),
+            request(MessageType::Request, vec![foreign.clone(), ours.clone()]),
+            request(MessageType::Renew, vec![foreign.clone(), ours.clone()]),
+        ] {
+            let payload = serve(&conf, &s, &req);
+            assert_eq!(codes(&payload), [2, 3, 1]);
+            let m = decode(&payload);
+            assert_eq!(m.msg_type(), MessageType::Reply);
+            assert_eq!(m.xid(), [0xab, 0xcd, 0xef]);
+            let Some(DhcpOption::IANA(ia)) = m.opts().get(OptionCode::IANA) else {
+                panic!("no IA_NA");
+            };
+            assert_eq!((ia.id, ia.t1, ia.t2), (0x1234_5678, 100, 200));
+            assert!(ia.opts.get(OptionCode::IAAddr).is_none());
+            match ia.opts.get(OptionCode::StatusCode) {
+                Some(DhcpOption::StatusCode(sc)) => {
+                    assert_eq!(sc.status, Status::NotOnLink);
+                    assert_eq!(sc.msg, "Prefix not appropriate for link.");
+                }
+                other => panic!("no status: {other:?}"),
+            }
+            assert_eq!(
+                m.opts().get(OptionCode::ClientId),
+                Some(&DhcpOption::ClientId(client_duid()))
+            );
+        }
+
+        // A temporary address counts too.
+        let mut opts = DhcpOptions::new();
+        opts.insert(DhcpOption::IAAddr(IAAddr {
+            addr: "2001:db8:99::2".parse().unwrap(),
+            preferred_life: 0,
+            valid_life: 0,
+            opts: DhcpOptions::new(),
+        }));
+        let ta = DhcpOption::IATA(IATA { id: 77, opts });
+        let payload = serve(&conf, &s, &request(MessageType::Confirm, vec![ta]));
+        let m = decode(&payload);
+        let Some(DhcpOption::IATA(ia)) = m.opts().get(OptionCode::IATA) else {
+            panic!("no IA_TA");
+        };
+        assert_eq!(ia.id, 77);
+        assert!(matches!(
+            ia.opts.get(OptionCode::StatusCode),
+            Some(DhcpOption::StatusCode(sc)) if sc.status == Status::NotOnLink
+        ));
+
+        // Our own address is fine; REBIND does not check, as in passt.
+        let payload = serve(
+            &conf,
+            &s,
+            &request(MessageType::Confirm, vec![ia_na(Some(guest()))]),
+        );
+        assert_lease(&decode(&payload), 0x1234_5678);
+        let payload = serve(
+            &conf,
+            &s,
+            &request(MessageType::Rebind, vec![foreign, ours]),
+        );
+        assert_lease(&decode(&payload), 0x1234_5678);
+    }
+
+    #[test]
+    fn information_request() {
+        let (conf, s) = server();
+        let payload = serve(&conf, &s, &request(MessageType::InformationRequest, vec![]));
+        let m = decode(&payload);
+        assert_eq!(m.msg_type(), MessageType::Reply);
+        assert_lease(&m, 1);
+        let ours = DhcpOption::ServerId(s.duid().to_vec());
+        assert!(run(
+            &conf,
+            &s,
+            &request(MessageType::InformationRequest, vec![ours])
+        )
+        .is_ok());
+        assert_eq!(
+            run(
+                &conf,
+                &s,
+                &request(MessageType::InformationRequest, vec![ia_na(None)])
+            ),
+            Err(Dhcpv6Drop::UnexpectedIa)
+        );
+    }
+
+    #[test]
+    fn ignored_and_refused() {
+        let (conf, s) = server();
+        let mut out = [0u8; 1500];
+        let req = request(MessageType::Solicit, vec![]);
+        for t in [
+            MessageType::Release,
+            MessageType::Decline,
+            MessageType::Reply,
+        ] {
+            assert_eq!(run(&conf, &s, &request(t, vec![])), Ok(None));
+        }
+        let unicast = s.reply(&conf, CLIENT_LL, "fe80::1".parse().unwrap(), &req, &mut out);
+        assert_eq!(unicast, Err(Dhcpv6Drop::NotAllServers));
+        let site = s.reply(
+            &conf,
+            CLIENT_LL,
+            "ff05::1:3".parse().unwrap(),
+            &req,
+            &mut out,
+        );
+        assert_eq!(site, Err(Dhcpv6Drop::NotAllServers));
+
+        let mut c = test_config();
+        c.no_dhcpv6 = true;
+        assert_eq!(run(&c, &s, &req), Ok(None));
+        let mut c = test_config();
+        c.ip6.as_mut().unwrap().addr = None;
+        assert_eq!(run(&c, &s, &req), Ok(None));
+        let mut c = test_config();
+        c.ip6 = None;
+        assert_eq!(run(&c, &s, &req), Ok(None));
+
+        let mut m = Message::new_with_id(MessageType::Solicit, [1, 2, 3]);
+        let mut no_id = Vec::new();
+        m.encode(&mut Encoder::new(&mut no_id)).unwrap();
+        assert_eq!(run(&conf, &s, &no_id), Err(Dhcpv6Drop::NoClientId));
+        m.opts_mut().insert(DhcpOption::ClientId(vec![9; 129]));
+        let mut long_id = Vec::new();
+        m.encode(&mut Encoder::new(&mut long_id)).unwrap();
+        assert_eq!(run(&conf, &s, &long_id), Err(Dhcpv6Drop::ClientIdTooLong));
+    }
+
+    #[test]
+    fn disabled_options_are_left_out() {
+        let (mut conf, s) = server();
+        conf.no_dhcp_dns = true;
+        conf.no_dhcp_search = true;
+        conf.fqdn = None;
+        let payload = serve(&conf, &s, &request(MessageType::Solicit, vec![]));
+        assert_eq!(codes(&payload), [2, 3, 1]);
+
+        let (mut conf, s) = server();
+        conf.ip6.as_mut().unwrap().dns.clear();
+        conf.search = vec![".".into(), "".into(), "a..b".into(), "ok.example".into()];
+        let payload = serve(&conf, &s, &request(MessageType::Solicit, vec![]));
+        assert_eq!(codes(&payload), [2, 3, 1, 24, 39]);
+        assert_eq!(
+            raw_option(&payload, opt::DOMAIN_LIST),
+            Some(&b"\x02ok\x07example\x00"[..])
+        );
+        conf.search = vec![".".into()];
+        let payload = serve(&conf, &s, &request(MessageType::Solicit, vec![]));
+        assert_eq!(codes(&payload), [2, 3, 1, 39]);
+    }
+
+    #[test]
+    fn reply_fits_minimum_mtu() {
+        let (mut conf, s) = server();
+        conf.search = (0..80)
+            .map(|i| format!("search-domain-{i:02}.a-long-enough-suffix.example"))
+            .collect();
+        conf.fqdn = Some(format!("{}.{}.example", "h".repeat(63), "i".repeat(63)));
+        let mut m = Message::new_with_id(MessageType::Solicit, [1, 2, 3]);
+        m.opts_mut().insert(DhcpOption::ClientId(vec![9; 128]));
+        let mut req = Vec::new();
+        m.encode(&mut Encoder::new(&mut req)).unwrap();
+        let payload = serve(&conf, &s, &req);
+        assert!(payload.len() <= MAX_REPLY);
+        assert!(payload.len() > MAX_REPLY - 60);
+        let m = decode(&payload);
+        let Some(DhcpOption::DomainSearchList(n)) = m.opts().get(OptionCode::DomainSearchList)
+        else {
+            panic!("no domain list");
+        };
+        assert!(n.len() > 10 && n.len() < 80);
+
+        // A short buffer bounds the reply too, or is refused.
+        let mut out = [0u8; 400];
+        let n = s
+            .reply(&conf, CLIENT_LL, ALL_SERVERS, &req, &mut out)
+            .unwrap()
+            .unwrap();
+        assert!(n <= 400);
+        decode(&out[..n]);
+        assert_eq!(
+            s.reply(&conf, CLIENT_LL, ALL_SERVERS, &req, &mut out[..100]),
+            Err(Dhcpv6Drop::OutputTooSmall)
+        );
+    }
+
+    fn valid_request() -> Vec<u8> {
+        let s = server().1;
+        request(
+            MessageType::Request,
+            vec![
+                ia_na(Some("2001:db8:99::1".parse().unwrap())),
+                DhcpOption::ServerId(s.duid().to_vec()),
+                DhcpOption::Unknown(UnknownOption::new(OptionCode::ClientFqdn, vec![1, 0])),
+            ],
+        )
+    }
+
+    #[test]
+    fn truncated_requests_never_panic() {
+        let (conf, s) = server();
+        let req = valid_request();
+        assert!(run(&conf, &s, &req).unwrap().is_some());
+        for n in 0..req.len() {
+            let r = run(&conf, &s, &req[..n]);
+            if n < HEADER_LEN {
+                assert_eq!(r, Err(Dhcpv6Drop::TooShort));
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_requests_never_panic() {
+        let (conf, s) = server();
+        let base = valid_request();
+        let mut out = [0u8; 1500];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut answered = 0;
+        for _ in 0..20_000 {
+            let mut req = base.clone();
+            for _ in 0..(next() % 6) {
+                let i = (next() as usize) % req.len();
+                req[i] = next() as u8;
+            }
+            let len = (next() as usize) % (req.len() + 1);
+            if let Ok(Some(n)) = s.reply(&conf, CLIENT_LL, ALL_SERVERS, &req[..len], &mut out) {
+                answered += 1;
+                assert!(n <= MAX_REPLY);
+                assert!(options(&out[HEADER_LEN..n]).all(|o| o.is_ok()));
+            }
+        }
+        assert!(answered > 100, "{answered}");
+    }
+}
