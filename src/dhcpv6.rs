@@ -189,10 +189,8 @@ impl<'a> Request<'a> {
                     r.ia_na.get_or_insert(data);
                 }
                 opt::IA_TA => r.has_ia_ta = true,
-                opt::CLIENT_FQDN => {
-                    if r.fqdn_flags.is_none() {
-                        r.fqdn_flags = data.first().copied();
-                    }
+                opt::CLIENT_FQDN if r.fqdn_flags.is_none() => {
+                    r.fqdn_flags = data.first().copied();
                 }
                 _ => {}
             }
@@ -213,7 +211,7 @@ impl<'a> Request<'a> {
 
 /// The first IA_NA or IA_TA (IA_NAs first) holding an address that is not
 /// `ours`: its code and body.
-fn foreign_ia<'a>(opts: &'a [u8], ours: Ipv6Addr) -> Option<(u16, &'a [u8])> {
+fn foreign_ia(opts: &[u8], ours: Ipv6Addr) -> Option<(u16, &[u8])> {
     for (kind, fixed) in [(opt::IA_NA, IA_NA_FIXED), (opt::IA_TA, IA_TA_FIXED)] {
         for (code, body) in options(opts).map_while(Result::ok) {
             if code != kind {
@@ -652,32 +650,32 @@ mod tests {
         let ia = ia_na(Some(guest()));
         let t = MessageType::Request;
 
-        let r = |t, o: &[DhcpOption]| run(&conf, &s, &request(t, o.to_vec()));
+        let r = |t, o: Vec<DhcpOption>| run(&conf, &s, &request(t, o));
         assert_eq!(
-            r(MessageType::Solicit, &[ours.clone()]),
+            r(MessageType::Solicit, vec![ours.clone()]),
             Err(Dhcpv6Drop::UnexpectedServerId)
         );
         assert_eq!(
-            r(MessageType::Confirm, &[ours.clone(), ia.clone()]),
+            r(MessageType::Confirm, vec![ours.clone(), ia.clone()]),
             Err(Dhcpv6Drop::UnexpectedServerId)
         );
         for t in [t, MessageType::Renew, MessageType::Rebind] {
-            assert_eq!(r(t, &[ia.clone()]), Err(Dhcpv6Drop::MissingServerId));
+            assert_eq!(r(t, vec![ia.clone()]), Err(Dhcpv6Drop::MissingServerId));
             assert_eq!(
-                r(t, &[wrong.clone(), ia.clone()]),
+                r(t, vec![wrong.clone(), ia.clone()]),
                 Err(Dhcpv6Drop::NotOurServerId)
             );
-            let m = decode(&r(t, &[ours.clone(), ia.clone()]).unwrap().unwrap());
+            let m = decode(&r(t, vec![ours.clone(), ia.clone()]).unwrap().unwrap());
             assert_eq!(m.msg_type(), MessageType::Reply);
             assert_lease(&m, 0x1234_5678);
         }
         assert_eq!(
-            r(MessageType::InformationRequest, &[wrong.clone()]),
+            r(MessageType::InformationRequest, vec![wrong.clone()]),
             Err(Dhcpv6Drop::NotOurServerId)
         );
         let short = DhcpOption::ServerId(vec![0, 1, 0, 1]);
         assert_eq!(
-            r(MessageType::Renew, &[short]),
+            r(MessageType::Renew, vec![short]),
             Err(Dhcpv6Drop::BadServerId)
         );
     }
