@@ -1,5 +1,7 @@
-//! passt-rs: user-mode networking for virtual machines (passt) and network
-//! namespaces (pasta), without a TCP/IP stack.
+//! passt-rs
 
 pub mod conf;
+pub mod dhcp;
+pub mod dhcpv6;
+pub mod dns_name;
 pub mod netlink;

@@ -1,0 +1,929 @@
+//! Built-in DHCPv6 server: one address (IA_NA), nameservers and search list.
+//!
+//! # Theory of operation
+//!
+//! As for DHCPv4, the guest's configuration is fixed at start-up, so the
+//! server keeps no bindings: [`Dhcpv6Server`] only holds our DUID (a
+//! DUID-LLT made of our MAC address and the start-up time), and
+//! [`Dhcpv6Server::reply`] maps a request's UDP payload to a reply's UDP
+//! payload. The caller checks the UDP destination port (547) and sends the
+//! reply from `our_tap_ll`:547 to the client's address, port 546.
+//!
+//! Only messages sent to All_DHCP_Relay_Agents_and_Servers (ff02::1:2) are
+//! served. A request must carry a Client Identifier (DUID of at most 128
+//! bytes); a Server Identifier, when present, must be ours byte for byte.
+//!
+//! | request             | server id       | answer    |
+//! |---------------------|-----------------|-----------|
+//! | SOLICIT             | must be absent  | ADVERTISE |
+//! | REQUEST, RENEW      | must be ours    | REPLY     |
+//! | CONFIRM             | must be absent  | REPLY     |
+//! | REBIND              | must be ours    | REPLY     |
+//! | INFORMATION-REQUEST | ours, if any    | REPLY     |
+//! | anything else       |                 | none      |
+//!
+//! An INFORMATION-REQUEST must not carry an IA. For REQUEST, RENEW and
+//! CONFIRM, an IA_NA or IA_TA holding an address other than the guest's
+//! gets a REPLY with that IA and a NotOnLink status (RFC 8415, 18.3.2), so
+//! that the client starts over with a SOLICIT.
+//!
+//! Otherwise the answer holds, in this order: our Server Identifier; an
+//! IA_NA (the client's IAID, or 1, T1 = T2 = infinite) with the guest's
+//! address (preferred and valid lifetimes infinite) — passt includes it
+//! even in replies to INFORMATION-REQUEST, and so do we; the client's
+//! identifier; DNS servers (23) and the domain list (24) unless disabled;
+//! the client FQDN (39) if configured, with the O flag set when the client
+//! asked us to do the DNS update (S flag), which we never do. Optional
+//! options are dropped when they would push the message past the IPv6
+//! minimum MTU (1280 bytes with IPv6 and UDP headers).
+//!
+//! Requests come from the guest and are not trusted: the option walk is
+//! bounds checked and only moves forward, nested options are looked for
+//! only inside their IA, and nothing is allocated.
+
+use std::net::Ipv6Addr;
+
+use crate::conf::Config;
+use crate::dns_name;
+
+/// All_DHCP_Relay_Agents_and_Servers.
+const ALL_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+
+/// Largest reply payload: IPv6 minimum MTU minus IPv6 and UDP headers.
+const MAX_REPLY: usize = 1280 - 40 - 8;
+/// Longest client DUID we accept (RFC 8415, 11.1).
+const MAX_DUID: usize = 128;
+/// Nameservers announced at most.
+const MAX_DNS: usize = 3;
+/// Message header: type and transaction id.
+const HEADER_LEN: usize = 4;
+/// Option header: code and length.
+const OPT_HDR: usize = 4;
+/// DUID-LLT for Ethernet: type, hardware type, time, MAC.
+const DUID_LEN: usize = 14;
+/// IAID, T1, T2.
+const IA_NA_FIXED: usize = 12;
+/// IAID.
+const IA_TA_FIXED: usize = 4;
+/// Address, preferred and valid lifetimes.
+const IAADDR_LEN: usize = 24;
+const INFINITE: u32 = u32::MAX;
+
+/// Message types (RFC 8415, 7.3).
+mod msg {
+    pub const SOLICIT: u8 = 1;
+    pub const ADVERTISE: u8 = 2;
+    pub const REQUEST: u8 = 3;
+    pub const CONFIRM: u8 = 4;
+    pub const RENEW: u8 = 5;
+    pub const REBIND: u8 = 6;
+    pub const REPLY: u8 = 7;
+    pub const INFORMATION_REQUEST: u8 = 11;
+}
+
+/// Option codes.
+mod opt {
+    pub const CLIENT_ID: u16 = 1;
+    pub const SERVER_ID: u16 = 2;
+    pub const IA_NA: u16 = 3;
+    pub const IA_TA: u16 = 4;
+    pub const IAADDR: u16 = 5;
+    pub const STATUS_CODE: u16 = 13;
+    pub const DNS_SERVERS: u16 = 23;
+    pub const DOMAIN_LIST: u16 = 24;
+    pub const CLIENT_FQDN: u16 = 39;
+}
+
+const STATUS_NOT_ON_LINK: u16 = 4;
+const NOT_ON_LINK_MSG: &[u8] = b"Prefix not appropriate for link.";
+/// Client FQDN flags (RFC 4704): S from the client, O in our answer.
+const FQDN_S: u8 = 0x01;
+const FQDN_O: u8 = 0x02;
+
+/// Why a request was dropped without reply.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum Dhcpv6Drop {
+    #[error("destination is not ff02::1:2")]
+    NotAllServers,
+    #[error("message shorter than its header")]
+    TooShort,
+    #[error("option {0} runs past the end of the message")]
+    OptionOverrun(u16),
+    #[error("no client identifier")]
+    NoClientId,
+    #[error("client identifier longer than 128 bytes")]
+    ClientIdTooLong,
+    #[error("server identifier of the wrong size")]
+    BadServerId,
+    #[error("server identifier is not ours")]
+    NotOurServerId,
+    #[error("server identifier missing")]
+    MissingServerId,
+    #[error("server identifier not allowed in this message")]
+    UnexpectedServerId,
+    #[error("IA option too short")]
+    BadIa,
+    #[error("identity association in an information request")]
+    UnexpectedIa,
+    #[error("reply buffer too small")]
+    OutputTooSmall,
+}
+
+/// Iterator over (code, data) of a sequence of options; yields an error
+/// once, and then stops, if an option runs past the end.
+struct Options<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Options<'a> {
+    type Item = Result<(u16, &'a [u8]), Dhcpv6Drop>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let Some((hdr, body)) = self.rest.split_first_chunk::<OPT_HDR>() else {
+            self.rest = &[];
+            return Some(Err(Dhcpv6Drop::OptionOverrun(0)));
+        };
+        let code = u16::from_be_bytes([hdr[0], hdr[1]]);
+        let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+        if body.len() < len {
+            self.rest = &[];
+            return Some(Err(Dhcpv6Drop::OptionOverrun(code)));
+        }
+        let (data, rest) = body.split_at(len);
+        self.rest = rest;
+        Some(Ok((code, data)))
+    }
+}
+
+fn options(bytes: &[u8]) -> Options<'_> {
+    Options { rest: bytes }
+}
+
+/// The top-level options of a request that matter to us (first occurrence
+/// of each).
+#[derive(Default)]
+struct Request<'a> {
+    client_id: Option<&'a [u8]>,
+    server_id: Option<&'a [u8]>,
+    ia_na: Option<&'a [u8]>,
+    has_ia_ta: bool,
+    fqdn_flags: Option<u8>,
+}
+
+impl<'a> Request<'a> {
+    fn parse(opts: &'a [u8]) -> Result<Self, Dhcpv6Drop> {
+        let mut r = Request::default();
+        for o in options(opts) {
+            let (code, data) = o?;
+            match code {
+                opt::CLIENT_ID => {
+                    r.client_id.get_or_insert(data);
+                }
+                opt::SERVER_ID => {
+                    r.server_id.get_or_insert(data);
+                }
+                opt::IA_NA => {
+                    r.ia_na.get_or_insert(data);
+                }
+                opt::IA_TA => r.has_ia_ta = true,
+                opt::CLIENT_FQDN if r.fqdn_flags.is_none() => {
+                    r.fqdn_flags = data.first().copied();
+                }
+                _ => {}
+            }
+        }
+        let client_id = r.client_id.ok_or(Dhcpv6Drop::NoClientId)?;
+        if client_id.len() > MAX_DUID {
+            return Err(Dhcpv6Drop::ClientIdTooLong);
+        }
+        if r.server_id.is_some_and(|s| s.len() != DUID_LEN) {
+            return Err(Dhcpv6Drop::BadServerId);
+        }
+        if r.ia_na.is_some_and(|ia| ia.len() < IA_NA_FIXED) {
+            return Err(Dhcpv6Drop::BadIa);
+        }
+        Ok(r)
+    }
+}
+
+/// The first IA_NA or IA_TA (IA_NAs first) holding an address that is not
+/// `ours`: its code and body.
+fn foreign_ia(opts: &[u8], ours: Ipv6Addr) -> Option<(u16, &[u8])> {
+    for (kind, fixed) in [(opt::IA_NA, IA_NA_FIXED), (opt::IA_TA, IA_TA_FIXED)] {
+        for (code, body) in options(opts).map_while(Result::ok) {
+            if code != kind {
+                continue;
+            }
+            let Some(nested) = body.get(fixed..) else {
+                continue;
+            };
+            let foreign = options(nested)
+                .map_while(Result::ok)
+                .filter(|&(c, _)| c == opt::IAADDR)
+                .filter_map(|(_, a)| a.first_chunk::<16>())
+                .any(|a| Ipv6Addr::from(*a) != ours);
+            if foreign {
+                return Some((code, body));
+            }
+        }
+    }
+    None
+}
+
+/// Writes options into a bounded buffer; `put` refuses what does not fit.
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    fn room(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
+        self.pos += bytes.len();
+    }
+
+    /// Writes an option header and returns where its length goes.
+    fn header(&mut self, code: u16) -> usize {
+        self.bytes(&code.to_be_bytes());
+        self.bytes(&[0, 0]);
+        self.pos - 2
+    }
+
+    /// Fixes the length of the option whose length field is at `at`.
+    fn close(&mut self, at: usize) {
+        let len = (self.pos - at - 2) as u16;
+        self.buf[at..at + 2].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Writes one option if it fits.
+    fn option(&mut self, code: u16, parts: &[&[u8]]) -> bool {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if OPT_HDR + len > self.room() || len > usize::from(u16::MAX) {
+            return false;
+        }
+        let at = self.header(code);
+        for part in parts {
+            self.bytes(part);
+        }
+        self.close(at);
+        true
+    }
+}
+
+/// The DHCPv6 server: our identity, the rest comes from [`Config`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dhcpv6Server {
+    /// DUID-LLT: type 1, hardware type 1 (Ethernet), time, MAC.
+    duid: [u8; DUID_LEN],
+}
+
+impl Dhcpv6Server {
+    /// A server identified by our MAC address and `secs_since_2000`, the
+    /// start-up time in seconds since 2000-01-01 00:00 UTC.
+    pub fn new(conf: &Config, secs_since_2000: u32) -> Self {
+        let mut duid = [0u8; DUID_LEN];
+        duid[0..2].copy_from_slice(&1u16.to_be_bytes());
+        duid[2..4].copy_from_slice(&1u16.to_be_bytes());
+        duid[4..8].copy_from_slice(&secs_since_2000.to_be_bytes());
+        duid[8..14].copy_from_slice(&conf.our_mac);
+        Dhcpv6Server { duid }
+    }
+
+    /// Our DUID, as sent in the Server Identifier option.
+    pub fn duid(&self) -> &[u8] {
+        &self.duid
+    }
+
+    /// Answers one request: `request` is the UDP payload that `src_ll` sent
+    /// to `dst` port 547. The reply payload is written at the start of
+    /// `out` (at least 256 bytes; 1232 leaves room for every option) and
+    /// its length returned. `Ok(None)`: nothing to answer (DHCPv6 disabled,
+    /// no address to give, or a message type we ignore).
+    pub fn reply(
+        &self,
+        conf: &Config,
+        src_ll: Ipv6Addr,
+        dst: Ipv6Addr,
+        request: &[u8],
+        out: &mut [u8],
+    ) -> Result<Option<usize>, Dhcpv6Drop> {
+        let Some(ip6) = conf.ip6.as_ref().filter(|_| !conf.no_dhcpv6) else {
+            return Ok(None);
+        };
+        let Some(addr) = ip6.addr else {
+            return Ok(None);
+        };
+        if dst != ALL_SERVERS {
+            return Err(Dhcpv6Drop::NotAllServers);
+        }
+        let (&[msg_type, x0, x1, x2], opts) = request
+            .split_first_chunk::<HEADER_LEN>()
+            .ok_or(Dhcpv6Drop::TooShort)?;
+        let req = Request::parse(opts)?;
+        let ours = |sid: Option<&[u8]>| match sid {
+            None => Err(Dhcpv6Drop::MissingServerId),
+            Some(s) if s == self.duid => Ok(()),
+            Some(_) => Err(Dhcpv6Drop::NotOurServerId),
+        };
+
+        let mut check_link = false;
+        let reply_type = match msg_type {
+            msg::SOLICIT => {
+                if req.server_id.is_some() {
+                    return Err(Dhcpv6Drop::UnexpectedServerId);
+                }
+                msg::ADVERTISE
+            }
+            msg::CONFIRM => {
+                if req.server_id.is_some() {
+                    return Err(Dhcpv6Drop::UnexpectedServerId);
+                }
+                check_link = true;
+                msg::REPLY
+            }
+            msg::REQUEST | msg::RENEW => {
+                ours(req.server_id)?;
+                check_link = true;
+                msg::REPLY
+            }
+            msg::REBIND => {
+                ours(req.server_id)?;
+                msg::REPLY
+            }
+            msg::INFORMATION_REQUEST => {
+                if req.server_id.is_some() {
+                    ours(req.server_id)?;
+                }
+                if req.ia_na.is_some() || req.has_ia_ta {
+                    return Err(Dhcpv6Drop::UnexpectedIa);
+                }
+                msg::REPLY
+            }
+            _ => return Ok(None),
+        };
+        log::debug!("DHCPv6: message type {msg_type} from {src_ll}");
+
+        let limit = out.len().min(MAX_REPLY);
+        let mut w = Writer {
+            buf: &mut out[..limit],
+            pos: 0,
+        };
+        // Fixed part: header, server id, IA with one nested option, client
+        // id. The largest IA is the NotOnLink one (IA_NA + status code).
+        let client_id = req.client_id.unwrap_or_default();
+        let fixed = HEADER_LEN
+            + OPT_HDR
+            + DUID_LEN
+            + OPT_HDR
+            + IA_NA_FIXED
+            + OPT_HDR
+            + IAADDR_LEN.max(2 + NOT_ON_LINK_MSG.len())
+            + OPT_HDR
+            + client_id.len();
+        if w.room() < fixed {
+            return Err(Dhcpv6Drop::OutputTooSmall);
+        }
+        let client_id_opt: &[&[u8]] = &[client_id];
+
+        if check_link {
+            if let Some((code, ia)) = foreign_ia(opts, addr) {
+                log::info!("DHCPv6: requested address not on link, sending NotOnLink");
+                let fixed_len = if code == opt::IA_NA {
+                    IA_NA_FIXED
+                } else {
+                    IA_TA_FIXED
+                };
+                w.bytes(&[msg::REPLY, x0, x1, x2]);
+                w.option(opt::SERVER_ID, &[&self.duid]);
+                let at = w.header(code);
+                w.bytes(&ia[..fixed_len]);
+                w.option(
+                    opt::STATUS_CODE,
+                    &[&STATUS_NOT_ON_LINK.to_be_bytes(), NOT_ON_LINK_MSG],
+                );
+                w.close(at);
+                w.option(opt::CLIENT_ID, client_id_opt);
+                return Ok(Some(w.pos));
+            }
+        }
+
+        let iaid = match req.ia_na {
+            Some(ia) => &ia[..4],
+            None => &1u32.to_be_bytes()[..],
+        };
+        w.bytes(&[reply_type, x0, x1, x2]);
+        w.option(opt::SERVER_ID, &[&self.duid]);
+        let at = w.header(opt::IA_NA);
+        w.bytes(iaid);
+        w.bytes(&INFINITE.to_be_bytes());
+        w.bytes(&INFINITE.to_be_bytes());
+        w.option(
+            opt::IAADDR,
+            &[
+                &addr.octets(),
+                &INFINITE.to_be_bytes(),
+                &INFINITE.to_be_bytes(),
+            ],
+        );
+        w.close(at);
+        w.option(opt::CLIENT_ID, client_id_opt);
+
+        if !conf.no_dhcp_dns {
+            let mut dns = [0u8; 16 * MAX_DNS];
+            let mut n = 0;
+            for a in ip6.dns.iter().filter(|a| !a.is_unspecified()).take(MAX_DNS) {
+                dns[n..n + 16].copy_from_slice(&a.octets());
+                n += 16;
+            }
+            if n > 0 {
+                w.option(opt::DNS_SERVERS, &[&dns[..n]]);
+            }
+        }
+
+        if !conf.no_dhcp_search && w.room() > OPT_HDR {
+            let at = w.pos;
+            let hdr = w.header(opt::DOMAIN_LIST);
+            for name in &conf.search {
+                // Root-only names say nothing: skip them.
+                if name.is_empty() || name == "." {
+                    continue;
+                }
+                if let Some(len) = dns_name::encode(name, &mut w.buf[w.pos..]) {
+                    w.pos += len;
+                }
+            }
+            if w.pos == hdr + 2 {
+                w.pos = at;
+            } else {
+                w.close(hdr);
+            }
+        }
+
+        if let Some(fqdn) = conf.fqdn.as_deref().filter(|f| !f.is_empty()) {
+            let flags = match req.fqdn_flags {
+                Some(f) if f & FQDN_S != 0 => FQDN_O,
+                _ => 0,
+            };
+            let mut name = [0u8; dns_name::MAX_NAME];
+            if let Some(len) = dns_name::encode(fqdn, &mut name) {
+                w.option(opt::CLIENT_FQDN, &[&[flags], &name[..len]]);
+            }
+        }
+
+        Ok(Some(w.pos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::tests::test_config;
+    use dhcproto::v6::{
+        DhcpOption, DhcpOptions, IAAddr, Message, MessageType, OptionCode, Status, UnknownOption,
+        IANA, IATA,
+    };
+    use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+
+    const CLIENT_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe12, 0x3456);
+    const START: u32 = 0x3039_1234;
+
+    fn guest() -> Ipv6Addr {
+        "2001:db8::10".parse().unwrap()
+    }
+
+    fn server() -> (Config, Dhcpv6Server) {
+        let conf = test_config();
+        let server = Dhcpv6Server::new(&conf, START);
+        (conf, server)
+    }
+
+    fn client_duid() -> Vec<u8> {
+        vec![0, 3, 0, 1, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56]
+    }
+
+    fn ia_na(addr: Option<Ipv6Addr>) -> DhcpOption {
+        let mut opts = DhcpOptions::new();
+        if let Some(addr) = addr {
+            opts.insert(DhcpOption::IAAddr(IAAddr {
+                addr,
+                preferred_life: 3600,
+                valid_life: 7200,
+                opts: DhcpOptions::new(),
+            }));
+        }
+        DhcpOption::IANA(IANA {
+            id: 0x1234_5678,
+            t1: 100,
+            t2: 200,
+            opts,
+        })
+    }
+
+    fn request(t: MessageType, opts: Vec<DhcpOption>) -> Vec<u8> {
+        let mut m = Message::new_with_id(t, [0xab, 0xcd, 0xef]);
+        m.opts_mut().insert(DhcpOption::ClientId(client_duid()));
+        for o in opts {
+            m.opts_mut().insert(o);
+        }
+        let mut buf = Vec::new();
+        m.encode(&mut Encoder::new(&mut buf)).unwrap();
+        buf
+    }
+
+    fn run(conf: &Config, s: &Dhcpv6Server, req: &[u8]) -> Result<Option<Vec<u8>>, Dhcpv6Drop> {
+        let mut out = [0u8; 1500];
+        let n = s.reply(conf, CLIENT_LL, ALL_SERVERS, req, &mut out)?;
+        Ok(n.map(|n| out[..n].to_vec()))
+    }
+
+    fn serve(conf: &Config, s: &Dhcpv6Server, req: &[u8]) -> Vec<u8> {
+        run(conf, s, req).unwrap().unwrap()
+    }
+
+    fn decode(payload: &[u8]) -> Message {
+        Message::decode(&mut Decoder::new(payload)).unwrap()
+    }
+
+    /// Top-level option codes in wire order.
+    fn codes(payload: &[u8]) -> Vec<u16> {
+        options(&payload[HEADER_LEN..])
+            .map(|o| o.unwrap().0)
+            .collect()
+    }
+
+    fn raw_option(payload: &[u8], code: u16) -> Option<&[u8]> {
+        options(&payload[HEADER_LEN..])
+            .map(|o| o.unwrap())
+            .find(|&(c, _)| c == code)
+            .map(|(_, d)| d)
+    }
+
+    fn assert_lease(m: &Message, iaid: u32) {
+        match m.opts().get(OptionCode::IANA) {
+            Some(DhcpOption::IANA(ia)) => {
+                assert_eq!((ia.id, ia.t1, ia.t2), (iaid, INFINITE, INFINITE));
+                assert_eq!(
+                    ia.opts.get(OptionCode::IAAddr),
+                    Some(&DhcpOption::IAAddr(IAAddr {
+                        addr: guest(),
+                        preferred_life: INFINITE,
+                        valid_life: INFINITE,
+                        opts: DhcpOptions::new(),
+                    }))
+                );
+            }
+            other => panic!("no IA_NA: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn duid_is_llt_of_our_mac() {
+        let (conf, s) = server();
+        let mut expected = vec![0, 1, 0, 1];
+        expected.extend_from_slice(&START.to_be_bytes());
+        expected.extend_from_slice(&conf.our_mac);
+        assert_eq!(s.duid(), &expected[..]);
+    }
+
+    #[test]
+    fn solicit_gets_advertise_with_everything() {
+        let (conf, s) = server();
+        let payload = serve(&conf, &s, &request(MessageType::Solicit, vec![ia_na(None)]));
+        assert_eq!(codes(&payload), [2, 3, 1, 23, 24, 39]);
+        let m = decode(&payload);
+        assert_eq!(m.msg_type(), MessageType::Advertise);
+        assert_eq!(m.xid(), [0xab, 0xcd, 0xef]);
+        let o = m.opts();
+        assert_eq!(
+            o.get(OptionCode::ServerId),
+            Some(&DhcpOption::ServerId(s.duid().to_vec()))
+        );
+        assert_eq!(
+            o.get(OptionCode::ClientId),
+            Some(&DhcpOption::ClientId(client_duid()))
+        );
+        assert_lease(&m, 0x1234_5678);
+        assert_eq!(
+            o.get(OptionCode::DomainNameServers),
+            Some(&DhcpOption::DomainNameServers(vec!["2001:db8::53"
+                .parse()
+                .unwrap()]))
+        );
+        match o.get(OptionCode::DomainSearchList) {
+            Some(DhcpOption::DomainSearchList(n)) => {
+                let n: Vec<_> = n.iter().map(|n| n.to_ascii()).collect();
+                assert_eq!(n, ["eng.example.com.", "example.com."]);
+            }
+            other => panic!("no domain list: {other:?}"),
+        }
+        assert_eq!(
+            raw_option(&payload, opt::CLIENT_FQDN),
+            Some(&b"\x00\x05guest\x07example\x03com\x00"[..])
+        );
+    }
+
+    #[test]
+    fn fqdn_s_flag_gets_o_flag() {
+        let (conf, s) = server();
+        let fqdn = UnknownOption::new(OptionCode::ClientFqdn, b"\x01\x01x\x00".to_vec());
+        let req = request(MessageType::Solicit, vec![DhcpOption::Unknown(fqdn)]);
+        let payload = serve(&conf, &s, &req);
+        assert_eq!(raw_option(&payload, opt::CLIENT_FQDN).unwrap()[0], FQDN_O);
+        // No IA from the client: IAID 1.
+        assert_lease(&decode(&payload), 1);
+    }
+
+    #[test]
+    fn server_id_rules() {
+        let (conf, s) = server();
+        let ours = DhcpOption::ServerId(s.duid().to_vec());
+        let mut wrong = s.duid().to_vec();
+        wrong[13] ^= 1;
+        let wrong = DhcpOption::ServerId(wrong);
+        let ia = ia_na(Some(guest()));
+        let t = MessageType::Request;
+
+        let r = |t, o: Vec<DhcpOption>| run(&conf, &s, &request(t, o));
+        assert_eq!(
+            r(MessageType::Solicit, vec![ours.clone()]),
+            Err(Dhcpv6Drop::UnexpectedServerId)
+        );
+        assert_eq!(
+            r(MessageType::Confirm, vec![ours.clone(), ia.clone()]),
+            Err(Dhcpv6Drop::UnexpectedServerId)
+        );
+        for t in [t, MessageType::Renew, MessageType::Rebind] {
+            assert_eq!(r(t, vec![ia.clone()]), Err(Dhcpv6Drop::MissingServerId));
+            assert_eq!(
+                r(t, vec![wrong.clone(), ia.clone()]),
+                Err(Dhcpv6Drop::NotOurServerId)
+            );
+            let m = decode(&r(t, vec![ours.clone(), ia.clone()]).unwrap().unwrap());
+            assert_eq!(m.msg_type(), MessageType::Reply);
+            assert_lease(&m, 0x1234_5678);
+        }
+        assert_eq!(
+            r(MessageType::InformationRequest, vec![wrong.clone()]),
+            Err(Dhcpv6Drop::NotOurServerId)
+        );
+        let short = DhcpOption::ServerId(vec![0, 1, 0, 1]);
+        assert_eq!(
+            r(MessageType::Renew, vec![short]),
+            Err(Dhcpv6Drop::BadServerId)
+        );
+    }
+
+    #[test]
+    fn confirm_and_request_with_foreign_address_get_not_on_link() {
+        let (conf, s) = server();
+        let foreign = ia_na(Some("2001:db8:99::1".parse().unwrap()));
+        let ours = DhcpOption::ServerId(s.duid().to_vec());
+        for req in [
+            request(MessageType::Confirm, vec![foreign.clone()]),
+            request(MessageType::Request, vec![foreign.clone(), ours.clone()]),
+            request(MessageType::Renew, vec![foreign.clone(), ours.clone()]),
+        ] {
+            let payload = serve(&conf, &s, &req);
+            assert_eq!(codes(&payload), [2, 3, 1]);
+            let m = decode(&payload);
+            assert_eq!(m.msg_type(), MessageType::Reply);
+            assert_eq!(m.xid(), [0xab, 0xcd, 0xef]);
+            let Some(DhcpOption::IANA(ia)) = m.opts().get(OptionCode::IANA) else {
+                panic!("no IA_NA");
+            };
+            assert_eq!((ia.id, ia.t1, ia.t2), (0x1234_5678, 100, 200));
+            assert!(ia.opts.get(OptionCode::IAAddr).is_none());
+            match ia.opts.get(OptionCode::StatusCode) {
+                Some(DhcpOption::StatusCode(sc)) => {
+                    assert_eq!(sc.status, Status::NotOnLink);
+                    assert_eq!(sc.msg, "Prefix not appropriate for link.");
+                }
+                other => panic!("no status: {other:?}"),
+            }
+            assert_eq!(
+                m.opts().get(OptionCode::ClientId),
+                Some(&DhcpOption::ClientId(client_duid()))
+            );
+        }
+
+        // A temporary address counts too.
+        let mut opts = DhcpOptions::new();
+        opts.insert(DhcpOption::IAAddr(IAAddr {
+            addr: "2001:db8:99::2".parse().unwrap(),
+            preferred_life: 0,
+            valid_life: 0,
+            opts: DhcpOptions::new(),
+        }));
+        let ta = DhcpOption::IATA(IATA { id: 77, opts });
+        let payload = serve(&conf, &s, &request(MessageType::Confirm, vec![ta]));
+        let m = decode(&payload);
+        let Some(DhcpOption::IATA(ia)) = m.opts().get(OptionCode::IATA) else {
+            panic!("no IA_TA");
+        };
+        assert_eq!(ia.id, 77);
+        assert!(matches!(
+            ia.opts.get(OptionCode::StatusCode),
+            Some(DhcpOption::StatusCode(sc)) if sc.status == Status::NotOnLink
+        ));
+
+        // Our own address is fine; REBIND does not check, as in passt.
+        let payload = serve(
+            &conf,
+            &s,
+            &request(MessageType::Confirm, vec![ia_na(Some(guest()))]),
+        );
+        assert_lease(&decode(&payload), 0x1234_5678);
+        let payload = serve(
+            &conf,
+            &s,
+            &request(MessageType::Rebind, vec![foreign, ours]),
+        );
+        assert_lease(&decode(&payload), 0x1234_5678);
+    }
+
+    #[test]
+    fn information_request() {
+        let (conf, s) = server();
+        let payload = serve(&conf, &s, &request(MessageType::InformationRequest, vec![]));
+        let m = decode(&payload);
+        assert_eq!(m.msg_type(), MessageType::Reply);
+        assert_lease(&m, 1);
+        let ours = DhcpOption::ServerId(s.duid().to_vec());
+        assert!(run(
+            &conf,
+            &s,
+            &request(MessageType::InformationRequest, vec![ours])
+        )
+        .is_ok());
+        assert_eq!(
+            run(
+                &conf,
+                &s,
+                &request(MessageType::InformationRequest, vec![ia_na(None)])
+            ),
+            Err(Dhcpv6Drop::UnexpectedIa)
+        );
+    }
+
+    #[test]
+    fn ignored_and_refused() {
+        let (conf, s) = server();
+        let mut out = [0u8; 1500];
+        let req = request(MessageType::Solicit, vec![]);
+        for t in [
+            MessageType::Release,
+            MessageType::Decline,
+            MessageType::Reply,
+        ] {
+            assert_eq!(run(&conf, &s, &request(t, vec![])), Ok(None));
+        }
+        let unicast = s.reply(&conf, CLIENT_LL, "fe80::1".parse().unwrap(), &req, &mut out);
+        assert_eq!(unicast, Err(Dhcpv6Drop::NotAllServers));
+        let site = s.reply(
+            &conf,
+            CLIENT_LL,
+            "ff05::1:3".parse().unwrap(),
+            &req,
+            &mut out,
+        );
+        assert_eq!(site, Err(Dhcpv6Drop::NotAllServers));
+
+        let mut c = test_config();
+        c.no_dhcpv6 = true;
+        assert_eq!(run(&c, &s, &req), Ok(None));
+        let mut c = test_config();
+        c.ip6.as_mut().unwrap().addr = None;
+        assert_eq!(run(&c, &s, &req), Ok(None));
+        let mut c = test_config();
+        c.ip6 = None;
+        assert_eq!(run(&c, &s, &req), Ok(None));
+
+        let mut m = Message::new_with_id(MessageType::Solicit, [1, 2, 3]);
+        let mut no_id = Vec::new();
+        m.encode(&mut Encoder::new(&mut no_id)).unwrap();
+        assert_eq!(run(&conf, &s, &no_id), Err(Dhcpv6Drop::NoClientId));
+        m.opts_mut().insert(DhcpOption::ClientId(vec![9; 129]));
+        let mut long_id = Vec::new();
+        m.encode(&mut Encoder::new(&mut long_id)).unwrap();
+        assert_eq!(run(&conf, &s, &long_id), Err(Dhcpv6Drop::ClientIdTooLong));
+    }
+
+    #[test]
+    fn disabled_options_are_left_out() {
+        let (mut conf, s) = server();
+        conf.no_dhcp_dns = true;
+        conf.no_dhcp_search = true;
+        conf.fqdn = None;
+        let payload = serve(&conf, &s, &request(MessageType::Solicit, vec![]));
+        assert_eq!(codes(&payload), [2, 3, 1]);
+
+        let (mut conf, s) = server();
+        conf.ip6.as_mut().unwrap().dns.clear();
+        conf.search = vec![".".into(), "".into(), "a..b".into(), "ok.example".into()];
+        let payload = serve(&conf, &s, &request(MessageType::Solicit, vec![]));
+        assert_eq!(codes(&payload), [2, 3, 1, 24, 39]);
+        assert_eq!(
+            raw_option(&payload, opt::DOMAIN_LIST),
+            Some(&b"\x02ok\x07example\x00"[..])
+        );
+        conf.search = vec![".".into()];
+        let payload = serve(&conf, &s, &request(MessageType::Solicit, vec![]));
+        assert_eq!(codes(&payload), [2, 3, 1, 39]);
+    }
+
+    #[test]
+    fn reply_fits_minimum_mtu() {
+        let (mut conf, s) = server();
+        conf.search = (0..80)
+            .map(|i| format!("search-domain-{i:02}.a-long-enough-suffix.example"))
+            .collect();
+        conf.fqdn = Some(format!("{}.{}.example", "h".repeat(63), "i".repeat(63)));
+        let mut m = Message::new_with_id(MessageType::Solicit, [1, 2, 3]);
+        m.opts_mut().insert(DhcpOption::ClientId(vec![9; 128]));
+        let mut req = Vec::new();
+        m.encode(&mut Encoder::new(&mut req)).unwrap();
+        let payload = serve(&conf, &s, &req);
+        assert!(payload.len() <= MAX_REPLY);
+        assert!(payload.len() > MAX_REPLY - 60);
+        let m = decode(&payload);
+        let Some(DhcpOption::DomainSearchList(n)) = m.opts().get(OptionCode::DomainSearchList)
+        else {
+            panic!("no domain list");
+        };
+        assert!(n.len() > 10 && n.len() < 80);
+
+        // A short buffer bounds the reply too, or is refused.
+        let mut out = [0u8; 400];
+        let n = s
+            .reply(&conf, CLIENT_LL, ALL_SERVERS, &req, &mut out)
+            .unwrap()
+            .unwrap();
+        assert!(n <= 400);
+        decode(&out[..n]);
+        assert_eq!(
+            s.reply(&conf, CLIENT_LL, ALL_SERVERS, &req, &mut out[..100]),
+            Err(Dhcpv6Drop::OutputTooSmall)
+        );
+    }
+
+    fn valid_request() -> Vec<u8> {
+        let s = server().1;
+        request(
+            MessageType::Request,
+            vec![
+                ia_na(Some("2001:db8:99::1".parse().unwrap())),
+                DhcpOption::ServerId(s.duid().to_vec()),
+                DhcpOption::Unknown(UnknownOption::new(OptionCode::ClientFqdn, vec![1, 0])),
+            ],
+        )
+    }
+
+    #[test]
+    fn truncated_requests_never_panic() {
+        let (conf, s) = server();
+        let req = valid_request();
+        assert!(run(&conf, &s, &req).unwrap().is_some());
+        for n in 0..req.len() {
+            let r = run(&conf, &s, &req[..n]);
+            if n < HEADER_LEN {
+                assert_eq!(r, Err(Dhcpv6Drop::TooShort));
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_requests_never_panic() {
+        let (conf, s) = server();
+        let base = valid_request();
+        let mut out = [0u8; 1500];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut answered = 0;
+        for _ in 0..20_000 {
+            let mut req = base.clone();
+            for _ in 0..(next() % 6) {
+                let i = (next() as usize) % req.len();
+                req[i] = next() as u8;
+            }
+            let len = (next() as usize) % (req.len() + 1);
+            if let Ok(Some(n)) = s.reply(&conf, CLIENT_LL, ALL_SERVERS, &req[..len], &mut out) {
+                answered += 1;
+                assert!(n <= MAX_REPLY);
+                assert!(options(&out[HEADER_LEN..n]).all(|o| o.is_ok()));
+            }
+        }
+        assert!(answered > 100, "{answered}");
+    }
+}
