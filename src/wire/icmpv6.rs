@@ -80,24 +80,38 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 
     /// Echo identifier, if the message is long enough to carry one.
     pub fn echo_ident(&self) -> Option<u16> {
-        let b = self.buffer.as_ref().get(field::ECHO_IDENT..field::ECHO_IDENT + 2)?;
+        let b = self
+            .buffer
+            .as_ref()
+            .get(field::ECHO_IDENT..field::ECHO_IDENT + 2)?;
         Some(u16::from_be_bytes([b[0], b[1]]))
     }
 
     /// Echo sequence number, if the message is long enough to carry one.
     pub fn echo_seq(&self) -> Option<u16> {
-        let b = self.buffer.as_ref().get(field::ECHO_SEQ..field::ECHO_SEQ + 2)?;
+        let b = self
+            .buffer
+            .as_ref()
+            .get(field::ECHO_SEQ..field::ECHO_SEQ + 2)?;
         Some(u16::from_be_bytes([b[0], b[1]]))
     }
 
     /// Target address of an NS or NA, if the message is long enough.
     pub fn ndp_target(&self) -> Option<Ipv6Addr> {
-        let b: [u8; 16] = self.buffer.as_ref().get(field::NDP_TARGET)?.try_into().ok()?;
+        let b: [u8; 16] = self
+            .buffer
+            .as_ref()
+            .get(field::NDP_TARGET)?
+            .try_into()
+            .ok()?;
         Some(Ipv6Addr::from(b))
     }
 
     pub fn verify_checksum(&self, pseudo: u64) -> bool {
-        checksum::verify(checksum::combine(pseudo, checksum::sum(self.buffer.as_ref())))
+        checksum::verify(checksum::combine(
+            pseudo,
+            checksum::sum(self.buffer.as_ref()),
+        ))
     }
 
     /// Everything after the common header.
@@ -122,7 +136,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     /// Computes and stores the checksum over the whole buffer.
     pub fn fill_checksum(&mut self, pseudo: u64) {
         self.set_checksum(0);
-        let c = checksum::finish(checksum::combine(pseudo, checksum::sum(self.buffer.as_ref())));
+        let c = checksum::finish(checksum::combine(
+            pseudo,
+            checksum::sum(self.buffer.as_ref()),
+        ));
         self.set_checksum(c);
     }
 
@@ -141,8 +158,10 @@ mod tests {
         b[0] = msg_type::NEIGHBOUR_SOLICIT;
         let t: Ipv6Addr = "fe80::1".parse().unwrap();
         b[8..24].copy_from_slice(&t.octets());
-        let (s, d): (Ipv6Addr, Ipv6Addr) =
-            ("fe80::2".parse().unwrap(), "ff02::1:ff00:1".parse().unwrap());
+        let (s, d): (Ipv6Addr, Ipv6Addr) = (
+            "fe80::2".parse().unwrap(),
+            "ff02::1:ff00:1".parse().unwrap(),
+        );
         let ph = checksum::pseudo_v6(s, d, 58, 24);
         let mut p = Icmpv6Packet::new_checked(&mut b[..]).unwrap();
         p.fill_checksum(ph);

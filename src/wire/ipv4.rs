@@ -204,10 +204,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 mod tests {
     use super::*;
 
-    /// A real IPv4 header (ping from 192.168.0.1 to 192.168.0.199, from
-    /// Wikipedia's checksum example), with 4 payload bytes.
+    /// An IPv4 header (ICMP from 172.16.10.99 to 172.16.10.12, DF, TTL 64),
+    /// with 4 payload bytes.
     const PACKET: [u8; 24] = [
-        0x45, 0x00, 0x00, 0x18, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x01, 0xb1, 0xe6, 0xac, 0x10, 0x0a,
+        0x45, 0x00, 0x00, 0x18, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x01, 0xb2, 0x0f, 0xac, 0x10, 0x0a,
         0x63, 0xac, 0x10, 0x0a, 0x0c, 1, 2, 3, 4,
     ];
 
@@ -248,6 +248,6 @@ mod tests {
         b[11] = 0;
         let mut p = Ipv4Packet::new_checked(&mut b[..]).unwrap();
         p.fill_checksum();
-        assert_eq!(p.checksum(), 0xb1e6);
+        assert_eq!(p.checksum(), 0xb20f);
     }
 }

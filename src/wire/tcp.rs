@@ -55,9 +55,15 @@ pub enum TcpOption<'a> {
     Mss(u16),
     WindowScale(u8),
     SackPermitted,
-    Timestamp { value: u32, echo: u32 },
+    Timestamp {
+        value: u32,
+        echo: u32,
+    },
     /// Any other option, or a known kind with an unexpected length.
-    Unknown { kind: u8, data: &'a [u8] },
+    Unknown {
+        kind: u8,
+        data: &'a [u8],
+    },
 }
 
 /// Iterator over the options of a header.
@@ -224,7 +230,10 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Verifies the checksum over the whole buffer (the segment) given the
     /// pseudo-header sum.
     pub fn verify_checksum(&self, pseudo: u64) -> bool {
-        checksum::verify(checksum::combine(pseudo, checksum::sum(self.buffer.as_ref())))
+        checksum::verify(checksum::combine(
+            pseudo,
+            checksum::sum(self.buffer.as_ref()),
+        ))
     }
 
     pub fn payload(&self) -> &[u8] {
@@ -270,7 +279,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Computes and stores the checksum over the whole buffer.
     pub fn fill_checksum(&mut self, pseudo: u64) {
         self.set_checksum(0);
-        let c = checksum::finish(checksum::combine(pseudo, checksum::sum(self.buffer.as_ref())));
+        let c = checksum::finish(checksum::combine(
+            pseudo,
+            checksum::sum(self.buffer.as_ref()),
+        ));
         self.set_checksum(c);
     }
 
