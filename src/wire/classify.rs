@@ -330,3 +330,413 @@ fn udp_l4<'a>(udp: &UdpPacket<&'a [u8]>) -> L4<'a> {
         payload: data.get(super::udp::HEADER_LEN..).unwrap_or(&[]),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::XorShift;
+    use etherparse::{PacketBuilder, TcpOptionElement};
+
+    const GUEST: Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    const US: Mac = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
+    const G4: [u8; 4] = [10, 0, 2, 15];
+    const R4: [u8; 4] = [93, 184, 216, 34];
+    const G6: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x15,
+    ];
+    const R6: [u8; 16] = [
+        0x26, 0x06, 0x28, 0, 0x02, 0x20, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x34,
+    ];
+
+    fn eth() -> etherparse::PacketBuilderStep<etherparse::Ethernet2Header> {
+        PacketBuilder::ethernet2(GUEST, US)
+    }
+
+    fn udp4(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        eth()
+            .ipv4(G4, R4, 64)
+            .udp(40000, 53)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn tcp4_syn() -> Vec<u8> {
+        let mut v = Vec::new();
+        eth()
+            .ipv4(G4, R4, 64)
+            .tcp(40000, 80, 0x1234_5678, 64240)
+            .syn()
+            .options(&[
+                TcpOptionElement::MaximumSegmentSize(1460),
+                TcpOptionElement::Noop,
+                TcpOptionElement::WindowScale(7),
+            ])
+            .unwrap()
+            .write(&mut v, &[])
+            .unwrap();
+        v
+    }
+
+    fn icmp4_echo() -> Vec<u8> {
+        let mut v = Vec::new();
+        eth()
+            .ipv4(G4, R4, 64)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut v, b"0123456789")
+            .unwrap();
+        v
+    }
+
+    fn udp6(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        eth()
+            .ipv6(G6, R6, 64)
+            .udp(5353, 53)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn tcp6_data() -> Vec<u8> {
+        let mut v = Vec::new();
+        eth()
+            .ipv6(G6, R6, 64)
+            .tcp(40000, 443, 1, 1000)
+            .ack(99)
+            .psh()
+            .write(&mut v, b"GET / HTTP/1.1\r\n")
+            .unwrap();
+        v
+    }
+
+    fn icmp6_echo() -> Vec<u8> {
+        let mut v = Vec::new();
+        eth()
+            .ipv6(G6, R6, 64)
+            .icmpv6_echo_request(7, 1)
+            .write(&mut v, b"abc")
+            .unwrap();
+        v
+    }
+
+    fn arp_request() -> Vec<u8> {
+        let mut v = vec![0u8; 60];
+        let r = crate::wire::arp::ArpRepr {
+            oper: crate::wire::arp::OP_REQUEST,
+            sha: GUEST,
+            spa: G4.into(),
+            tha: [0; 6],
+            tpa: [10, 0, 2, 2].into(),
+        };
+        crate::wire::build::eth_arp(&mut v, GUEST, [0xff; 6], &r).unwrap();
+        v
+    }
+
+    fn all_valid() -> Vec<Vec<u8>> {
+        vec![
+            udp4(b"query"),
+            udp4(&[]),
+            tcp4_syn(),
+            icmp4_echo(),
+            udp6(b"query6"),
+            tcp6_data(),
+            icmp6_echo(),
+            arp_request(),
+        ]
+    }
+
+    /// Recomputes the IPv4 header checksum after a test edit.
+    fn fix_ip4(f: &mut [u8]) {
+        Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+    }
+
+    #[test]
+    fn valid_frames() {
+        let f = udp4(b"query");
+        let c = classify(&f).unwrap();
+        assert_eq!((c.src_mac, c.dst_mac), (GUEST, US));
+        let L3::Ipv4 {
+            src, dst, ttl, l4, ..
+        } = c.l3
+        else {
+            panic!()
+        };
+        assert_eq!((src, dst, ttl), (G4.into(), R4.into(), 64));
+        assert!(matches!(
+            l4,
+            L4::Udp { sport: 40000, dport: 53, payload } if payload == b"query"
+        ));
+
+        let f = tcp4_syn();
+        let L3::Ipv4 { l4: L4::Tcp(t), .. } = classify(&f).unwrap().l3 else {
+            panic!()
+        };
+        assert!(t.syn() && t.seq() == 0x1234_5678);
+        assert_eq!((t.mss(), t.window_scale()), (Some(1460), Some(7)));
+
+        let f = icmp4_echo();
+        let L3::Ipv4 {
+            l4: L4::Icmp {
+                msg_type, message, ..
+            },
+            ..
+        } = classify(&f).unwrap().l3
+        else {
+            panic!()
+        };
+        assert_eq!((msg_type, message.len()), (8, 18));
+
+        let f = udp6(b"query6");
+        let L3::Ipv6 { src, l4, .. } = classify(&f).unwrap().l3 else {
+            panic!()
+        };
+        assert_eq!(src, Ipv6Addr::from(G6));
+        assert!(matches!(l4, L4::Udp { sport: 5353, payload, .. } if payload == b"query6"));
+
+        let f = tcp6_data();
+        let L3::Ipv6 { l4: L4::Tcp(t), .. } = classify(&f).unwrap().l3 else {
+            panic!()
+        };
+        assert_eq!((t.ack(), t.payload()), (99, &b"GET / HTTP/1.1\r\n"[..]));
+
+        let f = icmp6_echo();
+        assert!(matches!(
+            classify(&f).unwrap().l3,
+            L3::Ipv6 {
+                l4: L4::Icmpv6 { msg_type: 128, .. },
+                ..
+            }
+        ));
+
+        let f = arp_request();
+        let L3::Arp(a) = classify(&f).unwrap().l3 else {
+            panic!()
+        };
+        assert_eq!(a.tpa(), Ipv4Addr::new(10, 0, 2, 2));
+    }
+
+    #[test]
+    fn ethernet_padding_is_cut() {
+        let mut f = udp4(b"x");
+        f.resize(60, 0xee);
+        let L3::Ipv4 {
+            l4: L4::Udp { payload, .. },
+            ..
+        } = classify(&f).unwrap().l3
+        else {
+            panic!()
+        };
+        assert_eq!(payload, b"x");
+    }
+
+    #[test]
+    fn every_truncation_is_dropped_without_panic() {
+        for f in all_valid() {
+            let needed = if f.len() == 60 { 42 } else { f.len() };
+            for n in 0..f.len() {
+                let r = classify(&f[..n]);
+                assert_eq!(r.is_ok(), n >= needed, "len {n} of {f:02x?}");
+            }
+        }
+    }
+
+    #[test]
+    fn frame_size_limits() {
+        assert_eq!(classify(&[]).unwrap_err(), DropReason::FrameTooShort);
+        assert_eq!(classify(&[0; 13]).unwrap_err(), DropReason::FrameTooShort);
+        let big = vec![0u8; MAX_FRAME_LEN + 1];
+        assert_eq!(classify(&big).unwrap_err(), DropReason::FrameTooLong);
+    }
+
+    #[test]
+    fn unknown_ethertype() {
+        let mut f = udp4(b"q");
+        f[12..14].copy_from_slice(&0x88ccu16.to_be_bytes()); // LLDP
+        assert_eq!(classify(&f).unwrap_err(), DropReason::UnknownEtherType);
+    }
+
+    #[test]
+    fn ipv4_header_errors() {
+        let base = udp4(b"query");
+
+        let mut f = base.clone();
+        f[14] = 0x65;
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Ipv4BadVersion);
+
+        // IHL 6: one word of options (the UDP header then reads as options).
+        let mut f = base.clone();
+        f[14] = 0x46;
+        fix_ip4(&mut f);
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Ipv4Options);
+
+        let mut f = base.clone();
+        let too_long = (f.len() - 14 + 1) as u16;
+        f[16..18].copy_from_slice(&too_long.to_be_bytes());
+        fix_ip4(&mut f);
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Ipv4BadLength);
+
+        let mut f = base.clone();
+        f[16..18].copy_from_slice(&19u16.to_be_bytes());
+        fix_ip4(&mut f);
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Ipv4BadLength);
+
+        let mut f = base.clone();
+        f[24] ^= 1;
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Ipv4BadChecksum);
+
+        for frag in [0x2000u16, 0x0001, 0x6000] {
+            let mut f = base.clone();
+            f[20..22].copy_from_slice(&frag.to_be_bytes());
+            fix_ip4(&mut f);
+            assert_eq!(
+                classify(&f).unwrap_err(),
+                DropReason::Ipv4Fragment,
+                "{frag:x}"
+            );
+        }
+
+        for (off, a) in [(26, [127, 0, 0, 1]), (30, [127, 1, 2, 3])] {
+            let mut f = base.clone();
+            f[off..off + 4].copy_from_slice(&a);
+            fix_ip4(&mut f);
+            assert_eq!(classify(&f).unwrap_err(), DropReason::Loopback);
+        }
+
+        let mut f = base.clone();
+        f[23] = 132; // SCTP
+        fix_ip4(&mut f);
+        assert_eq!(classify(&f).unwrap_err(), DropReason::UnknownProtocol);
+    }
+
+    #[test]
+    fn ipv6_header_errors() {
+        let base = udp6(b"query6");
+
+        let mut f = base.clone();
+        f[14] = 0x40;
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Ipv6BadVersion);
+
+        let mut f = base.clone();
+        f[19] += 1;
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Ipv6BadLength);
+
+        let mut f = base.clone();
+        f[20] = 0; // hop-by-hop
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Ipv6ExtensionHeader);
+        f[20] = 44;
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Ipv6Fragment);
+        f[20] = 1; // ICMP (v4) in IPv6
+        assert_eq!(classify(&f).unwrap_err(), DropReason::UnknownProtocol);
+
+        let mut f = base.clone();
+        f[22..38].copy_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Loopback);
+    }
+
+    #[test]
+    fn l4_errors() {
+        // UDP length not matching the IP payload.
+        let mut f = udp4(b"query");
+        f[38..40].copy_from_slice(&12u16.to_be_bytes());
+        assert_eq!(classify(&f).unwrap_err(), DropReason::UdpBadLength);
+        f[38..40].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(classify(&f).unwrap_err(), DropReason::UdpBadLength);
+
+        // Truncated UDP header: IP says 4 bytes of payload.
+        let mut f = udp4(b"query");
+        f[16..18].copy_from_slice(&24u16.to_be_bytes());
+        fix_ip4(&mut f);
+        assert_eq!(classify(&f).unwrap_err(), DropReason::UdpTruncated);
+
+        // Bad UDP checksum; zero means none on IPv4, not on IPv6.
+        let mut f = udp4(b"query");
+        let last = f.len() - 1;
+        f[last] ^= 0x40;
+        assert_eq!(classify(&f).unwrap_err(), DropReason::UdpBadChecksum);
+        f[40..42].fill(0);
+        assert!(classify(&f).is_ok());
+        let mut f = udp6(b"query6");
+        f[60..62].fill(0);
+        assert_eq!(classify(&f).unwrap_err(), DropReason::UdpBadChecksum);
+
+        // TCP: data offset below 5 words or past the segment.
+        let mut f = tcp4_syn();
+        f[46] = 0x40 | (f[46] & 0x0f);
+        assert_eq!(classify(&f).unwrap_err(), DropReason::TcpBadOffset);
+        f[46] = 0xf0 | (f[46] & 0x0f);
+        assert_eq!(classify(&f).unwrap_err(), DropReason::TcpBadOffset);
+        let mut f = tcp6_data();
+        let last = f.len() - 1;
+        f[last] ^= 1;
+        assert_eq!(classify(&f).unwrap_err(), DropReason::TcpBadChecksum);
+
+        let mut f = icmp4_echo();
+        f[40] ^= 1;
+        assert_eq!(classify(&f).unwrap_err(), DropReason::IcmpBadChecksum);
+        let mut f = icmp6_echo();
+        f[58] ^= 1;
+        assert_eq!(classify(&f).unwrap_err(), DropReason::Icmpv6BadChecksum);
+    }
+
+    #[test]
+    fn drop_reason_table() {
+        assert_eq!(DropReason::COUNT, DropReason::ALL.len());
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(!r.as_str().is_empty());
+        }
+        let mut counters = [0u64; DropReason::COUNT];
+        counters[DropReason::Icmpv6BadChecksum.index()] += 1;
+        assert_eq!(counters[DropReason::COUNT - 1], 1);
+    }
+
+    /// Random byte flips, insertions of random lengths and truncations of
+    /// valid frames: whatever the result, it must not panic, and the views
+    /// of an accepted frame must be usable.
+    #[test]
+    fn fuzz_random_corruption() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let frames = all_valid();
+        let mut accepted = 0;
+        for i in 0..40_000u32 {
+            let mut f = frames[i as usize % frames.len()].clone();
+            let flips = 1 + rng.next() % 4;
+            for _ in 0..flips {
+                let pos = (rng.next() as usize) % f.len();
+                let v = rng.next() as u8;
+                f[pos] = if rng.next() % 2 == 0 {
+                    v
+                } else {
+                    f[pos] ^ (1 << (v % 8))
+                };
+            }
+            if rng.next() % 4 == 0 {
+                let n = (rng.next() as usize) % (f.len() + 1);
+                f.truncate(n);
+            }
+            if let Ok(c) = classify(&f) {
+                touch(&c);
+                accepted += 1;
+            }
+        }
+        // Flips in payloads and MACs keep some frames valid: both paths ran.
+        assert!(accepted > 0 && accepted < 40_000, "{accepted}");
+    }
+
+    /// Reads every accessor of a classified frame.
+    fn touch(c: &Classified<'_>) {
+        let l4 = match c.l3 {
+            L3::Arp(a) => {
+                let _ = (a.htype(), a.oper(), a.sha(), a.spa(), a.tha(), a.tpa());
+                return;
+            }
+            L3::Ipv4 { l4, .. } | L3::Ipv6 { l4, .. } => l4,
+        };
+        if let L4::Tcp(t) = l4 {
+            let _ = (t.seq(), t.ack(), t.flags(), t.window(), t.payload().len());
+            let _ = t.options().count();
+        }
+    }
+}
