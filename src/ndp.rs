@@ -366,3 +366,253 @@ impl RaTimer {
         self.next
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arp::tests::test_config;
+    use crate::wire::classify;
+    use etherparse::{Icmpv6Type, NetSlice, SlicedPacket, TransportSlice};
+
+    const GUEST_MAC: Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+    fn guest_ll() -> Ipv6Addr {
+        "fe80::5054:ff:fe12:3456".parse().unwrap()
+    }
+
+    /// A frame from the guest carrying `msg` (checksum filled in).
+    fn from_guest(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 256];
+        let n = build::eth_ipv6_icmpv6(
+            &mut f,
+            GUEST_MAC,
+            [0x33, 0x33, 0, 0, 0, 2],
+            src,
+            dst,
+            255,
+            msg,
+        )
+        .unwrap();
+        f.truncate(n);
+        f
+    }
+
+    fn run(conf: &Config, frame: &[u8]) -> Option<Vec<u8>> {
+        let c = classify(frame).unwrap();
+        let mut out = [0u8; 1500];
+        handle(conf, &c, &mut out).map(|n| out[..n].to_vec())
+    }
+
+    /// (type, body) of each option after `start` in an ICMPv6 message.
+    fn options(msg: &[u8], start: usize) -> Vec<(u8, Vec<u8>)> {
+        let mut v = Vec::new();
+        let mut rest = &msg[start..];
+        while !rest.is_empty() {
+            let len = usize::from(rest[1]) * 8;
+            assert!(len > 0 && len <= rest.len());
+            v.push((rest[0], rest[2..len].to_vec()));
+            rest = &rest[len..];
+        }
+        v
+    }
+
+    /// Checks the IPv6 envelope with etherparse and returns the message.
+    fn icmp_of(frame: &[u8], dst: Ipv6Addr, dst_mac: Mac) -> (Icmpv6Type, Vec<u8>) {
+        let p = SlicedPacket::from_ethernet(frame).unwrap();
+        let Some(etherparse::LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!()
+        };
+        assert_eq!(
+            (e.source(), e.destination()),
+            (crate::conf::DEFAULT_MAC, dst_mac)
+        );
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            panic!()
+        };
+        let h = ip.header();
+        assert_eq!(h.hop_limit(), 255);
+        assert_eq!(h.source_addr(), "fe80::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(h.destination_addr(), dst);
+        let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+            panic!()
+        };
+        let want = etherparse::Icmpv6Header::with_checksum(
+            i.icmp_type(),
+            h.source(),
+            h.destination(),
+            i.payload(),
+        )
+        .unwrap();
+        assert_eq!(want.checksum, i.checksum());
+        // Our own classifier accepts what we send.
+        assert!(classify(frame).is_ok());
+        (i.icmp_type(), i.slice().to_vec())
+    }
+
+    fn ns(target: Ipv6Addr) -> [u8; 32] {
+        let mut m = [0u8; 32];
+        m[0] = msg_type::NEIGHBOUR_SOLICIT;
+        m[8..24].copy_from_slice(&target.octets());
+        m[24] = 1;
+        m[25] = 1;
+        m[26..32].copy_from_slice(&GUEST_MAC);
+        m
+    }
+
+    #[test]
+    fn neighbour_solicitation_gets_advertisement() {
+        let conf = test_config();
+        let target: Ipv6Addr = "fe80::1".parse().unwrap();
+        let f = from_guest(guest_ll(), "ff02::1:ff00:1".parse().unwrap(), &ns(target));
+        let r = run(&conf, &f).unwrap();
+        let (t, msg) = icmp_of(&r, guest_ll(), GUEST_MAC);
+        let Icmpv6Type::NeighborAdvertisement(h) = t else {
+            panic!("{t:?}")
+        };
+        assert!(h.router && h.solicited && h.r#override);
+        assert_eq!(&msg[8..24], &target.octets());
+        assert_eq!(options(&msg, 24), [(2, crate::conf::DEFAULT_MAC.to_vec())]);
+
+        // Any target is answered (proxy), DAD is not.
+        let other: Ipv6Addr = "2001:db8:ffff::1".parse().unwrap();
+        assert!(run(&conf, &from_guest(guest_ll(), other, &ns(other))).is_some());
+        let dad = from_guest(
+            Ipv6Addr::UNSPECIFIED,
+            "ff02::1:ff12:3456".parse().unwrap(),
+            &ns(guest_ll()),
+        );
+        assert!(run(&conf, &dad).is_none());
+        // Truncated NS: classified fine, no answer.
+        let short = from_guest(guest_ll(), target, &ns(target)[..20]);
+        assert!(run(&conf, &short).is_none());
+        // --no-ndp.
+        let mut c = test_config();
+        c.no_ndp = true;
+        assert!(run(&c, &f).is_none());
+    }
+
+    fn rs() -> [u8; 16] {
+        let mut m = [0u8; 16];
+        m[0] = msg_type::ROUTER_SOLICIT;
+        m[8] = 1;
+        m[9] = 1;
+        m[10..16].copy_from_slice(&GUEST_MAC);
+        m
+    }
+
+    #[test]
+    fn router_solicitation_gets_full_advertisement() {
+        let conf = test_config();
+        let f = from_guest(guest_ll(), "ff02::2".parse().unwrap(), &rs());
+        let r = run(&conf, &f).unwrap();
+        let (t, msg) = icmp_of(&r, guest_ll(), GUEST_MAC);
+        let Icmpv6Type::RouterAdvertisement(h) = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(h.cur_hop_limit, 255);
+        assert!(h.managed_address_config && !h.other_config);
+        assert_eq!(h.router_lifetime, 65535);
+        let opts = options(&msg, 16);
+        let types: Vec<u8> = opts.iter().map(|o| o.0).collect();
+        assert_eq!(types, [3, 1, 5, 25, 31]);
+        // Prefix information: /64, L+A, infinite, prefix masked.
+        let pi = &opts[0].1;
+        assert_eq!((pi[0], pi[1]), (64, 0xc0));
+        assert_eq!(&pi[2..10], &[0xff; 8]);
+        let prefix: Ipv6Addr = "2001:db8:1:2::".parse().unwrap();
+        assert_eq!(&pi[14..30], &prefix.octets());
+        assert_eq!(opts[1].1, crate::conf::DEFAULT_MAC);
+        assert_eq!(&opts[2].1[2..6], &65520u32.to_be_bytes());
+        let rdnss = &opts[3].1;
+        assert_eq!(rdnss.len(), 6 + 16);
+        let dns: Ipv6Addr = "2001:db8::53".parse().unwrap();
+        assert_eq!(&rdnss[6..22], &dns.octets());
+        let dnssl = &opts[4].1;
+        let names = b"\x07example\x03com\x00\x03lab\x07example\x03org\x00";
+        assert_eq!(&dnssl[6..6 + names.len()], names);
+        assert!(dnssl[6 + names.len()..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn router_advertisement_options_follow_config() {
+        let f = from_guest(guest_ll(), "ff02::2".parse().unwrap(), &rs());
+        let types = |c: &Config| -> Vec<u8> {
+            let r = run(c, &f).unwrap();
+            let msg = &r[ICMP6_OFFSET..];
+            options(msg, 16).iter().map(|o| o.0).collect()
+        };
+        let mut c = test_config();
+        c.no_dhcp_search = true;
+        assert_eq!(types(&c), [3, 1, 5, 25]);
+        c.no_dhcp_search = false;
+        c.no_dhcp_dns = true;
+        assert_eq!(types(&c), [3, 1, 5]);
+        c.mtu = 0;
+        c.ip6.as_mut().unwrap().addr = None;
+        assert_eq!(types(&c), [1]);
+        let mut c = test_config();
+        c.search = vec!["bad..name".into(), "".into()];
+        assert_eq!(types(&c), [3, 1, 5, 25]);
+        c.no_ra = true;
+        assert!(run(&c, &f).is_none());
+
+        // An RS from :: is answered to all nodes.
+        let conf = test_config();
+        let f = from_guest(Ipv6Addr::UNSPECIFIED, "ff02::2".parse().unwrap(), &rs());
+        let r = run(&conf, &f).unwrap();
+        icmp_of(&r, ALL_NODES, ALL_NODES_MAC);
+
+        // Output buffer too small: nothing, no panic.
+        let c = classify(&f).unwrap();
+        for n in 0..200 {
+            let mut out = vec![0u8; n];
+            let _ = handle(&conf, &c, &mut out);
+        }
+    }
+
+    #[test]
+    fn originated_messages() {
+        let conf = test_config();
+        let mut out = [0u8; 1500];
+        let n = unsolicited_ra(&conf, &mut out).unwrap();
+        let (t, _) = icmp_of(&out[..n], ALL_NODES, ALL_NODES_MAC);
+        assert!(matches!(t, Icmpv6Type::RouterAdvertisement(_)));
+
+        let n = solicit_guest(&conf, &mut out).unwrap();
+        let group: Ipv6Addr = "ff02::1:ff00:10".parse().unwrap();
+        let (t, msg) = icmp_of(&out[..n], group, [0x33, 0x33, 0xff, 0, 0, 0x10]);
+        assert_eq!(t, Icmpv6Type::NeighborSolicitation);
+        let guest: Ipv6Addr = "2001:db8:1:2::10".parse().unwrap();
+        assert_eq!(&msg[8..24], &guest.octets());
+        assert_eq!(options(&msg, 24), [(1, crate::conf::DEFAULT_MAC.to_vec())]);
+
+        let mut c = test_config();
+        c.ip6.as_mut().unwrap().addr = None;
+        c.no_ra = true;
+        assert!(solicit_guest(&c, &mut out).is_none());
+        assert!(unsolicited_ra(&c, &mut out).is_none());
+    }
+
+    #[test]
+    fn ndp_types() {
+        assert!(!is_ndp(128) && !is_ndp(137));
+        assert!((133..=136).all(is_ndp));
+    }
+
+    #[test]
+    fn ra_timer() {
+        let t0 = Instant::now();
+        let mut t = RaTimer::new();
+        assert!(!t.check(t0, 0)); // arms only
+        assert_eq!(t.next_due(), Some(t0 + Duration::from_secs(200)));
+        assert!(!t.check(t0 + Duration::from_secs(199), 5));
+        assert!(t.check(t0 + Duration::from_secs(200), u32::MAX));
+        let next = t.next_due().unwrap() - (t0 + Duration::from_secs(200));
+        assert!(next >= RaTimer::MIN_INTERVAL && next < RaTimer::MAX_INTERVAL);
+        let mut rng = crate::wire::XorShift(42);
+        for _ in 0..1000 {
+            let i = RaTimer::interval(rng.next() as u32);
+            assert!(i >= RaTimer::MIN_INTERVAL && i < RaTimer::MAX_INTERVAL);
+        }
+    }
+}
