@@ -26,7 +26,7 @@
 
 use crate::conf::Config;
 use crate::wire::arp::{ArpPacket, ArpRepr, OP_REPLY, OP_REQUEST};
-use crate::wire::{build, Mac, MAC_BROADCAST};
+use crate::wire::{build, Classified, Mac, L3, MAC_BROADCAST};
 use std::net::Ipv4Addr;
 
 /// Answers an ARP request from the guest.
@@ -62,6 +62,14 @@ pub fn reply(
     build::eth_arp(out, conf.our_mac, req_src_mac, &repr).ok()
 }
 
+/// [`reply`] for a classified guest frame: `None` unless it is ARP.
+pub fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+    match &frame.l3 {
+        L3::Arp(req) => reply(conf, frame.src_mac, req, out),
+        _ => None,
+    }
+}
+
 /// Builds the broadcast ARP request asking for the guest's address, from our
 /// MAC and tap address. `None` if IPv4 is disabled.
 pub fn probe_guest(conf: &Config, out: &mut [u8]) -> Option<usize> {
@@ -80,7 +88,7 @@ pub fn probe_guest(conf: &Config, out: &mut [u8]) -> Option<usize> {
 pub(crate) mod tests {
     use super::*;
     use crate::conf::{Ip4Conf, Ip6Conf, LogLevel, Mode, TestKnobs, DEFAULT_MAC};
-    use crate::wire::{classify, L3};
+    use crate::wire::classify;
 
     /// A configuration as passt would build it for a typical host.
     pub(crate) fn test_config() -> Config {
@@ -170,9 +178,9 @@ pub(crate) mod tests {
 
     fn answer(conf: &Config, frame: &[u8]) -> Option<Vec<u8>> {
         let c = classify(frame).unwrap();
-        let L3::Arp(p) = c.l3 else { panic!("not ARP") };
+        assert!(matches!(c.l3, L3::Arp(_)));
         let mut out = [0u8; 128];
-        reply(conf, c.src_mac, &p, &mut out).map(|n| out[..n].to_vec())
+        handle(conf, &c, &mut out).map(|n| out[..n].to_vec())
     }
 
     #[test]

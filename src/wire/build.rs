@@ -104,8 +104,8 @@ pub fn finish_ipv4_udp(
     ttl: u8,
     payload_len: usize,
 ) -> Result<usize> {
-    let l4_len = udp::HEADER_LEN + payload_len;
-    let len = L4_OFFSET_V4 + l4_len;
+    let l4_len = udp::HEADER_LEN.saturating_add(payload_len);
+    let len = L4_OFFSET_V4.saturating_add(l4_len);
     let f = frame(out, len, l4_len, MAX_L4_V4)?;
     write_ipv4(
         f,
@@ -152,8 +152,8 @@ pub fn finish_ipv6_udp(
     hop_limit: u8,
     payload_len: usize,
 ) -> Result<usize> {
-    let l4_len = udp::HEADER_LEN + payload_len;
-    let len = L4_OFFSET_V6 + l4_len;
+    let l4_len = udp::HEADER_LEN.saturating_add(payload_len);
+    let len = L4_OFFSET_V6.saturating_add(l4_len);
     let f = frame(out, len, l4_len, MAX_L4_V6)?;
     let (s, d) = (*src.ip(), *dst.ip());
     write_ipv6(f, (src_mac, dst_mac), (s, d), protocol::UDP, hop_limit);
@@ -194,7 +194,7 @@ pub fn finish_ipv4_icmp(
     if msg_len < icmp::HEADER_LEN {
         return Err(WireError::Truncated);
     }
-    let len = ICMP4_OFFSET + msg_len;
+    let len = ICMP4_OFFSET.saturating_add(msg_len);
     let f = frame(out, len, msg_len, MAX_L4_V4)?;
     write_ipv4(f, (src_mac, dst_mac), (src, dst), protocol::ICMP, ttl);
     IcmpPacket::new_unchecked(&mut f[ICMP4_OFFSET..]).fill_checksum();
@@ -230,7 +230,7 @@ pub fn finish_ipv6_icmpv6(
     if msg_len < icmpv6::HEADER_LEN {
         return Err(WireError::Truncated);
     }
-    let len = ICMP6_OFFSET + msg_len;
+    let len = ICMP6_OFFSET.saturating_add(msg_len);
     let f = frame(out, len, msg_len, MAX_L4_V6)?;
     write_ipv6(
         f,
@@ -426,8 +426,19 @@ mod tests {
             Err(WireError::BufferTooSmall)
         );
         assert_eq!(eth_ipv4_udp(&mut out, A, B, s, d, 64, &[0; 22]), Ok(64));
+        for huge in [65535 - 28 + 1, usize::MAX] {
+            assert_eq!(
+                finish_ipv4_udp(&mut out, A, B, s, d, 64, huge),
+                Err(WireError::PayloadTooLarge)
+            );
+        }
+        let (s6, d6) = (v6("fe80::1", 1), v6("fe80::2", 2));
         assert_eq!(
-            finish_ipv4_udp(&mut out, A, B, s, d, 64, 65535 - 28 + 1),
+            finish_ipv6_udp(&mut out, A, B, s6, d6, 64, usize::MAX),
+            Err(WireError::PayloadTooLarge)
+        );
+        assert_eq!(
+            finish_ipv6_icmpv6(&mut out, A, B, *s6.ip(), *d6.ip(), 64, usize::MAX),
             Err(WireError::PayloadTooLarge)
         );
         assert_eq!(

@@ -16,7 +16,7 @@
 //!   module.
 //!
 //! Views only check *lengths*. Semantic checks (version numbers, checksums,
-//! fragments, loopback addresses...) belong to [`classify`], which turns a
+//! fragments, loopback addresses...) belong to [`classify()`], which turns a
 //! raw guest frame into a [`classify::Classified`] or a
 //! [`classify::DropReason`] that the caller counts. [`build`] goes the other
 //! way: it writes complete Ethernet frames into caller-provided buffers,
