@@ -1,0 +1,464 @@
+//! Builders of complete Ethernet frames toward the guest.
+//!
+//! Each builder writes into a caller-provided buffer and returns the frame
+//! length; nothing allocates. Two shapes:
+//!
+//! * `eth_*` take the L4 payload (or ICMP message) as a slice and copy it
+//!   into place;
+//! * `finish_*` expect the payload to be already written at its offset
+//!   ([`UDP4_PAYLOAD_OFFSET`], [`UDP6_PAYLOAD_OFFSET`], [`ICMP4_OFFSET`],
+//!   [`ICMP6_OFFSET`]) and only fill in the headers around it, so that e.g.
+//!   DHCP or NDP build their message directly in the frame buffer.
+//!
+//! Header choices: IPv4 with DF set, identification 0, no options; IPv6 with
+//! traffic class and flow label 0. All checksums are computed, including
+//! the (optional) IPv4 UDP checksum. The TTL / hop limit is the caller's:
+//! 255 for link-local services (NDP requires it), 64 for forwarded traffic.
+
+use super::arp::{self, ArpPacket, ArpRepr};
+use super::eth::{self, ethertype, EthernetFrame};
+use super::icmp::{self, IcmpPacket};
+use super::icmpv6::{self, Icmpv6Packet};
+use super::ipv4::{self, protocol, Ipv4Packet};
+use super::ipv6::{self, Ipv6Packet};
+use super::udp::{self, UdpPacket};
+use super::{checksum, Mac, Result, WireError};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+
+/// Offset of the IPv4 or IPv6 header in a frame.
+pub const IP_OFFSET: usize = eth::HEADER_LEN;
+/// Offset of the L4 header after an IPv4 header.
+pub const L4_OFFSET_V4: usize = IP_OFFSET + ipv4::HEADER_LEN;
+/// Offset of the L4 header after an IPv6 header.
+pub const L4_OFFSET_V6: usize = IP_OFFSET + ipv6::HEADER_LEN;
+/// Offset of the UDP payload in an IPv4 frame.
+pub const UDP4_PAYLOAD_OFFSET: usize = L4_OFFSET_V4 + udp::HEADER_LEN;
+/// Offset of the UDP payload in an IPv6 frame.
+pub const UDP6_PAYLOAD_OFFSET: usize = L4_OFFSET_V6 + udp::HEADER_LEN;
+/// Offset of the ICMP message (its header included) in an IPv4 frame.
+pub const ICMP4_OFFSET: usize = L4_OFFSET_V4;
+/// Offset of the ICMPv6 message (its header included) in an IPv6 frame.
+pub const ICMP6_OFFSET: usize = L4_OFFSET_V6;
+/// Length of an ARP frame (without padding to 60 bytes).
+pub const ARP_FRAME_LEN: usize = eth::HEADER_LEN + arp::PACKET_LEN;
+
+/// Largest L4 length an IPv4 header can carry.
+const MAX_L4_V4: usize = 65535 - ipv4::HEADER_LEN;
+/// Largest L4 length an IPv6 header can carry (no jumbograms).
+const MAX_L4_V6: usize = 65535;
+
+fn write_eth(out: &mut [u8], src: Mac, dst: Mac, t: u16) {
+    let mut f = EthernetFrame::new_unchecked(out);
+    f.set_dst(dst);
+    f.set_src(src);
+    f.set_ethertype(t);
+}
+
+/// Writes the Ethernet and IPv4 headers for an L4 length; `out` must hold
+/// the whole frame.
+fn write_ipv4(out: &mut [u8], macs: (Mac, Mac), ip: (Ipv4Addr, Ipv4Addr), proto: u8, ttl: u8) {
+    write_eth(out, macs.0, macs.1, ethertype::IPV4);
+    let total = (out.len() - IP_OFFSET) as u16;
+    let mut p = Ipv4Packet::new_unchecked(&mut out[IP_OFFSET..]);
+    p.set_version_header_len(ipv4::HEADER_LEN);
+    p.set_tos(0);
+    p.set_total_len(total);
+    p.set_ident(0);
+    p.set_dont_frag(true);
+    p.set_ttl(ttl);
+    p.set_protocol(proto);
+    p.set_src(ip.0);
+    p.set_dst(ip.1);
+    p.fill_checksum();
+}
+
+fn write_ipv6(out: &mut [u8], macs: (Mac, Mac), ip: (Ipv6Addr, Ipv6Addr), nh: u8, hop: u8) {
+    write_eth(out, macs.0, macs.1, ethertype::IPV6);
+    let plen = (out.len() - L4_OFFSET_V6) as u16;
+    let mut p = Ipv6Packet::new_unchecked(&mut out[IP_OFFSET..]);
+    p.set_version_tc_flow(0, 0);
+    p.set_payload_len(plen);
+    p.set_next_header(nh);
+    p.set_hop_limit(hop);
+    p.set_src(ip.0);
+    p.set_dst(ip.1);
+}
+
+/// The frame slice of `len` bytes, if `l4_len` fits the header limit and
+/// `out` can hold it.
+fn frame(out: &mut [u8], len: usize, l4_len: usize, max_l4: usize) -> Result<&mut [u8]> {
+    if l4_len > max_l4 {
+        return Err(WireError::PayloadTooLarge);
+    }
+    out.get_mut(..len).ok_or(WireError::BufferTooSmall)
+}
+
+/// Completes an Ethernet/IPv4/UDP frame whose payload of `payload_len`
+/// bytes is already at [`UDP4_PAYLOAD_OFFSET`].
+pub fn finish_ipv4_udp(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ttl: u8,
+    payload_len: usize,
+) -> Result<usize> {
+    let l4_len = udp::HEADER_LEN.saturating_add(payload_len);
+    let len = L4_OFFSET_V4.saturating_add(l4_len);
+    let f = frame(out, len, l4_len, MAX_L4_V4)?;
+    write_ipv4(
+        f,
+        (src_mac, dst_mac),
+        (*src.ip(), *dst.ip()),
+        protocol::UDP,
+        ttl,
+    );
+    let mut u = UdpPacket::new_unchecked(&mut f[L4_OFFSET_V4..]);
+    u.set_src_port(src.port());
+    u.set_dst_port(dst.port());
+    u.set_len(l4_len as u16);
+    u.fill_checksum(checksum::pseudo_v4(
+        *src.ip(),
+        *dst.ip(),
+        protocol::UDP,
+        l4_len as u16,
+    ));
+    Ok(len)
+}
+
+/// Builds an Ethernet/IPv4/UDP frame carrying `payload`.
+pub fn eth_ipv4_udp(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ttl: u8,
+    payload: &[u8],
+) -> Result<usize> {
+    place(out, UDP4_PAYLOAD_OFFSET, payload)?;
+    finish_ipv4_udp(out, src_mac, dst_mac, src, dst, ttl, payload.len())
+}
+
+/// Completes an Ethernet/IPv6/UDP frame whose payload of `payload_len`
+/// bytes is already at [`UDP6_PAYLOAD_OFFSET`].
+pub fn finish_ipv6_udp(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddrV6,
+    dst: SocketAddrV6,
+    hop_limit: u8,
+    payload_len: usize,
+) -> Result<usize> {
+    let l4_len = udp::HEADER_LEN.saturating_add(payload_len);
+    let len = L4_OFFSET_V6.saturating_add(l4_len);
+    let f = frame(out, len, l4_len, MAX_L4_V6)?;
+    let (s, d) = (*src.ip(), *dst.ip());
+    write_ipv6(f, (src_mac, dst_mac), (s, d), protocol::UDP, hop_limit);
+    let mut u = UdpPacket::new_unchecked(&mut f[L4_OFFSET_V6..]);
+    u.set_src_port(src.port());
+    u.set_dst_port(dst.port());
+    u.set_len(l4_len as u16);
+    u.fill_checksum(checksum::pseudo_v6(s, d, protocol::UDP, l4_len as u32));
+    Ok(len)
+}
+
+/// Builds an Ethernet/IPv6/UDP frame carrying `payload`.
+pub fn eth_ipv6_udp(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddrV6,
+    dst: SocketAddrV6,
+    hop_limit: u8,
+    payload: &[u8],
+) -> Result<usize> {
+    place(out, UDP6_PAYLOAD_OFFSET, payload)?;
+    finish_ipv6_udp(out, src_mac, dst_mac, src, dst, hop_limit, payload.len())
+}
+
+/// Completes an Ethernet/IPv4/ICMP frame whose message (ICMP header
+/// included, checksum to be computed) of `msg_len` bytes is already at
+/// [`ICMP4_OFFSET`].
+pub fn finish_ipv4_icmp(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    msg_len: usize,
+) -> Result<usize> {
+    if msg_len < icmp::HEADER_LEN {
+        return Err(WireError::Truncated);
+    }
+    let len = ICMP4_OFFSET.saturating_add(msg_len);
+    let f = frame(out, len, msg_len, MAX_L4_V4)?;
+    write_ipv4(f, (src_mac, dst_mac), (src, dst), protocol::ICMP, ttl);
+    IcmpPacket::new_unchecked(&mut f[ICMP4_OFFSET..]).fill_checksum();
+    Ok(len)
+}
+
+/// Builds an Ethernet/IPv4/ICMP frame from an ICMP message (header
+/// included); the checksum is recomputed.
+pub fn eth_ipv4_icmp(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    message: &[u8],
+) -> Result<usize> {
+    place(out, ICMP4_OFFSET, message)?;
+    finish_ipv4_icmp(out, src_mac, dst_mac, src, dst, ttl, message.len())
+}
+
+/// Completes an Ethernet/IPv6/ICMPv6 frame whose message of `msg_len`
+/// bytes is already at [`ICMP6_OFFSET`].
+pub fn finish_ipv6_icmpv6(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    msg_len: usize,
+) -> Result<usize> {
+    if msg_len < icmpv6::HEADER_LEN {
+        return Err(WireError::Truncated);
+    }
+    let len = ICMP6_OFFSET.saturating_add(msg_len);
+    let f = frame(out, len, msg_len, MAX_L4_V6)?;
+    write_ipv6(
+        f,
+        (src_mac, dst_mac),
+        (src, dst),
+        protocol::ICMPV6,
+        hop_limit,
+    );
+    let pseudo = checksum::pseudo_v6(src, dst, protocol::ICMPV6, msg_len as u32);
+    Icmpv6Packet::new_unchecked(&mut f[ICMP6_OFFSET..]).fill_checksum(pseudo);
+    Ok(len)
+}
+
+/// Builds an Ethernet/IPv6/ICMPv6 frame from a message (header included);
+/// the checksum is recomputed.
+pub fn eth_ipv6_icmpv6(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    message: &[u8],
+) -> Result<usize> {
+    place(out, ICMP6_OFFSET, message)?;
+    finish_ipv6_icmpv6(out, src_mac, dst_mac, src, dst, hop_limit, message.len())
+}
+
+/// Builds an Ethernet/ARP frame (42 bytes, unpadded).
+pub fn eth_arp(out: &mut [u8], src_mac: Mac, dst_mac: Mac, repr: &ArpRepr) -> Result<usize> {
+    let f = out
+        .get_mut(..ARP_FRAME_LEN)
+        .ok_or(WireError::BufferTooSmall)?;
+    write_eth(f, src_mac, dst_mac, ethertype::ARP);
+    repr.emit(&mut ArpPacket::new_unchecked(&mut f[eth::HEADER_LEN..]));
+    Ok(ARP_FRAME_LEN)
+}
+
+/// Copies `data` into `out` at `off`.
+fn place(out: &mut [u8], off: usize, data: &[u8]) -> Result<()> {
+    let end = off
+        .checked_add(data.len())
+        .ok_or(WireError::PayloadTooLarge)?;
+    out.get_mut(off..end)
+        .ok_or(WireError::BufferTooSmall)?
+        .copy_from_slice(data);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+    const A: Mac = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
+    const B: Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+    fn v4(a: [u8; 4], port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(a.into(), port)
+    }
+
+    fn v6(a: &str, port: u16) -> SocketAddrV6 {
+        SocketAddrV6::new(a.parse().unwrap(), port, 0, 0)
+    }
+
+    #[test]
+    fn ipv4_udp_matches_etherparse() {
+        let mut out = [0u8; 256];
+        let payload = b"hello, guest!";
+        let (s, d) = (v4([10, 0, 2, 2], 67), v4([10, 0, 2, 15], 68));
+        let n = eth_ipv4_udp(&mut out, A, B, s, d, 255, payload).unwrap();
+        assert_eq!(n, UDP4_PAYLOAD_OFFSET + payload.len());
+        let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
+        let h = ip.header().to_header();
+        assert_eq!(h.calc_header_checksum(), h.header_checksum);
+        assert!(h.dont_fragment && !h.more_fragments);
+        assert_eq!(
+            (h.time_to_live, h.source, h.destination),
+            (255, [10, 0, 2, 2], [10, 0, 2, 15])
+        );
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!()
+        };
+        assert_eq!((u.source_port(), u.destination_port()), (67, 68));
+        assert_eq!(u.payload(), payload);
+        let c = u.to_header().calc_checksum_ipv4(&h, payload).unwrap();
+        assert_eq!(c, u.checksum());
+        // And our own classifier accepts it.
+        assert!(crate::wire::classify(&out[..n]).is_ok());
+    }
+
+    #[test]
+    fn ipv6_udp_in_place_matches_etherparse() {
+        let mut out = [0u8; 256];
+        let payload = [7u8; 33]; // odd length
+        out[UDP6_PAYLOAD_OFFSET..UDP6_PAYLOAD_OFFSET + 33].copy_from_slice(&payload);
+        let (s, d) = (v6("fe80::1", 547), v6("fe80::5054:ff:fe12:3456", 546));
+        let n = finish_ipv6_udp(&mut out, A, B, s, d, 255, 33).unwrap();
+        let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            panic!()
+        };
+        let h = ip.header().to_header();
+        assert_eq!(h.hop_limit, 255);
+        assert_eq!(usize::from(h.payload_length), 8 + 33);
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!()
+        };
+        assert_eq!(u.payload(), &payload);
+        let c = u.to_header().calc_checksum_ipv6(&h, &payload).unwrap();
+        assert_eq!(c, u.checksum());
+        assert!(crate::wire::classify(&out[..n]).is_ok());
+    }
+
+    #[test]
+    fn icmp_both_families_match_etherparse() {
+        let mut out = [0u8; 256];
+        let msg = [
+            0u8, 0, 0xde, 0xad, 0x12, 0x34, 0, 1, b'p', b'i', b'n', b'g', b'!',
+        ];
+        let n = eth_ipv4_icmp(
+            &mut out,
+            A,
+            B,
+            [1, 1, 1, 1].into(),
+            [10, 0, 2, 15].into(),
+            64,
+            &msg,
+        )
+        .unwrap();
+        let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
+        let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
+            panic!()
+        };
+        let want = etherparse::Icmpv4Header::with_checksum(i.icmp_type(), i.payload());
+        assert_eq!(want.checksum, i.checksum());
+        assert!(matches!(
+            i.icmp_type(),
+            etherparse::Icmpv4Type::EchoReply(e) if e.id == 0x1234 && e.seq == 1
+        ));
+
+        let msg6 = [129u8, 0, 0, 0, 0x12, 0x34, 0, 2, 1, 2, 3];
+        let (s, d): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        let mut out = [0u8; 256];
+        let n = eth_ipv6_icmpv6(&mut out, A, B, s, d, 64, &msg6).unwrap();
+        let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
+        let Some(TransportSlice::Icmpv6(i)) = &p.transport else {
+            panic!()
+        };
+        let want = etherparse::Icmpv6Header::with_checksum(
+            i.icmp_type(),
+            s.octets(),
+            d.octets(),
+            i.payload(),
+        )
+        .unwrap();
+        assert_eq!(want.checksum, i.checksum());
+        assert!(crate::wire::classify(&out[..n]).is_ok());
+    }
+
+    #[test]
+    fn arp_matches_etherparse() {
+        let mut out = [0u8; 64];
+        let r = ArpRepr {
+            oper: arp::OP_REPLY,
+            sha: A,
+            spa: [10, 0, 2, 2].into(),
+            tha: B,
+            tpa: [10, 0, 2, 15].into(),
+        };
+        let n = eth_arp(&mut out, A, B, &r).unwrap();
+        let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
+        let Some(NetSlice::Arp(a)) = &p.net else {
+            panic!()
+        };
+        assert_eq!(a.operation(), etherparse::ArpOperation::REPLY);
+        assert_eq!(a.sender_protocol_addr(), &[10, 0, 2, 2]);
+        assert_eq!(a.target_hw_addr(), &B);
+    }
+
+    #[test]
+    fn size_errors() {
+        let mut out = [0u8; 64];
+        let (s, d) = (v4([10, 0, 2, 2], 67), v4([10, 0, 2, 15], 68));
+        assert_eq!(
+            eth_ipv4_udp(&mut out, A, B, s, d, 64, &[0; 23]),
+            Err(WireError::BufferTooSmall)
+        );
+        assert_eq!(eth_ipv4_udp(&mut out, A, B, s, d, 64, &[0; 22]), Ok(64));
+        for huge in [65535 - 28 + 1, usize::MAX] {
+            assert_eq!(
+                finish_ipv4_udp(&mut out, A, B, s, d, 64, huge),
+                Err(WireError::PayloadTooLarge)
+            );
+        }
+        let (s6, d6) = (v6("fe80::1", 1), v6("fe80::2", 2));
+        assert_eq!(
+            finish_ipv6_udp(&mut out, A, B, s6, d6, 64, usize::MAX),
+            Err(WireError::PayloadTooLarge)
+        );
+        assert_eq!(
+            finish_ipv6_icmpv6(&mut out, A, B, *s6.ip(), *d6.ip(), 64, usize::MAX),
+            Err(WireError::PayloadTooLarge)
+        );
+        assert_eq!(
+            eth_ipv4_icmp(&mut out, A, B, *s.ip(), *d.ip(), 64, &[0; 7]),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(
+            eth_arp(
+                &mut out[..41],
+                A,
+                B,
+                &ArpRepr {
+                    oper: 1,
+                    sha: A,
+                    spa: Ipv4Addr::UNSPECIFIED,
+                    tha: B,
+                    tpa: Ipv4Addr::UNSPECIFIED
+                }
+            ),
+            Err(WireError::BufferTooSmall)
+        );
+    }
+}

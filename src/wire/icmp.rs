@@ -1,0 +1,141 @@
+//! ICMP (v4) messages (RFC 792). Only the 8-byte header is interpreted:
+//! type, code, checksum and, for echo messages, identifier and sequence.
+//! The checksum covers the whole message (no pseudo-header).
+
+use super::checksum;
+use super::{get_u16, set_u16, Result, WireError};
+
+mod field {
+    pub const TYPE: usize = 0;
+    pub const CODE: usize = 1;
+    pub const CHECKSUM: usize = 2;
+    pub const ECHO_IDENT: usize = 4;
+    pub const ECHO_SEQ: usize = 6;
+    pub const DATA: usize = 8;
+}
+
+/// Length of the ICMP header (including the "rest of header" word).
+pub const HEADER_LEN: usize = field::DATA;
+
+/// Message types.
+pub mod msg_type {
+    pub const ECHO_REPLY: u8 = 0;
+    pub const DEST_UNREACH: u8 = 3;
+    pub const ECHO_REQUEST: u8 = 8;
+    pub const TIME_EXCEEDED: u8 = 11;
+}
+
+/// A view of an ICMP message.
+#[derive(Clone, Copy, Debug)]
+pub struct IcmpPacket<T> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> IcmpPacket<T> {
+    pub const fn new_unchecked(buffer: T) -> Self {
+        IcmpPacket { buffer }
+    }
+
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        let p = Self::new_unchecked(buffer);
+        p.check_len()?;
+        Ok(p)
+    }
+
+    pub fn check_len(&self) -> Result<()> {
+        if self.buffer.as_ref().len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    pub fn msg_type(&self) -> u8 {
+        self.buffer.as_ref()[field::TYPE]
+    }
+
+    pub fn code(&self) -> u8 {
+        self.buffer.as_ref()[field::CODE]
+    }
+
+    pub fn checksum(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::CHECKSUM)
+    }
+
+    pub fn echo_ident(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::ECHO_IDENT)
+    }
+
+    pub fn echo_seq(&self) -> u16 {
+        get_u16(self.buffer.as_ref(), field::ECHO_SEQ)
+    }
+
+    pub fn verify_checksum(&self) -> bool {
+        checksum::verify(checksum::sum(self.buffer.as_ref()))
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::DATA..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
+    pub fn set_msg_type(&mut self, v: u8) {
+        self.buffer.as_mut()[field::TYPE] = v;
+    }
+
+    pub fn set_code(&mut self, v: u8) {
+        self.buffer.as_mut()[field::CODE] = v;
+    }
+
+    pub fn set_checksum(&mut self, v: u16) {
+        set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
+    }
+
+    pub fn set_echo_ident(&mut self, v: u16) {
+        set_u16(self.buffer.as_mut(), field::ECHO_IDENT, v);
+    }
+
+    pub fn set_echo_seq(&mut self, v: u16) {
+        set_u16(self.buffer.as_mut(), field::ECHO_SEQ, v);
+    }
+
+    /// Computes and stores the checksum over the whole buffer.
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let c = checksum::finish(checksum::sum(self.buffer.as_ref()));
+        self.set_checksum(c);
+    }
+
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer.as_mut()[field::DATA..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Echo request, id 0x1234, seq 1, payload "abcd".
+    const ECHO: [u8; 12] = [
+        0x08, 0x00, 0x21, 0x04, 0x12, 0x34, 0x00, 0x01, b'a', b'b', b'c', b'd',
+    ];
+
+    #[test]
+    fn parse_echo() {
+        let p = IcmpPacket::new_checked(&ECHO[..]).unwrap();
+        assert_eq!(p.msg_type(), msg_type::ECHO_REQUEST);
+        assert_eq!((p.echo_ident(), p.echo_seq()), (0x1234, 1));
+        assert_eq!(p.data(), b"abcd");
+        assert!(IcmpPacket::new_checked(&ECHO[..7]).is_err());
+        let mut b = ECHO;
+        let mut p = IcmpPacket::new_checked(&mut b[..]).unwrap();
+        p.fill_checksum();
+        assert!(p.verify_checksum());
+        let c = p.checksum();
+        assert_eq!(c, u16::from_be_bytes([ECHO[2], ECHO[3]]));
+    }
+}

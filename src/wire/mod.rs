@@ -1,0 +1,114 @@
+//! Wire formats: zero-copy views of the headers we read from the guest and
+//! write back to it, a classifier for guest frames, and frame builders.
+//!
+//! # Theory of operation
+//!
+//! Every protocol has a view type wrapping a byte buffer (`Packet<T>` in the
+//! smoltcp tradition): `T: AsRef<[u8]>` for reading, `T: AsMut<[u8]>` as well
+//! for the setters. The contract is the same everywhere:
+//!
+//! * `new_checked(buf)` validates every length the accessors rely on (fixed
+//!   header, length fields that delimit the payload); after it succeeds, no
+//!   accessor can panic, whatever the bytes are;
+//! * `new_unchecked(buf)` skips the checks and is meant for buffers we size
+//!   ourselves (frame builders), never for guest input;
+//! * field offsets are named constants in each file's private `field`
+//!   module.
+//!
+//! Views only check *lengths*. Semantic checks (version numbers, checksums,
+//! fragments, loopback addresses...) belong to [`classify()`], which turns a
+//! raw guest frame into a [`classify::Classified`] or a
+//! [`classify::DropReason`] that the caller counts. [`build`] goes the other
+//! way: it writes complete Ethernet frames into caller-provided buffers,
+//! with no allocation, for the services (ARP, NDP, DHCP) and the L4
+//! translators.
+
+pub mod arp;
+pub mod build;
+pub mod checksum;
+pub mod classify;
+pub mod eth;
+pub mod icmp;
+pub mod icmpv6;
+pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
+pub mod udp;
+
+pub use classify::{classify, Classified, DropReason, L3, L4};
+
+/// A MAC (Ethernet) address.
+pub type Mac = [u8; 6];
+
+/// The Ethernet broadcast address.
+pub const MAC_BROADCAST: Mac = [0xff; 6];
+
+/// Errors of the wire views and builders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The buffer is shorter than the fixed header.
+    #[error("buffer shorter than the header")]
+    Truncated,
+    /// A length field points before the end of the header or past the end
+    /// of the buffer.
+    #[error("length field inconsistent with the buffer")]
+    BadLength,
+    /// The output buffer cannot hold the frame to build.
+    #[error("output buffer too small")]
+    BufferTooSmall,
+    /// The frame to build would exceed what its length fields can express.
+    #[error("payload too large for the header")]
+    PayloadTooLarge,
+}
+
+/// Result of the wire views and builders.
+pub type Result<T> = std::result::Result<T, WireError>;
+
+/// A range of bytes in a header.
+pub(crate) type Field = std::ops::Range<usize>;
+
+/// Big-endian 16-bit read; `off + 2` must be in bounds (checked by the
+/// caller's `check_len`).
+#[inline]
+pub(crate) fn get_u16(b: &[u8], off: usize) -> u16 {
+    u16::from_be_bytes([b[off], b[off + 1]])
+}
+
+#[inline]
+pub(crate) fn get_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+#[inline]
+pub(crate) fn set_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline]
+pub(crate) fn set_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Copies a fixed-size array out of a slice whose length was checked.
+#[inline]
+pub(crate) fn get_array<const N: usize>(b: &[u8], f: Field) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&b[f]);
+    out
+}
+
+/// A tiny xorshift generator for the fuzz-style tests.
+#[cfg(test)]
+pub(crate) struct XorShift(pub u64);
+
+#[cfg(test)]
+impl XorShift {
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
