@@ -1,0 +1,6 @@
+//! Entry point. `passt` and `pasta` are the same program: the mode comes
+//! from the basename of argv[0], so a `pasta -> passt` symlink works too.
+
+fn main() {
+    std::process::exit(passt_rs::main());
+}

@@ -1,0 +1,479 @@
+//! The context one event loop owns, and the loop itself.
+//!
+//! ## A frame's way in
+//!
+//! The tap is readable: [`Tap::recv`] reads a batch of frames into the
+//! preallocated [`RxBatch`]. Each frame goes through
+//! [`wire::classify`](crate::wire::classify), the single gate that checks
+//! every header and length; a frame that fails is counted under its
+//! [`DropReason`] and logged at trace level. A classified frame is then
+//! dispatched by layer:
+//!
+//! - ARP → [`arp`](crate::arp): proxy replies;
+//! - ICMPv6 133–136 → [`ndp`](crate::ndp): router and neighbour
+//!   advertisements;
+//! - UDP to port 67 → [`dhcp`](crate::dhcp), UDP to port 547 →
+//!   [`dhcpv6`](crate::dhcpv6);
+//! - ICMP/ICMPv6 echo requests → [`icmp`](crate::icmp) ping sockets;
+//! - TCP and other UDP: the transport issues' flows (dropped for now).
+//!
+//! Replies are built in place in the tap's [`TxQueue`](crate::tap::TxQueue)
+//! and flushed once at the end of the loop iteration.
+//!
+//! ## A socket's data out
+//!
+//! epoll reports a socket by its [`EpollRef`]: the kind says which handler,
+//! the index which flow, with no lookup. The handler reads, frames the data
+//! for the guest into the transmit queue, and the same end-of-iteration
+//! flush sends it.
+//!
+//! ## Ownership
+//!
+//! [`Ctx`] owns everything mutable: the epoll set, the tap and its buffers,
+//! flows, service state, counters. The [`Config`] is borrowed read-only.
+//! A second loop (another queue, another worker) would be another `Ctx`.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use crate::conf::Config;
+use crate::event::{Epoll, EpollRef, Event, Kind};
+use crate::icmp::Icmp;
+use crate::pasta::{QuitWatch, Spawned};
+use crate::tap::{RxBatch, RxEnd, Tap};
+use crate::wire::build;
+use crate::wire::classify::{classify, DropReason, L3, L4};
+use crate::wire::Mac;
+
+/// What we learned about the guest from its frames.
+#[derive(Clone, Debug)]
+pub struct GuestState {
+    /// The guest's MAC address (broadcast until learned).
+    pub mac: Mac,
+    /// Last IPv4 source address the guest used.
+    pub addr4_seen: Option<Ipv4Addr>,
+    /// Last global IPv6 source address the guest used.
+    pub addr6_seen: Option<Ipv6Addr>,
+    /// Last link-local IPv6 source address the guest used.
+    pub addr6_ll_seen: Option<Ipv6Addr>,
+}
+
+/// Counters of the L2/L3 path.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub drops: [u64; DropReason::COUNT],
+    pub over_mtu: u64,
+    pub arp_replies: u64,
+    pub ndp_replies: u64,
+    pub dhcp_replies: u64,
+    pub dhcpv6_replies: u64,
+    pub unhandled_l4: u64,
+}
+
+/// Why the loop ended: the process exit status.
+pub type ExitCode = i32;
+
+/// Everything one event loop owns.
+pub struct Ctx<'c> {
+    pub conf: &'c Config,
+    pub epoll: Epoll,
+    pub tap: Tap,
+    rx: RxBatch,
+    pub guest: GuestState,
+    pub icmp: Icmp,
+    pub dhcpv6: crate::dhcpv6::Dhcpv6Server,
+    pub ra: crate::ndp::RaTimer,
+    /// xorshift state for RA jitter.
+    rng: u64,
+    pub counters: Counters,
+    signals: OwnedFd,
+    spawned: Option<Spawned>,
+    quit: Option<QuitWatch>,
+}
+
+/// How often periodic work runs (timeouts, RA timer).
+const TICK: Duration = Duration::from_secs(1);
+
+impl<'c> Ctx<'c> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        conf: &'c Config,
+        epoll: Epoll,
+        tap: Tap,
+        guest_mac: Option<Mac>,
+        signals: OwnedFd,
+        spawned: Option<Spawned>,
+        quit: Option<QuitWatch>,
+    ) -> io::Result<Self> {
+        epoll.add(&signals, EpollRef::new(Kind::Signal, 0))?;
+        if let Some(s) = &spawned {
+            epoll.add(&s.pidfd, EpollRef::new(Kind::Child, 0))?;
+        }
+        if let Some(q) = &quit {
+            let kind = match q {
+                QuitWatch::Inotify { .. } => Kind::NsQuitInotify,
+                QuitWatch::Timer { .. } => Kind::NsQuitTimer,
+            };
+            epoll.add(q.fd(), EpollRef::new(kind, 0))?;
+        }
+        let crate::tap::Backend::Tun(fd) = &tap.backend;
+        epoll.add(fd, EpollRef::new(Kind::Tap, 0))?;
+        let secs_since_2000 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs().saturating_sub(946_684_800) as u32)
+            .unwrap_or(0);
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Ok(Ctx {
+            conf,
+            epoll,
+            tap,
+            rx: RxBatch::new(),
+            guest: GuestState {
+                mac: guest_mac.unwrap_or([0xff; 6]),
+                addr4_seen: conf.ip4.as_ref().map(|c| c.addr),
+                addr6_seen: conf.ip6.as_ref().and_then(|c| c.addr),
+                addr6_ll_seen: None,
+            },
+            icmp: Icmp::new(conf),
+            dhcpv6: crate::dhcpv6::Dhcpv6Server::new(conf, secs_since_2000),
+            ra: crate::ndp::RaTimer::new(),
+            rng: u64::from_ne_bytes(seed) | 1,
+            counters: Counters::default(),
+            signals,
+            spawned,
+            quit,
+        })
+    }
+
+    /// Sends the probes that teach us the guest's MAC quickly (an ARP
+    /// request and a neighbour solicitation for its addresses), once the
+    /// link is configured.
+    pub fn probe_guest(&mut self) {
+        let conf = self.conf;
+        if conf.ip4.is_some() {
+            self.tap.send_with(|out| crate::arp::probe_guest(conf, out));
+        }
+        if conf.ip6.is_some() && !conf.no_ndp {
+            self.tap
+                .send_with(|out| crate::ndp::solicit_guest(conf, out));
+        }
+        self.tap.flush();
+    }
+
+    /// Lets a spawned command start (pasta spawn mode).
+    pub fn start_command(&mut self) {
+        if let Some(s) = self.spawned.as_mut() {
+            s.start();
+        }
+    }
+
+    /// Runs until a signal, the guest or the namespace ends us.
+    pub fn run(&mut self) -> ExitCode {
+        let mut events: Vec<Event> = Vec::with_capacity(64);
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let timeout = next_tick
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(1000) as i32;
+            if let Err(e) = self.epoll.wait_into(timeout, &mut events) {
+                log::error!("epoll_wait: {e}");
+                return 1;
+            }
+            for ev in events.iter().copied() {
+                if let Some(code) = self.handle(ev) {
+                    self.tap.flush();
+                    return code;
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.timer(now);
+                next_tick = now + TICK;
+            }
+            self.tap.flush();
+        }
+    }
+
+    fn handle(&mut self, ev: Event) -> Option<ExitCode> {
+        match ev.r.kind {
+            Kind::Tap => return self.tap_readable(),
+            Kind::Signal => return self.signal(),
+            Kind::Child => {
+                if let Some(code) = self.spawned.as_ref().and_then(Spawned::exit_status) {
+                    log::debug!("Command exited with status {code}");
+                    return Some(code);
+                }
+            }
+            Kind::NsQuitInotify | Kind::NsQuitTimer => {
+                if self.quit.as_ref().is_some_and(QuitWatch::gone) {
+                    log::info!("Namespace is gone, exiting");
+                    return Some(0);
+                }
+            }
+            Kind::Ping => {
+                let conf = self.conf;
+                let mac = self.guest.mac;
+                let tap = &mut self.tap;
+                self.icmp.sock_readable(conf, ev.r.index, |reply| {
+                    tap.send_with(|out| echo_reply_frame(conf, mac, reply, out));
+                });
+            }
+        }
+        None
+    }
+
+    fn signal(&mut self) -> Option<ExitCode> {
+        while let Ok(Some(sig)) = crate::sys::signalfd_read(&self.signals) {
+            match sig as i32 {
+                libc::SIGTERM | libc::SIGQUIT => {
+                    log::info!("Terminated by signal {sig}, exiting");
+                    return Some(0);
+                }
+                libc::SIGINT if self.spawned.is_none() => {
+                    log::info!("Interrupted, exiting");
+                    return Some(0);
+                }
+                libc::SIGCHLD => {
+                    if let Some(code) = self.spawned.as_ref().and_then(Spawned::exit_status) {
+                        return Some(code);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn tap_readable(&mut self) -> Option<ExitCode> {
+        loop {
+            let end = match self.tap.recv(&mut self.rx) {
+                Ok(end) => end,
+                Err(e) => {
+                    log::error!("{e}, exiting");
+                    return Some(1);
+                }
+            };
+            for i in 0..self.rx.len() {
+                self.frame_in(i);
+            }
+            if end == RxEnd::Drained {
+                return None;
+            }
+        }
+    }
+
+    /// One frame from the guest, by index in the receive batch.
+    fn frame_in(&mut self, i: usize) {
+        let conf = self.conf;
+        let frame = self.rx.frame(i);
+        if conf.mtu != 0 && frame.len() > usize::from(conf.mtu) + 14 {
+            self.counters.over_mtu += 1;
+            log::trace!(
+                "tap: dropped frame of {} bytes: exceeds the MTU",
+                frame.len()
+            );
+            return;
+        }
+        let c = match classify(frame) {
+            Ok(c) => c,
+            Err(reason) => {
+                self.counters.drops[reason.index()] += 1;
+                log::trace!("tap: dropped frame of {} bytes: {reason}", frame.len());
+                return;
+            }
+        };
+        // The guest's MAC is whatever it sends from (unicast sources only).
+        if c.src_mac[0] & 1 == 0 {
+            self.guest.mac = c.src_mac;
+        }
+        let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &mut self.guest);
+        match c.l3 {
+            L3::Arp(_) => {
+                let mut sent = false;
+                tap.send_with(|out| {
+                    let r = crate::arp::handle(conf, &c, out);
+                    sent = r.is_some();
+                    r
+                });
+                counters.arp_replies += u64::from(sent);
+            }
+            L3::Ipv4 { src, dst, l4, .. } => {
+                if !src.is_unspecified() {
+                    guest.addr4_seen = Some(src);
+                }
+                match l4 {
+                    L4::Udp {
+                        dport: 67, payload, ..
+                    } => Self::dhcp(conf, tap, counters, guest.mac, payload),
+                    L4::Icmp {
+                        msg_type: 8,
+                        message,
+                        ..
+                    } => self.icmp.from_tap(
+                        conf,
+                        &self.epoll,
+                        IpAddr::V4(src),
+                        IpAddr::V4(dst),
+                        message,
+                    ),
+                    _ => counters.unhandled_l4 += 1,
+                }
+            }
+            L3::Ipv6 { src, dst, l4, .. } => {
+                if is_link_local(src) {
+                    guest.addr6_ll_seen = Some(src);
+                } else if !src.is_unspecified() {
+                    guest.addr6_seen = Some(src);
+                }
+                match l4 {
+                    L4::Icmpv6 {
+                        msg_type: 133..=136,
+                        ..
+                    } => {
+                        if conf.no_ndp {
+                            return;
+                        }
+                        let mut sent = false;
+                        tap.send_with(|out| {
+                            let r = crate::ndp::handle(conf, &c, out);
+                            sent = r.is_some();
+                            r
+                        });
+                        counters.ndp_replies += u64::from(sent);
+                    }
+                    L4::Icmpv6 {
+                        msg_type: 128,
+                        message,
+                        ..
+                    } => self.icmp.from_tap(
+                        conf,
+                        &self.epoll,
+                        IpAddr::V6(src),
+                        IpAddr::V6(dst),
+                        message,
+                    ),
+                    L4::Udp {
+                        dport: 547,
+                        payload,
+                        ..
+                    } => {
+                        let dhcpv6 = &self.dhcpv6;
+                        let mac = guest.mac;
+                        let mut sent = false;
+                        tap.send_with(|out| {
+                            let r = dhcpv6_frame(conf, dhcpv6, mac, src, dst, payload, out);
+                            sent = r.is_some();
+                            r
+                        });
+                        counters.dhcpv6_replies += u64::from(sent);
+                    }
+                    _ => counters.unhandled_l4 += 1,
+                }
+            }
+        }
+    }
+
+    fn dhcp(conf: &Config, tap: &mut Tap, counters: &mut Counters, mac: Mac, payload: &[u8]) {
+        let mut sent = false;
+        tap.send_with(|out| {
+            let r = dhcp_frame(conf, mac, payload, out);
+            sent = r.is_some();
+            r
+        });
+        counters.dhcp_replies += u64::from(sent);
+    }
+
+    fn timer(&mut self, now: Instant) {
+        self.icmp.timer(&self.epoll, now);
+        let conf = self.conf;
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let random = (self.rng >> 32) as u32;
+        if conf.ip6.is_some() && !conf.no_ndp && !conf.no_ra && self.ra.check(now, random) {
+            self.tap
+                .send_with(|out| crate::ndp::unsolicited_ra(conf, out));
+        }
+    }
+}
+
+/// Frames an echo reply from a ping socket for the guest.
+fn echo_reply_frame(
+    conf: &Config,
+    guest_mac: Mac,
+    reply: &crate::icmp::EchoReply<'_>,
+    out: &mut [u8],
+) -> Option<usize> {
+    let r = match (reply.src, reply.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            build::eth_ipv4_icmp(out, conf.our_mac, guest_mac, s, d, 64, reply.message)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            build::eth_ipv6_icmpv6(out, conf.our_mac, guest_mac, s, d, 64, reply.message)
+        }
+        _ => return None,
+    };
+    r.ok()
+}
+
+/// Answers a DHCP request: the server writes its reply in place after the
+/// headers, which are then completed around it.
+fn dhcp_frame(conf: &Config, guest_mac: Mac, request: &[u8], out: &mut [u8]) -> Option<usize> {
+    let room = out.get_mut(build::UDP4_PAYLOAD_OFFSET..)?;
+    match crate::dhcp::reply(conf, request, room) {
+        Ok(Some(r)) => build::finish_ipv4_udp(
+            out,
+            conf.our_mac,
+            guest_mac,
+            SocketAddrV4::new(r.src, 67),
+            SocketAddrV4::new(r.dst, 68),
+            255,
+            r.len,
+        )
+        .ok(),
+        Ok(None) => None,
+        Err(e) => {
+            log::trace!("DHCP: dropped request: {e}");
+            None
+        }
+    }
+}
+
+/// Answers a DHCPv6 request from `src` (port 546) to `dst`.
+fn dhcpv6_frame(
+    conf: &Config,
+    server: &crate::dhcpv6::Dhcpv6Server,
+    guest_mac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    request: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    let ip6 = conf.ip6.as_ref()?;
+    let room = out.get_mut(build::UDP6_PAYLOAD_OFFSET..)?;
+    match server.reply(conf, src, dst, request, room) {
+        Ok(Some(len)) => build::finish_ipv6_udp(
+            out,
+            conf.our_mac,
+            guest_mac,
+            SocketAddrV6::new(ip6.our_tap_ll, 547, 0, 0),
+            SocketAddrV6::new(src, 546, 0, 0),
+            255,
+            len,
+        )
+        .ok(),
+        Ok(None) => None,
+        Err(e) => {
+            log::trace!("DHCPv6: dropped request: {e}");
+            None
+        }
+    }
+}
+
+fn is_link_local(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}

@@ -1,0 +1,173 @@
+//! The epoll set and its typed references.
+//!
+//! Every descriptor registered with epoll carries a 64-bit [`EpollRef`]:
+//! the kind of descriptor in the top byte and an index (flow, rule,
+//! queue...) in the low 32 bits. Dispatch in the main loop is a `match` on
+//! the kind, and the index finds the owner without any lookup.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::event::epoll::{self, EventData, EventFlags};
+
+/// What a descriptor in the epoll set is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// The tap device (pasta) or QEMU socket (passt): frames from the guest.
+    Tap = 1,
+    /// Signals (SIGTERM, SIGQUIT, SIGCHLD) through a signalfd.
+    Signal = 2,
+    /// The spawned namespace process (pidfd): pasta exits with it.
+    Child = 3,
+    /// inotify on the directory holding the namespace file.
+    NsQuitInotify = 4,
+    /// 1 s timer polling a /proc namespace path.
+    NsQuitTimer = 5,
+    /// An ICMP/ICMPv6 echo socket; the index is the ping flow.
+    Ping = 6,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Tap,
+            2 => Kind::Signal,
+            3 => Kind::Child,
+            4 => Kind::NsQuitInotify,
+            5 => Kind::NsQuitTimer,
+            6 => Kind::Ping,
+            _ => return None,
+        })
+    }
+}
+
+/// A kind and an index packed in epoll's 64-bit data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpollRef {
+    pub kind: Kind,
+    pub index: u32,
+}
+
+impl EpollRef {
+    pub fn new(kind: Kind, index: u32) -> Self {
+        EpollRef { kind, index }
+    }
+
+    pub fn to_u64(self) -> u64 {
+        ((self.kind as u64) << 56) | self.index as u64
+    }
+
+    pub fn from_u64(v: u64) -> Option<Self> {
+        Some(EpollRef {
+            kind: Kind::from_u8((v >> 56) as u8)?,
+            index: v as u32,
+        })
+    }
+}
+
+/// Readiness reported for one descriptor.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    pub r: EpollRef,
+    pub readable: bool,
+    pub writable: bool,
+    pub hangup: bool,
+    pub error: bool,
+}
+
+/// The epoll instance of one event loop, with its event buffer.
+pub struct Epoll {
+    fd: OwnedFd,
+    events: Vec<epoll::Event>,
+}
+
+/// Events fetched per `epoll_wait`.
+const EVENTS_MAX: usize = 64;
+
+impl Epoll {
+    pub fn new() -> io::Result<Self> {
+        Ok(Epoll {
+            fd: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+            events: Vec::with_capacity(EVENTS_MAX),
+        })
+    }
+
+    /// Watches `fd` for input (and errors/hang-ups).
+    pub fn add(&self, fd: impl AsFd, r: EpollRef) -> io::Result<()> {
+        epoll::add(
+            &self.fd,
+            fd,
+            EventData::new_u64(r.to_u64()),
+            EventFlags::IN | EventFlags::RDHUP,
+        )?;
+        Ok(())
+    }
+
+    /// Watches `fd` with explicit flags.
+    pub fn add_flags(&self, fd: impl AsFd, r: EpollRef, flags: EventFlags) -> io::Result<()> {
+        epoll::add(&self.fd, fd, EventData::new_u64(r.to_u64()), flags)?;
+        Ok(())
+    }
+
+    pub fn del(&self, fd: impl AsFd) -> io::Result<()> {
+        epoll::delete(&self.fd, fd)?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` and returns the events (an empty slice on
+    /// timeout or EINTR).
+    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<Vec<Event>> {
+        let mut out = Vec::new();
+        self.wait_into(timeout_ms, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`Epoll::wait`], into a reused vector (no allocation once it has
+    /// grown to the batch size).
+    pub fn wait_into(&mut self, timeout_ms: i32, out: &mut Vec<Event>) -> io::Result<()> {
+        out.clear();
+        let timeout = rustix::time::Timespec {
+            tv_sec: i64::from(timeout_ms / 1000),
+            tv_nsec: i64::from(timeout_ms % 1000) * 1_000_000,
+        };
+        self.events.clear();
+        let spare = rustix::buffer::spare_capacity(&mut self.events);
+        match epoll::wait(&self.fd, spare, Some(&timeout)) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        for ev in &self.events {
+            let flags = ev.flags;
+            let data = ev.data;
+            let Some(r) = EpollRef::from_u64(data.u64()) else {
+                continue;
+            };
+            out.push(Event {
+                r,
+                readable: flags.contains(EventFlags::IN),
+                writable: flags.contains(EventFlags::OUT),
+                hangup: flags.intersects(EventFlags::HUP | EventFlags::RDHUP),
+                error: flags.contains(EventFlags::ERR),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoll_ref_round_trip() {
+        for kind in [Kind::Tap, Kind::Signal, Kind::Ping] {
+            for index in [0, 1, 131070, u32::MAX] {
+                let r = EpollRef::new(kind, index);
+                assert_eq!(EpollRef::from_u64(r.to_u64()), Some(r));
+            }
+        }
+        assert_eq!(EpollRef::from_u64(0), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! Forwarding decisions and address translation between the guest's view
+//! and the host's.
+//!
+//! The guest sees the host's own addresses, so most traffic passes
+//! unchanged. A few guest-side addresses mean something else on the host
+//! (inventory "NAT" rules):
+//!
+//! - the `--map-host-loopback` address (the gateway by default) is the
+//!   host itself: it becomes 127.0.0.1 / ::1;
+//! - the `--map-guest-addr` address becomes the guest's assigned address,
+//!   i.e. the host's own external address;
+//! - DNS to the `--dns-forward` address goes to the `--dns-host` resolver
+//!   (TCP/UDP port 53 only; see `dns_target`).
+//!
+//! Replies follow the flow's stored sides, which undoes the translation.
+//! The forwarding table for `-t`/`-u`/`-T`/`-U` arrives with the TCP and UDP
+//! issues and will live here too.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::conf::Config;
+
+/// Host-side destination for a guest packet to `dst` (not DNS specific).
+pub fn nat_from_tap(conf: &Config, dst: IpAddr) -> IpAddr {
+    match dst {
+        IpAddr::V4(d) => {
+            let Some(ip4) = &conf.ip4 else { return dst };
+            if ip4.map_host_loopback == Some(d) {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else if ip4.map_guest_addr == Some(d) {
+                IpAddr::V4(ip4.addr)
+            } else {
+                dst
+            }
+        }
+        IpAddr::V6(d) => {
+            let Some(ip6) = &conf.ip6 else { return dst };
+            if ip6.map_host_loopback == Some(d) {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            } else if ip6.map_guest_addr == Some(d) {
+                ip6.addr.map_or(dst, IpAddr::V6)
+            } else {
+                dst
+            }
+        }
+    }
+}
+
+/// The resolver that DNS to `dst` port `port` goes to, if `dst` is the
+/// `--dns-forward` address.
+pub fn dns_target(conf: &Config, dst: IpAddr, port: u16) -> Option<IpAddr> {
+    if port != 53 && port != 853 {
+        return None;
+    }
+    match dst {
+        IpAddr::V4(d) => {
+            let ip4 = conf.ip4.as_ref()?;
+            (ip4.dns_match == Some(d))
+                .then_some(ip4.dns_host)
+                .flatten()
+                .map(IpAddr::V4)
+        }
+        IpAddr::V6(d) => {
+            let ip6 = conf.ip6.as_ref()?;
+            (ip6.dns_match == Some(d))
+                .then_some(ip6.dns_host)
+                .flatten()
+                .map(IpAddr::V6)
+        }
+    }
+}
+
+/// True for addresses that must never appear on the tap (loopback).
+pub fn is_loopback(a: IpAddr) -> bool {
+    a.is_loopback()
+}

@@ -1,0 +1,286 @@
+//! ICMP and ICMPv6 echo through unprivileged "ping" sockets.
+//!
+//! ## Theory of operation
+//!
+//! An Echo Request from the guest opens (or reuses) a ping flow keyed by
+//! (guest source address, destination, echo identifier). Each flow owns a
+//! `socket(AF_INET{,6}, SOCK_DGRAM, IPPROTO_ICMP{V6})` on the host side: the
+//! kernel lets unprivileged users send echo requests through it (subject to
+//! `net.ipv4.ping_group_range`), picks the identifier itself and fixes the
+//! checksum. The request goes out as the guest wrote it (header and
+//! payload), to the destination after NAT (`fwd::nat_from_tap`, so the
+//! gateway address reaches the host's loopback).
+//!
+//! Replies come back on the flow's socket with the kernel's identifier: we
+//! put the guest's identifier back, recompute the checksum and send the
+//! reply to the guest from the address it pinged. In pasta mode a reply
+//! with the same sequence number as the previous one is dropped (a
+//! duplicate of our own request seen through loopback).
+//!
+//! Flows that saw no request for 60 s are closed by the periodic timer.
+//! The table is a fixed-size slab sized at start; its index is the epoll
+//! reference, so a readable socket finds its flow directly. (The generic
+//! flow table of the TCP issue will take this over.)
+
+use std::io;
+use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+use crate::conf::{Config, Mode};
+use crate::event::{Epoll, EpollRef, Kind};
+
+/// Most ping flows at once.
+pub const PING_FLOWS_MAX: usize = 1024;
+/// Idle time after which a ping flow is closed (upstream's 60 s).
+pub const ICMP_ECHO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Offsets in an ICMP/ICMPv6 echo message.
+mod field {
+    pub const TYPE: usize = 0;
+    pub const ID: std::ops::Range<usize> = 4..6;
+    pub const SEQ: std::ops::Range<usize> = 6..8;
+    pub const HEADER_LEN: usize = 8;
+}
+
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
+
+/// One echo flow.
+struct PingFlow {
+    sock: OwnedFd,
+    /// The guest's address (destination of replies).
+    guest: IpAddr,
+    /// The address the guest pinged (source of replies).
+    dst: IpAddr,
+    /// The guest's echo identifier.
+    id: u16,
+    last_seq: Option<u16>,
+    last_used: Instant,
+}
+
+/// A reply ready to be framed for the guest.
+pub struct EchoReply<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The ICMP/ICMPv6 message with the guest's identifier put back; the
+    /// frame builder recomputes the checksum.
+    pub message: &'a [u8],
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IcmpStats {
+    pub requests: u64,
+    pub replies: u64,
+    pub dropped: u64,
+}
+
+/// All ping flows of one loop.
+pub struct Icmp {
+    flows: Vec<Option<PingFlow>>,
+    timeout: Duration,
+    buf: Vec<u8>,
+    pub stats: IcmpStats,
+}
+
+impl Icmp {
+    pub fn new(conf: &Config) -> Self {
+        let mut flows = Vec::with_capacity(PING_FLOWS_MAX);
+        flows.resize_with(PING_FLOWS_MAX, || None);
+        Icmp {
+            flows,
+            timeout: conf
+                .test
+                .icmp_timeout
+                .map_or(ICMP_ECHO_TIMEOUT, Duration::from_secs),
+            buf: vec![0; 65536],
+            stats: IcmpStats::default(),
+        }
+    }
+
+    /// Number of open flows.
+    pub fn active(&self) -> usize {
+        self.flows.iter().filter(|f| f.is_some()).count()
+    }
+
+    /// An echo message from the guest: `msg` is the ICMP(v6) header and
+    /// payload, already checksum-verified by the classifier.
+    pub fn from_tap(
+        &mut self,
+        conf: &Config,
+        epoll: &Epoll,
+        guest: IpAddr,
+        dst: IpAddr,
+        msg: &[u8],
+    ) {
+        let want = if dst.is_ipv4() {
+            ICMP_ECHO_REQUEST
+        } else {
+            ICMPV6_ECHO_REQUEST
+        };
+        if msg.len() < field::HEADER_LEN || msg[field::TYPE] != want || conf.no_icmp {
+            self.stats.dropped += 1;
+            return;
+        }
+        let id = u16::from_be_bytes([msg[field::ID.start], msg[field::ID.start + 1]]);
+        let idx = match self.lookup(guest, dst, id) {
+            Some(i) => i,
+            None => match self.open(conf, epoll, guest, dst, id) {
+                Ok(i) => i,
+                Err(e) => {
+                    log::debug!("ICMP: can't open ping socket to {dst}: {e}");
+                    self.stats.dropped += 1;
+                    return;
+                }
+            },
+        };
+        let Some(flow) = self.flows[idx].as_mut() else {
+            return;
+        };
+        flow.last_used = Instant::now();
+        let target = crate::fwd::nat_from_tap(conf, dst);
+        let r = match target {
+            IpAddr::V4(a) => rustix::net::sendto(
+                &flow.sock,
+                msg,
+                SendFlags::DONTWAIT,
+                &SocketAddrV4::new(a, 0),
+            ),
+            IpAddr::V6(a) => rustix::net::sendto(
+                &flow.sock,
+                msg,
+                SendFlags::DONTWAIT,
+                &SocketAddrV6::new(a, 0, 0, 0),
+            ),
+        };
+        match r {
+            Ok(_) => {
+                self.stats.requests += 1;
+                log::trace!("ICMP: echo request {guest} -> {dst} (to {target}), id {id}");
+            }
+            Err(e) => {
+                self.stats.dropped += 1;
+                log::debug!("ICMP: sendto {target}: {e}");
+            }
+        }
+    }
+
+    fn lookup(&self, guest: IpAddr, dst: IpAddr, id: u16) -> Option<usize> {
+        self.flows.iter().position(|f| {
+            f.as_ref()
+                .is_some_and(|f| f.guest == guest && f.dst == dst && f.id == id)
+        })
+    }
+
+    fn open(
+        &mut self,
+        conf: &Config,
+        epoll: &Epoll,
+        guest: IpAddr,
+        dst: IpAddr,
+        id: u16,
+    ) -> io::Result<usize> {
+        let Some(idx) = self.flows.iter().position(Option::is_none) else {
+            return Err(io::Error::other("too many ping flows"));
+        };
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let sock = if dst.is_ipv4() {
+            let s = rustix::net::socket_with(
+                AddressFamily::INET,
+                SocketType::DGRAM,
+                flags,
+                Some(rustix::net::ipproto::ICMP),
+            )?;
+            if let Some(a) = conf.ip4.as_ref().and_then(|c| c.addr_out) {
+                rustix::net::bind(&s, &SocketAddrV4::new(a, 0))?;
+            }
+            if let Some(ifn) = conf.ip4.as_ref().and_then(|c| c.ifname_out.as_ref()) {
+                crate::sys::bind_to_device(&s, ifn)?;
+            }
+            s
+        } else {
+            let s = rustix::net::socket_with(
+                AddressFamily::INET6,
+                SocketType::DGRAM,
+                flags,
+                Some(rustix::net::ipproto::ICMPV6),
+            )?;
+            if let Some(a) = conf.ip6.as_ref().and_then(|c| c.addr_out) {
+                rustix::net::bind(&s, &SocketAddrV6::new(a, 0, 0, 0))?;
+            }
+            if let Some(ifn) = conf.ip6.as_ref().and_then(|c| c.ifname_out.as_ref()) {
+                crate::sys::bind_to_device(&s, ifn)?;
+            }
+            s
+        };
+        epoll.add(&sock, EpollRef::new(Kind::Ping, idx as u32))?;
+        log::debug!("ICMP: new ping flow {guest} -> {dst}, id {id}");
+        self.flows[idx] = Some(PingFlow {
+            sock,
+            guest,
+            dst,
+            id,
+            last_seq: None,
+            last_used: Instant::now(),
+        });
+        Ok(idx)
+    }
+
+    /// The socket of flow `idx` is readable: each reply read is handed to
+    /// `emit`, which frames it for the guest.
+    pub fn sock_readable(&mut self, conf: &Config, idx: u32, mut emit: impl FnMut(&EchoReply<'_>)) {
+        let Some(Some(flow)) = self.flows.get_mut(idx as usize) else {
+            return;
+        };
+        loop {
+            let n = match rustix::net::recvfrom(&flow.sock, &mut self.buf, RecvFlags::DONTWAIT) {
+                Ok((n, _, _)) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return,
+            };
+            let Some(msg) = self.buf.get_mut(..n) else {
+                return;
+            };
+            let want = if flow.dst.is_ipv4() {
+                ICMP_ECHO_REPLY
+            } else {
+                ICMPV6_ECHO_REPLY
+            };
+            if msg.len() < field::HEADER_LEN || msg[field::TYPE] != want {
+                self.stats.dropped += 1;
+                continue;
+            }
+            let seq = u16::from_be_bytes([msg[field::SEQ.start], msg[field::SEQ.start + 1]]);
+            if conf.mode == Mode::Pasta && flow.last_seq == Some(seq) {
+                self.stats.dropped += 1;
+                continue;
+            }
+            flow.last_seq = Some(seq);
+            msg[field::ID].copy_from_slice(&flow.id.to_be_bytes());
+            self.stats.replies += 1;
+            emit(&EchoReply {
+                src: flow.dst,
+                dst: flow.guest,
+                message: msg,
+            });
+        }
+    }
+
+    /// Closes flows idle for longer than the timeout.
+    pub fn timer(&mut self, epoll: &Epoll, now: Instant) {
+        for slot in self.flows.iter_mut() {
+            if let Some(f) = slot {
+                if now.duration_since(f.last_used) > self.timeout {
+                    let _ = epoll.del(&f.sock);
+                    log::debug!("ICMP: ping flow {} -> {} timed out", f.guest, f.dst);
+                    *slot = None;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Process control that rustix leaves to libc: fork, exec, exit, signals.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// Which side of a [`fork`] we are on.
+pub enum Fork {
+    Parent(i32),
+    Child,
+}
+
+/// `fork(2)`.
+///
+/// Must only be called while the process is single-threaded (start-up,
+/// daemonizing): the child then has a consistent copy of everything.
+pub fn fork() -> io::Result<Fork> {
+    // SAFETY: we only fork while single-threaded (documented contract of
+    // this function), so no lock can be held by a thread that does not
+    // exist in the child.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(pid)),
+    }
+}
+
+/// `execvp(3)`: only returns on failure.
+pub fn execvp(argv: &[CString]) -> io::Error {
+    if argv.is_empty() {
+        return io::Error::new(io::ErrorKind::InvalidInput, "empty command");
+    }
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: `ptrs` is a NULL-terminated array of pointers to NUL-terminated
+    // strings owned by `argv`, which outlives the call.
+    unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// `_exit(2)`: ends the process at once, without running destructors or
+/// atexit handlers (used in forked children and by the daemonizing parent).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// A set of signals, for [`block_signals`] and [`signalfd`].
+pub struct SigSet(libc::sigset_t);
+
+impl SigSet {
+    pub fn new(signals: &[i32]) -> SigSet {
+        // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid sigset_t owned by us.
+        unsafe { libc::sigemptyset(&mut set) };
+        for &s in signals {
+            // SAFETY: as above; invalid signal numbers only return EINVAL.
+            unsafe { libc::sigaddset(&mut set, s) };
+        }
+        SigSet(set)
+    }
+}
+
+/// Blocks `set` in the calling thread (and threads it creates later).
+pub fn block_signals(set: &SigSet) -> io::Result<()> {
+    // SAFETY: `set.0` is an initialised sigset_t; the old set is not wanted.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set.0, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Unblocks every signal in the calling thread (before exec in a child).
+pub fn unblock_all_signals() {
+    // SAFETY: sigset_t is plain data, sigfillset initialises it, and
+    // pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Ignores SIGPIPE: a peer closing a socket must give EPIPE, not kill us.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no
+    // preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Creates a non-blocking signalfd for `set` (which must be blocked).
+pub fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
+    // SAFETY: `set.0` is initialised; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: signalfd returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads one pending signal number from a signalfd, if any.
+pub fn signalfd_read(fd: &OwnedFd) -> io::Result<Option<u32>> {
+    let mut buf = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
+    match rustix::io::read(fd, &mut buf) {
+        Ok(n) if n == buf.len() => {
+            // ssi_signo is the first u32 of signalfd_siginfo.
+            let signo = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            Ok(Some(signo))
+        }
+        Ok(_) => Ok(None),
+        Err(rustix::io::Errno::AGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `setgroups(2)` with an empty list: drops supplementary groups.
+pub fn clear_groups() -> io::Result<()> {
+    // SAFETY: a zero-length list with a null pointer is valid for setgroups.
+    let rc = unsafe { libc::setgroups(0, std::ptr::null()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Process-wide `setresgid`/`setresuid` (the glibc wrappers apply them to
+/// every thread, unlike the raw system calls).
+pub fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain system calls on integers.
+    let rc = unsafe { libc::setresgid(gid, gid, gid) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::setresuid(uid, uid, uid) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Looks up a user name in the password database: (uid, gid).
+pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
+    let cname = CString::new(name).ok()?;
+    // SAFETY: getpwnam takes a NUL-terminated string and returns NULL or a
+    // pointer to static storage, read at once while single-threaded.
+    let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
+    if pw.is_null() {
+        return None;
+    }
+    // SAFETY: `pw` is non-null and points to a valid passwd record.
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+/// Looks up a group name: its gid.
+pub fn lookup_group(name: &str) -> Option<u32> {
+    let cname = CString::new(name).ok()?;
+    // SAFETY: as for getpwnam.
+    let gr = unsafe { libc::getgrnam(cname.as_ptr()) };
+    if gr.is_null() {
+        return None;
+    }
+    // SAFETY: `gr` is non-null and points to a valid group record.
+    Some(unsafe { (*gr).gr_gid })
+}
+
+/// `unshare(2)` of namespaces (never `CLONE_FILES`/`CLONE_FS` sharing
+/// games): only called while single-threaded.
+pub fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
+    // SAFETY: the rustix contract concerns UnshareFlags::FILES, which no
+    // caller passes; namespaces are unshared before any thread exists.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(Into::into)
+}

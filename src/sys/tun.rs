@@ -1,0 +1,44 @@
+//! tun/tap device creation.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags};
+
+/// Opens `/dev/net/tun` and attaches it to a tap interface named `name`
+/// (created if missing) in the calling thread's network namespace: L2
+/// frames, no packet information header, single queue, non-blocking.
+/// Returns the descriptor and the interface name the kernel settled on.
+pub fn open_tap(name: &str) -> io::Result<(OwnedFd, String)> {
+    let fd = rustix::fs::open(
+        "/dev/net/tun",
+        OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid interface name: {name}"),
+        ));
+    }
+    // SAFETY: ifreq is a plain C struct for which all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: `fd` is an open tun control descriptor and `ifr` a valid,
+    // initialised ifreq that outlives the call; TUNSETIFF reads and writes
+    // only within it.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got: Vec<u8> = ifr
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok((fd, String::from_utf8_lossy(&got).into_owned()))
+}

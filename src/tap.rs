@@ -1,0 +1,298 @@
+//! The guest's side: layer-2 frames in and out.
+//!
+//! A backend moves whole Ethernet frames between the guest and us. pasta's
+//! backend is a tap device in the namespace (one `read()` or `write()` per
+//! frame, as the tun driver wants); passt's QEMU stream socket and
+//! vhost-user come next behind the same two structures:
+//!
+//! - [`RxBatch`]: one preallocated buffer (8 MiB) and a table of frame
+//!   extents; a batch is read until the backend would block or the buffer
+//!   is nearly full, then handed to the dispatcher as a whole;
+//! - [`TxQueue`]: one preallocated buffer where handlers build reply frames
+//!   in place ([`TxQueue::slot`] / [`TxQueue::commit`]); it is flushed once
+//!   per loop iteration, or when full.
+//!
+//! Nothing here allocates after start-up.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+/// Largest frame we read or write: the tun driver's limit.
+pub const FRAME_MAX: usize = 65535;
+/// Smallest frame worth looking at: an Ethernet header.
+pub const FRAME_MIN: usize = 14;
+/// Receive buffer size, as upstream's packet buffer.
+const RX_BUF: usize = 8 << 20;
+/// Most frames in one receive batch.
+const RX_FRAMES: usize = 4096;
+/// Transmit buffer size.
+const TX_BUF: usize = 4 << 20;
+/// Most frames queued before a flush.
+const TX_FRAMES: usize = 1024;
+
+/// Counters of the tap path, for `--stats`-like dumps and tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TapStats {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+    pub rx_runt_or_giant: u64,
+}
+
+/// What a backend is.
+pub enum Backend {
+    /// A tap device (pasta), non-blocking.
+    Tun(OwnedFd),
+}
+
+/// Why reading from the guest stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RxEnd {
+    /// Drained: the backend would block.
+    Drained,
+    /// The batch is full: read again after handling it.
+    Full,
+}
+
+/// A batch of frames received from the guest.
+pub struct RxBatch {
+    buf: Vec<u8>,
+    frames: Vec<(u32, u32)>,
+    used: usize,
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RxBatch {
+    pub fn new() -> Self {
+        RxBatch {
+            buf: vec![0; RX_BUF],
+            frames: Vec::with_capacity(RX_FRAMES),
+            used: 0,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.used = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The `i`-th frame of the batch.
+    pub fn frame(&self, i: usize) -> &[u8] {
+        match self.frames.get(i) {
+            Some(&(off, len)) => self
+                .buf
+                .get(off as usize..off as usize + len as usize)
+                .unwrap_or(&[]),
+            None => &[],
+        }
+    }
+
+    /// Free space for the next frame, if a maximum-size frame still fits.
+    fn space(&mut self) -> Option<&mut [u8]> {
+        if self.frames.len() >= RX_FRAMES || self.buf.len() - self.used < FRAME_MAX {
+            return None;
+        }
+        Some(&mut self.buf[self.used..self.used + FRAME_MAX])
+    }
+
+    fn push(&mut self, len: usize) {
+        self.frames.push((self.used as u32, len as u32));
+        // Keep frames 8-byte aligned for header access.
+        self.used += (len + 7) & !7;
+    }
+}
+
+/// Frames waiting to be sent to the guest.
+pub struct TxQueue {
+    buf: Vec<u8>,
+    frames: Vec<(u32, u32)>,
+    used: usize,
+}
+
+impl Default for TxQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TxQueue {
+    pub fn new() -> Self {
+        TxQueue {
+            buf: vec![0; TX_BUF],
+            frames: Vec::with_capacity(TX_FRAMES),
+            used: 0,
+        }
+    }
+
+    /// True if a maximum-size frame no longer fits: flush first.
+    pub fn full(&self) -> bool {
+        self.frames.len() >= TX_FRAMES || self.buf.len() - self.used < FRAME_MAX
+    }
+
+    /// Space to build the next frame in, `FRAME_MAX` bytes, or None if the
+    /// queue is full (the caller flushes and retries, or drops).
+    pub fn slot(&mut self) -> Option<&mut [u8]> {
+        if self.full() {
+            return None;
+        }
+        Some(&mut self.buf[self.used..self.used + FRAME_MAX])
+    }
+
+    /// Queues the frame built in the last [`TxQueue::slot`], `len` bytes.
+    pub fn commit(&mut self, len: usize) {
+        if len == 0 || len > FRAME_MAX || self.full() {
+            return;
+        }
+        self.frames.push((self.used as u32, len as u32));
+        self.used += (len + 7) & !7;
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.used = 0;
+    }
+}
+
+/// The guest's link: a backend plus its transmit queue and counters.
+pub struct Tap {
+    pub backend: Backend,
+    pub tx: TxQueue,
+    pub stats: TapStats,
+}
+
+impl Tap {
+    pub fn new(backend: Backend) -> Self {
+        Tap {
+            backend,
+            tx: TxQueue::new(),
+            stats: TapStats::default(),
+        }
+    }
+
+    /// Reads frames into `rx` (cleared first) until the backend would
+    /// block or the batch is full. An EOF is an error: the guest is gone.
+    pub fn recv(&mut self, rx: &mut RxBatch) -> io::Result<RxEnd> {
+        rx.clear();
+        let Backend::Tun(fd) = &self.backend;
+        loop {
+            let Some(space) = rx.space() else {
+                return Ok(RxEnd::Full);
+            };
+            match rustix::io::read(fd, space) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "EOF on tap device",
+                    ))
+                }
+                Ok(n) => {
+                    self.stats.rx_frames += 1;
+                    self.stats.rx_bytes += n as u64;
+                    if n < FRAME_MIN {
+                        self.stats.rx_runt_or_giant += 1;
+                        continue;
+                    }
+                    rx.push(n);
+                }
+                Err(rustix::io::Errno::AGAIN) => return Ok(RxEnd::Drained),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Writes every queued frame to the guest. Frames the backend cannot
+    /// take now (full queue, no buffer) are dropped and counted, as a
+    /// network card would: TCP recovers them, everything else is datagrams.
+    pub fn flush(&mut self) {
+        let Backend::Tun(fd) = &self.backend;
+        for &(off, len) in &self.tx.frames {
+            let frame = &self.tx.buf[off as usize..(off + len) as usize];
+            loop {
+                match rustix::io::write(fd, frame) {
+                    Ok(_) => {
+                        self.stats.tx_frames += 1;
+                        self.stats.tx_bytes += u64::from(len);
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => {
+                        self.stats.tx_dropped += 1;
+                        log::trace!("tap: dropped a frame of {len} bytes: {e}");
+                    }
+                }
+                break;
+            }
+        }
+        self.tx.clear();
+    }
+
+    /// Queues one frame built by `build` (which returns its length, or None
+    /// to send nothing), flushing first if the queue is full.
+    pub fn send_with(&mut self, build: impl FnOnce(&mut [u8]) -> Option<usize>) {
+        if self.tx.full() {
+            self.flush();
+        }
+        if let Some(slot) = self.tx.slot() {
+            if let Some(len) = build(slot) {
+                self.tx.commit(len);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_queue_slots_and_commit() {
+        let mut q = TxQueue::new();
+        let slot = q.slot().unwrap();
+        slot[..3].copy_from_slice(b"abc");
+        q.commit(3);
+        assert_eq!(q.len(), 1);
+        q.commit(FRAME_MAX + 1);
+        assert_eq!(q.len(), 1, "oversized commits are ignored");
+        let mut n = 1;
+        while q.slot().is_some() {
+            q.commit(FRAME_MAX);
+            n += 1;
+        }
+        assert!(q.full());
+        assert!(n > 10);
+    }
+
+    #[test]
+    fn rx_batch_bounds() {
+        let mut rx = RxBatch::new();
+        assert_eq!(rx.frame(0), &[] as &[u8]);
+        let s = rx.space().unwrap();
+        s[..20].fill(7);
+        rx.push(20);
+        assert_eq!(rx.frame(0), &[7u8; 20][..]);
+        assert_eq!(rx.len(), 1);
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test of passt-rs on a Debian 12 machine, installing first what
+# the tests need. Needs root (network namespaces, tap devices): re-runs
+# itself with sudo otherwise.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" != 0 ]; then
+	exec sudo -E "$0" "$@"
+fi
+
+# Tools the integration tests drive: real clients, no mocks.
+APT_PACKAGES="iproute2 iputils-ping busybox-static isc-dhcp-client ndisc6 socat
+	curl jq iperf3 procps util-linux kmod"
+missing=""
+for p in $APT_PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "== installing:$missing"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+for c in clippy rustfmt; do
+	rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo build"
+cargo build --all-targets --quiet
+echo "== cargo test"
+cargo test --quiet -- --test-threads="${TEST_THREADS:-4}" "$@"

@@ -1,0 +1,283 @@
+//! The test bed shared by the integration tests: real network namespaces,
+//! real tools, no mocks.
+//!
+//! A [`Testbed`] is two namespaces joined by a veth pair:
+//!
+//! ```text
+//!   "remote" ns                       "host" ns  (pasta runs here)
+//!   eth0 192.0.2.1/24  <── veth ──>   eth0 192.0.2.2/24, 2001:db8::2/64
+//!        2001:db8::1/64                     default via 192.0.2.1 / 2001:db8::1
+//!   lo   198.51.100.1/32, 2001:db8:1::1/128 ("beyond the host")
+//! ```
+//!
+//! The host namespace gets its own `/etc/netns/NAME/resolv.conf`, which
+//! `ip netns exec` mounts over `/etc/resolv.conf`. Names are unique per
+//! process and test, so tests run in parallel; everything is removed on
+//! drop, also when a test fails.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const REMOTE4: &str = "192.0.2.1";
+pub const HOST4: &str = "192.0.2.2";
+pub const BEYOND4: &str = "198.51.100.1";
+pub const REMOTE6: &str = "2001:db8::1";
+pub const HOST6: &str = "2001:db8::2";
+pub const BEYOND6: &str = "2001:db8:1::1";
+pub const HOST_MTU: u32 = 1500;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Path of our pasta binary.
+pub fn pasta() -> &'static str {
+    env!("CARGO_BIN_EXE_pasta")
+}
+
+/// Path of our passt binary.
+pub fn passt() -> &'static str {
+    env!("CARGO_BIN_EXE_passt")
+}
+
+/// Fails the test unless we run as root: these tests need namespaces.
+pub fn require_root() {
+    assert!(
+        rustix_euid() == 0,
+        "integration tests need root (network namespaces); run them through the README's test command"
+    );
+}
+
+fn rustix_euid() -> u32 {
+    // Read from /proc to avoid a dependency in tests.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Runs a command, panicking with its output if it cannot be started.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn must(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh(args: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(args);
+    c
+}
+
+/// Waits for `cond` with a deadline; panics with `what` on timeout.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A process killed on drop.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Options for building a test bed.
+#[derive(Clone, Copy)]
+pub struct Setup {
+    pub v4: bool,
+    pub v6: bool,
+    /// Install default routes in the host namespace.
+    pub default_route: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            v4: true,
+            v6: true,
+            default_route: true,
+        }
+    }
+}
+
+pub struct Testbed {
+    pub host: String,
+    pub remote: String,
+    etc_dir: PathBuf,
+    pub tmp: PathBuf,
+}
+
+impl Testbed {
+    pub fn new() -> Testbed {
+        Self::with(Setup::default())
+    }
+
+    pub fn with(setup: Setup) -> Testbed {
+        require_root();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}x{}", std::process::id(), n);
+        let host = format!("prs-h-{id}");
+        let remote = format!("prs-r-{id}");
+        let tmp = std::env::temp_dir().join(format!("passt-rs-test-{id}"));
+        let _ = std::fs::create_dir_all(&tmp);
+        let tb = Testbed {
+            etc_dir: PathBuf::from(format!("/etc/netns/{host}")),
+            host,
+            remote,
+            tmp,
+        };
+        tb.build(setup, &id);
+        tb
+    }
+
+    fn build(&self, setup: Setup, id: &str) {
+        let (h, r) = (&self.host, &self.remote);
+        must(Command::new("ip").args(["netns", "add", h]));
+        must(Command::new("ip").args(["netns", "add", r]));
+        let vh = format!("vh{id}");
+        let vr = format!("vr{id}");
+        // Interface names are at most 15 bytes.
+        let vh = &vh[..vh.len().min(15)];
+        let vr = &vr[..vr.len().min(15)];
+        must(Command::new("ip").args(["link", "add", vh, "type", "veth", "peer", "name", vr]));
+        must(Command::new("ip").args(["link", "set", vh, "netns", h]));
+        must(Command::new("ip").args(["link", "set", vr, "netns", r]));
+        let mut script = format!(
+            "set -e
+            ip -n {h} link set {vh} name eth0
+            ip -n {r} link set {vr} name eth0
+            ip -n {h} link set lo up
+            ip -n {r} link set lo up
+            ip -n {h} link set eth0 mtu {HOST_MTU} up
+            ip -n {r} link set eth0 mtu {HOST_MTU} up
+            ip netns exec {h} sysctl -qw net.ipv4.ping_group_range='0 2147483647'
+            ip netns exec {r} sysctl -qw net.ipv4.ping_group_range='0 2147483647'
+            "
+        );
+        if setup.v4 {
+            script += &format!(
+                "ip -n {h} addr add {HOST4}/24 dev eth0
+                ip -n {r} addr add {REMOTE4}/24 dev eth0
+                ip -n {r} addr add {BEYOND4}/32 dev lo
+                "
+            );
+            if setup.default_route {
+                script += &format!("ip -n {h} route add default via {REMOTE4}\n");
+            }
+        }
+        if setup.v6 {
+            script += &format!(
+                "ip -n {h} addr add {HOST6}/64 dev eth0 nodad
+                ip -n {r} addr add {REMOTE6}/64 dev eth0 nodad
+                ip -n {r} addr add {BEYOND6}/128 dev lo
+                ip netns exec {r} sysctl -qw net.ipv6.conf.all.forwarding=0
+                "
+            );
+            if setup.default_route {
+                script += &format!("ip -n {h} -6 route add default via {REMOTE6}\n");
+                script += &format!("ip -n {r} -6 route add default via {HOST6}\n");
+            }
+        } else {
+            script += &format!(
+                "ip netns exec {h} sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+                "
+            );
+        }
+        must(&mut sh(&script));
+        std::fs::create_dir_all(&self.etc_dir).expect("create /etc/netns dir");
+        std::fs::write(
+            self.etc_dir.join("resolv.conf"),
+            format!(
+                "nameserver {REMOTE4}\nnameserver {REMOTE6}\nsearch example.org test.internal\n"
+            ),
+        )
+        .expect("write resolv.conf");
+    }
+
+    /// A command run in the host namespace.
+    pub fn in_host(&self, prog: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.host, prog]);
+        c
+    }
+
+    /// A command run in the remote namespace.
+    pub fn in_remote(&self, prog: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.remote, prog]);
+        c
+    }
+
+    /// `pasta ARGS...` run in the host namespace.
+    pub fn pasta(&self, args: &[&str]) -> Command {
+        let mut c = self.in_host(pasta());
+        c.args(args);
+        c
+    }
+
+    /// Runs pasta (spawn mode) with `args`, bounded by `timeout`, and
+    /// returns its output.
+    pub fn pasta_output(&self, args: &[&str], timeout: Duration) -> Output {
+        let mut c = self.in_host("timeout");
+        c.arg(format!("{}", timeout.as_secs().max(1)))
+            .arg(pasta())
+            .args(args)
+            .stdin(Stdio::null());
+        run(&mut c)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.join(name)
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        // Kill whatever still runs in the namespaces, then remove them.
+        for ns in [&self.host, &self.remote] {
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("ip netns pids {ns} | xargs -r kill -9"))
+                .output();
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.etc_dir);
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
+
+/// Parses `ip -j` output.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("bad JSON ({e}): {s}"))
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
