@@ -331,7 +331,7 @@ impl<'c> Ctx<'c> {
                 }
                 match l4 {
                     L4::Icmpv6 {
-                        msg_type: 133..=136,
+                        msg_type: t @ 133..=136,
                         ..
                     } => {
                         if conf.no_ndp {
@@ -343,6 +343,10 @@ impl<'c> Ctx<'c> {
                             sent = r.is_some();
                             r
                         });
+                        log::trace!(
+                            "NDP: type {t} from {src}: {}",
+                            if sent { "answered" } else { "not answered" }
+                        );
                         counters.ndp_replies += u64::from(sent);
                     }
                     L4::Icmpv6 {

@@ -56,6 +56,14 @@ pub fn main() -> i32 {
             return 1;
         }
     };
+    // pasta's spawn mode is quiet unless debugging: the terminal is the
+    // command's.
+    let spawn = matches!(opts.target, Some(conf::NsTarget::Spawn { .. }));
+    log::set_level(if spawn && opts.log_level < conf::LogLevel::Debug {
+        conf::LogLevel::Quiet
+    } else {
+        opts.log_level
+    });
     // -i names the template for both families; --outbound-if4/6 name it
     // for one, unless -i is given.
     let ifname4 = opts.ifname.clone().or_else(|| opts.ifname_out4.clone());

@@ -59,14 +59,23 @@ pub fn init_early(ident: &'static str) {
     log::set_max_level(LevelFilter::Info);
 }
 
-/// Applies the configured level and destinations.
-pub fn configure(level: LogLevel, file: Option<&Path>, size: u64) -> std::io::Result<()> {
-    log::set_max_level(match level {
+/// Sets the level alone (before the destinations are known).
+pub fn set_level(level: LogLevel) {
+    log::set_max_level(filter(level));
+}
+
+fn filter(level: LogLevel) -> LevelFilter {
+    match level {
         LogLevel::Quiet => LevelFilter::Warn,
         LogLevel::Info => LevelFilter::Info,
         LogLevel::Debug => LevelFilter::Debug,
         LogLevel::Trace => LevelFilter::Trace,
-    });
+    }
+}
+
+/// Applies the configured level and destinations.
+pub fn configure(level: LogLevel, file: Option<&Path>, size: u64) -> std::io::Result<()> {
+    log::set_max_level(filter(level));
     let Some(logger) = LOGGER.get() else {
         return Ok(());
     };

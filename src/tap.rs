@@ -215,6 +215,7 @@ impl Tap {
                         self.stats.rx_runt_or_giant += 1;
                         continue;
                     }
+                    log::trace!("tap: frame of {n} bytes");
                     rx.push(n);
                 }
                 Err(rustix::io::Errno::AGAIN) => return Ok(RxEnd::Drained),

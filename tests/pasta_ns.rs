@@ -86,9 +86,28 @@ fn exit_status_of_the_command_comes_back() {
     assert_eq!(o.status.code(), Some(7), "{o:?}");
     let o = tb.pasta_output(&["true"], T);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    // Killed by a signal: 128 + signal number.
-    let o = tb.pasta_output(&["sh", "-c", "kill -TERM $$"], T);
-    assert_eq!(o.status.code(), Some(128 + 15), "{o:?}");
+    // Killed by a signal: 128 + signal number. The command is PID 1 of its
+    // PID namespace, so the signal comes from outside.
+    let child = tb
+        .pasta(&["sleep", "31.25"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pasta");
+    let mut child = Guard(child);
+    let mut sleeper = String::new();
+    wait_for("the command", Duration::from_secs(10), || {
+        let o = run(Command::new("pgrep").args(["-f", "^sleep 31.25$"]));
+        sleeper = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        !sleeper.is_empty()
+    });
+    must(Command::new("kill").args(["-KILL", &sleeper]));
+    let mut status = None;
+    wait_for("pasta to exit", Duration::from_secs(5), || {
+        status = child.0.try_wait().ok().flatten();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(128 + 9));
     // A command that does not exist.
     let o = tb.pasta_output(&["/nonexistent/command"], T);
     assert_eq!(o.status.code(), Some(127), "{o:?}");
