@@ -32,4 +32,12 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo build"
 cargo build --all-targets --quiet
 echo "== cargo test"
-cargo test --quiet -- --test-threads="${TEST_THREADS:-4}" "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --quiet --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "passt-rs: %d passed, %d failed\n", p, f }' "$log"
+exit "$rc"
