@@ -12,6 +12,7 @@ pub mod dhcp;
 pub mod dhcpv6;
 pub mod dns_name;
 pub mod event;
+pub mod flow;
 pub mod fwd;
 pub mod icmp;
 pub mod isolation;
