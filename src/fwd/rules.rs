@@ -89,6 +89,8 @@ pub enum FwdError {
     },
     #[error("Failed to bind any port for {rule}")]
     NoneBound { rule: String },
+    #[error("Can't open enough sockets for {rule}: {source}")]
+    TooManySockets { rule: String, source: io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, FwdError>;
@@ -163,7 +165,7 @@ impl fmt::Display for FwdRule {
             write!(f, "%{i}")?;
         }
         write!(f, "]:{}", self.first)?;
-        let to_last = self.to.wrapping_add(self.last - self.first);
+        let to_last = self.to.wrapping_add(self.last.wrapping_sub(self.first));
         if self.last != self.first {
             write!(f, "-{}", self.last)?;
         }
@@ -366,9 +368,53 @@ fn open_one(rule: &FwdRule, addr: SocketAddr, freebind: bool) -> io::Result<Owne
 }
 
 /// Listening sockets for every port of every `proto` rule of `table`
-/// except `scan` rules. A bind failure is an error on a normal rule and a
-/// warning on a weak one (which must still bind one port).
+/// except `scan` rules. A bind failure is an error on a normal rule and is
+/// skipped on a weak one (which must still bind one port); running out of
+/// descriptors is always an error.
+///
+/// Unbound rules open both families (see [`open_listeners_in`] for `-4`
+/// and `-6`). A host without one family (`EAFNOSUPPORT`) just gets no
+/// sockets of that family.
 pub fn open_listeners(table: &FwdTable, proto: Proto, freebind: bool) -> Result<Vec<Listener>> {
+    open_listeners_in(table, proto, freebind, Families::BOTH)
+}
+
+/// The address families enabled (`-4`: IPv4 only, `-6`: IPv6 only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Families {
+    pub v4: bool,
+    pub v6: bool,
+}
+
+impl Families {
+    pub const BOTH: Families = Families { v4: true, v6: true };
+
+    /// The families of `conf` (`ip4`/`ip6` present).
+    pub fn of(conf: &Config) -> Families {
+        Families {
+            v4: conf.ip4.is_some(),
+            v6: conf.ip6.is_some(),
+        }
+    }
+}
+
+/// [`open_listeners`], unbound rules listening only on the families
+/// enabled. Rules bound to an address of a disabled family are rejected
+/// by [`build`].
+pub fn open_listeners_in(
+    table: &FwdTable,
+    proto: Proto,
+    freebind: bool,
+    families: Families,
+) -> Result<Vec<Listener>> {
+    const V4_ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    const V6_ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    let wildcard: &[IpAddr] = match (families.v4, families.v6) {
+        (true, true) => &[V4_ANY, V6_ANY],
+        (true, false) => &[V4_ANY],
+        (false, true) => &[V6_ANY],
+        (false, false) => &[],
+    };
     let mut out = Vec::new();
     for (idx, rule) in table.rules.iter().enumerate() {
         if rule.proto != proto || rule.scan {
@@ -377,10 +423,8 @@ pub fn open_listeners(table: &FwdTable, proto: Proto, freebind: bool) -> Result<
         let Ok(idx) = u32::try_from(idx) else { break };
         let addrs: &[IpAddr] = match &rule.addr {
             Some(a) => std::slice::from_ref(a),
-            None => &[
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            ],
+            None if wildcard.is_empty() => continue,
+            None => wildcard,
         };
         let mut bound = 0usize;
         for port in rule.first..=rule.last {
@@ -394,6 +438,12 @@ pub fn open_listeners(table: &FwdTable, proto: Proto, freebind: bool) -> Result<
                             port,
                             v6: ip.is_ipv6(),
                         });
+                    }
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                        return Err(FwdError::TooManySockets {
+                            rule: rule.to_string(),
+                            source: e,
+                        })
                     }
                     // A wildcard rule on a host without this family.
                     Err(e)
@@ -421,7 +471,7 @@ pub fn open_listeners(table: &FwdTable, proto: Proto, freebind: bool) -> Result<
             });
         }
         if rule.weak {
-            let total = (usize::from(rule.last - rule.first) + 1) * addrs.len();
+            let total = (usize::from(rule.last.saturating_sub(rule.first)) + 1) * addrs.len();
             if bound < total {
                 ::log::warn!("{rule}: bound {bound} of {total} sockets, skipped the others");
             }
@@ -656,6 +706,21 @@ mod tests {
         }
         let flags = rustix::io::fcntl_getfd(&ls[0].fd).unwrap();
         assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+
+        // Unbound rules: one socket per enabled family.
+        let any = FwdTable {
+            rules: vec![rule(Proto::Udp, None, p[3], p[3], p[3])],
+        };
+        let v4 = Families {
+            v4: true,
+            v6: false,
+        };
+        let us = open_listeners_in(&any, Proto::Udp, false, v4).unwrap();
+        assert_eq!(us.iter().map(|l| l.v6).collect::<Vec<_>>(), [false]);
+        drop(us);
+        let us = open_listeners(&any, Proto::Udp, false).unwrap();
+        assert!(!us.is_empty() && us.iter().all(|l| l.port == p[3]));
+        drop(us);
 
         let us = open_listeners(&table, Proto::Udp, false).unwrap();
         assert_eq!(us.len(), 1);

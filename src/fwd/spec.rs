@@ -205,6 +205,9 @@ fn parse_port(s: &str) -> Result<u16> {
 /// `N` or `N-M`.
 fn parse_range(s: &str) -> Result<(u16, u16)> {
     let (a, b) = match s.split_once('-') {
+        Some((a, b)) if a.is_empty() || b.is_empty() => {
+            return Err(SpecError::BadNumber(s.to_string()))
+        }
         Some((a, b)) => (parse_port(a)?, parse_port(b)?),
         None => {
             let p = parse_port(s)?;
@@ -545,7 +548,9 @@ mod tests {
             ("", IN, SpecError::Empty, "empty"),
             ("2x", IN, SpecError::BadNumber("2x".into()), "'2x'"),
             ("22,", IN, SpecError::EmptyItem("22,".into()), "'22,'"),
-            ("-5", IN, SpecError::BadNumber("".into()), "not a port"),
+            ("-5", IN, SpecError::BadNumber("-5".into()), "'-5'"),
+            ("22-", IN, SpecError::BadNumber("22-".into()), "'22-'"),
+            ("1-2-3", IN, SpecError::BadNumber("2-3".into()), "'2-3'"),
             ("65536", IN, SpecError::TooLarge("65536".into()), "65536"),
             (
                 "1-99999999999",
