@@ -13,8 +13,11 @@
 //!   (TCP/UDP port 53 only; see `dns_target`).
 //!
 //! Replies follow the flow's stored sides, which undoes the translation.
-//! The forwarding table for `-t`/`-u`/`-T`/`-U` arrives with the TCP and UDP
-//! issues and will live here too.
+//! The forwarding table for `-t`/`-u`/`-T`/`-U` lives in [`rules`], built
+//! from the port specifications parsed by [`spec`].
+
+pub mod rules;
+pub mod spec;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
