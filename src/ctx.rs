@@ -43,6 +43,7 @@ use crate::event::{Epoll, EpollRef, Event, Kind};
 use crate::icmp::Icmp;
 use crate::pasta::{QuitWatch, Spawned};
 use crate::tap::{RxBatch, RxEnd, Tap};
+use crate::tcp::{Tcp, TcpCtx};
 use crate::wire::build;
 use crate::wire::classify::{classify, DropReason, L3, L4};
 use crate::wire::Mac;
@@ -83,6 +84,7 @@ pub struct Ctx<'c> {
     rx: RxBatch,
     pub guest: GuestState,
     pub icmp: Icmp,
+    pub tcp: Tcp,
     pub dhcpv6: crate::dhcpv6::Dhcpv6Server,
     pub ra: crate::ndp::RaTimer,
     /// xorshift state for RA jitter.
@@ -106,7 +108,9 @@ impl<'c> Ctx<'c> {
         signals: OwnedFd,
         spawned: Option<Spawned>,
         quit: Option<QuitWatch>,
+        tcp: Tcp,
     ) -> io::Result<Self> {
+        tcp.register(&epoll)?;
         epoll.add(&signals, EpollRef::new(Kind::Signal, 0))?;
         if let Some(s) = &spawned {
             epoll.add(&s.pidfd, EpollRef::new(Kind::Child, 0))?;
@@ -138,6 +142,7 @@ impl<'c> Ctx<'c> {
                 addr6_ll_seen: None,
             },
             icmp: Icmp::new(conf),
+            tcp,
             dhcpv6: crate::dhcpv6::Dhcpv6Server::new(conf, secs_since_2000),
             ra: crate::ndp::RaTimer::new(),
             rng: u64::from_ne_bytes(seed) | 1,
@@ -186,6 +191,8 @@ impl<'c> Ctx<'c> {
             for ev in events.iter().copied() {
                 if let Some(code) = self.handle(ev) {
                     self.tap.flush();
+                    log::debug!("TCP: {:?}", self.tcp.stats);
+                    log::debug!("tap: {:?}", self.tap.stats);
                     return code;
                 }
             }
@@ -195,6 +202,7 @@ impl<'c> Ctx<'c> {
                 next_tick = now + TICK;
             }
             self.tap.flush();
+            self.tcp.defer(&self.epoll);
         }
     }
 
@@ -221,6 +229,24 @@ impl<'c> Ctx<'c> {
                 self.icmp.sock_readable(conf, ev.r.index, |reply| {
                     tap.send_with(|out| echo_reply_frame(conf, mac, reply, out));
                 });
+            }
+            Kind::TcpSock => {
+                let mut c = TcpCtx {
+                    conf: self.conf,
+                    epoll: &self.epoll,
+                    tap: &mut self.tap,
+                    guest: &self.guest,
+                };
+                self.tcp.sock_event(&mut c, ev.r.index, &ev);
+            }
+            Kind::TcpListen => {
+                let mut c = TcpCtx {
+                    conf: self.conf,
+                    epoll: &self.epoll,
+                    tap: &mut self.tap,
+                    guest: &self.guest,
+                };
+                self.tcp.listen_event(&mut c, ev.r.index);
             }
         }
         None
@@ -260,6 +286,13 @@ impl<'c> Ctx<'c> {
             for i in 0..self.rx.len() {
                 self.frame_in(i);
             }
+            let mut c = TcpCtx {
+                conf: self.conf,
+                epoll: &self.epoll,
+                tap: &mut self.tap,
+                guest: &self.guest,
+            };
+            self.tcp.flush_acks(&mut c);
             if end == RxEnd::Drained {
                 return None;
             }
@@ -320,6 +353,16 @@ impl<'c> Ctx<'c> {
                         IpAddr::V4(dst),
                         message,
                     ),
+                    L4::Tcp(seg) if !conf.no_tcp => {
+                        let mut c = TcpCtx {
+                            conf,
+                            epoll: &self.epoll,
+                            tap,
+                            guest,
+                        };
+                        self.tcp
+                            .from_tap(&mut c, IpAddr::V4(src), IpAddr::V4(dst), &seg);
+                    }
                     _ => counters.unhandled_l4 += 1,
                 }
             }
@@ -360,6 +403,16 @@ impl<'c> Ctx<'c> {
                         IpAddr::V6(dst),
                         message,
                     ),
+                    L4::Tcp(seg) if !conf.no_tcp => {
+                        let mut c = TcpCtx {
+                            conf,
+                            epoll: &self.epoll,
+                            tap,
+                            guest,
+                        };
+                        self.tcp
+                            .from_tap(&mut c, IpAddr::V6(src), IpAddr::V6(dst), &seg);
+                    }
                     L4::Udp {
                         dport: 547,
                         payload,
@@ -393,6 +446,13 @@ impl<'c> Ctx<'c> {
 
     fn timer(&mut self, now: Instant) {
         self.icmp.timer(&self.epoll, now);
+        let mut c = TcpCtx {
+            conf: self.conf,
+            epoll: &self.epoll,
+            tap: &mut self.tap,
+            guest: &self.guest,
+        };
+        self.tcp.timer(&mut c, now);
         let conf = self.conf;
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;

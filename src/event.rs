@@ -26,6 +26,10 @@ pub enum Kind {
     NsQuitTimer = 5,
     /// An ICMP/ICMPv6 echo socket; the index is the ping flow.
     Ping = 6,
+    /// A TCP connection's socket; the index is the flow.
+    TcpSock = 7,
+    /// A TCP listening socket; the index is the listener.
+    TcpListen = 8,
 }
 
 impl Kind {
@@ -37,6 +41,8 @@ impl Kind {
             4 => Kind::NsQuitInotify,
             5 => Kind::NsQuitTimer,
             6 => Kind::Ping,
+            7 => Kind::TcpSock,
+            8 => Kind::TcpListen,
             _ => return None,
         })
     }
@@ -107,6 +113,12 @@ impl Epoll {
     /// Watches `fd` with explicit flags.
     pub fn add_flags(&self, fd: impl AsFd, r: EpollRef, flags: EventFlags) -> io::Result<()> {
         epoll::add(&self.fd, fd, EventData::new_u64(r.to_u64()), flags)?;
+        Ok(())
+    }
+
+    /// Changes the events watched on `fd`.
+    pub fn modify(&self, fd: impl AsFd, r: EpollRef, flags: EventFlags) -> io::Result<()> {
+        epoll::modify(&self.fd, fd, EventData::new_u64(r.to_u64()), flags)?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@ pub mod netlink;
 pub mod pasta;
 pub mod sys;
 pub mod tap;
+pub mod tcp;
 pub mod wire;
 
 use conf::cli::Parsed;
@@ -77,7 +78,10 @@ pub fn main() -> i32 {
         }
     };
     let conf = match conf::resolve::resolve(opts, &host) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            c.test = conf::TestKnobs::from_env();
+            c
+        }
         Err(e) => {
             eprintln!("{e}");
             return 1;
@@ -136,6 +140,39 @@ fn log_summary(conf: &Config) {
     }
 }
 
+/// The forwarding table, and TCP with the listening sockets of its inbound
+/// rules (opened now, while we may still bind low ports).
+fn tcp_with_listeners(conf: &Config) -> Result<tcp::Tcp, Box<dyn std::error::Error>> {
+    let tables = fwd::rules::build(conf)?;
+    for r in &tables.host.rules {
+        ::log::info!("Inbound forwarding: {r}");
+    }
+    let mut listeners = Vec::new();
+    if !conf.no_tcp {
+        let opened = fwd::rules::open_listeners_in(
+            &tables.host,
+            conf::Proto::Tcp,
+            conf.freebind,
+            fwd::rules::Families::of(conf),
+        )?;
+        for l in opened {
+            let Some(rule) = tables.host.rules.get(l.rule as usize) else {
+                continue;
+            };
+            let Some(target_port) = rule.target(l.port) else {
+                continue;
+            };
+            listeners.push(tcp::Listener {
+                fd: l.fd,
+                rule: l.rule,
+                target_port,
+            });
+        }
+    }
+    let capacity = conf.test.flow_max.unwrap_or(flow::FLOW_MAX);
+    Ok(tcp::Tcp::new(conf, capacity, listeners))
+}
+
 /// pasta: namespace, tap, privileges, daemon, loop.
 fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     log::configure(conf.log_level, conf.log_file.as_deref(), conf.log_size)
@@ -150,6 +187,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     let signals = daemon::signals().map_err(|e| format!("signals: {e}"))?;
     log_summary(conf);
 
+    let tcp = tcp_with_listeners(conf)?;
     let routes = pasta::host_routes(conf)?;
     let ns = pasta::setup(conf)?;
     let tap = pasta::tap_setup(conf, &ns.netns, routes)?;
@@ -171,6 +209,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
         signals,
         ns.spawned,
         ns.quit,
+        tcp,
     )?;
     ctx.guest.addr6_ll_seen = tap.ll6;
     if configured {

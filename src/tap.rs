@@ -170,6 +170,36 @@ impl TxQueue {
         self.frames.is_empty()
     }
 
+    /// Room for up to `n` frames of `stride` bytes laid out back to back
+    /// (`stride` a multiple of 8), for callers that fill several frames
+    /// with one system call (a TCP peek into consecutive payload areas).
+    /// Returns the region and how many frames fit; frames in it are queued
+    /// with [`TxQueue::commit_region`].
+    pub fn region(&mut self, stride: usize, n: usize) -> (&mut [u8], usize) {
+        let room_frames = TX_FRAMES - self.frames.len();
+        let room_bytes = self.buf.len() - self.used;
+        let fit = (room_bytes / stride.max(1)).min(room_frames).min(n);
+        (&mut self.buf[self.used..self.used + fit * stride], fit)
+    }
+
+    /// Queues frames built in the last [`TxQueue::region`]: frame `i` at
+    /// `i * stride`, `lens[i]` bytes.
+    pub fn commit_region(&mut self, stride: usize, lens: &[usize]) {
+        let mut fit = 0;
+        for (i, &len) in lens.iter().enumerate() {
+            let off = self.used + i * stride;
+            if len == 0 || len > stride || off + stride > self.buf.len() {
+                break;
+            }
+            if self.frames.len() >= TX_FRAMES {
+                break;
+            }
+            self.frames.push((off as u32, len as u32));
+            fit = i + 1;
+        }
+        self.used += fit * stride;
+    }
+
     fn clear(&mut self) {
         self.frames.clear();
         self.used = 0;

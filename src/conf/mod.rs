@@ -259,6 +259,25 @@ pub struct Config {
 pub struct TestKnobs {
     /// Idle timeout of ICMP echo flows, seconds (default 60).
     pub icmp_timeout: Option<u64>,
+    /// Tap-side TCP keepalive interval, seconds (default 30).
+    pub tcp_keepalive: Option<u64>,
+    /// TCP inactivity interval, seconds (default 7200).
+    pub tcp_inactivity: Option<u64>,
+    /// Flow table capacity (default 131071).
+    pub flow_max: Option<usize>,
+}
+
+impl TestKnobs {
+    /// Reads the `PASST_RS_TEST_*` variables (for the test suite only).
+    pub fn from_env() -> Self {
+        let get = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        TestKnobs {
+            icmp_timeout: get("PASST_RS_TEST_ICMP_TIMEOUT"),
+            tcp_keepalive: get("PASST_RS_TEST_TCP_KEEPALIVE"),
+            tcp_inactivity: get("PASST_RS_TEST_TCP_INACTIVITY"),
+            flow_max: get("PASST_RS_TEST_FLOW_MAX").map(|v: u64| v as usize),
+        }
+    }
 }
 
 /// Our default MAC address, as upstream.

@@ -8,8 +8,10 @@
 
 pub mod net;
 pub mod process;
+pub mod tcp;
 pub mod tun;
 
 pub use net::*;
 pub use process::*;
+pub use tcp::*;
 pub use tun::*;

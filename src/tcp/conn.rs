@@ -1,0 +1,138 @@
+//! One TCP connection as the translation sees it: the host socket, the
+//! guest-side addresses, and the sequence and window numbers we mirror.
+
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use rustix::event::epoll::EventFlags;
+
+use super::RTO_INIT;
+use crate::flow::FlowKey;
+
+// Events: what happened to a connection (see the module documentation).
+/// The guest sent a SYN; the socket is connecting.
+pub const TAP_SYN_RCVD: u16 = 1 << 0;
+/// A host peer connected through a listener; we sent the guest a SYN.
+pub const SOCK_ACCEPTED: u16 = 1 << 1;
+/// Both handshakes done.
+pub const ESTABLISHED: u16 = 1 << 2;
+/// We sent the guest a SYN,ACK.
+pub const TAP_SYN_ACK_SENT: u16 = 1 << 3;
+/// The socket's peer closed its side (EOF).
+pub const SOCK_FIN_RCVD: u16 = 1 << 4;
+/// We shut the socket down for writing (the guest's FIN).
+pub const SOCK_FIN_SENT: u16 = 1 << 5;
+/// The guest sent a FIN.
+pub const TAP_FIN_RCVD: u16 = 1 << 6;
+/// We sent the guest a FIN.
+pub const TAP_FIN_SENT: u16 = 1 << 7;
+/// The guest acknowledged our FIN.
+pub const TAP_FIN_ACKED: u16 = 1 << 8;
+/// Closed: freed at the end of the loop iteration.
+pub const CLOSED: u16 = 1 << 9;
+
+// Flags.
+/// The guest's window is full: socket input is not watched.
+pub const STALLED: u8 = 1 << 0;
+/// An ACK to the guest is owed (sent at the end of the batch).
+pub const ACK_TO_TAP_DUE: u8 = 1 << 1;
+/// The socket refused part of the guest's data: once it is writable
+/// again, reopen the window and provoke a fast retransmit.
+pub const DROPPED_FROM_TAP: u8 = 1 << 2;
+/// We advertised a small window: tell the guest when the socket drains.
+pub const WND_UPDATE_DUE: u8 = 1 << 3;
+
+// TCP header flags.
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+
+/// Sequence comparisons, modulo 2^32.
+pub fn seq_gt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+pub fn seq_le(a: u32, b: u32) -> bool {
+    !seq_gt(a, b)
+}
+
+/// A TCP connection between the guest and a host socket.
+pub struct TcpConn {
+    pub sock: OwnedFd,
+    /// The guest-side key: endpoint = the guest, "our" side = the address
+    /// and port the guest talks to.
+    pub key: FlowKey,
+    pub events: u16,
+    pub flags: u8,
+    pub epoll_flags: EventFlags,
+    /// Our initial sequence number toward the guest.
+    pub seq_init_to_tap: u32,
+    /// Next sequence number we send to the guest.
+    pub seq_to_tap: u32,
+    /// Highest sequence number the guest acknowledged.
+    pub seq_ack_from_tap: u32,
+    /// Next sequence number expected from the guest.
+    pub seq_from_tap: u32,
+    /// Last acknowledgement number we sent to the guest.
+    pub seq_ack_to_tap: u32,
+    pub seq_init_from_tap: u32,
+    /// The guest's window, in bytes (scaled).
+    pub wnd_from_tap: u32,
+    /// The window field we last sent (unscaled).
+    pub wnd_to_tap: u16,
+    pub ws_from_tap: u8,
+    pub ws_to_tap: u8,
+    /// Segment size toward the guest.
+    pub mss: u16,
+    pub retries: u8,
+    pub dup_acks: u8,
+    /// When we retransmit if the guest acknowledged nothing new.
+    pub rto_at: Option<Instant>,
+    /// Inactivity clock marks (see the module documentation).
+    pub inactive: bool,
+    pub tap_inactive: bool,
+}
+
+impl TcpConn {
+    pub fn new(sock: OwnedFd, key: FlowKey, isn: u32) -> Self {
+        TcpConn {
+            sock,
+            key,
+            events: 0,
+            flags: 0,
+            epoll_flags: EventFlags::empty(),
+            seq_init_to_tap: isn,
+            seq_to_tap: isn,
+            seq_ack_from_tap: isn,
+            seq_from_tap: 0,
+            seq_ack_to_tap: 0,
+            seq_init_from_tap: 0,
+            wnd_from_tap: super::WINDOW_DEFAULT,
+            wnd_to_tap: 0,
+            ws_from_tap: 0,
+            ws_to_tap: 0,
+            mss: 536,
+            retries: 0,
+            dup_acks: 0,
+            rto_at: None,
+            inactive: false,
+            tap_inactive: false,
+        }
+    }
+
+    pub fn arm_rto(&mut self, now: Instant) {
+        self.rto_at = Some(now + RTO_INIT * (1u32 << self.retries.min(7)));
+    }
+
+    /// Goes back to the last byte the guest acknowledged, to send again.
+    pub fn rewind(&mut self, peek_off: bool) {
+        self.seq_to_tap = self.seq_ack_from_tap;
+        self.dup_acks = 0;
+        self.flags &= !super::conn::STALLED;
+        if peek_off {
+            let _ = crate::sys::set_peek_off(&self.sock, 0);
+        }
+    }
+}

@@ -1,0 +1,1239 @@
+//! TCP: a translation between the guest's segments and host sockets, with
+//! no TCP/IP stack in between.
+//!
+//! ## Theory of operation
+//!
+//! Every TCP connection the guest sees on its link is paired with one
+//! kernel TCP socket on the host. The host kernel does the real work toward
+//! the peer (congestion control, retransmission, SACK, timestamps); we only
+//! translate, and mirror what the socket tells us back to the guest:
+//!
+//! - **socket → guest**: data is *peeked* from the socket
+//!   (`MSG_PEEK`, with `SO_PEEK_OFF` so each peek starts after what the
+//!   guest already has) straight into the payload areas of frames in the
+//!   tap's transmit queue, then only the headers are written around it.
+//!   Nothing is dequeued until the guest acknowledges it: then exactly the
+//!   acknowledged bytes are dropped with `MSG_TRUNC`. The socket's receive
+//!   queue *is* the retransmission buffer, so there is no per-connection
+//!   buffer here. How much we send is bounded by the guest's window.
+//! - **guest → socket**: in-sequence payload is written to the socket at
+//!   once. We acknowledge exactly what the socket took, and advertise as
+//!   window what the socket's send buffer can still take. If the socket
+//!   takes only part of a segment, the guest is told at once: an ACK for
+//!   what was written (with the window left), and, as soon as the socket
+//!   can take data again, a window update followed by duplicate ACKs so
+//!   that the guest retransmits quickly instead of waiting for its RTO.
+//!   Out-of-order segments (after a gap) are dropped and answered with a
+//!   duplicate ACK, as any receiver does.
+//!
+//! ## States
+//!
+//! There is no state machine: a connection carries *events* (bits) that
+//! happened to it — guest SYN received, socket accepted, established, FIN
+//! received or sent on either side, our FIN acknowledged — and what to do
+//! follows from them. A connection is closed once both directions have
+//! finished (guest FIN written to the socket as a shutdown, socket EOF
+//! sent to the guest as a FIN and acknowledged), or at once on a reset from
+//! either side.
+//!
+//! ## Opening
+//!
+//! - Guest connects out: its SYN creates a flow; a non-blocking socket
+//!   connects to the destination after address translation
+//!   ([`crate::fwd::nat_from_tap`]: the gateway reaches the host's
+//!   loopback). The guest gets a SYN,ACK only once the connect succeeded,
+//!   a RST if it failed.
+//! - A host peer connects in through a `-t` listener: the accepted socket
+//!   becomes a SYN to the guest, from the peer's own address (no NAT, but
+//!   loopback peers appear as the gateway); the guest's SYN,ACK
+//!   establishes it.
+//!
+//! ## Timers
+//!
+//! One periodic check per second walks the connections: retransmission
+//! (data or SYN not acknowledged by the guest within the timeout: rewind
+//! to the last acknowledged byte and send again, reset after 7 tries),
+//! tap-side keepalive (a connection that got no segment from the guest for
+//! a whole interval — 30 s — gets a keepalive segment, so a guest that
+//! forgot it answers with a RST and the flow goes), and the inactivity
+//! clock (each interval — 2 h — marks every connection inactive, any event
+//! clears the mark, a connection still marked at the next tick is reset).
+//!
+//! ## Frames
+//!
+//! Segments are built in the tap's transmit queue from the connection's
+//! addresses: only lengths, sequence and acknowledgement numbers, flags,
+//! window and checksums change per segment. Options are only sent on SYNs
+//! (MSS and window scale); timestamps and SACK are not used toward the
+//! guest.
+
+mod conn;
+mod frame;
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use rustix::event::epoll::EventFlags;
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+use crate::conf::Config;
+use crate::ctx::GuestState;
+use crate::event::{Epoll, EpollRef, Kind};
+use crate::flow::{FlowKey, FlowSide, FlowTable, Pif};
+use crate::sys;
+use crate::tap::Tap;
+use crate::wire::tcp::TcpPacket;
+
+pub use conn::TcpConn;
+use conn::*;
+
+/// IP protocol number of TCP.
+const IPPROTO_TCP: u8 = 6;
+/// Largest window we advertise or use (16 MiB).
+const MAX_WINDOW: u32 = 1 << 24;
+/// Window scale we offer the guest.
+const MAX_WS: u8 = 8;
+/// Initial window before anything is known (RFC 6928).
+const WINDOW_DEFAULT: u32 = 14600;
+/// Retransmissions to the guest before giving up.
+const MAX_RETRIES: u8 = 7;
+/// First retransmission timeout.
+const RTO_INIT: Duration = Duration::from_secs(1);
+/// Tap-side keepalive interval.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Inactivity interval: idle connections go after one to two of these.
+pub const INACTIVITY_INTERVAL: Duration = Duration::from_secs(7200);
+/// Frames of one flow we let wait in the tap's queue (of 1000).
+const TAP_QUEUE_FRAMES: u32 = 700;
+/// Most frames filled by one peek.
+const PEEK_FRAMES: usize = 64;
+/// Duplicate ACKs from the guest that make us retransmit.
+const DUP_ACK_THRESHOLD: u8 = 3;
+
+/// A listening socket for inbound connections (`-t`), and the guest port
+/// its connections go to.
+pub struct Listener {
+    pub fd: OwnedFd,
+    /// Index of the forwarding rule it was made for.
+    pub rule: u32,
+    pub target_port: u16,
+}
+
+/// Counters for tests and statistics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpStats {
+    pub opened_from_tap: u64,
+    pub opened_from_sock: u64,
+    pub closed: u64,
+    pub refused_table_full: u64,
+    pub rst_to_tap: u64,
+    pub retransmits: u64,
+    pub partial_writes: u64,
+    pub gap_drops: u64,
+    pub keepalives: u64,
+    pub inactivity_resets: u64,
+}
+
+/// All TCP state of one loop.
+pub struct Tcp {
+    conns: FlowTable<TcpConn>,
+    listeners: Vec<Listener>,
+    /// Connections to close at the end of the loop iteration (so that a
+    /// stale event in the same batch never reaches a reused slot).
+    closing: Vec<u32>,
+    /// Connections owing the guest an ACK, sent at the end of a batch.
+    ack_due: Vec<u32>,
+    peek_off: bool,
+    /// Fallback for kernels without `SO_PEEK_OFF` on TCP: already-sent
+    /// bytes are peeked into this and thrown away.
+    discard: Vec<u8>,
+    isn_key: [u8; 16],
+    start: Instant,
+    keepalive: Duration,
+    inactivity: Duration,
+    next_keepalive: Instant,
+    next_inactivity: Instant,
+    pub stats: TcpStats,
+}
+
+/// Everything a handler needs besides the TCP state.
+pub struct TcpCtx<'a> {
+    pub conf: &'a Config,
+    pub epoll: &'a Epoll,
+    pub tap: &'a mut Tap,
+    pub guest: &'a GuestState,
+}
+
+impl Tcp {
+    pub fn new(conf: &Config, capacity: usize, listeners: Vec<Listener>) -> Self {
+        let mut isn_key = [0u8; 16];
+        let _ = getrandom::fill(&mut isn_key);
+        let now = Instant::now();
+        let keepalive = conf
+            .test
+            .tcp_keepalive
+            .map_or(KEEPALIVE_INTERVAL, Duration::from_secs);
+        let inactivity = conf
+            .test
+            .tcp_inactivity
+            .map_or(INACTIVITY_INTERVAL, Duration::from_secs);
+        Tcp {
+            conns: FlowTable::new(capacity),
+            listeners,
+            closing: Vec::with_capacity(1024),
+            ack_due: Vec::with_capacity(1024),
+            peek_off: probe_peek_off(),
+            discard: Vec::new(),
+            isn_key,
+            start: now,
+            keepalive,
+            inactivity,
+            next_keepalive: now + keepalive,
+            next_inactivity: now + inactivity,
+            stats: TcpStats::default(),
+        }
+    }
+
+    /// Registers the listening sockets with epoll.
+    pub fn register(&self, epoll: &Epoll) -> io::Result<()> {
+        for (i, l) in self.listeners.iter().enumerate() {
+            epoll.add(&l.fd, EpollRef::new(Kind::TcpListen, i as u32))?;
+        }
+        Ok(())
+    }
+
+    /// Number of open connections.
+    pub fn active(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn isn(&self, key: &FlowKey) -> u32 {
+        use std::hash::{Hash, Hasher};
+        let mut h = siphasher::sip::SipHasher24::new_with_key(&self.isn_key);
+        key.side.eaddr.hash(&mut h);
+        key.side.eport.hash(&mut h);
+        key.side.oaddr.hash(&mut h);
+        key.side.oport.hash(&mut h);
+        let v = h.finish();
+        let ns = self.start.elapsed().as_nanos() as u64;
+        ((v >> 32) as u32 ^ v as u32).wrapping_add((ns >> 5) as u32)
+    }
+
+    // ------------------------------------------------------------------
+    // Segments from the guest
+    // ------------------------------------------------------------------
+
+    /// A TCP segment from the guest (already checked by the classifier).
+    pub fn from_tap(
+        &mut self,
+        c: &mut TcpCtx<'_>,
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &TcpPacket<&[u8]>,
+    ) {
+        let key = FlowKey {
+            proto: IPPROTO_TCP,
+            pif: Pif::Tap,
+            side: FlowSide {
+                eaddr: src,
+                eport: seg.src_port(),
+                oaddr: dst,
+                oport: seg.dst_port(),
+            },
+        };
+        let Some((idx, _)) = self.conns.lookup(&key) else {
+            if seg.syn() && !seg.ack_flag() && !seg.rst() {
+                self.conn_from_tap(c, key, seg);
+            } else if !seg.rst() {
+                self.stats.rst_to_tap += 1;
+                frame::rst_no_conn(c.conf, c.guest.mac, c.tap, &key, seg);
+            }
+            return;
+        };
+        self.segment(c, idx, seg);
+    }
+
+    fn conn_from_tap(&mut self, c: &mut TcpCtx<'_>, key: FlowKey, seg: &TcpPacket<&[u8]>) {
+        let conf = c.conf;
+        let dst = key.side.oaddr;
+        let dport = key.side.oport;
+        if dport == 0 || key.side.eport == 0 || is_multicast_or_bcast(dst) {
+            return;
+        }
+        if self.conns.len() >= self.conns.capacity() {
+            self.stats.refused_table_full += 1;
+            log::debug!(
+                "TCP: flow table full, refusing {}:{} -> {dst}:{dport}",
+                key.side.eaddr,
+                key.side.eport
+            );
+            frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
+            return;
+        }
+        let target = crate::fwd::dns_target(conf, dst, dport)
+            .unwrap_or_else(|| crate::fwd::nat_from_tap(conf, dst));
+        let sock = match connect_socket(conf, target, dport, seg.mss()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("TCP: connect to {target}:{dport} failed: {e}");
+                frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
+                return;
+            }
+        };
+        let connected = matches!(sock.1, ConnectState::Done);
+        let mut conn = TcpConn::new(sock.0, key, self.isn(&key));
+        conn.events = TAP_SYN_RCVD;
+        conn.seq_init_from_tap = seg.seq();
+        conn.seq_from_tap = seg.seq().wrapping_add(1);
+        conn.seq_ack_to_tap = conn.seq_from_tap;
+        conn.ws_from_tap = seg.window_scale().map_or(0, |w| w.min(14));
+        conn.ws_to_tap = if seg.window_scale().is_some() {
+            MAX_WS
+        } else {
+            0
+        };
+        conn.wnd_from_tap = u32::from(seg.window()).max(1);
+        conn.mss = clamp_mss(conf, key.side.oaddr, seg.mss().unwrap_or(536));
+        let Ok(idx) = self.conns.insert(conn) else {
+            self.stats.refused_table_full += 1;
+            frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
+            return;
+        };
+        self.conns.hash_insert(&key, idx, 0);
+        self.stats.opened_from_tap += 1;
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let flags = if connected {
+            EventFlags::IN | EventFlags::RDHUP
+        } else {
+            EventFlags::OUT | EventFlags::RDHUP
+        };
+        if c.epoll
+            .add_flags(&conn.sock, EpollRef::new(Kind::TcpSock, idx), flags)
+            .is_err()
+        {
+            self.close(idx);
+            return;
+        }
+        conn.epoll_flags = flags;
+        log::trace!(
+            "TCP {idx}: {}:{} -> {dst}:{dport} (to {target})",
+            key.side.eaddr,
+            key.side.eport
+        );
+        if connected {
+            self.connected(c, idx);
+        }
+    }
+
+    /// The socket of a guest-initiated connection connected: SYN,ACK.
+    fn connected(&mut self, c: &mut TcpCtx<'_>, idx: u32) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        log::trace!("TCP {idx}: connected, SYN,ACK to guest");
+        conn.events |= TAP_SYN_ACK_SENT;
+        conn.seq_to_tap = conn.seq_init_to_tap.wrapping_add(1);
+        conn.wnd_to_tap = window_to_tap(conn, c.conf);
+        frame::send_flags(
+            c.conf,
+            c.guest.mac,
+            c.tap,
+            conn,
+            SYN | ACK,
+            conn.seq_init_to_tap,
+        );
+        conn.arm_rto(Instant::now());
+        let _ = modify(c.epoll, conn, idx, EventFlags::IN | EventFlags::RDHUP);
+    }
+
+    fn segment(&mut self, c: &mut TcpCtx<'_>, idx: u32, seg: &TcpPacket<&[u8]>) {
+        let conf = c.conf;
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.events & CLOSED != 0 {
+            return;
+        }
+        conn.tap_inactive = false;
+        conn.inactive = false;
+        if seg.rst() {
+            log::trace!("TCP {idx}: RST from guest");
+            let _ = sys::set_linger_zero(&conn.sock);
+            self.close(idx);
+            return;
+        }
+
+        // Handshake: we sent a SYN (inbound connection), expect SYN,ACK.
+        if conn.events & SOCK_ACCEPTED != 0 && conn.events & ESTABLISHED == 0 {
+            if seg.syn() && seg.ack_flag() && seg.ack() == conn.seq_init_to_tap.wrapping_add(1) {
+                conn.events = (conn.events & !SOCK_ACCEPTED) | ESTABLISHED;
+                conn.seq_init_from_tap = seg.seq();
+                conn.seq_from_tap = seg.seq().wrapping_add(1);
+                conn.seq_ack_from_tap = seg.ack();
+                conn.seq_to_tap = seg.ack();
+                conn.ws_from_tap = seg.window_scale().map_or(0, |w| w.min(14));
+                if seg.window_scale().is_none() {
+                    conn.ws_to_tap = 0;
+                }
+                conn.wnd_from_tap = (u32::from(seg.window()) << conn.ws_from_tap).min(MAX_WINDOW);
+                conn.mss = clamp_mss(conf, conn.key.side.oaddr, seg.mss().unwrap_or(536));
+                conn.retries = 0;
+                conn.rto_at = None;
+                if self.peek_off {
+                    let _ = sys::set_peek_off(&conn.sock, 0);
+                }
+                self.send_ack(c, idx, true);
+                self.data_from_sock(c, idx);
+            } else {
+                self.reset(c, idx);
+            }
+            return;
+        }
+
+        // Handshake: guest connected out, we sent SYN,ACK, expect ACK.
+        if conn.events & ESTABLISHED == 0 {
+            if seg.syn() && !seg.ack_flag() {
+                // Retransmitted SYN: answer again if we already did.
+                if conn.events & TAP_SYN_ACK_SENT != 0 {
+                    frame::send_flags(
+                        conf,
+                        c.guest.mac,
+                        c.tap,
+                        conn,
+                        SYN | ACK,
+                        conn.seq_init_to_tap,
+                    );
+                }
+                return;
+            }
+            if conn.events & TAP_SYN_ACK_SENT == 0
+                || !seg.ack_flag()
+                || seg.ack() != conn.seq_init_to_tap.wrapping_add(1)
+            {
+                self.reset(c, idx);
+                return;
+            }
+            conn.events |= ESTABLISHED;
+            conn.seq_ack_from_tap = seg.ack();
+            conn.seq_to_tap = seg.ack();
+            conn.retries = 0;
+            conn.rto_at = None;
+            if self.peek_off {
+                let _ = sys::set_peek_off(&conn.sock, 0);
+            }
+        }
+
+        self.established_segment(c, idx, seg);
+    }
+
+    fn established_segment(&mut self, c: &mut TcpCtx<'_>, idx: u32, seg: &TcpPacket<&[u8]>) {
+        let conf = c.conf;
+        let peek_off = self.peek_off;
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let payload = seg.payload();
+        let mut need_ack = false;
+
+        // ACK processing.
+        if seg.ack_flag() {
+            let ack = seg.ack();
+            let wnd = (u32::from(seg.window()) << conn.ws_from_tap).min(MAX_WINDOW);
+            if seq_gt(ack, conn.seq_ack_from_tap) && seq_le(ack, conn.seq_to_tap) {
+                let mut acked = ack.wrapping_sub(conn.seq_ack_from_tap) as usize;
+                if conn.events & TAP_FIN_SENT != 0 && ack == conn.seq_to_tap {
+                    // Our FIN took one sequence number, not a byte.
+                    acked -= 1;
+                    conn.events |= TAP_FIN_ACKED;
+                }
+                if acked > 0 {
+                    if let Err(e) = sys::discard(&conn.sock, acked) {
+                        log::debug!("TCP {idx}: discard: {e}");
+                    }
+                }
+                conn.seq_ack_from_tap = ack;
+                conn.retries = 0;
+                conn.dup_acks = 0;
+                conn.rto_at = if ack == conn.seq_to_tap {
+                    None
+                } else {
+                    Some(Instant::now() + RTO_INIT)
+                };
+            } else if ack == conn.seq_ack_from_tap
+                && payload.is_empty()
+                && !seg.fin()
+                && wnd == conn.wnd_from_tap
+                && conn.seq_to_tap != conn.seq_ack_from_tap
+            {
+                conn.dup_acks = conn.dup_acks.saturating_add(1);
+                if conn.dup_acks == DUP_ACK_THRESHOLD {
+                    // Fast retransmit: the guest lost what we sent after
+                    // this ACK.
+                    self.stats.retransmits += 1;
+                    conn.rewind(peek_off);
+                }
+            }
+            let opened = wnd > conn.wnd_from_tap;
+            conn.wnd_from_tap = wnd;
+            if opened && conn.flags & STALLED != 0 {
+                conn.flags &= !STALLED;
+            }
+        }
+
+        // Payload.
+        let seq = seg.seq();
+        let mut fin_in_seq = seg.fin();
+        if !payload.is_empty() {
+            let end = seq.wrapping_add(payload.len() as u32);
+            if conn.events & TAP_FIN_RCVD != 0 {
+                // Data after the guest's FIN: ignore.
+                fin_in_seq = false;
+            } else if seq_gt(seq, conn.seq_from_tap) {
+                // A gap: we lost (or dropped) something before this.
+                fin_in_seq = false;
+                self.stats.gap_drops += 1;
+                frame::send_ack(conf, c.guest.mac, c.tap, conn, false);
+            } else if seq_le(end, conn.seq_from_tap) {
+                // Entirely old: a retransmission, or a keepalive probe.
+                need_ack = true;
+                if payload.len() <= 1 {
+                    let _ = rustix::net::sockopt::set_socket_keepalive(&conn.sock, true);
+                }
+            } else {
+                let skip = conn.seq_from_tap.wrapping_sub(seq) as usize;
+                let data = payload.get(skip..).unwrap_or(&[]);
+                match rustix::net::send(&conn.sock, data, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)
+                {
+                    Ok(n) => {
+                        conn.seq_from_tap = conn.seq_from_tap.wrapping_add(n as u32);
+                        if n < data.len() {
+                            fin_in_seq = false;
+                            self.partial(c.epoll, idx);
+                        }
+                        need_ack = true;
+                    }
+                    Err(rustix::io::Errno::AGAIN) => {
+                        fin_in_seq = false;
+                        self.partial(c.epoll, idx);
+                        need_ack = true;
+                    }
+                    Err(e) => {
+                        log::debug!("TCP {idx}: send: {e}");
+                        self.reset(c, idx);
+                        return;
+                    }
+                }
+            }
+        } else if seg.fin() && seq != conn.seq_from_tap {
+            fin_in_seq = false;
+        }
+
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if fin_in_seq && conn.events & TAP_FIN_RCVD == 0 {
+            conn.events |= TAP_FIN_RCVD;
+            conn.seq_from_tap = conn.seq_from_tap.wrapping_add(1);
+            let _ = rustix::net::shutdown(&conn.sock, rustix::net::Shutdown::Write);
+            conn.events |= SOCK_FIN_SENT;
+            // ACK the FIN now.
+            conn.wnd_to_tap = window_to_tap(conn, conf);
+            frame::send_ack(conf, c.guest.mac, c.tap, conn, true);
+            need_ack = false;
+        }
+        if need_ack {
+            self.queue_ack(idx);
+        }
+        self.check_closed(idx);
+        // The guest's window may have opened: send what we can.
+        self.data_from_sock(c, idx);
+    }
+
+    /// The socket took only part of the guest's data: ACK what it took,
+    /// and wait until it can take more to tell the guest.
+    fn partial(&mut self, epoll: &Epoll, idx: u32) {
+        self.stats.partial_writes += 1;
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        conn.flags |= DROPPED_FROM_TAP;
+        let want = conn.epoll_flags | EventFlags::OUT;
+        let _ = modify(epoll, conn, idx, want);
+    }
+
+    fn queue_ack(&mut self, idx: u32) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.flags & ACK_TO_TAP_DUE == 0 {
+            conn.flags |= ACK_TO_TAP_DUE;
+            if self.ack_due.len() < self.ack_due.capacity() {
+                self.ack_due.push(idx);
+            } else {
+                conn.flags &= !ACK_TO_TAP_DUE;
+            }
+        }
+    }
+
+    fn send_ack(&mut self, c: &mut TcpCtx<'_>, idx: u32, force: bool) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        conn.wnd_to_tap = window_to_tap(conn, c.conf);
+        if force || conn.seq_ack_to_tap != conn.seq_from_tap || conn.flags & ACK_TO_TAP_DUE != 0 {
+            frame::send_ack(c.conf, c.guest.mac, c.tap, conn, true);
+        }
+        conn.flags &= !ACK_TO_TAP_DUE;
+        watch_window(c.epoll, conn, idx);
+    }
+
+    /// Sends the ACKs owed after a batch of guest segments.
+    pub fn flush_acks(&mut self, c: &mut TcpCtx<'_>) {
+        while let Some(idx) = self.ack_due.pop() {
+            let Some(conn) = self.conns.get(idx) else {
+                continue;
+            };
+            if conn.flags & ACK_TO_TAP_DUE != 0 {
+                self.send_ack(c, idx, true);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Socket events
+    // ------------------------------------------------------------------
+
+    /// An event on a connection's socket.
+    pub fn sock_event(&mut self, c: &mut TcpCtx<'_>, idx: u32, ev: &crate::event::Event) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.events & CLOSED != 0 {
+            return;
+        }
+        conn.inactive = false;
+        // Connect completion of a guest-initiated connection.
+        if conn.events & TAP_SYN_RCVD != 0 && conn.events & (TAP_SYN_ACK_SENT | ESTABLISHED) == 0 {
+            match sys::so_error(&conn.sock) {
+                Ok(0) if !ev.error => self.connected(c, idx),
+                r => {
+                    log::debug!("TCP {idx}: connect failed: {r:?}");
+                    self.reset(c, idx);
+                }
+            }
+            return;
+        }
+        if ev.error {
+            self.reset(c, idx);
+            return;
+        }
+        if ev.writable && conn.flags & (DROPPED_FROM_TAP | WND_UPDATE_DUE) != 0 {
+            // The socket can take data again: reopen the guest's window,
+            // and if we had to drop data, make it retransmit that now
+            // (duplicate ACKs) rather than after its timeout.
+            let acks = if conn.flags & DROPPED_FROM_TAP != 0 {
+                4
+            } else {
+                1
+            };
+            conn.flags &= !(DROPPED_FROM_TAP | WND_UPDATE_DUE);
+            conn.wnd_to_tap = window_to_tap(conn, c.conf);
+            for _ in 0..acks {
+                frame::send_ack(c.conf, c.guest.mac, c.tap, conn, true);
+            }
+            let want = conn.epoll_flags & !EventFlags::OUT;
+            let _ = modify(c.epoll, conn, idx, want);
+        }
+        if ev.hangup {
+            conn.events |= SOCK_FIN_RCVD;
+        }
+        if ev.readable || ev.hangup {
+            self.data_from_sock(c, idx);
+        }
+    }
+
+    /// Sends socket data to the guest, as far as its window allows.
+    fn data_from_sock(&mut self, c: &mut TcpCtx<'_>, idx: u32) {
+        let conf = c.conf;
+        let peek_off = self.peek_off;
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.events & ESTABLISHED == 0 || conn.events & (CLOSED | TAP_FIN_SENT) != 0 {
+            return;
+        }
+        let mut already = conn.seq_to_tap.wrapping_sub(conn.seq_ack_from_tap);
+        if already > MAX_WINDOW {
+            // ACK beyond what we sent: resync.
+            conn.seq_to_tap = conn.seq_ack_from_tap;
+            already = 0;
+        }
+        let wnd = conn.wnd_from_tap.min(MAX_WINDOW);
+        if already >= wnd {
+            // The guest's window is full: stop reading until it opens.
+            conn.flags |= STALLED;
+            let want = conn.epoll_flags & !EventFlags::IN;
+            let _ = modify(c.epoll, conn, idx, want);
+            return;
+        }
+        let mss = usize::from(conn.mss.max(1));
+        let hdr = frame::header_len(conn.key.side.oaddr);
+        let stride = (hdr + mss + 7) & !7;
+        let room = (wnd - already) as usize;
+        let want_frames = room.div_ceil(mss).clamp(1, PEEK_FRAMES);
+        if !peek_off && self.discard.len() < MAX_WINDOW as usize {
+            self.discard.resize(MAX_WINDOW as usize, 0);
+        }
+        if c.tap.tx.region(stride, want_frames).1 == 0 {
+            c.tap.flush();
+        }
+        let (region, fit) = c.tap.tx.region(stride, want_frames);
+        if fit == 0 {
+            return;
+        }
+        let n = {
+            let mut iov: [IoSliceMut<'_>; PEEK_FRAMES + 1] =
+                std::array::from_fn(|_| IoSliceMut::new(&mut []));
+            let mut count = 0;
+            if !peek_off && already > 0 {
+                iov[0] = IoSliceMut::new(&mut self.discard[..already as usize]);
+                count = 1;
+            }
+            let mut left = room;
+            for chunk in region.chunks_mut(stride).take(fit) {
+                if left == 0 {
+                    break;
+                }
+                let take = left.min(mss);
+                if let Some(p) = chunk.get_mut(hdr..hdr + take) {
+                    iov[count] = IoSliceMut::new(p);
+                    count += 1;
+                    left -= take;
+                }
+            }
+            rustix::net::recvmsg(
+                &conn.sock,
+                &mut iov[..count],
+                &mut rustix::net::RecvAncillaryBuffer::default(),
+                RecvFlags::PEEK | RecvFlags::DONTWAIT,
+            )
+        };
+        let (n, eof) = match n {
+            Ok(r) => {
+                let got = r.bytes;
+                if peek_off {
+                    (got, got == 0)
+                } else {
+                    let n = got.saturating_sub(already as usize);
+                    (n, n == 0 && conn.events & SOCK_FIN_RCVD != 0)
+                }
+            }
+            Err(rustix::io::Errno::AGAIN) => {
+                return;
+            }
+            Err(e) => {
+                log::debug!("TCP {idx}: peek: {e}");
+                self.reset(c, idx);
+                return;
+            }
+        };
+        if n == 0 {
+            // Nothing new: end of stream once everything was sent?
+            if eof {
+                conn.events |= SOCK_FIN_RCVD;
+                conn.wnd_to_tap = window_to_tap(conn, conf);
+                frame::send_flags(conf, c.guest.mac, c.tap, conn, FIN | ACK, conn.seq_to_tap);
+                conn.seq_to_tap = conn.seq_to_tap.wrapping_add(1);
+                conn.events |= TAP_FIN_SENT;
+                conn.arm_rto(Instant::now());
+                // No more reading: only hang-ups and errors matter now.
+                let _ = modify(c.epoll, conn, idx, EventFlags::RDHUP);
+            }
+            return;
+        }
+        // Frame what we got: full MSS segments, then the rest.
+        conn.wnd_to_tap = window_to_tap(conn, conf);
+        let mut lens = [0usize; PEEK_FRAMES];
+        let (region, _) = c.tap.tx.region(stride, fit);
+        let mut left = n;
+        let mut i = 0;
+        for chunk in region.chunks_mut(stride).take(fit) {
+            if left == 0 {
+                break;
+            }
+            let plen = left.min(mss);
+            left -= plen;
+            let flags = if left == 0 { ACK | PSH } else { ACK };
+            lens[i] =
+                frame::write_segment(conf, c.guest.mac, conn, chunk, flags, conn.seq_to_tap, plen);
+            conn.seq_to_tap = conn.seq_to_tap.wrapping_add(plen as u32);
+            i += 1;
+        }
+        c.tap.tx.commit_region(stride, &lens[..i]);
+        conn.seq_ack_to_tap = conn.seq_from_tap;
+        conn.flags &= !ACK_TO_TAP_DUE;
+        if conn.rto_at.is_none() {
+            conn.arm_rto(Instant::now());
+        }
+        // More may be waiting: level-triggered epoll will tell us.
+        let want = conn.epoll_flags | EventFlags::IN;
+        let _ = modify(c.epoll, conn, idx, want);
+    }
+
+    /// A listening socket is readable: accept and open toward the guest.
+    pub fn listen_event(&mut self, c: &mut TcpCtx<'_>, lidx: u32) {
+        let Some(l) = self.listeners.get(lidx as usize) else {
+            return;
+        };
+        let target_port = l.target_port;
+        loop {
+            let Some(l) = self.listeners.get(lidx as usize) else {
+                return;
+            };
+            let (sock, peer) = match rustix::net::acceptfrom_with(
+                &l.fd,
+                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            ) {
+                Ok((s, Some(p))) => (s, p),
+                Ok((_, None)) => continue,
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    log::debug!("TCP: accept: {e}");
+                    return;
+                }
+            };
+            let Some(peer) = sockaddr_to_std(&peer) else {
+                continue;
+            };
+            self.conn_from_sock(c, sock, peer, target_port);
+        }
+    }
+
+    fn conn_from_sock(&mut self, c: &mut TcpCtx<'_>, sock: OwnedFd, peer: SocketAddr, port: u16) {
+        let conf = c.conf;
+        if self.conns.len() >= self.conns.capacity() {
+            self.stats.refused_table_full += 1;
+            log::debug!("TCP: flow table full, refusing {peer}");
+            let _ = sys::set_linger_zero(&sock);
+            return;
+        }
+        let peer_ip = unmap(peer.ip());
+        let Some((src, dst)) = inbound_addrs(conf, c.guest, peer_ip) else {
+            log::debug!("TCP: no guest address for a connection from {peer}");
+            let _ = sys::set_linger_zero(&sock);
+            return;
+        };
+        let _ = rustix::net::sockopt::set_tcp_nodelay(&sock, true);
+        let key = FlowKey {
+            proto: IPPROTO_TCP,
+            pif: Pif::Tap,
+            side: FlowSide {
+                eaddr: dst,
+                eport: port,
+                oaddr: src,
+                oport: peer.port(),
+            },
+        };
+        let isn = self.isn(&key);
+        let mut conn = TcpConn::new(sock, key, isn);
+        conn.events = SOCK_ACCEPTED;
+        conn.ws_to_tap = MAX_WS;
+        conn.wnd_from_tap = WINDOW_DEFAULT;
+        conn.mss = clamp_mss(conf, src, u16::MAX);
+        let Ok(idx) = self.conns.insert(conn) else {
+            self.stats.refused_table_full += 1;
+            return;
+        };
+        self.conns.hash_insert(&key, idx, 0);
+        self.stats.opened_from_sock += 1;
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let flags = EventFlags::RDHUP;
+        if c.epoll
+            .add_flags(&conn.sock, EpollRef::new(Kind::TcpSock, idx), flags)
+            .is_err()
+        {
+            self.close(idx);
+            return;
+        }
+        conn.epoll_flags = flags;
+        conn.seq_to_tap = isn.wrapping_add(1);
+        conn.wnd_to_tap = WINDOW_DEFAULT as u16;
+        log::trace!("TCP {idx}: {peer} -> guest {dst}:{port} (as {src})");
+        frame::send_flags(conf, c.guest.mac, c.tap, conn, SYN, isn);
+        conn.arm_rto(Instant::now());
+    }
+
+    // ------------------------------------------------------------------
+    // Closing
+    // ------------------------------------------------------------------
+
+    /// Resets both sides: RST to the guest, RST to the socket's peer.
+    fn reset(&mut self, c: &mut TcpCtx<'_>, idx: u32) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.events & CLOSED != 0 {
+            return;
+        }
+        self.stats.rst_to_tap += 1;
+        frame::send_flags(c.conf, c.guest.mac, c.tap, conn, RST | ACK, conn.seq_to_tap);
+        let _ = sys::set_linger_zero(&conn.sock);
+        self.close(idx);
+    }
+
+    fn check_closed(&mut self, idx: u32) {
+        let Some(conn) = self.conns.get(idx) else {
+            return;
+        };
+        let done_from_tap =
+            conn.events & (TAP_FIN_RCVD | SOCK_FIN_SENT) == (TAP_FIN_RCVD | SOCK_FIN_SENT);
+        let done_to_tap = conn.events & TAP_FIN_ACKED != 0;
+        if done_from_tap && done_to_tap {
+            self.close(idx);
+        }
+    }
+
+    /// Marks a connection closed; it is freed at the end of the iteration.
+    fn close(&mut self, idx: u32) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.events & CLOSED != 0 {
+            return;
+        }
+        conn.events |= CLOSED;
+        self.closing.push(idx);
+    }
+
+    /// Frees closed connections (end of loop iteration).
+    pub fn defer(&mut self, epoll: &Epoll) {
+        while let Some(idx) = self.closing.pop() {
+            if let Some(conn) = self.conns.get(idx) {
+                let _ = epoll.del(&conn.sock);
+                let key = conn.key;
+                self.conns.hash_remove(&key);
+                self.conns.remove(idx);
+                self.stats.closed += 1;
+                log::trace!("TCP {idx}: closed");
+            }
+        }
+    }
+
+    /// Periodic work: retransmissions, keepalives, inactivity.
+    pub fn timer(&mut self, c: &mut TcpCtx<'_>, now: Instant) {
+        let keepalive_tick = now >= self.next_keepalive;
+        if keepalive_tick {
+            self.next_keepalive = now + self.keepalive;
+        }
+        let inactivity_tick = now >= self.next_inactivity;
+        if inactivity_tick {
+            self.next_inactivity = now + self.inactivity;
+        }
+        let mut i = 0;
+        // Walk by index without holding a borrow of the table.
+        let indices: Vec<u32> = self.conns.indices().collect();
+        while i < indices.len() {
+            let idx = indices[i];
+            i += 1;
+            let Some(conn) = self.conns.get_mut(idx) else {
+                continue;
+            };
+            if conn.events & CLOSED != 0 {
+                continue;
+            }
+            if inactivity_tick {
+                if conn.inactive {
+                    log::debug!("TCP {idx}: inactive for too long, reset");
+                    self.stats.inactivity_resets += 1;
+                    self.reset(c, idx);
+                    continue;
+                }
+                conn.inactive = true;
+            }
+            if keepalive_tick && conn.events & ESTABLISHED != 0 {
+                if conn.tap_inactive {
+                    self.stats.keepalives += 1;
+                    conn.wnd_to_tap = window_to_tap(conn, c.conf);
+                    frame::send_flags(
+                        c.conf,
+                        c.guest.mac,
+                        c.tap,
+                        conn,
+                        ACK,
+                        conn.seq_to_tap.wrapping_sub(1),
+                    );
+                }
+                conn.tap_inactive = true;
+            }
+            if let Some(at) = conn.rto_at {
+                if now >= at {
+                    self.retransmit(c, idx, now);
+                }
+            }
+        }
+    }
+
+    fn retransmit(&mut self, c: &mut TcpCtx<'_>, idx: u32, now: Instant) {
+        let peek_off = self.peek_off;
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.retries >= MAX_RETRIES {
+            log::debug!("TCP {idx}: too many retransmissions, reset");
+            self.reset(c, idx);
+            return;
+        }
+        conn.retries += 1;
+        self.stats.retransmits += 1;
+        conn.rto_at = Some(now + RTO_INIT * (1u32 << conn.retries.min(7)));
+        if conn.events & ESTABLISHED == 0 {
+            if conn.events & SOCK_ACCEPTED != 0 {
+                frame::send_flags(c.conf, c.guest.mac, c.tap, conn, SYN, conn.seq_init_to_tap);
+            } else if conn.events & TAP_SYN_ACK_SENT != 0 {
+                frame::send_flags(
+                    c.conf,
+                    c.guest.mac,
+                    c.tap,
+                    conn,
+                    SYN | ACK,
+                    conn.seq_init_to_tap,
+                );
+            }
+            return;
+        }
+        if conn.wnd_from_tap == 0 {
+            // Zero-window probe.
+            conn.wnd_from_tap = 1;
+        }
+        let fin_sent = conn.events & TAP_FIN_SENT != 0;
+        conn.rewind(peek_off);
+        if fin_sent {
+            conn.events &= !TAP_FIN_SENT;
+        }
+        let want = conn.epoll_flags | EventFlags::IN;
+        let _ = modify(c.epoll, conn, idx, want);
+        self.data_from_sock(c, idx);
+    }
+}
+
+/// Probes whether TCP sockets support `SO_PEEK_OFF` (Linux 6.9+).
+fn probe_peek_off() -> bool {
+    let Ok(s) = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None) else {
+        return false;
+    };
+    let ok = sys::set_peek_off(&s, 0).is_ok();
+    log::debug!(
+        "SO_PEEK_OFF {}supported for TCP",
+        if ok { "" } else { "not " }
+    );
+    ok
+}
+
+/// After advertising a window: if it is small, watch for the socket's send
+/// buffer draining, to tell the guest as soon as it may send more (it has
+/// no other way to learn: it is waiting for us).
+fn watch_window(epoll: &Epoll, conn: &mut TcpConn, idx: u32) {
+    if conn.events & ESTABLISHED == 0 || conn.events & (TAP_FIN_RCVD | CLOSED) != 0 {
+        return;
+    }
+    let wnd = u32::from(conn.wnd_to_tap) << conn.ws_to_tap;
+    let sndbuf = sys::sndbuf(&conn.sock).unwrap_or(0).max(0) as u32;
+    if wnd < sndbuf / 2 && conn.flags & WND_UPDATE_DUE == 0 {
+        conn.flags |= WND_UPDATE_DUE;
+        let want = conn.epoll_flags | EventFlags::OUT;
+        let _ = modify(epoll, conn, idx, want);
+    }
+}
+
+fn modify(epoll: &Epoll, conn: &mut TcpConn, idx: u32, flags: EventFlags) -> io::Result<()> {
+    if flags == conn.epoll_flags {
+        return Ok(());
+    }
+    epoll.modify(&conn.sock, EpollRef::new(Kind::TcpSock, idx), flags)?;
+    conn.epoll_flags = flags;
+    Ok(())
+}
+
+enum ConnectState {
+    Done,
+    InProgress,
+}
+
+/// A non-blocking socket connecting to `addr:port` from the configured
+/// outbound address and interface.
+fn connect_socket(
+    conf: &Config,
+    addr: IpAddr,
+    port: u16,
+    guest_mss: Option<u16>,
+) -> io::Result<(OwnedFd, ConnectState)> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let s = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let _ = rustix::net::sockopt::set_tcp_nodelay(&s, true);
+    if let Some(mss) = guest_mss {
+        let max = if addr.is_ipv4() { 65492 } else { 65472 };
+        let _ = sys::set_tcp_maxseg(&s, i32::from(mss).min(max));
+    }
+    match addr {
+        IpAddr::V4(a) => {
+            if let Some(c) = &conf.ip4 {
+                if let Some(o) = c.addr_out {
+                    rustix::net::bind(&s, &SocketAddrV4::new(o, 0))?;
+                }
+                if let Some(ifn) = &c.ifname_out {
+                    sys::bind_to_device(&s, ifn)?;
+                }
+            }
+            let r = rustix::net::connect(&s, &SocketAddrV4::new(a, port));
+            finish_connect(s, r)
+        }
+        IpAddr::V6(a) => {
+            if let Some(c) = &conf.ip6 {
+                if let Some(o) = c.addr_out {
+                    rustix::net::bind(&s, &SocketAddrV6::new(o, 0, 0, 0))?;
+                }
+                if let Some(ifn) = &c.ifname_out {
+                    sys::bind_to_device(&s, ifn)?;
+                }
+            }
+            let r = rustix::net::connect(&s, &SocketAddrV6::new(a, port, 0, 0));
+            finish_connect(s, r)
+        }
+    }
+}
+
+fn finish_connect(s: OwnedFd, r: rustix::io::Result<()>) -> io::Result<(OwnedFd, ConnectState)> {
+    match r {
+        Ok(()) => Ok((s, ConnectState::Done)),
+        Err(rustix::io::Errno::INPROGRESS) => Ok((s, ConnectState::InProgress)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The MSS for segments toward the guest: what it asked for, within our MTU.
+fn clamp_mss(conf: &Config, guest_side: IpAddr, asked: u16) -> u16 {
+    let overhead: u16 = if guest_side.is_ipv4() { 40 } else { 60 };
+    let mtu_mss = if conf.mtu == 0 {
+        1460
+    } else {
+        conf.mtu.saturating_sub(overhead)
+    };
+    let frame_mss = (crate::tap::FRAME_MAX - frame::header_len(guest_side)) as u16;
+    asked.min(mtu_mss).min(frame_mss).max(64)
+}
+
+/// The MSS we advertise to the guest (upstream: above a page, rounded down
+/// to a multiple of the page size: 61440 at MTU 65520).
+fn our_mss(conf: &Config, guest_side: IpAddr) -> u16 {
+    let overhead: u16 = if guest_side.is_ipv4() { 40 } else { 60 };
+    let mss = if conf.mtu == 0 {
+        1460
+    } else {
+        conf.mtu.saturating_sub(overhead)
+    };
+    if mss > 4096 {
+        mss / 4096 * 4096
+    } else {
+        mss
+    }
+}
+
+/// The window we advertise to the guest: what the socket's send buffer can
+/// still take, scaled for the guest.
+fn window_to_tap(conn: &TcpConn, conf: &Config) -> u16 {
+    let sndbuf = sys::sndbuf(&conn.sock).unwrap_or(0).max(0) as u32;
+    let queued = sys::outq(&conn.sock).unwrap_or(0).max(0) as u32;
+    // The kernel charges socket overhead to the send buffer too: keep an
+    // eighth for it, so that what we promise always fits.
+    let free = (sndbuf - sndbuf / 8).saturating_sub(queued).min(MAX_WINDOW);
+    // The guest's frames wait in the tap's queue (1000 frames by default)
+    // until we read them; a window larger than that queue only makes the
+    // guest's kernel drop frames, each drop costing a retransmission.
+    let queue = TAP_QUEUE_FRAMES * u32::from(our_mss(conf, conn.key.side.oaddr));
+    let free = free.min(queue);
+    let free = if conn.events & ESTABLISHED == 0 {
+        free.max(WINDOW_DEFAULT)
+    } else {
+        free
+    };
+    (free >> conn.ws_to_tap).min(u32::from(u16::MAX)) as u16
+}
+
+fn is_multicast_or_bcast(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
+        IpAddr::V6(a) => a.is_multicast() || a.is_unspecified(),
+    }
+}
+
+fn unmap(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn sockaddr_to_std(a: &rustix::net::SocketAddrAny) -> Option<SocketAddr> {
+    SocketAddr::try_from(a.clone()).ok()
+}
+
+/// Addresses of an inbound connection as the guest sees them: (source,
+/// destination). Loopback peers appear as the map-host-loopback address
+/// (or our own tap address); the host itself, via its external address, as
+/// the map-guest-addr address; everybody else as themselves.
+pub fn inbound_addrs(conf: &Config, guest: &GuestState, peer: IpAddr) -> Option<(IpAddr, IpAddr)> {
+    match peer {
+        IpAddr::V4(p) => {
+            let c = conf.ip4.as_ref()?;
+            let dst = guest.addr4_seen.unwrap_or(c.addr);
+            let src = if p.is_loopback() {
+                c.map_host_loopback.unwrap_or(c.our_tap_addr)
+            } else if p == c.addr || p == dst {
+                c.map_guest_addr.unwrap_or(c.our_tap_addr)
+            } else if p.is_unspecified() {
+                c.our_tap_addr
+            } else {
+                p
+            };
+            Some((IpAddr::V4(src), IpAddr::V4(dst)))
+        }
+        IpAddr::V6(p) => {
+            let c = conf.ip6.as_ref()?;
+            let src = if p.is_loopback() {
+                c.map_host_loopback.unwrap_or(c.our_tap_ll)
+            } else if Some(p) == c.addr {
+                c.map_guest_addr.unwrap_or(c.our_tap_ll)
+            } else if p.is_unspecified() {
+                c.our_tap_ll
+            } else {
+                p
+            };
+            let dst = if is_ll(src) {
+                guest.addr6_ll_seen.or(guest.addr6_seen).or(c.addr)?
+            } else {
+                guest.addr6_seen.or(c.addr)?
+            };
+            Some((IpAddr::V6(src), IpAddr::V6(dst)))
+        }
+    }
+}
+
+fn is_ll(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
