@@ -38,6 +38,7 @@ struct Ended {
     stderr: String,
     /// From SIGTERM to exit.
     took: Duration,
+    pid: String,
 }
 
 /// Runs `pasta --config-net -f ARGS --netns TARGET` in the host namespace,
@@ -85,6 +86,7 @@ fn attach_then_term(tb: &Testbed, tag: &str, args: &[&str]) -> Ended {
         status: status.unwrap(),
         stderr,
         took,
+        pid,
     }
 }
 
@@ -125,9 +127,9 @@ fn log_file_has_a_header_and_timestamped_lines() {
         "{header}"
     );
     let (exe, pid) = rest.rsplit_once(" (").expect(header);
-    assert!(exe.ends_with("pasta") && exe.starts_with('/'), "{header}");
+    assert_eq!(exe, pasta(), "{header}");
     let pid = pid.strip_suffix(')').expect(header);
-    assert!(pid.parse::<u32>().is_ok(), "{header}");
+    assert_eq!(pid, e.pid, "{header}");
 
     let mut last = 0.0;
     let mut n = 0;
