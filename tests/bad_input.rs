@@ -1,0 +1,77 @@
+//! Malformed frames from the guest don't hurt: thousands of them (truncated
+//! and mis-checksummed IPv4, IP options, fragments, unknown EtherTypes,
+//! oversized length fields, garbage ARP, DHCP with overrunning options, RS,
+//! NS and DHCPv6 with garbage) go through an AF_PACKET socket on the tap,
+//! and within the same pasta run ping through the tap still works.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(40);
+const FRAMES: u32 = 6000;
+
+#[test]
+fn malformed_guest_frames_dont_stop_pasta() {
+    let tb = Testbed::new();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bad_input.py");
+    let cmd = format!(
+        "ping -c1 -W5 {REMOTE4} >/dev/null || {{ echo 'no ping before'; exit 2; }}
+        echo sent $(python3 {script} {FRAMES} 7 {REMOTE4} {HOST4}) || exit 3
+        ping -c1 -W5 {REMOTE4} || exit 4
+        ping -c1 -W5 {BEYOND4} || exit 5
+        ping -6 -c1 -W5 {REMOTE6} || exit 6
+        echo sent $(python3 {script} {FRAMES} 8 {REMOTE4} {HOST4}) || exit 7
+        ping -c1 -W5 {BEYOND4} || exit 8
+        ping -6 -c1 -W5 {BEYOND6} || exit 9"
+    );
+    // Per-frame tracing shows the frames reached pasta and were refused.
+    let log = tb.path("pasta.log");
+    let log_s = log.display().to_string();
+    let o = tb.pasta_output(
+        &[
+            "--config-net",
+            "--trace",
+            "-l",
+            &log_s,
+            "--log-size",
+            "67108864",
+            "--",
+            "sh",
+            "-c",
+            &cmd,
+        ],
+        T,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{}:\n{out}\n{err}", o.status);
+    // The frames went out (a few may be refused by a full queue).
+    let sent: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("sent "))
+        .map(|n| n.trim().parse().expect("frame count"))
+        .collect();
+    assert_eq!(sent.len(), 2, "{out}");
+    assert!(sent.iter().all(|&n| n > FRAMES / 2), "{out}");
+    assert_eq!(out.matches(" 1 received").count(), 5, "{out}");
+    let text = std::fs::read_to_string(&log).expect("log file");
+    for why in [
+        "bad IPv4 header checksum",
+        "IPv4 options",
+        "IPv4 fragment",
+        "unknown EtherType",
+        "IPv4 total length inconsistent",
+        "IPv6 payload length beyond the frame",
+        "runs past the end",
+    ] {
+        assert!(
+            text.contains(why),
+            "no frame dropped for {why:?}:\n{}",
+            &text[..text.len().min(4000)]
+        );
+    }
+    let dropped = text.matches("dropped").count();
+    assert!(dropped > FRAMES as usize, "only {dropped} drops logged");
+}
