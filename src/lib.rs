@@ -20,6 +20,7 @@ pub mod log;
 pub mod ndp;
 pub mod netlink;
 pub mod pasta;
+pub mod pcap;
 pub mod sys;
 pub mod tap;
 pub mod tcp;
@@ -184,6 +185,13 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
         ),
         None => None,
     };
+    let pcap = match &conf.pcap {
+        Some(p) => Some(
+            pcap::Pcap::open(p)
+                .map_err(|e| format!("Couldn't open pcap file {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let signals = daemon::signals().map_err(|e| format!("signals: {e}"))?;
     log_summary(conf);
 
@@ -201,10 +209,12 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     isolation::lock_down();
 
     let configured = conf.pasta.as_ref().is_some_and(|p| p.config_net);
+    let mut guest_link = tap::Tap::new(tap::Backend::Tun(tap.fd));
+    guest_link.pcap = pcap;
     let mut ctx = ctx::Ctx::new(
         conf,
         epoll,
-        tap::Tap::new(tap::Backend::Tun(tap.fd)),
+        guest_link,
         Some(tap.mac),
         signals,
         ns.spawned,

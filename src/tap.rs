@@ -211,6 +211,8 @@ pub struct Tap {
     pub backend: Backend,
     pub tx: TxQueue,
     pub stats: TapStats,
+    /// `--pcap`: every frame in both directions.
+    pub pcap: Option<crate::pcap::Pcap>,
 }
 
 impl Tap {
@@ -219,6 +221,7 @@ impl Tap {
             backend,
             tx: TxQueue::new(),
             stats: TapStats::default(),
+            pcap: None,
         }
     }
 
@@ -245,8 +248,10 @@ impl Tap {
                         self.stats.rx_runt_or_giant += 1;
                         continue;
                     }
-                    log::trace!("tap: frame of {n} bytes");
                     rx.push(n);
+                    if let Some(p) = self.pcap.as_mut() {
+                        p.record(rx.frame(rx.len() - 1));
+                    }
                 }
                 Err(rustix::io::Errno::AGAIN) => return Ok(RxEnd::Drained),
                 Err(rustix::io::Errno::INTR) => continue,
@@ -262,6 +267,9 @@ impl Tap {
         let Backend::Tun(fd) = &self.backend;
         for &(off, len) in &self.tx.frames {
             let frame = &self.tx.buf[off as usize..(off + len) as usize];
+            if let Some(p) = self.pcap.as_mut() {
+                p.record(frame);
+            }
             loop {
                 match rustix::io::write(fd, frame) {
                     Ok(_) => {

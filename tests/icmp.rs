@@ -90,3 +90,47 @@ fn no_icmp_disables_echo() {
     );
     assert!(!o.status.success(), "{o:?}");
 }
+
+#[test]
+fn pcap_captures_both_directions() {
+    let tb = Testbed::new();
+    let pcap = tb.path("capture.pcap");
+    let pcap_s = pcap.display().to_string();
+    let o = tb.pasta_output(
+        &[
+            "--config-net",
+            "-p",
+            &pcap_s,
+            "--",
+            "ping",
+            "-c1",
+            "-W3",
+            REMOTE4,
+        ],
+        T,
+    );
+    assert!(o.status.success(), "{o:?}");
+    let data = std::fs::read(&pcap).expect("pcap file");
+    assert_eq!(&data[..4], &0xa1b2_c3d4u32.to_ne_bytes(), "pcap magic");
+    assert_eq!(
+        u32::from_ne_bytes(data[20..24].try_into().unwrap()),
+        1,
+        "Ethernet"
+    );
+    // Walk the records: an echo request (ICMP type 8) from the namespace
+    // and a reply (type 0) to it.
+    let (mut off, mut types) = (24, Vec::new());
+    while off + 16 <= data.len() {
+        let caplen = u32::from_ne_bytes(data[off + 8..off + 12].try_into().unwrap()) as usize;
+        let frame = &data[off + 16..(off + 16 + caplen).min(data.len())];
+        if frame.len() > 34 && frame[12..14] == [0x08, 0x00] && frame[23] == 1 {
+            types.push(frame[34]);
+        }
+        off += 16 + caplen;
+    }
+    assert_eq!(off, data.len(), "records end at the end of the file");
+    assert!(
+        types.contains(&8) && types.contains(&0),
+        "ICMP types seen: {types:?}"
+    );
+}
