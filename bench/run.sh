@@ -134,6 +134,12 @@ setup_ns() {
 		ip netns add "$ns" || return 1
 		ip -n "$ns" link set lo up
 	done
+	# crr opens ~10^4 connections per second: more ephemeral ports, reuse of
+	# TIME_WAIT ones, or a 3 s loopback run exhausts them.
+	for ns in "$H" "$R" "$G"; do
+		ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65000" \
+			net.ipv4.tcp_tw_reuse=1
+	done
 	for ns in "$H" "$R"; do
 		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
 			net.ipv6.conf.default.disable_ipv6=1
