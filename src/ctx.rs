@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::conf::Config;
 use crate::event::{Epoll, EpollRef, Event, Kind};
+use crate::flow::Flows;
 use crate::icmp::Icmp;
 use crate::pasta::{QuitWatch, Spawned};
 use crate::tap::{RxBatch, RxEnd, Tap};
@@ -83,6 +84,7 @@ pub struct Ctx<'c> {
     pub tap: Tap,
     rx: RxBatch,
     pub guest: GuestState,
+    pub flows: Flows,
     pub icmp: Icmp,
     pub tcp: Tcp,
     pub dhcpv6: crate::dhcpv6::Dhcpv6Server,
@@ -141,6 +143,7 @@ impl<'c> Ctx<'c> {
                 addr6_seen: conf.ip6.as_ref().and_then(|c| c.addr),
                 addr6_ll_seen: None,
             },
+            flows: Flows::new(conf.test.flow_max.unwrap_or(crate::flow::FLOW_MAX)),
             icmp: Icmp::new(conf),
             tcp,
             dhcpv6: crate::dhcpv6::Dhcpv6Server::new(conf, secs_since_2000),
@@ -202,7 +205,7 @@ impl<'c> Ctx<'c> {
                 next_tick = now + TICK;
             }
             self.tap.flush();
-            self.tcp.defer(&self.epoll);
+            self.tcp.defer(&mut self.flows, &self.epoll);
         }
     }
 
@@ -226,13 +229,15 @@ impl<'c> Ctx<'c> {
                 let conf = self.conf;
                 let mac = self.guest.mac;
                 let tap = &mut self.tap;
-                self.icmp.sock_readable(conf, ev.r.index, |reply| {
-                    tap.send_with(|out| echo_reply_frame(conf, mac, reply, out));
-                });
+                self.icmp
+                    .sock_readable(conf, &mut self.flows, ev.r.index, |reply| {
+                        tap.send_with(|out| echo_reply_frame(conf, mac, reply, out));
+                    });
             }
             Kind::TcpSock => {
                 let mut c = TcpCtx {
                     conf: self.conf,
+                    flows: &mut self.flows,
                     epoll: &self.epoll,
                     tap: &mut self.tap,
                     guest: &self.guest,
@@ -242,6 +247,7 @@ impl<'c> Ctx<'c> {
             Kind::TcpListen => {
                 let mut c = TcpCtx {
                     conf: self.conf,
+                    flows: &mut self.flows,
                     epoll: &self.epoll,
                     tap: &mut self.tap,
                     guest: &self.guest,
@@ -288,6 +294,7 @@ impl<'c> Ctx<'c> {
             }
             let mut c = TcpCtx {
                 conf: self.conf,
+                flows: &mut self.flows,
                 epoll: &self.epoll,
                 tap: &mut self.tap,
                 guest: &self.guest,
@@ -348,6 +355,7 @@ impl<'c> Ctx<'c> {
                         ..
                     } => self.icmp.from_tap(
                         conf,
+                        &mut self.flows,
                         &self.epoll,
                         IpAddr::V4(src),
                         IpAddr::V4(dst),
@@ -356,6 +364,7 @@ impl<'c> Ctx<'c> {
                     L4::Tcp(seg) if !conf.no_tcp => {
                         let mut c = TcpCtx {
                             conf,
+                            flows: &mut self.flows,
                             epoll: &self.epoll,
                             tap,
                             guest,
@@ -398,6 +407,7 @@ impl<'c> Ctx<'c> {
                         ..
                     } => self.icmp.from_tap(
                         conf,
+                        &mut self.flows,
                         &self.epoll,
                         IpAddr::V6(src),
                         IpAddr::V6(dst),
@@ -406,6 +416,7 @@ impl<'c> Ctx<'c> {
                     L4::Tcp(seg) if !conf.no_tcp => {
                         let mut c = TcpCtx {
                             conf,
+                            flows: &mut self.flows,
                             epoll: &self.epoll,
                             tap,
                             guest,
@@ -445,9 +456,10 @@ impl<'c> Ctx<'c> {
     }
 
     fn timer(&mut self, now: Instant) {
-        self.icmp.timer(&self.epoll, now);
+        self.icmp.timer(&mut self.flows, &self.epoll, now);
         let mut c = TcpCtx {
             conf: self.conf,
+            flows: &mut self.flows,
             epoll: &self.epoll,
             tap: &mut self.tap,
             guest: &self.guest,

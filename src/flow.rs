@@ -507,6 +507,42 @@ impl<T> FlowTable<T> {
     }
 }
 
+/// What a flow is, per protocol: the one table holds them all.
+pub enum Flow {
+    /// A TCP connection between the guest and a host socket.
+    Tcp(crate::tcp::TcpConn),
+    /// An ICMP/ICMPv6 echo flow through a ping socket.
+    Ping(crate::icmp::PingFlow),
+}
+
+/// The flow table of one loop.
+pub type Flows = FlowTable<Flow>;
+
+impl FlowTable<Flow> {
+    /// The TCP connection at `idx`, if that flow is one.
+    pub fn tcp(&self, idx: u32) -> Option<&crate::tcp::TcpConn> {
+        match self.get(idx)? {
+            Flow::Tcp(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn tcp_mut(&mut self, idx: u32) -> Option<&mut crate::tcp::TcpConn> {
+        match self.get_mut(idx)? {
+            Flow::Tcp(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn ping_mut(&mut self, idx: u32) -> Option<&mut crate::icmp::PingFlow> {
+        match self.get_mut(idx)? {
+            Flow::Ping(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;

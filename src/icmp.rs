@@ -17,10 +17,11 @@
 //! with the same sequence number as the previous one is dropped (a
 //! duplicate of our own request seen through loopback).
 //!
-//! Flows that saw no request for 60 s are closed by the periodic timer.
-//! The table is a fixed-size slab sized at start; its index is the epoll
-//! reference, so a readable socket finds its flow directly. (The generic
-//! flow table of the TCP issue will take this over.)
+//! Flows live in the shared flow table ([`crate::flow`]), keyed by the
+//! guest's address, the echo identifier and the destination; the flow
+//! index is the socket's epoll reference, so a readable socket finds its
+//! flow directly. Flows that saw no request for 60 s are closed by the
+//! periodic timer.
 
 use std::io;
 use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
@@ -31,9 +32,7 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::conf::{Config, Mode};
 use crate::event::{Epoll, EpollRef, Kind};
-
-/// Most ping flows at once.
-pub const PING_FLOWS_MAX: usize = 1024;
+use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
 /// Idle time after which a ping flow is closed (upstream's 60 s).
 pub const ICMP_ECHO_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -51,7 +50,7 @@ const ICMPV6_ECHO_REQUEST: u8 = 128;
 const ICMPV6_ECHO_REPLY: u8 = 129;
 
 /// One echo flow.
-struct PingFlow {
+pub struct PingFlow {
     sock: OwnedFd,
     /// The guest's address (destination of replies).
     guest: IpAddr,
@@ -80,9 +79,8 @@ pub struct IcmpStats {
     pub dropped: u64,
 }
 
-/// All ping flows of one loop.
+/// ICMP state of one loop (the flows themselves are in the flow table).
 pub struct Icmp {
-    flows: Vec<Option<PingFlow>>,
     timeout: Duration,
     buf: Vec<u8>,
     pub stats: IcmpStats,
@@ -90,10 +88,7 @@ pub struct Icmp {
 
 impl Icmp {
     pub fn new(conf: &Config) -> Self {
-        let mut flows = Vec::with_capacity(PING_FLOWS_MAX);
-        flows.resize_with(PING_FLOWS_MAX, || None);
         Icmp {
-            flows,
             timeout: conf
                 .test
                 .icmp_timeout
@@ -103,16 +98,13 @@ impl Icmp {
         }
     }
 
-    /// Number of open flows.
-    pub fn active(&self) -> usize {
-        self.flows.iter().filter(|f| f.is_some()).count()
-    }
-
     /// An echo message from the guest: `msg` is the ICMP(v6) header and
     /// payload, already checksum-verified by the classifier.
+    #[allow(clippy::too_many_arguments)]
     pub fn from_tap(
         &mut self,
         conf: &Config,
+        flows: &mut Flows,
         epoll: &Epoll,
         guest: IpAddr,
         dst: IpAddr,
@@ -128,9 +120,10 @@ impl Icmp {
             return;
         }
         let id = u16::from_be_bytes([msg[field::ID.start], msg[field::ID.start + 1]]);
-        let idx = match self.lookup(guest, dst, id) {
-            Some(i) => i,
-            None => match self.open(conf, epoll, guest, dst, id) {
+        let key = ping_key(guest, dst, id);
+        let idx = match flows.lookup(&key) {
+            Some((i, _)) => i,
+            None => match self.open(conf, flows, epoll, key) {
                 Ok(i) => i,
                 Err(e) => {
                     log::debug!("ICMP: can't open ping socket to {dst}: {e}");
@@ -139,7 +132,7 @@ impl Icmp {
                 }
             },
         };
-        let Some(flow) = self.flows[idx].as_mut() else {
+        let Some(flow) = flows.ping_mut(idx) else {
             return;
         };
         flow.last_used = Instant::now();
@@ -170,24 +163,17 @@ impl Icmp {
         }
     }
 
-    fn lookup(&self, guest: IpAddr, dst: IpAddr, id: u16) -> Option<usize> {
-        self.flows.iter().position(|f| {
-            f.as_ref()
-                .is_some_and(|f| f.guest == guest && f.dst == dst && f.id == id)
-        })
-    }
-
     fn open(
         &mut self,
         conf: &Config,
+        flows: &mut Flows,
         epoll: &Epoll,
-        guest: IpAddr,
-        dst: IpAddr,
-        id: u16,
-    ) -> io::Result<usize> {
-        let Some(idx) = self.flows.iter().position(Option::is_none) else {
-            return Err(io::Error::other("too many ping flows"));
-        };
+        key: FlowKey,
+    ) -> io::Result<u32> {
+        let (guest, dst, id) = (key.side.eaddr, key.side.oaddr, key.side.eport);
+        if flows.len() >= flows.capacity() {
+            return Err(io::Error::other("flow table full"));
+        }
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
         let sock = if dst.is_ipv4() {
             let s = rustix::net::socket_with(
@@ -218,23 +204,38 @@ impl Icmp {
             }
             s
         };
-        epoll.add(&sock, EpollRef::new(Kind::Ping, idx as u32))?;
+        let idx = flows
+            .insert(Flow::Ping(PingFlow {
+                sock,
+                guest,
+                dst,
+                id,
+                last_seq: None,
+                last_used: Instant::now(),
+            }))
+            .map_err(|_| io::Error::other("flow table full"))?;
+        flows.hash_insert(&key, idx, 0);
+        if let Some(f) = flows.ping_mut(idx) {
+            if let Err(e) = epoll.add(&f.sock, EpollRef::new(Kind::Ping, idx)) {
+                flows.hash_remove(&key);
+                flows.remove(idx);
+                return Err(e);
+            }
+        }
         log::debug!("ICMP: new ping flow {guest} -> {dst}, id {id}");
-        self.flows[idx] = Some(PingFlow {
-            sock,
-            guest,
-            dst,
-            id,
-            last_seq: None,
-            last_used: Instant::now(),
-        });
         Ok(idx)
     }
 
     /// The socket of flow `idx` is readable: each reply read is handed to
     /// `emit`, which frames it for the guest.
-    pub fn sock_readable(&mut self, conf: &Config, idx: u32, mut emit: impl FnMut(&EchoReply<'_>)) {
-        let Some(Some(flow)) = self.flows.get_mut(idx as usize) else {
+    pub fn sock_readable(
+        &mut self,
+        conf: &Config,
+        flows: &mut Flows,
+        idx: u32,
+        mut emit: impl FnMut(&EchoReply<'_>),
+    ) {
+        let Some(flow) = flows.ping_mut(idx) else {
             return;
         };
         loop {
@@ -272,15 +273,35 @@ impl Icmp {
     }
 
     /// Closes flows idle for longer than the timeout.
-    pub fn timer(&mut self, epoll: &Epoll, now: Instant) {
-        for slot in self.flows.iter_mut() {
-            if let Some(f) = slot {
-                if now.duration_since(f.last_used) > self.timeout {
-                    let _ = epoll.del(&f.sock);
-                    log::debug!("ICMP: ping flow {} -> {} timed out", f.guest, f.dst);
-                    *slot = None;
-                }
+    pub fn timer(&mut self, flows: &mut Flows, epoll: &Epoll, now: Instant) {
+        let mut next = flows.next_index(0);
+        while let Some(idx) = next {
+            next = flows.next_index(idx + 1);
+            let Some(f) = flows.ping_mut(idx) else {
+                continue;
+            };
+            if now.duration_since(f.last_used) > self.timeout {
+                let _ = epoll.del(&f.sock);
+                log::debug!("ICMP: ping flow {} -> {} timed out", f.guest, f.dst);
+                let key = ping_key(f.guest, f.dst, f.id);
+                flows.hash_remove(&key);
+                flows.remove(idx);
             }
         }
+    }
+}
+
+/// The flow key of an echo flow: the guest's address and identifier, the
+/// address it pings.
+fn ping_key(guest: IpAddr, dst: IpAddr, id: u16) -> FlowKey {
+    FlowKey {
+        proto: if dst.is_ipv4() { 1 } else { 58 },
+        pif: Pif::Tap,
+        side: FlowSide {
+            eaddr: guest,
+            eport: id,
+            oaddr: dst,
+            oport: 0,
+        },
     }
 }

@@ -170,8 +170,7 @@ fn tcp_with_listeners(conf: &Config) -> Result<tcp::Tcp, Box<dyn std::error::Err
             });
         }
     }
-    let capacity = conf.test.flow_max.unwrap_or(flow::FLOW_MAX);
-    Ok(tcp::Tcp::new(conf, capacity, listeners))
+    Ok(tcp::Tcp::new(conf, listeners))
 }
 
 /// pasta: namespace, tap, privileges, daemon, loop.

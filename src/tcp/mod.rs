@@ -81,7 +81,7 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use crate::conf::Config;
 use crate::ctx::GuestState;
 use crate::event::{Epoll, EpollRef, Kind};
-use crate::flow::{FlowKey, FlowSide, FlowTable, Pif};
+use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
 use crate::sys;
 use crate::tap::Tap;
 use crate::wire::tcp::TcpPacket;
@@ -138,7 +138,6 @@ pub struct TcpStats {
 
 /// All TCP state of one loop.
 pub struct Tcp {
-    conns: FlowTable<TcpConn>,
     listeners: Vec<Listener>,
     /// Connections to close at the end of the loop iteration (so that a
     /// stale event in the same batch never reaches a reused slot).
@@ -161,13 +160,14 @@ pub struct Tcp {
 /// Everything a handler needs besides the TCP state.
 pub struct TcpCtx<'a> {
     pub conf: &'a Config,
+    pub flows: &'a mut Flows,
     pub epoll: &'a Epoll,
     pub tap: &'a mut Tap,
     pub guest: &'a GuestState,
 }
 
 impl Tcp {
-    pub fn new(conf: &Config, capacity: usize, listeners: Vec<Listener>) -> Self {
+    pub fn new(conf: &Config, listeners: Vec<Listener>) -> Self {
         let mut isn_key = [0u8; 16];
         let _ = getrandom::fill(&mut isn_key);
         let now = Instant::now();
@@ -180,7 +180,6 @@ impl Tcp {
             .tcp_inactivity
             .map_or(INACTIVITY_INTERVAL, Duration::from_secs);
         Tcp {
-            conns: FlowTable::new(capacity),
             listeners,
             closing: Vec::with_capacity(1024),
             ack_due: Vec::with_capacity(1024),
@@ -202,11 +201,6 @@ impl Tcp {
             epoll.add(&l.fd, EpollRef::new(Kind::TcpListen, i as u32))?;
         }
         Ok(())
-    }
-
-    /// Number of open connections.
-    pub fn active(&self) -> usize {
-        self.conns.len()
     }
 
     fn isn(&self, key: &FlowKey) -> u32 {
@@ -243,7 +237,7 @@ impl Tcp {
                 oport: seg.dst_port(),
             },
         };
-        let Some((idx, _)) = self.conns.lookup(&key) else {
+        let Some((idx, _)) = c.flows.lookup(&key) else {
             if seg.syn() && !seg.ack_flag() && !seg.rst() {
                 self.conn_from_tap(c, key, seg);
             } else if !seg.rst() {
@@ -262,7 +256,7 @@ impl Tcp {
         if dport == 0 || key.side.eport == 0 || is_multicast_or_bcast(dst) {
             return;
         }
-        if self.conns.len() >= self.conns.capacity() {
+        if c.flows.len() >= c.flows.capacity() {
             self.stats.refused_table_full += 1;
             log::debug!(
                 "TCP: flow table full, refusing {}:{} -> {dst}:{dport}",
@@ -296,14 +290,14 @@ impl Tcp {
         };
         conn.wnd_from_tap = u32::from(seg.window()).max(1);
         conn.mss = clamp_mss(conf, key.side.oaddr, seg.mss().unwrap_or(536));
-        let Ok(idx) = self.conns.insert(conn) else {
+        let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
             self.stats.refused_table_full += 1;
             frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
             return;
         };
-        self.conns.hash_insert(&key, idx, 0);
+        c.flows.hash_insert(&key, idx, 0);
         self.stats.opened_from_tap += 1;
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         let flags = if connected {
@@ -315,7 +309,7 @@ impl Tcp {
             .add_flags(&conn.sock, EpollRef::new(Kind::TcpSock, idx), flags)
             .is_err()
         {
-            self.close(idx);
+            self.close(c.flows, idx);
             return;
         }
         conn.epoll_flags = flags;
@@ -331,7 +325,7 @@ impl Tcp {
 
     /// The socket of a guest-initiated connection connected: SYN,ACK.
     fn connected(&mut self, c: &mut TcpCtx<'_>, idx: u32) {
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         log::trace!("TCP {idx}: connected, SYN,ACK to guest");
@@ -352,7 +346,7 @@ impl Tcp {
 
     fn segment(&mut self, c: &mut TcpCtx<'_>, idx: u32, seg: &TcpPacket<&[u8]>) {
         let conf = c.conf;
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if conn.events & CLOSED != 0 {
@@ -363,7 +357,7 @@ impl Tcp {
         if seg.rst() {
             log::trace!("TCP {idx}: RST from guest");
             let _ = sys::set_linger_zero(&conn.sock);
-            self.close(idx);
+            self.close(c.flows, idx);
             return;
         }
 
@@ -433,7 +427,7 @@ impl Tcp {
     fn established_segment(&mut self, c: &mut TcpCtx<'_>, idx: u32, seg: &TcpPacket<&[u8]>) {
         let conf = c.conf;
         let peek_off = self.peek_off;
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         let payload = seg.payload();
@@ -512,13 +506,13 @@ impl Tcp {
                         conn.seq_from_tap = conn.seq_from_tap.wrapping_add(n as u32);
                         if n < data.len() {
                             fin_in_seq = false;
-                            self.partial(c.epoll, idx);
+                            self.partial(c.flows, c.epoll, idx);
                         }
                         need_ack = true;
                     }
                     Err(rustix::io::Errno::AGAIN) => {
                         fin_in_seq = false;
-                        self.partial(c.epoll, idx);
+                        self.partial(c.flows, c.epoll, idx);
                         need_ack = true;
                     }
                     Err(e) => {
@@ -532,7 +526,7 @@ impl Tcp {
             fin_in_seq = false;
         }
 
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if fin_in_seq && conn.events & TAP_FIN_RCVD == 0 {
@@ -546,18 +540,18 @@ impl Tcp {
             need_ack = false;
         }
         if need_ack {
-            self.queue_ack(idx);
+            self.queue_ack(c.flows, idx);
         }
-        self.check_closed(idx);
+        self.check_closed(c.flows, idx);
         // The guest's window may have opened: send what we can.
         self.data_from_sock(c, idx);
     }
 
     /// The socket took only part of the guest's data: ACK what it took,
     /// and wait until it can take more to tell the guest.
-    fn partial(&mut self, epoll: &Epoll, idx: u32) {
+    fn partial(&mut self, flows: &mut Flows, epoll: &Epoll, idx: u32) {
         self.stats.partial_writes += 1;
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = flows.tcp_mut(idx) else {
             return;
         };
         conn.flags |= DROPPED_FROM_TAP;
@@ -565,8 +559,8 @@ impl Tcp {
         let _ = modify(epoll, conn, idx, want);
     }
 
-    fn queue_ack(&mut self, idx: u32) {
-        let Some(conn) = self.conns.get_mut(idx) else {
+    fn queue_ack(&mut self, flows: &mut Flows, idx: u32) {
+        let Some(conn) = flows.tcp_mut(idx) else {
             return;
         };
         if conn.flags & ACK_TO_TAP_DUE == 0 {
@@ -580,7 +574,7 @@ impl Tcp {
     }
 
     fn send_ack(&mut self, c: &mut TcpCtx<'_>, idx: u32, force: bool) {
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         conn.wnd_to_tap = window_to_tap(conn, c.conf);
@@ -594,7 +588,7 @@ impl Tcp {
     /// Sends the ACKs owed after a batch of guest segments.
     pub fn flush_acks(&mut self, c: &mut TcpCtx<'_>) {
         while let Some(idx) = self.ack_due.pop() {
-            let Some(conn) = self.conns.get(idx) else {
+            let Some(conn) = c.flows.tcp(idx) else {
                 continue;
             };
             if conn.flags & ACK_TO_TAP_DUE != 0 {
@@ -609,7 +603,7 @@ impl Tcp {
 
     /// An event on a connection's socket.
     pub fn sock_event(&mut self, c: &mut TcpCtx<'_>, idx: u32, ev: &crate::event::Event) {
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if conn.events & CLOSED != 0 {
@@ -660,7 +654,7 @@ impl Tcp {
     fn data_from_sock(&mut self, c: &mut TcpCtx<'_>, idx: u32) {
         let conf = c.conf;
         let peek_off = self.peek_off;
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if conn.events & ESTABLISHED == 0 || conn.events & (CLOSED | TAP_FIN_SENT) != 0 {
@@ -816,7 +810,7 @@ impl Tcp {
 
     fn conn_from_sock(&mut self, c: &mut TcpCtx<'_>, sock: OwnedFd, peer: SocketAddr, port: u16) {
         let conf = c.conf;
-        if self.conns.len() >= self.conns.capacity() {
+        if c.flows.len() >= c.flows.capacity() {
             self.stats.refused_table_full += 1;
             log::debug!("TCP: flow table full, refusing {peer}");
             let _ = sys::set_linger_zero(&sock);
@@ -845,13 +839,13 @@ impl Tcp {
         conn.ws_to_tap = MAX_WS;
         conn.wnd_from_tap = WINDOW_DEFAULT;
         conn.mss = clamp_mss(conf, src, u16::MAX);
-        let Ok(idx) = self.conns.insert(conn) else {
+        let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
             self.stats.refused_table_full += 1;
             return;
         };
-        self.conns.hash_insert(&key, idx, 0);
+        c.flows.hash_insert(&key, idx, 0);
         self.stats.opened_from_sock += 1;
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         let flags = EventFlags::RDHUP;
@@ -859,7 +853,7 @@ impl Tcp {
             .add_flags(&conn.sock, EpollRef::new(Kind::TcpSock, idx), flags)
             .is_err()
         {
-            self.close(idx);
+            self.close(c.flows, idx);
             return;
         }
         conn.epoll_flags = flags;
@@ -876,7 +870,7 @@ impl Tcp {
 
     /// Resets both sides: RST to the guest, RST to the socket's peer.
     fn reset(&mut self, c: &mut TcpCtx<'_>, idx: u32) {
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if conn.events & CLOSED != 0 {
@@ -885,24 +879,24 @@ impl Tcp {
         self.stats.rst_to_tap += 1;
         frame::send_flags(c.conf, c.guest.mac, c.tap, conn, RST | ACK, conn.seq_to_tap);
         let _ = sys::set_linger_zero(&conn.sock);
-        self.close(idx);
+        self.close(c.flows, idx);
     }
 
-    fn check_closed(&mut self, idx: u32) {
-        let Some(conn) = self.conns.get(idx) else {
+    fn check_closed(&mut self, flows: &mut Flows, idx: u32) {
+        let Some(conn) = flows.tcp(idx) else {
             return;
         };
         let done_from_tap =
             conn.events & (TAP_FIN_RCVD | SOCK_FIN_SENT) == (TAP_FIN_RCVD | SOCK_FIN_SENT);
         let done_to_tap = conn.events & TAP_FIN_ACKED != 0;
         if done_from_tap && done_to_tap {
-            self.close(idx);
+            self.close(flows, idx);
         }
     }
 
     /// Marks a connection closed; it is freed at the end of the iteration.
-    fn close(&mut self, idx: u32) {
-        let Some(conn) = self.conns.get_mut(idx) else {
+    fn close(&mut self, flows: &mut Flows, idx: u32) {
+        let Some(conn) = flows.tcp_mut(idx) else {
             return;
         };
         if conn.events & CLOSED != 0 {
@@ -913,13 +907,13 @@ impl Tcp {
     }
 
     /// Frees closed connections (end of loop iteration).
-    pub fn defer(&mut self, epoll: &Epoll) {
+    pub fn defer(&mut self, flows: &mut Flows, epoll: &Epoll) {
         while let Some(idx) = self.closing.pop() {
-            if let Some(conn) = self.conns.get(idx) {
+            if let Some(conn) = flows.tcp(idx) {
                 let _ = epoll.del(&conn.sock);
                 let key = conn.key;
-                self.conns.hash_remove(&key);
-                self.conns.remove(idx);
+                flows.hash_remove(&key);
+                flows.remove(idx);
                 self.stats.closed += 1;
                 log::trace!("TCP {idx}: closed");
             }
@@ -938,10 +932,10 @@ impl Tcp {
         }
         // Walk by index without holding a borrow of the table (and without
         // collecting the indices: no allocation here).
-        let mut next = self.conns.next_index(0);
+        let mut next = c.flows.next_index(0);
         while let Some(idx) = next {
-            next = self.conns.next_index(idx + 1);
-            let Some(conn) = self.conns.get_mut(idx) else {
+            next = c.flows.next_index(idx + 1);
+            let Some(conn) = c.flows.tcp_mut(idx) else {
                 continue;
             };
             if conn.events & CLOSED != 0 {
@@ -981,7 +975,7 @@ impl Tcp {
 
     fn retransmit(&mut self, c: &mut TcpCtx<'_>, idx: u32, now: Instant) {
         let peek_off = self.peek_off;
-        let Some(conn) = self.conns.get_mut(idx) else {
+        let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if conn.retries >= MAX_RETRIES {
