@@ -542,7 +542,6 @@ impl FlowTable<Flow> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

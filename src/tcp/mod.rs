@@ -373,7 +373,8 @@ impl Tcp {
                 if seg.window_scale().is_none() {
                     conn.ws_to_tap = 0;
                 }
-                conn.wnd_from_tap = (u32::from(seg.window()) << conn.ws_from_tap).min(MAX_WINDOW);
+                // The window of a SYN,ACK is never scaled (RFC 7323 2.2).
+                conn.wnd_from_tap = u32::from(seg.window()).max(1);
                 conn.mss = clamp_mss(conf, conn.key.side.oaddr, seg.mss().unwrap_or(536));
                 conn.retries = 0;
                 conn.rto_at = None;
@@ -727,6 +728,9 @@ impl Tcp {
                 }
             }
             Err(rustix::io::Errno::AGAIN) => {
+                // Nothing yet: be told when there is.
+                let want = conn.epoll_flags | EventFlags::IN;
+                let _ = modify(c.epoll, conn, idx, want);
                 return;
             }
             Err(e) => {
