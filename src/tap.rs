@@ -17,6 +17,13 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
+/// Length of the `virtio_net_hdr` before each frame on the tap.
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum from `csum_start` on is
+/// partial (only the pseudo-header is summed); the kernel treats it as
+/// verified on local delivery and completes it if it forwards the frame.
+const VNET_F_NEEDS_CSUM: u8 = 1;
+
 /// Largest frame we read or write: the tun driver's limit.
 pub const FRAME_MAX: usize = 65535;
 /// Smallest frame worth looking at: an Ethernet header.
@@ -117,10 +124,19 @@ impl RxBatch {
     }
 }
 
+/// A queued frame: where it is, and its checksum offload, if any.
+#[derive(Clone, Copy)]
+struct TxFrame {
+    off: u32,
+    len: u32,
+    /// Start and offset of a partial L4 checksum (0, 0: complete frame).
+    csum: (u16, u16),
+}
+
 /// Frames waiting to be sent to the guest.
 pub struct TxQueue {
     buf: Vec<u8>,
-    frames: Vec<(u32, u32)>,
+    frames: Vec<TxFrame>,
     used: usize,
 }
 
@@ -158,7 +174,11 @@ impl TxQueue {
         if len == 0 || len > FRAME_MAX || self.full() {
             return;
         }
-        self.frames.push((self.used as u32, len as u32));
+        self.frames.push(TxFrame {
+            off: self.used as u32,
+            len: len as u32,
+            csum: (0, 0),
+        });
         self.used += (len + 7) & !7;
     }
 
@@ -183,8 +203,9 @@ impl TxQueue {
     }
 
     /// Queues frames built in the last [`TxQueue::region`]: frame `i` at
-    /// `i * stride`, `lens[i]` bytes.
-    pub fn commit_region(&mut self, stride: usize, lens: &[usize]) {
+    /// `i * stride`, `lens[i]` bytes. `csum`, if not (0, 0), is the start
+    /// and offset of a partial L4 checksum in each frame.
+    pub fn commit_region(&mut self, stride: usize, lens: &[usize], csum: (u16, u16)) {
         let mut fit = 0;
         for (i, &len) in lens.iter().enumerate() {
             let off = self.used + i * stride;
@@ -194,7 +215,11 @@ impl TxQueue {
             if self.frames.len() >= TX_FRAMES {
                 break;
             }
-            self.frames.push((off as u32, len as u32));
+            self.frames.push(TxFrame {
+                off: off as u32,
+                len: len as u32,
+                csum,
+            });
             fit = i + 1;
         }
         self.used += fit * stride;
@@ -234,7 +259,9 @@ impl Tap {
             let Some(space) = rx.space() else {
                 return Ok(RxEnd::Full);
             };
-            match rustix::io::read(fd, space) {
+            let mut vnet = [0u8; VNET_HDR_LEN];
+            let mut iov = [io::IoSliceMut::new(&mut vnet), io::IoSliceMut::new(space)];
+            match rustix::io::readv(fd, &mut iov) {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -242,6 +269,7 @@ impl Tap {
                     ))
                 }
                 Ok(n) => {
+                    let n = n.saturating_sub(VNET_HDR_LEN);
                     self.stats.rx_frames += 1;
                     self.stats.rx_bytes += n as u64;
                     if n < FRAME_MIN {
@@ -265,13 +293,20 @@ impl Tap {
     /// network card would: TCP recovers them, everything else is datagrams.
     pub fn flush(&mut self) {
         let Backend::Tun(fd) = &self.backend;
-        for &(off, len) in &self.tx.frames {
+        for f in &self.tx.frames {
+            let (off, len) = (f.off, f.len);
             let frame = &self.tx.buf[off as usize..(off + len) as usize];
+            let mut vnet = [0u8; VNET_HDR_LEN];
+            if f.csum != (0, 0) {
+                vnet[0] = VNET_F_NEEDS_CSUM;
+                vnet[6..8].copy_from_slice(&f.csum.0.to_le_bytes());
+                vnet[8..10].copy_from_slice(&f.csum.1.to_le_bytes());
+            }
             if let Some(p) = self.pcap.as_mut() {
                 p.record(frame);
             }
             loop {
-                match rustix::io::write(fd, frame) {
+                match rustix::io::writev(fd, &[io::IoSlice::new(&vnet), io::IoSlice::new(frame)]) {
                     Ok(_) => {
                         self.stats.tx_frames += 1;
                         self.stats.tx_bytes += u64::from(len);

@@ -45,6 +45,7 @@ fn write_headers(
     (seq, ack, flags, window): (u32, u32, u8, u16),
     opts_len: usize,
     plen: usize,
+    partial: bool,
 ) -> usize {
     let ip_len = if src.is_ipv4() { IP4_LEN } else { IP6_LEN };
     let tcp_len = TCP_LEN + opts_len;
@@ -95,9 +96,27 @@ fn write_headers(
     t[13] = flags;
     t[14..16].copy_from_slice(&window.to_be_bytes());
     t[16..20].copy_from_slice(&[0, 0, 0, 0]);
-    let c = checksum::finish(checksum::combine(pseudo, checksum::sum(t)));
+    let c = if partial {
+        // Offloaded: only the pseudo-header, folded, not complemented; the
+        // kernel sums the rest if it ever needs the full checksum.
+        checksum::fold(pseudo)
+    } else {
+        checksum::finish(checksum::combine(pseudo, checksum::sum(t)))
+    };
     t[16..18].copy_from_slice(&c.to_be_bytes());
     total
+}
+
+/// Where the partial TCP checksum of a data segment starts, and the offset
+/// of the checksum field from there, for the tap's offload header.
+pub fn csum_offload(guest_side: IpAddr) -> (u16, u16) {
+    let start = ETH_LEN
+        + if guest_side.is_ipv4() {
+            IP4_LEN
+        } else {
+            IP6_LEN
+        };
+    (start as u16, 16)
 }
 
 fn addrs(conn: &TcpConn) -> ((IpAddr, u16), (IpAddr, u16)) {
@@ -106,7 +125,7 @@ fn addrs(conn: &TcpConn) -> ((IpAddr, u16), (IpAddr, u16)) {
 }
 
 /// Completes a data segment whose payload (`plen` bytes) sits at
-/// [`header_len`] in `buf`.
+/// [`header_len`] in `buf`, with a partial checksum (see [`csum_offload`]).
 pub fn write_segment(
     conf: &Config,
     guest_mac: Mac,
@@ -126,6 +145,7 @@ pub fn write_segment(
         (seq, conn.seq_from_tap, flags, conn.wnd_to_tap),
         0,
         plen,
+        true,
     )
 }
 
@@ -180,6 +200,7 @@ pub fn send_flags(
             (seq, ack, flags, window),
             opts_len,
             0,
+            false,
         );
         (n > 0).then_some(n)
     });
@@ -230,6 +251,7 @@ pub fn rst_no_conn(
             (seq, ack, flags, 0),
             0,
             0,
+            false,
         );
         (n > 0).then_some(n)
     });
@@ -275,6 +297,7 @@ mod tests {
                     (0x1234_5678, 0x9abc_def0, ACK | PSH, 1000),
                     0,
                     plen,
+                    false,
                 );
                 assert_eq!(n, hdr + plen);
                 check(&buf[..n]);

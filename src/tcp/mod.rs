@@ -771,7 +771,8 @@ impl Tcp {
             conn.seq_to_tap = conn.seq_to_tap.wrapping_add(plen as u32);
             i += 1;
         }
-        c.tap.tx.commit_region(stride, &lens[..i]);
+        let csum = frame::csum_offload(conn.key.side.oaddr);
+        c.tap.tx.commit_region(stride, &lens[..i], csum);
         conn.seq_ack_to_tap = conn.seq_from_tap;
         conn.flags &= !ACK_TO_TAP_DUE;
         if conn.rto_at.is_none() {
