@@ -46,7 +46,7 @@ use crate::pasta::{QuitWatch, Spawned};
 use crate::tap::{RxBatch, RxEnd, Tap};
 use crate::tcp::{Tcp, TcpCtx};
 use crate::wire::build;
-use crate::wire::classify::{classify, DropReason, L3, L4};
+use crate::wire::classify::{classify_with, DropReason, L3, L4};
 use crate::wire::Mac;
 
 /// What we learned about the guest from its frames.
@@ -318,7 +318,7 @@ impl<'c> Ctx<'c> {
             );
             return;
         }
-        let c = match classify(frame) {
+        let c = match classify_with(frame, self.rx.csum_partial(i)) {
             Ok(c) => c,
             Err(reason) => {
                 self.counters.drops[reason.index()] += 1;

@@ -66,7 +66,8 @@ pub enum RxEnd {
 /// A batch of frames received from the guest.
 pub struct RxBatch {
     buf: Vec<u8>,
-    frames: Vec<(u32, u32)>,
+    /// Offset, length, and whether the L4 checksum is partial (offload).
+    frames: Vec<(u32, u32, bool)>,
     used: usize,
 }
 
@@ -101,12 +102,17 @@ impl RxBatch {
     /// The `i`-th frame of the batch.
     pub fn frame(&self, i: usize) -> &[u8] {
         match self.frames.get(i) {
-            Some(&(off, len)) => self
+            Some(&(off, len, _)) => self
                 .buf
                 .get(off as usize..off as usize + len as usize)
                 .unwrap_or(&[]),
             None => &[],
         }
+    }
+
+    /// True if the guest left the `i`-th frame's TCP/UDP checksum partial.
+    pub fn csum_partial(&self, i: usize) -> bool {
+        self.frames.get(i).is_some_and(|f| f.2)
     }
 
     /// Free space for the next frame, if a maximum-size frame still fits.
@@ -117,8 +123,9 @@ impl RxBatch {
         Some(&mut self.buf[self.used..self.used + FRAME_MAX])
     }
 
-    fn push(&mut self, len: usize) {
-        self.frames.push((self.used as u32, len as u32));
+    fn push(&mut self, len: usize, csum_partial: bool) {
+        self.frames
+            .push((self.used as u32, len as u32, csum_partial));
         // Keep frames 8-byte aligned for header access.
         self.used += (len + 7) & !7;
     }
@@ -276,7 +283,7 @@ impl Tap {
                         self.stats.rx_runt_or_giant += 1;
                         continue;
                     }
-                    rx.push(n);
+                    rx.push(n, vnet[0] & VNET_F_NEEDS_CSUM != 0);
                     if let Some(p) = self.pcap.as_mut() {
                         p.record(rx.frame(rx.len() - 1));
                     }
@@ -365,7 +372,7 @@ mod tests {
         assert_eq!(rx.frame(0), &[] as &[u8]);
         let s = rx.space().unwrap();
         s[..20].fill(7);
-        rx.push(20);
+        rx.push(20, false);
         assert_eq!(rx.frame(0), &[7u8; 20][..]);
         assert_eq!(rx.len(), 1);
     }

@@ -166,6 +166,13 @@ const IPV6_FRAGMENT: u8 = 44;
 
 /// Checks a guest frame and splits it into layers.
 pub fn classify(frame: &[u8]) -> Result<Classified<'_>, DropReason> {
+    classify_with(frame, false)
+}
+
+/// As [`classify`]; with `l4_csum_partial` the guest's kernel told us (tap
+/// offload header) that the TCP or UDP checksum is only partial, so it is
+/// not verified: the payload goes to a socket, never on as a frame.
+pub fn classify_with(frame: &[u8], l4_csum_partial: bool) -> Result<Classified<'_>, DropReason> {
     if frame.len() > MAX_FRAME_LEN {
         return Err(DropReason::FrameTooLong);
     }
@@ -177,8 +184,8 @@ pub fn classify(frame: &[u8]) -> Result<Classified<'_>, DropReason> {
         eth::ethertype::ARP => {
             L3::Arp(ArpPacket::new_checked(payload).map_err(|_| DropReason::ArpTruncated)?)
         }
-        eth::ethertype::IPV4 => classify_ipv4(payload)?,
-        eth::ethertype::IPV6 => classify_ipv6(payload)?,
+        eth::ethertype::IPV4 => classify_ipv4(payload, l4_csum_partial)?,
+        eth::ethertype::IPV6 => classify_ipv6(payload, l4_csum_partial)?,
         _ => return Err(DropReason::UnknownEtherType),
     };
     Ok(Classified {
@@ -188,7 +195,7 @@ pub fn classify(frame: &[u8]) -> Result<Classified<'_>, DropReason> {
     })
 }
 
-fn classify_ipv4(buf: &[u8]) -> Result<L3<'_>, DropReason> {
+fn classify_ipv4(buf: &[u8], partial: bool) -> Result<L3<'_>, DropReason> {
     if buf.len() < ipv4::HEADER_LEN {
         return Err(DropReason::Ipv4Truncated);
     }
@@ -217,10 +224,10 @@ fn classify_ipv4(buf: &[u8]) -> Result<L3<'_>, DropReason> {
     let len = data.len() as u16; // total length is a u16: fits
     let pseudo = |proto| checksum::pseudo_v4(src, dst, proto, len);
     let l4 = match ip.protocol() {
-        protocol::TCP => classify_tcp(data, pseudo(protocol::TCP))?,
+        protocol::TCP => classify_tcp(data, pseudo(protocol::TCP), partial)?,
         protocol::UDP => {
             let udp = checked_udp(data)?;
-            if udp.checksum() != 0 && !udp.verify_checksum(pseudo(protocol::UDP)) {
+            if !partial && udp.checksum() != 0 && !udp.verify_checksum(pseudo(protocol::UDP)) {
                 return Err(DropReason::UdpBadChecksum);
             }
             udp_l4(&udp)
@@ -247,7 +254,7 @@ fn classify_ipv4(buf: &[u8]) -> Result<L3<'_>, DropReason> {
     })
 }
 
-fn classify_ipv6(buf: &[u8]) -> Result<L3<'_>, DropReason> {
+fn classify_ipv6(buf: &[u8], partial: bool) -> Result<L3<'_>, DropReason> {
     if buf.len() < ipv6::HEADER_LEN {
         return Err(DropReason::Ipv6Truncated);
     }
@@ -265,11 +272,11 @@ fn classify_ipv6(buf: &[u8]) -> Result<L3<'_>, DropReason> {
     let len = data.len() as u32;
     let pseudo = |nh| checksum::pseudo_v6(src, dst, nh, len);
     let l4 = match ip.next_header() {
-        protocol::TCP => classify_tcp(data, pseudo(protocol::TCP))?,
+        protocol::TCP => classify_tcp(data, pseudo(protocol::TCP), partial)?,
         protocol::UDP => {
             let udp = checked_udp(data)?;
             // Mandatory over IPv6: zero is simply wrong.
-            if !udp.verify_checksum(pseudo(protocol::UDP)) {
+            if !partial && !udp.verify_checksum(pseudo(protocol::UDP)) {
                 return Err(DropReason::UdpBadChecksum);
             }
             udp_l4(&udp)
@@ -299,12 +306,12 @@ fn classify_ipv6(buf: &[u8]) -> Result<L3<'_>, DropReason> {
     })
 }
 
-fn classify_tcp(data: &[u8], pseudo: u64) -> Result<L4<'_>, DropReason> {
+fn classify_tcp(data: &[u8], pseudo: u64, partial: bool) -> Result<L4<'_>, DropReason> {
     let tcp = TcpPacket::new_checked(data).map_err(|e| match e {
         super::WireError::Truncated => DropReason::TcpTruncated,
         _ => DropReason::TcpBadOffset,
     })?;
-    if !tcp.verify_checksum(pseudo) {
+    if !partial && !tcp.verify_checksum(pseudo) {
         return Err(DropReason::TcpBadChecksum);
     }
     Ok(L4::Tcp(tcp))
