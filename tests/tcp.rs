@@ -29,6 +29,9 @@ const BULK: u64 = 1 << 30;
 /// Seconds any single command may take.
 const T: u64 = 60;
 
+/// Seconds a bulk transfer may take: a debug pasta on two busy cores.
+const T_BULK: u64 = 150;
+
 /// The python interpreter, resolved once: pasta and `ip netns exec` keep
 /// the environment, but shims may not work in a new mount namespace.
 fn python() -> &'static str {
@@ -130,22 +133,34 @@ impl Drop for Bg {
 
 /// `timeout T python3 tcp_helper.py ...` in the host namespace.
 fn host_helper(tb: &Testbed, mode: &str, args: &[&str]) -> Command {
+    host_helper_t(tb, T, mode, args)
+}
+
+fn host_helper_t(tb: &Testbed, secs: u64, mode: &str, args: &[&str]) -> Command {
     let mut c = tb.in_host("timeout");
-    c.arg(T.to_string()).args(helper(mode, args));
+    c.arg(secs.to_string()).args(helper(mode, args));
     c
 }
 
 /// `timeout T python3 tcp_helper.py ...` in the remote namespace.
 fn remote_helper(tb: &Testbed, mode: &str, args: &[&str]) -> Command {
+    remote_helper_t(tb, T, mode, args)
+}
+
+fn remote_helper_t(tb: &Testbed, secs: u64, mode: &str, args: &[&str]) -> Command {
     let mut c = tb.in_remote("timeout");
-    c.arg(T.to_string()).args(helper(mode, args));
+    c.arg(secs.to_string()).args(helper(mode, args));
     c
 }
 
 /// `timeout T pasta ARGS -- sh -c SCRIPT` in the host namespace.
 fn pasta_sh(tb: &Testbed, args: &[&str], script: &str) -> Command {
+    pasta_sh_t(tb, T, args, script)
+}
+
+fn pasta_sh_t(tb: &Testbed, secs: u64, args: &[&str], script: &str) -> Command {
     let mut c = tb.in_host("timeout");
-    c.arg(T.to_string())
+    c.arg(secs.to_string())
         .arg(pasta())
         .args(args)
         .args(["--", "sh", "-c", script]);
@@ -228,8 +243,10 @@ const GUEST4: &[&str] = &["--config-net", "-a", "192.0.2.3", "-n", "24", "-g", R
 // ---------------------------------------------------------------------
 // HTTP with curl
 
-#[test]
-fn http_curl_to_host_gateway_and_beyond() {
+/// curl from the namespace to python's http.server on the host's own
+/// address (through the tap), on the host's loopback (the gateway) and
+/// beyond the host; a 1 MiB file, checksums compared.
+fn http_curl(v6: bool) {
     let tb = Testbed::new();
     let www = tb.path("www");
     std::fs::create_dir_all(&www).unwrap();
@@ -265,24 +282,51 @@ fn http_curl_to_host_gateway_and_beyond() {
         ]);
         c
     };
-    let _s1 = Bg::spawn(&tb, "s1", server(tb.in_host("env"), HOST4, "8001"));
-    let _s2 = Bg::spawn(&tb, "s2", server(tb.in_host("env"), "127.0.0.1", "8002"));
-    let _s3 = Bg::spawn(&tb, "s3", server(tb.in_remote("env"), BEYOND4, "8003"));
+    let (host, gw, lo, beyond) = if v6 {
+        (HOST6, REMOTE6, "::1", BEYOND6)
+    } else {
+        (HOST4, REMOTE4, "127.0.0.1", BEYOND4)
+    };
+    let _s1 = Bg::spawn(&tb, "s1", server(tb.in_host("env"), host, "8001"));
+    let _s2 = Bg::spawn(&tb, "s2", server(tb.in_host("env"), lo, "8002"));
+    let _s3 = Bg::spawn(&tb, "s3", server(tb.in_remote("env"), beyond, "8003"));
     wait_listen(&tb.host, 8001);
     wait_listen(&tb.host, 8002);
     wait_listen(&tb.remote, 8003);
+    let url = |a: &str, p: u16| {
+        if v6 {
+            format!("http://[{a}]:{p}/blob")
+        } else {
+            format!("http://{a}:{p}/blob")
+        }
+    };
     let script = format!(
-        "for u in http://{HOST4}:8001/blob http://{REMOTE4}:8002/blob http://{BEYOND4}:8003/blob; do
-            curl -fsS -m 10 -o /tmp/prs-blob-$$ $u || exit 1
+        "for u in {} {} {}; do
+            curl -g -fsS -m 10 -o /tmp/prs-blob-$$ $u || exit 1
             echo $u $(sha256sum < /tmp/prs-blob-$$)
             rm -f /tmp/prs-blob-$$
-        done"
+        done",
+        url(host, 8001),
+        url(gw, 8002),
+        url(beyond, 8003)
     );
-    let out = ok(pasta_sh(&tb, GUEST4, &script));
+    let mut args = GUEST4.to_vec();
+    args.extend(["-a", "2001:db8::3"]);
+    let out = ok(pasta_sh(&tb, &args, &script));
     assert_eq!(out.lines().count(), 3, "{out}");
     for l in out.lines() {
         assert!(l.contains(&sum), "checksum mismatch ({sum}): {out}");
     }
+}
+
+#[test]
+fn http_curl_to_host_gateway_and_beyond_ipv4() {
+    http_curl(false);
+}
+
+#[test]
+fn http_curl_to_host_gateway_and_beyond_ipv6() {
+    http_curl(true);
 }
 
 #[test]
@@ -339,8 +383,9 @@ fn bulk_gateway(gw: &str, lo: &str) {
         let host = Bg::spawn(
             &tb,
             &format!("host{n}"),
-            host_helper(
+            host_helper_t(
                 &tb,
+                T_BULK,
                 host_mode,
                 &[
                     "--listen",
@@ -355,15 +400,16 @@ fn bulk_gateway(gw: &str, lo: &str) {
         );
         wait_ready(&ready);
         let start = Instant::now();
-        let guest = ok(pasta_sh(
+        let guest = ok(pasta_sh_t(
             &tb,
+            T_BULK,
             &["--config-net"],
             &shell(&helper(
                 guest_mode,
                 &["--connect", gw, &port, "--size", &size],
             )),
         ));
-        let host = host.done(Duration::from_secs(T));
+        let host = host.done(Duration::from_secs(T_BULK));
         eprintln!("{guest_mode} in guest: {:?}", start.elapsed());
         let (sent, recv) = if guest_mode == "source" {
             (guest, host)
@@ -390,8 +436,9 @@ fn bulk_inbound(host_addr: &str) {
         let guest = Bg::spawn(
             &tb,
             &format!("pasta{n}"),
-            pasta_sh(
+            pasta_sh_t(
                 &tb,
+                T_BULK,
                 &["--config-net", "-t", "8080"],
                 &shell(&helper(
                     guest_mode,
@@ -409,12 +456,13 @@ fn bulk_inbound(host_addr: &str) {
         );
         wait_ready(&ready);
         let start = Instant::now();
-        let remote = ok(remote_helper(
+        let remote = ok(remote_helper_t(
             &tb,
+            T_BULK,
             remote_mode,
             &["--connect", host_addr, "8080", "--size", &size],
         ));
-        let guest = guest.done(Duration::from_secs(T));
+        let guest = guest.done(Duration::from_secs(T_BULK));
         eprintln!("{guest_mode} in guest: {:?}", start.elapsed());
         let (sent, recv) = if guest_mode == "source" {
             (guest, remote)
@@ -574,6 +622,54 @@ fn reset_from_guest_reaches_host_peer() {
 fn reset_from_host_peer_reaches_guest() {
     let (host, guest) = reset("abort", "expect-reset");
     assert!(host.contains("aborted"), "{host}");
+    assert!(guest.starts_with("reset"), "guest: {guest}");
+}
+
+/// The same through `-t 8080`: one side (remote or guest) closes with
+/// SO_LINGER 0, the other must see ECONNRESET.
+fn reset_inbound(remote_mode: &str, guest_mode: &str) -> (String, String) {
+    let tb = Testbed::new();
+    let ready = tb.path("ready");
+    let guest = Bg::spawn(
+        &tb,
+        "pasta",
+        pasta_sh(
+            &tb,
+            &["--config-net", "-t", "8080"],
+            &shell(&helper(
+                guest_mode,
+                &[
+                    "--listen",
+                    "::",
+                    "8080",
+                    "--timeout",
+                    "10",
+                    "--ready",
+                    ready.to_str().unwrap(),
+                ],
+            )),
+        ),
+    );
+    wait_ready(&ready);
+    let remote = ok(remote_helper(
+        &tb,
+        remote_mode,
+        &["--connect", HOST4, "8080", "--timeout", "10"],
+    ));
+    (remote, guest.done(Duration::from_secs(T)))
+}
+
+#[test]
+fn reset_from_guest_reaches_remote_peer_inbound() {
+    let (remote, guest) = reset_inbound("expect-reset", "abort");
+    assert!(guest.contains("aborted"), "{guest}");
+    assert!(remote.starts_with("reset"), "remote peer: {remote}");
+}
+
+#[test]
+fn reset_from_remote_peer_reaches_guest_inbound() {
+    let (remote, guest) = reset_inbound("abort", "expect-reset");
+    assert!(remote.contains("aborted"), "{remote}");
     assert!(guest.starts_with("reset"), "guest: {guest}");
 }
 
@@ -929,5 +1025,6 @@ fn slow_reader_keeps_bulk_transfer_moving() {
     assert_eq!(r[1], size, "{host}");
     assert_eq!(s[2], r[2], "checksums differ: {guest} / {host}");
     let gap: f64 = r[4].parse().unwrap();
+    eprintln!("longest gap between reads: {gap} ms");
     assert!(gap < 180.0, "stall of {gap} ms between reads: {host}");
 }
