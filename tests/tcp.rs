@@ -742,6 +742,54 @@ except ConnectionResetError:
 }
 
 #[test]
+fn killed_guest_process_resets_host_peer() {
+    // The guest's client is killed -9 with unread data in its socket: the
+    // guest's kernel sends a RST, and the host peer must see the reset.
+    let tb = Testbed::new();
+    let ready = tb.path("ready");
+    let got = tb.path("got");
+    let host = Bg::spawn(
+        &tb,
+        "host",
+        host_helper(
+            &tb,
+            "expect-reset",
+            &[
+                "--listen",
+                "127.0.0.1",
+                "9000",
+                "--timeout",
+                "10",
+                "--ready",
+                ready.to_str().unwrap(),
+            ],
+        ),
+    );
+    wait_ready(&ready);
+    let script = format!(
+        "{py} -c '
+import select, socket, time
+c = socket.create_connection((\"{REMOTE4}\", 9000), timeout=10)
+c.sendall(b\"hello\")
+select.select([c], [], [], 10)
+open(\"{got}\", \"w\").close()
+time.sleep(30)
+' &
+        pid=$!
+        i=0; while [ ! -e {got} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+        kill -9 $pid
+        wait $pid
+        exit 0",
+        py = python(),
+        got = got.display()
+    );
+    ok(pasta_sh(&tb, &["--config-net"], &script));
+    let host = host.done(Duration::from_secs(T));
+    assert!(got.exists(), "the guest never got the host's data");
+    assert!(host.starts_with("reset"), "host peer: {host}");
+}
+
+#[test]
 fn connect_to_closed_port_is_refused_quickly() {
     let tb = Testbed::new();
     let mut script = String::new();
