@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of passt-rs on a Debian 12 machine, installing first what
 # the tests need. Needs root (network namespaces, tap devices): re-runs
-# itself with sudo otherwise.
+# itself with sudo otherwise. Tests run against release binaries: the
+# integration tests move gigabytes through pasta.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,12 +31,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo build"
-cargo build --all-targets --quiet
+cargo build --release --all-targets --quiet
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --quiet --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
+cargo test --release --quiet --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run.

@@ -95,7 +95,13 @@ pub struct Ctx<'c> {
     signals: OwnedFd,
     spawned: Option<Spawned>,
     quit: Option<QuitWatch>,
+    /// The command exited: its status, and when we stop waiting for its
+    /// connections to close.
+    exiting: Option<(ExitCode, Instant)>,
 }
+
+/// How long connections may outlive the spawned command.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// How often periodic work runs (timeouts, RA timer).
 const TICK: Duration = Duration::from_secs(1);
@@ -153,6 +159,7 @@ impl<'c> Ctx<'c> {
             signals,
             spawned,
             quit,
+            exiting: None,
         })
     }
 
@@ -183,10 +190,14 @@ impl<'c> Ctx<'c> {
         let mut events: Vec<Event> = Vec::with_capacity(64);
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let timeout = next_tick
-                .saturating_duration_since(Instant::now())
-                .as_millis()
-                .min(1000) as i32;
+            let timeout = if self.exiting.is_some() {
+                50
+            } else {
+                next_tick
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(1000) as i32
+            };
             if let Err(e) = self.epoll.wait_into(timeout, &mut events) {
                 log::error!("epoll_wait: {e}");
                 return 1;
@@ -206,6 +217,12 @@ impl<'c> Ctx<'c> {
             }
             self.tap.flush();
             self.tcp.defer(&mut self.flows, &self.epoll);
+            if let Some((code, deadline)) = self.exiting {
+                if self.tcp.open_conns() == 0 || Instant::now() >= deadline {
+                    log::debug!("TCP: {:?}", self.tcp.stats);
+                    return code;
+                }
+            }
         }
     }
 
@@ -215,8 +232,7 @@ impl<'c> Ctx<'c> {
             Kind::Signal => return self.signal(),
             Kind::Child => {
                 if let Some(code) = self.spawned.as_ref().and_then(Spawned::exit_status) {
-                    log::debug!("Command exited with status {code}");
-                    return Some(code);
+                    return self.command_exited(code);
                 }
             }
             Kind::NsQuitInotify | Kind::NsQuitTimer => {
@@ -258,6 +274,20 @@ impl<'c> Ctx<'c> {
         None
     }
 
+    /// The spawned command exited. Connections it left behind may still
+    /// carry data its kernel had not sent yet (a last write before exit):
+    /// keep relaying until they close, for a short grace period at most.
+    fn command_exited(&mut self, code: ExitCode) -> Option<ExitCode> {
+        log::debug!("Command exited with status {code}");
+        if self.tcp.open_conns() == 0 {
+            return Some(code);
+        }
+        if self.exiting.is_none() {
+            self.exiting = Some((code, Instant::now() + EXIT_GRACE));
+        }
+        None
+    }
+
     fn signal(&mut self) -> Option<ExitCode> {
         while let Ok(Some(sig)) = crate::sys::signalfd_read(&self.signals) {
             match sig as i32 {
@@ -271,7 +301,7 @@ impl<'c> Ctx<'c> {
                 }
                 libc::SIGCHLD => {
                     if let Some(code) = self.spawned.as_ref().and_then(Spawned::exit_status) {
-                        return Some(code);
+                        return self.command_exited(code);
                     }
                 }
                 _ => {}

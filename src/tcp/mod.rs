@@ -195,6 +195,11 @@ impl Tcp {
         }
     }
 
+    /// Connections opened and not yet freed.
+    pub fn open_conns(&self) -> u64 {
+        (self.stats.opened_from_tap + self.stats.opened_from_sock).saturating_sub(self.stats.closed)
+    }
+
     /// Registers the listening sockets with epoll.
     pub fn register(&self, epoll: &Epoll) -> io::Result<()> {
         for (i, l) in self.listeners.iter().enumerate() {
