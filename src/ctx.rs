@@ -178,6 +178,20 @@ impl<'c> Ctx<'c> {
         self.tap.flush();
     }
 
+    /// TCP and what its handlers need, borrowed apart from the rest.
+    fn tcp_ctx(&mut self) -> (&mut Tcp, TcpCtx<'_>) {
+        (
+            &mut self.tcp,
+            TcpCtx {
+                conf: self.conf,
+                flows: &mut self.flows,
+                epoll: &self.epoll,
+                tap: &mut self.tap,
+                guest: &self.guest,
+            },
+        )
+    }
+
     /// Lets a spawned command start (pasta spawn mode).
     pub fn start_command(&mut self) {
         if let Some(s) = self.spawned.as_mut() {
@@ -251,24 +265,12 @@ impl<'c> Ctx<'c> {
                     });
             }
             Kind::TcpSock => {
-                let mut c = TcpCtx {
-                    conf: self.conf,
-                    flows: &mut self.flows,
-                    epoll: &self.epoll,
-                    tap: &mut self.tap,
-                    guest: &self.guest,
-                };
-                self.tcp.sock_event(&mut c, ev.r.index, &ev);
+                let (tcp, mut c) = self.tcp_ctx();
+                tcp.sock_event(&mut c, ev.r.index, &ev);
             }
             Kind::TcpListen => {
-                let mut c = TcpCtx {
-                    conf: self.conf,
-                    flows: &mut self.flows,
-                    epoll: &self.epoll,
-                    tap: &mut self.tap,
-                    guest: &self.guest,
-                };
-                self.tcp.listen_event(&mut c, ev.r.index);
+                let (tcp, mut c) = self.tcp_ctx();
+                tcp.listen_event(&mut c, ev.r.index);
             }
         }
         None
@@ -322,14 +324,8 @@ impl<'c> Ctx<'c> {
             for i in 0..self.rx.len() {
                 self.frame_in(i);
             }
-            let mut c = TcpCtx {
-                conf: self.conf,
-                flows: &mut self.flows,
-                epoll: &self.epoll,
-                tap: &mut self.tap,
-                guest: &self.guest,
-            };
-            self.tcp.flush_acks(&mut c);
+            let (tcp, mut c) = self.tcp_ctx();
+            tcp.flush_acks(&mut c);
             if end == RxEnd::Drained {
                 return None;
             }
@@ -487,14 +483,8 @@ impl<'c> Ctx<'c> {
 
     fn timer(&mut self, now: Instant) {
         self.icmp.timer(&mut self.flows, &self.epoll, now);
-        let mut c = TcpCtx {
-            conf: self.conf,
-            flows: &mut self.flows,
-            epoll: &self.epoll,
-            tap: &mut self.tap,
-            guest: &self.guest,
-        };
-        self.tcp.timer(&mut c, now);
+        let (tcp, mut c) = self.tcp_ctx();
+        tcp.timer(&mut c, now);
         let conf = self.conf;
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;

@@ -219,3 +219,39 @@ impl Log for Logger {
 
     fn flush(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn rotation_keeps_the_newest_whole_lines() {
+        let path = std::env::temp_dir().join(format!("passt-rs-log-{}", std::process::id()));
+        let mut f = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        for i in 0..1000 {
+            writeln!(f, "{i:04}: a line of the log").unwrap();
+        }
+        let before = f.seek(SeekFrom::End(0)).unwrap();
+        rotate(&mut f, 10_000).unwrap();
+        let mut text = String::new();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.read_to_string(&mut text).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            format!("log truncated at {before} bytes")
+        );
+        let rest: Vec<&str> = lines.collect();
+        assert!(text.len() <= 7_100, "{} bytes kept", text.len());
+        assert!(rest.iter().all(|l| l.ends_with(": a line of the log")));
+        assert_eq!(*rest.last().unwrap(), "0999: a line of the log");
+        let _ = std::fs::remove_file(&path);
+    }
+}
