@@ -29,6 +29,9 @@ const BULK: u64 = 1 << 30;
 /// Seconds any single command may take.
 const T: u64 = 60;
 
+/// Seconds without progress after which a transfer gives up.
+const STALL: &str = "20";
+
 /// Seconds a bulk transfer may take: a debug pasta on two busy cores.
 const T_BULK: u64 = 150;
 
@@ -391,6 +394,8 @@ fn bulk_gateway(gw: &str, lo: &str) {
                     "--listen",
                     lo,
                     &port,
+                    "--stall",
+                    STALL,
                     "--size",
                     &size,
                     "--ready",
@@ -403,10 +408,10 @@ fn bulk_gateway(gw: &str, lo: &str) {
         let guest = ok(pasta_sh_t(
             &tb,
             T_BULK,
-            &["--config-net"],
+            &["-d", "--config-net"],
             &shell(&helper(
                 guest_mode,
-                &["--connect", gw, &port, "--size", &size],
+                &["--connect", gw, &port, "--size", &size, "--stall", STALL],
             )),
         ));
         let host = host.done(Duration::from_secs(T_BULK));
@@ -439,13 +444,15 @@ fn bulk_inbound(host_addr: &str) {
             pasta_sh_t(
                 &tb,
                 T_BULK,
-                &["--config-net", "-t", "8080"],
+                &["-d", "--config-net", "-t", "8080"],
                 &shell(&helper(
                     guest_mode,
                     &[
                         "--listen",
                         "::",
                         "8080",
+                        "--stall",
+                        STALL,
                         "--size",
                         &size,
                         "--ready",
@@ -460,7 +467,15 @@ fn bulk_inbound(host_addr: &str) {
             &tb,
             T_BULK,
             remote_mode,
-            &["--connect", host_addr, "8080", "--size", &size],
+            &[
+                "--connect",
+                host_addr,
+                "8080",
+                "--size",
+                &size,
+                "--stall",
+                STALL,
+            ],
         ));
         let guest = guest.done(Duration::from_secs(T_BULK));
         eprintln!("{guest_mode} in guest: {:?}", start.elapsed());
@@ -1040,13 +1055,16 @@ fn slow_reader_keeps_bulk_transfer_moving() {
     let host = Bg::spawn(
         &tb,
         "host",
-        host_helper(
+        host_helper_t(
             &tb,
+            T_BULK,
             "sink",
             &[
                 "--listen",
                 "127.0.0.1",
                 "9000",
+                "--stall",
+                STALL,
                 "--rcvbuf",
                 "65536",
                 "--pause-every",
@@ -1059,15 +1077,16 @@ fn slow_reader_keeps_bulk_transfer_moving() {
         ),
     );
     wait_ready(&ready);
-    let guest = ok(pasta_sh(
+    let guest = ok(pasta_sh_t(
         &tb,
-        &["--config-net"],
+        T_BULK,
+        &["-d", "--config-net"],
         &shell(&helper(
             "source",
             &["--connect", REMOTE4, "9000", "--size", &size],
         )),
     ));
-    let host = host.done(Duration::from_secs(T));
+    let host = host.done(Duration::from_secs(T_BULK));
     let s = line(&guest, "sent");
     let r = line(&host, "recv");
     assert_eq!(r[1], size, "{host}");
