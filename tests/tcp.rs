@@ -197,6 +197,22 @@ fn wait_listen(ns: &str, port: u16) {
     );
 }
 
+/// Runs `fg` in the foreground while `bg` runs; both must succeed, and a
+/// failure shows the output of both. Returns (fg stdout, bg stdout).
+fn both(mut fg: Command, bg: Bg, timeout: Duration) -> (String, String) {
+    fg.stdin(Stdio::null());
+    let o = run(&mut fg);
+    let (st, out, err) = bg.wait(timeout);
+    let fout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success() && st.success(),
+        "{fg:?}: {}\nstdout: {fout}\nstderr: {}\n\nbackground ({st}):\nstdout: {out}\nstderr: {err}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (fout, out)
+}
+
 /// Runs a command that must succeed within `T`; returns stdout.
 fn ok(mut cmd: Command) -> String {
     cmd.stdin(Stdio::null());
@@ -405,16 +421,19 @@ fn bulk_gateway(gw: &str, lo: &str) {
         );
         wait_ready(&ready);
         let start = Instant::now();
-        let guest = ok(pasta_sh_t(
-            &tb,
-            T_BULK,
-            &["-d", "--config-net"],
-            &shell(&helper(
-                guest_mode,
-                &["--connect", gw, &port, "--size", &size, "--stall", STALL],
-            )),
-        ));
-        let host = host.done(Duration::from_secs(T_BULK));
+        let (guest, host) = both(
+            pasta_sh_t(
+                &tb,
+                T_BULK,
+                &["-d", "--config-net"],
+                &shell(&helper(
+                    guest_mode,
+                    &["--connect", gw, &port, "--size", &size, "--stall", STALL],
+                )),
+            ),
+            host,
+            Duration::from_secs(T_BULK),
+        );
         eprintln!("{guest_mode} in guest: {:?}", start.elapsed());
         let (sent, recv) = if guest_mode == "source" {
             (guest, host)
@@ -463,21 +482,25 @@ fn bulk_inbound(host_addr: &str) {
         );
         wait_ready(&ready);
         let start = Instant::now();
-        let remote = ok(remote_helper_t(
-            &tb,
-            T_BULK,
-            remote_mode,
-            &[
-                "--connect",
-                host_addr,
-                "8080",
-                "--size",
-                &size,
-                "--stall",
-                STALL,
-            ],
-        ));
-        let guest = guest.done(Duration::from_secs(T_BULK));
+        let (remote, guest) = both(
+            remote_helper_t(
+                &tb,
+                T_BULK,
+                remote_mode,
+                &[
+                    "--connect",
+                    host_addr,
+                    "8080",
+                    "--size",
+                    &size,
+                    "--stall",
+                    STALL,
+                ],
+            ),
+            guest,
+            Duration::from_secs(T_BULK),
+        );
+
         eprintln!("{guest_mode} in guest: {:?}", start.elapsed());
         let (sent, recv) = if guest_mode == "source" {
             (guest, remote)
