@@ -62,6 +62,51 @@ fn shell(words: &[String]) -> String {
         .join(" ")
 }
 
+/// The test bed, plus cleanup of what pasta leaves behind: processes in
+/// the namespaces pasta created survive pasta being killed (after a
+/// failure), so every pasta we start carries a tag in its environment,
+/// inherited by the guest's processes, and those are killed on drop.
+struct Tb(Testbed);
+
+const TAG: &str = "PASST_RS_TCP_TEST_TAG";
+
+impl Tb {
+    fn new() -> Tb {
+        Tb(Testbed::new())
+    }
+
+    fn tag(&self) -> String {
+        self.0.tmp.display().to_string()
+    }
+}
+
+impl std::ops::Deref for Tb {
+    type Target = Testbed;
+    fn deref(&self) -> &Testbed {
+        &self.0
+    }
+}
+
+impl Drop for Tb {
+    fn drop(&mut self) {
+        let want = format!("{TAG}={}", self.tag());
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
 /// A background process with its output in files.
 struct Bg {
     child: Option<Child>,
@@ -157,12 +202,13 @@ fn remote_helper_t(tb: &Testbed, secs: u64, mode: &str, args: &[&str]) -> Comman
 }
 
 /// `timeout T pasta ARGS -- sh -c SCRIPT` in the host namespace.
-fn pasta_sh(tb: &Testbed, args: &[&str], script: &str) -> Command {
+fn pasta_sh(tb: &Tb, args: &[&str], script: &str) -> Command {
     pasta_sh_t(tb, T, args, script)
 }
 
-fn pasta_sh_t(tb: &Testbed, secs: u64, args: &[&str], script: &str) -> Command {
+fn pasta_sh_t(tb: &Tb, secs: u64, args: &[&str], script: &str) -> Command {
     let mut c = tb.in_host("timeout");
+    c.env(TAG, tb.tag());
     c.arg(secs.to_string())
         .arg(pasta())
         .args(args)
@@ -266,7 +312,7 @@ const GUEST4: &[&str] = &["--config-net", "-a", "192.0.2.3", "-n", "24", "-g", R
 /// address (through the tap), on the host's loopback (the gateway) and
 /// beyond the host; a 1 MiB file, checksums compared.
 fn http_curl(v6: bool) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let www = tb.path("www");
     std::fs::create_dir_all(&www).unwrap();
     let blob = www.join("blob");
@@ -350,7 +396,7 @@ fn http_curl_to_host_gateway_and_beyond_ipv6() {
 
 #[test]
 fn http_inbound_keeps_the_source_address() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let cmd = helper(
         "peer-http",
@@ -391,7 +437,7 @@ fn http_inbound_keeps_the_source_address() {
 /// Guest → host loopback through the gateway, then host loopback → guest,
 /// `BULK` bytes each, checksums compared.
 fn bulk_gateway(gw: &str, lo: &str) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let size = BULK.to_string();
     for (n, (host_mode, guest_mode)) in [("sink", "source"), ("source", "sink")]
         .into_iter()
@@ -450,7 +496,7 @@ fn bulk_gateway(gw: &str, lo: &str) {
 /// Remote → guest through `-t 8080` to the host's address, then guest →
 /// remote, `BULK` bytes each, checksums compared.
 fn bulk_inbound(host_addr: &str) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let size = BULK.to_string();
     for (n, (guest_mode, remote_mode)) in [("sink", "source"), ("source", "sink")]
         .into_iter()
@@ -541,7 +587,7 @@ const REPLY: &str = "8388608"; // 8 MiB
 
 #[test]
 fn half_close_guest_initiated() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let server = Bg::spawn(
         &tb,
@@ -576,7 +622,7 @@ fn half_close_guest_initiated() {
 
 #[test]
 fn half_close_inbound() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let server = Bg::spawn(
         &tb,
@@ -618,7 +664,7 @@ fn half_close_inbound() {
 
 /// One side closes with SO_LINGER 0, the other must see ECONNRESET.
 fn reset(host_mode: &str, guest_mode: &str) -> (String, String) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let host = Bg::spawn(
         &tb,
@@ -666,7 +712,7 @@ fn reset_from_host_peer_reaches_guest() {
 /// The same through `-t 8080`: one side (remote or guest) closes with
 /// SO_LINGER 0, the other must see ECONNRESET.
 fn reset_inbound(remote_mode: &str, guest_mode: &str) -> (String, String) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let guest = Bg::spawn(
         &tb,
@@ -715,7 +761,7 @@ fn reset_from_remote_peer_reaches_guest_inbound() {
 fn killed_host_peer_resets_guest() {
     // The host server is killed with unread data in its socket: its kernel
     // resets the connection, and the guest must see that.
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let pidfile = tb.path("pid");
     let script = format!(
@@ -783,7 +829,7 @@ except ConnectionResetError:
 fn killed_guest_process_resets_host_peer() {
     // The guest's client is killed -9 with unread data in its socket: the
     // guest's kernel sends a RST, and the host peer must see the reset.
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let got = tb.path("got");
     let host = Bg::spawn(
@@ -829,7 +875,7 @@ time.sleep(30)
 
 #[test]
 fn connect_to_closed_port_is_refused_quickly() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let mut script = String::new();
     for addr in [REMOTE4, REMOTE6, HOST4, BEYOND4, BEYOND6] {
         script += &shell(&helper(
@@ -855,7 +901,7 @@ fn connect_to_closed_port_is_refused_quickly() {
 
 #[test]
 fn thousand_concurrent_connections() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let server = Bg::spawn(
         &tb,
@@ -913,7 +959,7 @@ fn thousand_concurrent_connections() {
 
 #[test]
 fn full_flow_table_refuses_and_running_transfers_finish() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let server = Bg::spawn(
         &tb,
@@ -973,7 +1019,7 @@ fn keepalive_reclaims_connection_the_guest_forgot() {
     // SO_LINGER 0 close, then the route goes again. Only pasta's
     // keepalive (1 s here) can find out: the guest answers it with a RST,
     // and the host peer must then see a reset too.
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let done = tb.path("done");
     let host = Bg::spawn(
@@ -1022,7 +1068,7 @@ fn keepalive_reclaims_connection_the_guest_forgot() {
 fn inactivity_resets_idle_connection() {
     // Both sides alive but silent: with a 2 s inactivity interval, the
     // connection is reset after 2 to 4 s, toward both.
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let host = Bg::spawn(
         &tb,
@@ -1072,7 +1118,7 @@ fn slow_reader_keeps_bulk_transfer_moving() {
     // Guest → host loopback into a reader with a small receive buffer that
     // pauses 50 ms every MiB: apart from those pauses, no gap between two
     // reads may reach 180 ms (an RTO-length stall).
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let size = (200u64 << 20).to_string();
     let host = Bg::spawn(
