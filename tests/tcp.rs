@@ -29,6 +29,9 @@ const BULK: u64 = 1 << 30;
 /// Seconds any single command may take.
 const T: u64 = 60;
 
+/// Seconds without progress after which a transfer gives up.
+const STALL: &str = "20";
+
 /// Seconds a bulk transfer may take: a debug pasta on two busy cores.
 const T_BULK: u64 = 150;
 
@@ -57,6 +60,51 @@ fn shell(words: &[String]) -> String {
         .map(|w| format!("'{w}'"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The test bed, plus cleanup of what pasta leaves behind: processes in
+/// the namespaces pasta created survive pasta being killed (after a
+/// failure), so every pasta we start carries a tag in its environment,
+/// inherited by the guest's processes, and those are killed on drop.
+struct Tb(Testbed);
+
+const TAG: &str = "PASST_RS_TCP_TEST_TAG";
+
+impl Tb {
+    fn new() -> Tb {
+        Tb(Testbed::new())
+    }
+
+    fn tag(&self) -> String {
+        self.0.tmp.display().to_string()
+    }
+}
+
+impl std::ops::Deref for Tb {
+    type Target = Testbed;
+    fn deref(&self) -> &Testbed {
+        &self.0
+    }
+}
+
+impl Drop for Tb {
+    fn drop(&mut self) {
+        let want = format!("{TAG}={}", self.tag());
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
 }
 
 /// A background process with its output in files.
@@ -154,12 +202,13 @@ fn remote_helper_t(tb: &Testbed, secs: u64, mode: &str, args: &[&str]) -> Comman
 }
 
 /// `timeout T pasta ARGS -- sh -c SCRIPT` in the host namespace.
-fn pasta_sh(tb: &Testbed, args: &[&str], script: &str) -> Command {
+fn pasta_sh(tb: &Tb, args: &[&str], script: &str) -> Command {
     pasta_sh_t(tb, T, args, script)
 }
 
-fn pasta_sh_t(tb: &Testbed, secs: u64, args: &[&str], script: &str) -> Command {
+fn pasta_sh_t(tb: &Tb, secs: u64, args: &[&str], script: &str) -> Command {
     let mut c = tb.in_host("timeout");
+    c.env(TAG, tb.tag());
     c.arg(secs.to_string())
         .arg(pasta())
         .args(args)
@@ -192,6 +241,22 @@ fn wait_listen(ns: &str, port: u16) {
             !String::from_utf8_lossy(&o.stdout).trim().is_empty()
         },
     );
+}
+
+/// Runs `fg` in the foreground while `bg` runs; both must succeed, and a
+/// failure shows the output of both. Returns (fg stdout, bg stdout).
+fn both(mut fg: Command, bg: Bg, timeout: Duration) -> (String, String) {
+    fg.stdin(Stdio::null());
+    let o = run(&mut fg);
+    let (st, out, err) = bg.wait(timeout);
+    let fout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success() && st.success(),
+        "{fg:?}: {}\nstdout: {fout}\nstderr: {}\n\nbackground ({st}):\nstdout: {out}\nstderr: {err}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (fout, out)
 }
 
 /// Runs a command that must succeed within `T`; returns stdout.
@@ -247,7 +312,7 @@ const GUEST4: &[&str] = &["--config-net", "-a", "192.0.2.3", "-n", "24", "-g", R
 /// address (through the tap), on the host's loopback (the gateway) and
 /// beyond the host; a 1 MiB file, checksums compared.
 fn http_curl(v6: bool) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let www = tb.path("www");
     std::fs::create_dir_all(&www).unwrap();
     let blob = www.join("blob");
@@ -331,7 +396,7 @@ fn http_curl_to_host_gateway_and_beyond_ipv6() {
 
 #[test]
 fn http_inbound_keeps_the_source_address() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let cmd = helper(
         "peer-http",
@@ -372,7 +437,7 @@ fn http_inbound_keeps_the_source_address() {
 /// Guest → host loopback through the gateway, then host loopback → guest,
 /// `BULK` bytes each, checksums compared.
 fn bulk_gateway(gw: &str, lo: &str) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let size = BULK.to_string();
     for (n, (host_mode, guest_mode)) in [("sink", "source"), ("source", "sink")]
         .into_iter()
@@ -391,6 +456,8 @@ fn bulk_gateway(gw: &str, lo: &str) {
                     "--listen",
                     lo,
                     &port,
+                    "--stall",
+                    STALL,
                     "--size",
                     &size,
                     "--ready",
@@ -400,16 +467,19 @@ fn bulk_gateway(gw: &str, lo: &str) {
         );
         wait_ready(&ready);
         let start = Instant::now();
-        let guest = ok(pasta_sh_t(
-            &tb,
-            T_BULK,
-            &["--config-net"],
-            &shell(&helper(
-                guest_mode,
-                &["--connect", gw, &port, "--size", &size],
-            )),
-        ));
-        let host = host.done(Duration::from_secs(T_BULK));
+        let (guest, host) = both(
+            pasta_sh_t(
+                &tb,
+                T_BULK,
+                &["-d", "--config-net"],
+                &shell(&helper(
+                    guest_mode,
+                    &["--connect", gw, &port, "--size", &size, "--stall", STALL],
+                )),
+            ),
+            host,
+            Duration::from_secs(T_BULK),
+        );
         eprintln!("{guest_mode} in guest: {:?}", start.elapsed());
         let (sent, recv) = if guest_mode == "source" {
             (guest, host)
@@ -426,7 +496,7 @@ fn bulk_gateway(gw: &str, lo: &str) {
 /// Remote → guest through `-t 8080` to the host's address, then guest →
 /// remote, `BULK` bytes each, checksums compared.
 fn bulk_inbound(host_addr: &str) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let size = BULK.to_string();
     for (n, (guest_mode, remote_mode)) in [("sink", "source"), ("source", "sink")]
         .into_iter()
@@ -439,13 +509,15 @@ fn bulk_inbound(host_addr: &str) {
             pasta_sh_t(
                 &tb,
                 T_BULK,
-                &["--config-net", "-t", "8080"],
+                &["-d", "--config-net", "-t", "8080"],
                 &shell(&helper(
                     guest_mode,
                     &[
                         "--listen",
                         "::",
                         "8080",
+                        "--stall",
+                        STALL,
                         "--size",
                         &size,
                         "--ready",
@@ -456,13 +528,25 @@ fn bulk_inbound(host_addr: &str) {
         );
         wait_ready(&ready);
         let start = Instant::now();
-        let remote = ok(remote_helper_t(
-            &tb,
-            T_BULK,
-            remote_mode,
-            &["--connect", host_addr, "8080", "--size", &size],
-        ));
-        let guest = guest.done(Duration::from_secs(T_BULK));
+        let (remote, guest) = both(
+            remote_helper_t(
+                &tb,
+                T_BULK,
+                remote_mode,
+                &[
+                    "--connect",
+                    host_addr,
+                    "8080",
+                    "--size",
+                    &size,
+                    "--stall",
+                    STALL,
+                ],
+            ),
+            guest,
+            Duration::from_secs(T_BULK),
+        );
+
         eprintln!("{guest_mode} in guest: {:?}", start.elapsed());
         let (sent, recv) = if guest_mode == "source" {
             (guest, remote)
@@ -503,7 +587,7 @@ const REPLY: &str = "8388608"; // 8 MiB
 
 #[test]
 fn half_close_guest_initiated() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let server = Bg::spawn(
         &tb,
@@ -538,7 +622,7 @@ fn half_close_guest_initiated() {
 
 #[test]
 fn half_close_inbound() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let server = Bg::spawn(
         &tb,
@@ -580,7 +664,7 @@ fn half_close_inbound() {
 
 /// One side closes with SO_LINGER 0, the other must see ECONNRESET.
 fn reset(host_mode: &str, guest_mode: &str) -> (String, String) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let host = Bg::spawn(
         &tb,
@@ -628,7 +712,7 @@ fn reset_from_host_peer_reaches_guest() {
 /// The same through `-t 8080`: one side (remote or guest) closes with
 /// SO_LINGER 0, the other must see ECONNRESET.
 fn reset_inbound(remote_mode: &str, guest_mode: &str) -> (String, String) {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let guest = Bg::spawn(
         &tb,
@@ -677,7 +761,7 @@ fn reset_from_remote_peer_reaches_guest_inbound() {
 fn killed_host_peer_resets_guest() {
     // The host server is killed with unread data in its socket: its kernel
     // resets the connection, and the guest must see that.
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let pidfile = tb.path("pid");
     let script = format!(
@@ -745,7 +829,7 @@ except ConnectionResetError:
 fn killed_guest_process_resets_host_peer() {
     // The guest's client is killed -9 with unread data in its socket: the
     // guest's kernel sends a RST, and the host peer must see the reset.
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let got = tb.path("got");
     let host = Bg::spawn(
@@ -791,7 +875,7 @@ time.sleep(30)
 
 #[test]
 fn connect_to_closed_port_is_refused_quickly() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let mut script = String::new();
     for addr in [REMOTE4, REMOTE6, HOST4, BEYOND4, BEYOND6] {
         script += &shell(&helper(
@@ -817,7 +901,7 @@ fn connect_to_closed_port_is_refused_quickly() {
 
 #[test]
 fn thousand_concurrent_connections() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let server = Bg::spawn(
         &tb,
@@ -875,7 +959,7 @@ fn thousand_concurrent_connections() {
 
 #[test]
 fn full_flow_table_refuses_and_running_transfers_finish() {
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let server = Bg::spawn(
         &tb,
@@ -935,7 +1019,7 @@ fn keepalive_reclaims_connection_the_guest_forgot() {
     // SO_LINGER 0 close, then the route goes again. Only pasta's
     // keepalive (1 s here) can find out: the guest answers it with a RST,
     // and the host peer must then see a reset too.
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let done = tb.path("done");
     let host = Bg::spawn(
@@ -984,7 +1068,7 @@ fn keepalive_reclaims_connection_the_guest_forgot() {
 fn inactivity_resets_idle_connection() {
     // Both sides alive but silent: with a 2 s inactivity interval, the
     // connection is reset after 2 to 4 s, toward both.
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let host = Bg::spawn(
         &tb,
@@ -1034,19 +1118,22 @@ fn slow_reader_keeps_bulk_transfer_moving() {
     // Guest → host loopback into a reader with a small receive buffer that
     // pauses 50 ms every MiB: apart from those pauses, no gap between two
     // reads may reach 180 ms (an RTO-length stall).
-    let tb = Testbed::new();
+    let tb = Tb::new();
     let ready = tb.path("ready");
     let size = (200u64 << 20).to_string();
     let host = Bg::spawn(
         &tb,
         "host",
-        host_helper(
+        host_helper_t(
             &tb,
+            T_BULK,
             "sink",
             &[
                 "--listen",
                 "127.0.0.1",
                 "9000",
+                "--stall",
+                STALL,
                 "--rcvbuf",
                 "65536",
                 "--pause-every",
@@ -1059,15 +1146,16 @@ fn slow_reader_keeps_bulk_transfer_moving() {
         ),
     );
     wait_ready(&ready);
-    let guest = ok(pasta_sh(
+    let guest = ok(pasta_sh_t(
         &tb,
-        &["--config-net"],
+        T_BULK,
+        &["-d", "--config-net"],
         &shell(&helper(
             "source",
             &["--connect", REMOTE4, "9000", "--size", &size],
         )),
     ));
-    let host = host.done(Duration::from_secs(T));
+    let host = host.done(Duration::from_secs(T_BULK));
     let s = line(&guest, "sent");
     let r = line(&host, "recv");
     assert_eq!(r[1], size, "{host}");

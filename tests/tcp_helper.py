@@ -62,7 +62,10 @@ def send_random(c, size):
     while left:
         b = os.urandom(min(CHUNK, left))
         h.update(b)
-        c.sendall(b)
+        try:
+            c.sendall(b)
+        except socket.timeout:
+            stalled("sending", size - left)
         left -= len(b)
     return h.hexdigest()
 
@@ -76,7 +79,10 @@ def recv_all(c, pause_every=0, pause_ms=0):
     max_gap = 0.0
     next_pause = pause_every
     while True:
-        b = c.recv(1 << 16)
+        try:
+            b = c.recv(1 << 16)
+        except socket.timeout:
+            stalled("receiving", n)
         now = time.monotonic()
         max_gap = max(max_gap, now - last)
         last = now
@@ -91,8 +97,15 @@ def recv_all(c, pause_every=0, pause_ms=0):
     return n, h.hexdigest(), max_gap * 1000
 
 
+def stalled(what, n):
+    print("stalled: no progress for the --stall time while %s, after %d bytes" % (what, n), file=sys.stderr)
+    sys.exit(3)
+
+
 def mode_source(args):
     c = one(args)
+    if args.stall:
+        c.settimeout(args.stall)
     digest = send_random(c, args.size)
     c.shutdown(socket.SHUT_WR)
     while c.recv(1 << 16):
@@ -103,6 +116,8 @@ def mode_source(args):
 
 def mode_sink(args):
     c = one(args)
+    if args.stall:
+        c.settimeout(args.stall)
     n, digest, gap = recv_all(c, args.pause_every, args.pause_ms)
     c.close()
     print("recv", n, digest, "maxgap_ms %.1f" % gap)
@@ -384,6 +399,7 @@ def main():
     p.add_argument("--size", type=int, default=0)
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=20)
+    p.add_argument("--stall", type=float, default=0, help="give up after this long without progress")
     p.add_argument("--rcvbuf", type=int, default=0)
     p.add_argument("--pause-every", type=int, default=0)
     p.add_argument("--pause-ms", type=int, default=0)
