@@ -334,6 +334,7 @@ impl Tcp {
             return;
         };
         log::trace!("TCP {idx}: connected, SYN,ACK to guest");
+        ensure_sndbuf(c.conf, conn);
         conn.events |= TAP_SYN_ACK_SENT;
         conn.seq_to_tap = conn.seq_init_to_tap.wrapping_add(1);
         conn.wnd_to_tap = window_to_tap(conn, c.conf);
@@ -378,6 +379,7 @@ impl Tcp {
                 if seg.window_scale().is_none() {
                     conn.ws_to_tap = 0;
                 }
+                ensure_sndbuf(conf, conn);
                 // The window of a SYN,ACK is never scaled (RFC 7323 2.2).
                 conn.wnd_from_tap = u32::from(seg.window()).max(1);
                 conn.mss = clamp_mss(conf, conn.key.side.oaddr, seg.mss().unwrap_or(536));
@@ -647,6 +649,7 @@ impl Tcp {
             }
             let want = conn.epoll_flags & !EventFlags::OUT;
             let _ = modify(c.epoll, conn, idx, want);
+            watch_window(c.epoll, conn, idx);
         }
         if ev.hangup {
             conn.events |= SOCK_FIN_RCVD;
@@ -1043,6 +1046,19 @@ fn probe_peek_off() -> bool {
     ok
 }
 
+/// Makes sure the socket's send buffer holds a few of the guest's segments:
+/// with a buffer smaller than a segment (a socket toward a small-MSS path
+/// starts with a few tens of KiB) we could never open a usable window.
+/// Raising it fixes its size (no more autotuning), so only small buffers
+/// are raised.
+fn ensure_sndbuf(conf: &Config, conn: &TcpConn) {
+    let mss = our_mss(conf, conn.key.side.oaddr) as i32;
+    let have = sys::sndbuf(&conn.sock).unwrap_or(0);
+    if have < 6 * mss {
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&conn.sock, (8 * mss) as usize);
+    }
+}
+
 /// After advertising a window: if it is small, watch for the socket's send
 /// buffer draining, to tell the guest as soon as it may send more (it has
 /// no other way to learn: it is waiting for us).
@@ -1172,8 +1188,13 @@ fn window_to_tap(conn: &TcpConn, conf: &Config) -> u16 {
     // The guest's frames wait in the tap's queue (1000 frames by default)
     // until we read them; a window larger than that queue only makes the
     // guest's kernel drop frames, each drop costing a retransmission.
-    let queue = TAP_QUEUE_FRAMES * u32::from(our_mss(conf, conn.key.side.oaddr));
-    let free = free.min(queue);
+    let mss = u32::from(our_mss(conf, conn.key.side.oaddr));
+    let free = free.min(TAP_QUEUE_FRAMES * mss);
+    // A sender does not put less than a segment into a small window (silly
+    // window avoidance): a window below one segment is as good as closed,
+    // and saying so makes us watch for the buffer draining (see
+    // `watch_window`) instead of leaving the guest to probe.
+    let free = if free < mss { 0 } else { free };
     let free = if conn.events & ESTABLISHED == 0 {
         free.max(WINDOW_DEFAULT)
     } else {
