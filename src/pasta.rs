@@ -555,7 +555,9 @@ fn command_process(go_r: OwnedFd, argv: &[CString], hostname: &[u8]) -> i32 {
         return 1;
     }
     drop(go_r);
-    let _ = rustix::process::set_parent_process_death_signal(None);
+    // The death signal stays armed through exec: if pasta is killed, the
+    // middle process dies with it and so does the command, taking its PID
+    // namespace along, instead of running on without network.
     sys::unblock_all_signals();
     let err = sys::execvp(argv);
     eprintln!(

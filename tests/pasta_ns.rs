@@ -227,3 +227,28 @@ fn attach_by_pid_and_quit_when_the_process_is_gone() {
     });
     assert_eq!(status.unwrap().code(), Some(0));
 }
+
+#[test]
+fn killing_pasta_ends_the_spawned_command() {
+    let tb = Testbed::new();
+    let pasta = tb
+        .pasta(&["sleep", "41.75"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("pasta");
+    let mut pasta = Guard(pasta);
+    let running = || {
+        !run(Command::new("pgrep").args(["-f", "^sleep 41.75$"]))
+            .stdout
+            .is_empty()
+    };
+    wait_for("the command", Duration::from_secs(10), running);
+    // `ip netns exec` execs pasta in place: the child is pasta.
+    let _ = pasta.0.kill();
+    let _ = pasta.0.wait();
+    wait_for(
+        "the command to die with pasta",
+        Duration::from_secs(5),
+        || !running(),
+    );
+}
