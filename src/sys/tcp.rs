@@ -163,3 +163,27 @@ pub fn tcp_info(fd: impl AsFd) -> io::Result<TcpInfo> {
         snd_wnd: (len >= 232).then(|| u32_at(228)),
     })
 }
+
+/// Socket memory as `SO_MEMINFO` reports it: (send buffer size, memory
+/// queued for sending), both in bytes of kernel memory (data plus
+/// per-buffer overhead).
+pub fn send_memory(fd: impl AsFd) -> io::Result<(u32, u32)> {
+    let mut info = [0u32; 9];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is valid for `len` bytes of writes, `len` for one
+    // socklen_t.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SK_MEMINFO_SNDBUF = 3, SK_MEMINFO_WMEM_QUEUED = 5.
+    Ok((info[3], info[5]))
+}

@@ -1180,15 +1180,15 @@ fn our_mss(conf: &Config, guest_side: IpAddr) -> u16 {
 /// The window we advertise to the guest: what the socket's send buffer can
 /// still take, scaled for the guest.
 fn window_to_tap(conn: &TcpConn, conf: &Config) -> u16 {
-    let sndbuf = sys::sndbuf(&conn.sock).unwrap_or(0).max(0) as u32;
-    let queued = sys::outq(&conn.sock).unwrap_or(0).max(0) as u32;
-    // The kernel charges socket overhead to the send buffer too: keep an
-    // eighth for it, so that what we promise always fits.
-    let free = (sndbuf - sndbuf / 8).saturating_sub(queued).min(MAX_WINDOW);
-    // The guest's frames wait in the tap's queue (1000 frames by default)
-    // until we read them; a window larger than that queue only makes the
-    // guest's kernel drop frames, each drop costing a retransmission.
+    // What the send buffer can still take, in kernel memory, turned into
+    // payload bytes: each buffer carries about a kilobyte of overhead, a
+    // lot for small segments. An eighth is kept in reserve on top, so what
+    // we promise fits and partial writes stay rare.
     let mss = u32::from(our_mss(conf, conn.key.side.oaddr));
+    let (sndbuf, queued) = sys::send_memory(&conn.sock).unwrap_or((0, 0));
+    let room = sndbuf.saturating_sub(queued) / 8 * 7;
+    let free = (u64::from(room) * u64::from(mss) / u64::from(mss + 1024)) as u32;
+    let free = free.min(MAX_WINDOW);
     let free = free.min(TAP_QUEUE_FRAMES * mss);
     // A sender does not put less than a segment into a small window (silly
     // window avoidance): a window below one segment is as good as closed,
