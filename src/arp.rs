@@ -87,77 +87,24 @@ pub fn probe_guest(conf: &Config, out: &mut [u8]) -> Option<usize> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::conf::{Ip4Conf, Ip6Conf, LogLevel, Mode, TestKnobs, DEFAULT_MAC};
+    use crate::conf::DEFAULT_MAC;
     use crate::wire::classify;
 
-    /// A configuration as passt would build it for a typical host.
+    /// A configuration as passt would build it for a typical host: the
+    /// DHCP tests' one, with a single nameserver, another IPv6 prefix and
+    /// search list, and no host name.
     pub(crate) fn test_config() -> Config {
-        Config {
-            mode: Mode::Passt,
-            log_level: LogLevel::Info,
-            log_file: None,
-            log_size: 0,
-            foreground: true,
-            pid_file: None,
-            pcap: None,
-            runas: None,
-            fd: None,
-            mtu: 65520,
-            our_mac: DEFAULT_MAC,
-            ip4: Some(Ip4Conf {
-                addr: Ipv4Addr::new(192, 168, 1, 10),
-                prefix_len: 24,
-                gw: Ipv4Addr::new(192, 168, 1, 1),
-                our_tap_addr: Ipv4Addr::new(192, 168, 1, 1),
-                map_host_loopback: Some(Ipv4Addr::new(192, 168, 1, 1)),
-                map_guest_addr: None,
-                dns: vec![Ipv4Addr::new(192, 168, 1, 1)],
-                dns_match: None,
-                dns_host: None,
-                addr_out: None,
-                ifname_out: None,
-                ifname: "eth0".into(),
-                host_addrs: vec![],
-                copy_routes: false,
-                copy_addrs: false,
-                local_mode: false,
-            }),
-            ip6: Some(Ip6Conf {
-                addr: Some("2001:db8:1:2::10".parse().unwrap()),
-                prefix_len: 64,
-                gw: "fe80::1".parse().unwrap(),
-                our_tap_ll: "fe80::1".parse().unwrap(),
-                map_host_loopback: None,
-                map_guest_addr: None,
-                dns: vec!["2001:db8::53".parse().unwrap()],
-                dns_match: None,
-                dns_host: None,
-                addr_out: None,
-                ifname_out: None,
-                ifname: "eth0".into(),
-                host_addrs: vec![],
-                copy_routes: false,
-                copy_addrs: false,
-                local_mode: false,
-            }),
-            search: vec!["example.com".into(), "lab.example.org".into()],
-            hostname: None,
-            fqdn: None,
-            no_tcp: false,
-            no_udp: false,
-            no_icmp: false,
-            no_dhcp: false,
-            no_ndp: false,
-            no_dhcpv6: false,
-            no_ra: false,
-            no_dhcp_dns: false,
-            no_dhcp_search: false,
-            freebind: false,
-            fwd: Default::default(),
-            pasta: None,
-            passt: Some(Default::default()),
-            test: TestKnobs::default(),
+        let mut c = crate::dhcp::tests::test_config();
+        if let Some(ip4) = c.ip4.as_mut() {
+            ip4.dns.truncate(1);
         }
+        if let Some(ip6) = c.ip6.as_mut() {
+            ip6.addr = Some("2001:db8:1:2::10".parse().unwrap());
+        }
+        c.search = vec!["example.com".into(), "lab.example.org".into()];
+        c.hostname = None;
+        c.fqdn = None;
+        c
     }
 
     const GUEST_MAC: Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
