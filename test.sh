@@ -22,9 +22,8 @@ if [ -n "$missing" ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
-for c in clippy rustfmt; do
-	rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
-done
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -130,8 +130,9 @@ fn spawn_mode_works_unprivileged() {
     let tb = Testbed::new();
     // Distributions ship /dev/net/tun as 0666; this machine has 0600.
     must(Command::new("chmod").args(["0666", "/dev/net/tun"]));
+    let unprivileged_pasta = tb.pasta_for_anyone();
     let mut c = tb.in_host("timeout");
-    c.args(["30", "runuser", "-u", "nobody", "--", pasta()])
+    c.args(["30", "runuser", "-u", "nobody", "--", &unprivileged_pasta])
         .args(["--config-net", "--", "sh", "-c", SHOW])
         .stdin(Stdio::null());
     let o = run(&mut c);
@@ -142,7 +143,7 @@ fn spawn_mode_works_unprivileged() {
     );
     check_config_net_output(&stdout_of(&o));
     let mut c = tb.in_host("timeout");
-    c.args(["30", "runuser", "-u", "nobody", "--", pasta()])
+    c.args(["30", "runuser", "-u", "nobody", "--", &unprivileged_pasta])
         .args(["--", "sh", "-c", "exit 3"])
         .stdin(Stdio::null());
     assert_eq!(run(&mut c).status.code(), Some(3));

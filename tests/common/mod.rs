@@ -253,6 +253,21 @@ impl Testbed {
         run(&mut c)
     }
 
+    /// A copy of our pasta that an unprivileged user can run whatever the
+    /// permissions of the checkout's directories (CI may clone under a
+    /// private home).
+    pub fn pasta_for_anyone(&self) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.tmp.join("bin");
+        std::fs::create_dir_all(&dir).expect("bin dir");
+        let _ = std::fs::set_permissions(&self.tmp, std::fs::Permissions::from_mode(0o755));
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+        let dst = dir.join("pasta");
+        std::fs::copy(pasta(), &dst).expect("copy pasta");
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        dst.display().to_string()
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.tmp.join(name)
     }
