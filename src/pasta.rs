@@ -41,7 +41,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -462,23 +462,24 @@ fn host_name() -> String {
     u.nodename().to_string_lossy().into_owned()
 }
 
+/// What to execute: the file, then the argument vector.
 fn exec_argv(command: &[String]) -> Result<Vec<CString>> {
     let bad = |_| NsError::Io {
         what: "Invalid command".into(),
         source: io::Error::from(io::ErrorKind::InvalidInput),
     };
     if command.is_empty() {
-        // A login shell: argv[0] is "-" + the shell's name.
+        // The user's shell, as a login shell: argv[0] is "-" + its name.
         let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
-        let base = shell.rsplit('/').next().unwrap_or("sh").to_string();
-        // execvp uses argv[0] as the file, so exec the path with a login
-        // argv[0] via `exec -a`-like trick is not available: keep the path
-        // first, then the login name is only cosmetic. Use the shell path.
-        let _ = base;
-        return Ok(vec![CString::new(shell).map_err(bad)?]);
+        let base = shell.rsplit('/').next().unwrap_or("sh");
+        return Ok(vec![
+            CString::new(shell.as_str()).map_err(bad)?,
+            CString::new(format!("-{base}")).map_err(bad)?,
+        ]);
     }
-    command
-        .iter()
+    // The file to run, then argv (whose first word is the same here).
+    std::iter::once(&command[0])
+        .chain(command)
         .map(|a| CString::new(a.as_str()).map_err(bad))
         .collect()
 }
@@ -559,7 +560,10 @@ fn command_process(go_r: OwnedFd, argv: &[CString], hostname: &[u8]) -> i32 {
     // middle process dies with it and so does the command, taking its PID
     // namespace along, instead of running on without network.
     sys::unblock_all_signals();
-    let err = sys::execvp(argv);
+    let Some((file, args)) = argv.split_first() else {
+        return 127;
+    };
+    let err = sys::execvp(file, args);
     eprintln!(
         "pasta: failed to execute {}: {err}",
         argv.first()
@@ -571,11 +575,6 @@ fn command_process(go_r: OwnedFd, argv: &[CString], hostname: &[u8]) -> i32 {
     } else {
         126
     }
-}
-
-/// Raw descriptor of the spawned process' pidfd (for logging).
-pub fn raw(fd: &OwnedFd) -> i32 {
-    fd.as_raw_fd()
 }
 
 /// The tap device, once created and configured in the namespace.

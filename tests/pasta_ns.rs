@@ -253,3 +253,29 @@ fn killing_pasta_ends_the_spawned_command() {
         || !running(),
     );
 }
+
+#[test]
+fn without_a_command_the_users_shell_runs_as_a_login_shell() {
+    use std::io::Write;
+    let tb = Testbed::new();
+    let mut child = tb
+        .in_host("timeout")
+        .args(["20", pasta()])
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pasta");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo \"argv0=$0\"; exit 5\n")
+        .unwrap();
+    let o = child.wait_with_output().expect("pasta output");
+    assert_eq!(o.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("argv0=-sh"),
+        "{o:?}"
+    );
+}

@@ -72,8 +72,3 @@ pub fn dns_target(conf: &Config, dst: IpAddr, port: u16) -> Option<IpAddr> {
         }
     }
 }
-
-/// True for addresses that must never appear on the tap (loopback).
-pub fn is_loopback(a: IpAddr) -> bool {
-    a.is_loopback()
-}

@@ -26,16 +26,18 @@ pub fn fork() -> io::Result<Fork> {
     }
 }
 
-/// `execvp(3)`: only returns on failure.
-pub fn execvp(argv: &[CString]) -> io::Error {
+/// `execvp(3)` of `file` (searched in `PATH`) with argument vector `argv`:
+/// only returns on failure.
+pub fn execvp(file: &CString, argv: &[CString]) -> io::Error {
     if argv.is_empty() {
         return io::Error::new(io::ErrorKind::InvalidInput, "empty command");
     }
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
-    // SAFETY: `ptrs` is a NULL-terminated array of pointers to NUL-terminated
-    // strings owned by `argv`, which outlives the call.
-    unsafe { libc::execvp(ptrs[0], ptrs.as_ptr()) };
+    // SAFETY: `file` is NUL-terminated, `ptrs` is a NULL-terminated array of
+    // pointers to NUL-terminated strings owned by `argv`; both outlive the
+    // call.
+    unsafe { libc::execvp(file.as_ptr(), ptrs.as_ptr()) };
     io::Error::last_os_error()
 }
 

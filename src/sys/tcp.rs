@@ -1,5 +1,5 @@
 //! TCP socket calls rustix does not wrap: peek offsets, discarding
-//! acknowledged data, queue sizes, TCP_INFO, lingering resets.
+//! acknowledged data, send-buffer memory, lingering resets.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -61,17 +61,6 @@ pub fn so_error(fd: impl AsFd) -> io::Result<i32> {
     getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)
 }
 
-/// Bytes in the send queue not yet acknowledged by the peer (`SIOCOUTQ`).
-pub fn outq(fd: impl AsFd) -> io::Result<i32> {
-    let mut val: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int to the pointer given.
-    let rc = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCOUTQ, &mut val) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(val)
-}
-
 /// Drops `n` bytes from the head of a TCP receive queue without copying
 /// them (`MSG_TRUNC`): the guest acknowledged them.
 pub fn discard(fd: impl AsFd, n: usize) -> io::Result<usize> {
@@ -111,57 +100,6 @@ pub fn set_linger_zero(fd: impl AsFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// The parts of `TCP_INFO` we mirror to the guest.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TcpInfo {
-    pub snd_wscale: u8,
-    pub snd_mss: u32,
-    /// Smoothed RTT, microseconds.
-    pub rtt_us: u32,
-    pub bytes_acked: u64,
-    /// The peer's advertised window (Linux 5.3+), if the kernel reports it.
-    pub snd_wnd: Option<u32>,
-}
-
-/// Reads `TCP_INFO` (byte offsets of `struct tcp_info` in linux/tcp.h; the
-/// struct grew over time, so the length returned tells what is there).
-pub fn tcp_info(fd: impl AsFd) -> io::Result<TcpInfo> {
-    let mut buf = [0u8; 256];
-    let mut len = buf.len() as libc::socklen_t;
-    // SAFETY: `buf` is valid for `len` bytes of writes, `len` for one
-    // socklen_t.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_fd().as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            buf.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let len = len as usize;
-    let u32_at = |o: usize| -> u32 {
-        buf.get(o..o + 4)
-            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-            .unwrap_or(0)
-    };
-    let u64_at = |o: usize| -> u64 {
-        buf.get(o..o + 8)
-            .map(|b| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-            .unwrap_or(0)
-    };
-    Ok(TcpInfo {
-        snd_wscale: buf[6] & 0x0f,
-        snd_mss: u32_at(16),
-        rtt_us: u32_at(68),
-        bytes_acked: if len >= 128 { u64_at(120) } else { 0 },
-        snd_wnd: (len >= 232).then(|| u32_at(228)),
-    })
 }
 
 /// Socket memory as `SO_MEMINFO` reports it: (send buffer size, memory

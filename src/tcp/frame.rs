@@ -210,7 +210,7 @@ pub fn send_flags(
 }
 
 /// Sends a pure ACK for everything received, with the current window.
-pub fn send_ack(conf: &Config, guest_mac: Mac, tap: &mut Tap, conn: &mut TcpConn, _update: bool) {
+pub fn send_ack(conf: &Config, guest_mac: Mac, tap: &mut Tap, conn: &mut TcpConn) {
     let seq = conn.seq_to_tap;
     send_flags(conf, guest_mac, tap, conn, ACK, seq);
 }

@@ -498,7 +498,7 @@ impl Tcp {
                 // A gap: we lost (or dropped) something before this.
                 fin_in_seq = false;
                 self.stats.gap_drops += 1;
-                frame::send_ack(conf, c.guest.mac, c.tap, conn, false);
+                frame::send_ack(conf, c.guest.mac, c.tap, conn);
             } else if seq_le(end, conn.seq_from_tap) {
                 // Entirely old: a retransmission, or a keepalive probe.
                 need_ack = true;
@@ -544,7 +544,7 @@ impl Tcp {
             conn.events |= SOCK_FIN_SENT;
             // ACK the FIN now.
             conn.wnd_to_tap = window_to_tap(conn, conf);
-            frame::send_ack(conf, c.guest.mac, c.tap, conn, true);
+            frame::send_ack(conf, c.guest.mac, c.tap, conn);
             need_ack = false;
         }
         if need_ack {
@@ -587,7 +587,7 @@ impl Tcp {
         };
         conn.wnd_to_tap = window_to_tap(conn, c.conf);
         if force || conn.seq_ack_to_tap != conn.seq_from_tap || conn.flags & ACK_TO_TAP_DUE != 0 {
-            frame::send_ack(c.conf, c.guest.mac, c.tap, conn, true);
+            frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
         }
         conn.flags &= !ACK_TO_TAP_DUE;
         watch_window(c.epoll, conn, idx);
@@ -645,7 +645,7 @@ impl Tcp {
             conn.flags &= !(DROPPED_FROM_TAP | WND_UPDATE_DUE);
             conn.wnd_to_tap = window_to_tap(conn, c.conf);
             for _ in 0..acks {
-                frame::send_ack(c.conf, c.guest.mac, c.tap, conn, true);
+                frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
             }
             let want = conn.epoll_flags & !EventFlags::OUT;
             let _ = modify(c.epoll, conn, idx, want);
