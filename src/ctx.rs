@@ -92,6 +92,8 @@ pub struct Ctx<'c> {
     /// xorshift state for RA jitter.
     rng: u64,
     pub counters: Counters,
+    /// pasta: the namespace, to open sockets in it at run time.
+    pub netns: Option<crate::pasta::NetNs>,
     signals: OwnedFd,
     spawned: Option<Spawned>,
     quit: Option<QuitWatch>,
@@ -156,6 +158,7 @@ impl<'c> Ctx<'c> {
             ra: crate::ndp::RaTimer::new(),
             rng: u64::from_ne_bytes(seed) | 1,
             counters: Counters::default(),
+            netns: None,
             signals,
             spawned,
             quit,

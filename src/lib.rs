@@ -221,6 +221,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
         tcp,
     )?;
     ctx.guest.addr6_ll_seen = tap.ll6;
+    ctx.netns = Some(ns.netns);
     if configured {
         ctx.probe_guest();
     }
