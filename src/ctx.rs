@@ -94,6 +94,8 @@ pub struct Ctx<'c> {
     pub counters: Counters,
     /// pasta: the namespace, to open sockets in it at run time.
     pub netns: Option<crate::pasta::NetNs>,
+    /// pasta: the port scanner of `auto` forwarding rules.
+    pub scan: Option<crate::fwd::scan::Scanner>,
     signals: OwnedFd,
     spawned: Option<Spawned>,
     quit: Option<QuitWatch>,
@@ -159,6 +161,7 @@ impl<'c> Ctx<'c> {
             rng: u64::from_ne_bytes(seed) | 1,
             counters: Counters::default(),
             netns: None,
+            scan: None,
             signals,
             spawned,
             quit,
@@ -274,6 +277,14 @@ impl<'c> Ctx<'c> {
             Kind::TcpListen => {
                 let (tcp, mut c) = self.tcp_ctx();
                 tcp.listen_event(&mut c, ev.r.index);
+            }
+            Kind::TcpListenNs => {
+                let (tcp, mut c) = self.tcp_ctx();
+                tcp.listen_ns_event(&mut c, ev.r.index);
+            }
+            Kind::TcpSplice => {
+                self.tcp
+                    .splice_event(&mut self.flows, &self.epoll, ev.r.index, &ev);
             }
         }
         None
@@ -484,7 +495,16 @@ impl<'c> Ctx<'c> {
         counters.dhcp_replies += u64::from(sent);
     }
 
+    /// Scans the ports of `auto` rules and follows them (pasta).
+    pub fn scan_ports(&mut self) {
+        if let Some(s) = self.scan.as_mut() {
+            let families = crate::fwd::rules::Families::of(self.conf);
+            crate::fwd::scan::tick(s, &mut self.tcp, &self.epoll, families);
+        }
+    }
+
     fn timer(&mut self, now: Instant) {
+        self.scan_ports();
         self.icmp.timer(&mut self.flows, &self.epoll, now);
         let (tcp, mut c) = self.tcp_ctx();
         tcp.timer(&mut c, now);

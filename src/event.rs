@@ -28,8 +28,15 @@ pub enum Kind {
     Ping = 6,
     /// A TCP connection's socket; the index is the flow.
     TcpSock = 7,
-    /// A TCP listening socket; the index is the listener.
+    /// A TCP listening socket on the host (`-t`); the index is
+    /// [`crate::fwd::rules::listen_ref`] (rule, family, port).
     TcpListen = 8,
+    /// One side of a spliced TCP connection; the index is the flow, bit 31
+    /// the side.
+    TcpSplice = 12,
+    /// A TCP listening socket in pasta's namespace (`-T`); the index as
+    /// for [`Kind::TcpListen`].
+    TcpListenNs = 14,
 }
 
 impl Kind {
@@ -43,6 +50,8 @@ impl Kind {
             6 => Kind::Ping,
             7 => Kind::TcpSock,
             8 => Kind::TcpListen,
+            12 => Kind::TcpSplice,
+            14 => Kind::TcpListenNs,
             _ => return None,
         })
     }

@@ -513,6 +513,9 @@ pub enum Flow {
     Tcp(crate::tcp::TcpConn),
     /// An ICMP/ICMPv6 echo flow through a ping socket.
     Ping(crate::icmp::PingFlow),
+    /// A spliced TCP connection between the host's and the namespace's
+    /// loopback (pasta).
+    TcpSplice(crate::tcp::splice::SpliceConn),
 }
 
 /// The flow table of one loop.
@@ -530,6 +533,14 @@ impl FlowTable<Flow> {
     pub fn tcp_mut(&mut self, idx: u32) -> Option<&mut crate::tcp::TcpConn> {
         match self.get_mut(idx)? {
             Flow::Tcp(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The spliced TCP connection at `idx`, if that flow is one.
+    pub fn splice_mut(&mut self, idx: u32) -> Option<&mut crate::tcp::splice::SpliceConn> {
+        match self.get_mut(idx)? {
+            Flow::TcpSplice(c) => Some(c),
             _ => None,
         }
     }

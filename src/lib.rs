@@ -143,10 +143,15 @@ fn log_summary(conf: &Config) {
 
 /// The forwarding table, and TCP with the listening sockets of its inbound
 /// rules (opened now, while we may still bind low ports).
-fn tcp_with_listeners(conf: &Config) -> Result<tcp::Tcp, Box<dyn std::error::Error>> {
+fn tcp_with_listeners(
+    conf: &Config,
+) -> Result<(tcp::Tcp, fwd::rules::FwdTables), Box<dyn std::error::Error>> {
     let tables = fwd::rules::build(conf)?;
     for r in &tables.host.rules {
         ::log::info!("Inbound forwarding: {r}");
+    }
+    for r in &tables.splice.rules {
+        ::log::info!("Outbound forwarding: {r}");
     }
     let mut listeners = Vec::new();
     if !conf.no_tcp {
@@ -166,11 +171,62 @@ fn tcp_with_listeners(conf: &Config) -> Result<tcp::Tcp, Box<dyn std::error::Err
             listeners.push(tcp::Listener {
                 fd: l.fd,
                 rule: l.rule,
+                port: l.port,
+                v6: l.v6,
                 target_port,
             });
         }
     }
-    Ok(tcp::Tcp::new(conf, listeners))
+    Ok((tcp::Tcp::new(conf, listeners), tables))
+}
+
+/// pasta: the namespace side of forwarding: `-T` listeners opened inside
+/// the namespace, the splice path's handle on it, the port scanner (whose
+/// `/proc` files must be opened before the filesystem goes).
+fn ns_forwarding(
+    conf: &Config,
+    tcp: &mut tcp::Tcp,
+    tables: &fwd::rules::FwdTables,
+    netns: &pasta::NetNs,
+) -> Result<Option<fwd::scan::Scanner>, Box<dyn std::error::Error>> {
+    if !conf.no_tcp {
+        let families = fwd::rules::Families::of(conf);
+        let table = &tables.splice;
+        let opened = netns.run(|| {
+            fwd::rules::open_listeners_in(table, conf::Proto::Tcp, false, families)
+        })??;
+        let listeners = opened
+            .into_iter()
+            .filter_map(|l| {
+                let target_port = table.rules.get(l.rule as usize)?.target(l.port)?;
+                Some(tcp::Listener {
+                    fd: l.fd,
+                    rule: l.rule,
+                    port: l.port,
+                    v6: l.v6,
+                    target_port,
+                })
+            })
+            .collect();
+        tcp.add_ns_listeners(listeners);
+    }
+    tcp.splice.set_netns(netns.try_clone()?);
+    Ok(fwd::scan::Scanner::new(tables, netns))
+}
+
+/// Raises the soft limit of open files to the hard limit, as upstream:
+/// each spliced connection holds six descriptors.
+fn raise_nofile() {
+    let r = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if r.current != r.maximum {
+        let new = rustix::process::Rlimit {
+            current: r.maximum,
+            maximum: r.maximum,
+        };
+        if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Nofile, new) {
+            ::log::debug!("Can't raise RLIMIT_NOFILE: {e}");
+        }
+    }
 }
 
 /// pasta: namespace, tap, privileges, daemon, loop.
@@ -194,11 +250,19 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     let signals = daemon::signals().map_err(|e| format!("signals: {e}"))?;
     log_summary(conf);
 
-    let tcp = tcp_with_listeners(conf)?;
+    raise_nofile();
+    let (mut tcp, tables) = tcp_with_listeners(conf)?;
     let routes = pasta::host_routes(conf)?;
     let ns = pasta::setup(conf)?;
-    let tap = pasta::tap_setup(conf, &ns.netns, routes)?;
-    ::log::info!("Namespace interface: {}", tap.ifname);
+    let splice_only = conf.pasta.as_ref().is_some_and(|p| p.splice_only);
+    let tap = if splice_only {
+        pasta::lo_setup(&ns.netns)?
+    } else {
+        let tap = pasta::tap_setup(conf, &ns.netns, routes)?;
+        ::log::info!("Namespace interface: {}", tap.ifname);
+        tap
+    };
+    let scanner = ns_forwarding(conf, &mut tcp, &tables, &ns.netns)?;
 
     isolation::switch_user(conf);
     isolation::drop_caps(conf);
@@ -222,6 +286,8 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     )?;
     ctx.guest.addr6_ll_seen = tap.ll6;
     ctx.netns = Some(ns.netns);
+    ctx.scan = scanner;
+    ctx.scan_ports();
     if configured {
         ctx.probe_guest();
     }

@@ -98,6 +98,36 @@ impl NetNs {
         })
     }
 
+    /// Another handle to the same namespace.
+    pub fn try_clone(&self) -> io::Result<NetNs> {
+        Ok(NetNs {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
+    /// Opens `n` sockets in this namespace at once (one thread for all):
+    /// pools of sockets for the splice path.
+    pub fn sockets(
+        &self,
+        domain: rustix::net::AddressFamily,
+        kind: rustix::net::SocketType,
+        n: usize,
+    ) -> io::Result<Vec<OwnedFd>> {
+        self.run(|| {
+            (0..n)
+                .map(|_| {
+                    rustix::net::socket_with(
+                        domain,
+                        kind,
+                        rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
+                        None,
+                    )
+                    .map_err(io::Error::from)
+                })
+                .collect()
+        })?
+    }
+
     /// Opens a socket that lives in this namespace (non-blocking,
     /// close-on-exec). Usable at run time: pasta keeps the capability to
     /// enter the namespace.
@@ -604,6 +634,35 @@ pub struct TapDevice {
     pub mac: [u8; 6],
     /// The tap's IPv6 link-local address, when `--config-net` read it.
     pub ll6: Option<std::net::Ipv6Addr>,
+}
+
+/// `--splice-only`: no tap device, only the namespace's loopback is
+/// brought up. The event loop still wants a guest link: it gets an inert
+/// stand-in, an eventfd that never becomes readable (nothing is ever sent
+/// to it: without addresses there is no guest to talk to).
+pub fn lo_setup(ns: &NetNs) -> Result<TapDevice> {
+    let r = ns.run(|| -> std::result::Result<(), String> {
+        let mut nl = netlink::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+        netlink::lo_up(&mut nl).map_err(|e| format!("Failed to bring up loopback: {e}"))
+    });
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(m)) => return Err(NsError::Msg(m)),
+        Err(e) => return Err(NsError::Msg(format!("Couldn't enter the namespace: {e}"))),
+    }
+    let fd = ctx_rx(
+        "eventfd",
+        rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::NONBLOCK | rustix::event::EventfdFlags::CLOEXEC,
+        ),
+    )?;
+    Ok(TapDevice {
+        fd,
+        ifname: String::new(),
+        mac: [0; 6],
+        ll6: None,
+    })
 }
 
 /// Host routes of the template interfaces, read in the host namespace for

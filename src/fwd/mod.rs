@@ -17,6 +17,7 @@
 //! from the port specifications parsed by [`spec`].
 
 pub mod rules;
+pub mod scan;
 pub mod spec;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -389,13 +389,76 @@ pub struct Families {
 impl Families {
     pub const BOTH: Families = Families { v4: true, v6: true };
 
-    /// The families of `conf` (`ip4`/`ip6` present).
+    /// The families of `conf` (`ip4`/`ip6` present); both with
+    /// `--splice-only`, which has no addresses but forwards loopback
+    /// connections of both families.
     pub fn of(conf: &Config) -> Families {
+        if conf.pasta.as_ref().is_some_and(|p| p.splice_only) {
+            return Families::BOTH;
+        }
         Families {
             v4: conf.ip4.is_some(),
             v6: conf.ip6.is_some(),
         }
     }
+
+    /// The unspecified addresses of the enabled families.
+    pub fn wildcards(self) -> &'static [IpAddr] {
+        const V4_ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        const V6_ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        match (self.v4, self.v6) {
+            (true, true) => &[V4_ANY, V6_ANY],
+            (true, false) => &[V4_ANY],
+            (false, true) => &[V6_ANY],
+            (false, false) => &[],
+        }
+    }
+}
+
+/// The addresses a rule listens on: its own, or the wildcards.
+fn rule_addrs<'a>(rule: &'a FwdRule, wildcard: &'a [IpAddr]) -> &'a [IpAddr] {
+    match &rule.addr {
+        Some(a) => std::slice::from_ref(a),
+        None => wildcard,
+    }
+}
+
+/// The sockets of one port of a rule, for the port scanner (`auto`): one
+/// per address (family) that could be bound. Failures are returned per
+/// address, so that the caller decides what a failure means (a scanned
+/// port that somebody else holds is skipped quietly).
+pub fn open_port(
+    rule: &FwdRule,
+    idx: u32,
+    port: u16,
+    freebind: bool,
+    families: Families,
+) -> Vec<io::Result<Listener>> {
+    let wildcard = families.wildcards();
+    rule_addrs(rule, wildcard)
+        .iter()
+        .map(|&ip| {
+            open_one(rule, SocketAddr::new(ip, port), freebind).map(|fd| Listener {
+                fd,
+                rule: idx,
+                port,
+                v6: ip.is_ipv6(),
+            })
+        })
+        .collect()
+}
+
+/// The 32-bit epoll reference index of a listening socket: rule index
+/// (8 bits), family and port, so that an event names its rule and port
+/// without a lookup, and the socket of a given rule and port can be found
+/// again (the port scanner closes them).
+pub fn listen_ref(rule: u32, v6: bool, port: u16) -> u32 {
+    (rule << 17) | (u32::from(v6) << 16) | u32::from(port)
+}
+
+/// The parts of a [`listen_ref`]: (rule, IPv6, port).
+pub fn listen_ref_parts(r: u32) -> (u32, bool, u16) {
+    (r >> 17, r & (1 << 16) != 0, r as u16)
 }
 
 /// [`open_listeners`], unbound rules listening only on the families
@@ -407,25 +470,17 @@ pub fn open_listeners_in(
     freebind: bool,
     families: Families,
 ) -> Result<Vec<Listener>> {
-    const V4_ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    const V6_ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
-    let wildcard: &[IpAddr] = match (families.v4, families.v6) {
-        (true, true) => &[V4_ANY, V6_ANY],
-        (true, false) => &[V4_ANY],
-        (false, true) => &[V6_ANY],
-        (false, false) => &[],
-    };
+    let wildcard = families.wildcards();
     let mut out = Vec::new();
     for (idx, rule) in table.rules.iter().enumerate() {
         if rule.proto != proto || rule.scan {
             continue;
         }
         let Ok(idx) = u32::try_from(idx) else { break };
-        let addrs: &[IpAddr] = match &rule.addr {
-            Some(a) => std::slice::from_ref(a),
-            None if wildcard.is_empty() => continue,
-            None => wildcard,
-        };
+        let addrs = rule_addrs(rule, wildcard);
+        if addrs.is_empty() {
+            continue;
+        }
         let mut bound = 0usize;
         for port in rule.first..=rule.last {
             for &ip in addrs {

@@ -8,10 +8,12 @@
 
 pub mod net;
 pub mod process;
+pub mod splice;
 pub mod tcp;
 pub mod tun;
 
 pub use net::*;
 pub use process::*;
+pub use splice::*;
 pub use tcp::*;
 pub use tun::*;

@@ -69,7 +69,9 @@
 
 mod conn;
 mod frame;
+pub mod splice;
 
+use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::OwnedFd;
@@ -112,13 +114,23 @@ const PEEK_FRAMES: usize = 64;
 /// Duplicate ACKs from the guest that make us retransmit.
 const DUP_ACK_THRESHOLD: u8 = 3;
 
-/// A listening socket for inbound connections (`-t`), and the guest port
-/// its connections go to.
+/// A listening socket for inbound connections (`-t` on the host, `-T` in
+/// the namespace), and the port its connections go to.
 pub struct Listener {
     pub fd: OwnedFd,
     /// Index of the forwarding rule it was made for.
     pub rule: u32,
+    /// The port it listens on, and its family.
+    pub port: u16,
+    pub v6: bool,
     pub target_port: u16,
+}
+
+impl Listener {
+    /// Its epoll reference index ([`crate::fwd::rules::listen_ref`]).
+    pub fn ref_index(&self) -> u32 {
+        crate::fwd::rules::listen_ref(self.rule, self.v6, self.port)
+    }
 }
 
 /// Counters for tests and statistics.
@@ -138,7 +150,12 @@ pub struct TcpStats {
 
 /// All TCP state of one loop.
 pub struct Tcp {
-    listeners: Vec<Listener>,
+    /// Host listeners (`-t`), by epoll reference index.
+    listeners: HashMap<u32, Listener>,
+    /// Namespace listeners (`-T`), by epoll reference index.
+    ns_listeners: HashMap<u32, Listener>,
+    /// The splice path (pasta): loopback connections socket to socket.
+    pub splice: splice::Splice,
     /// Connections to close at the end of the loop iteration (so that a
     /// stale event in the same batch never reaches a reused slot).
     closing: Vec<u32>,
@@ -180,7 +197,9 @@ impl Tcp {
             .tcp_inactivity
             .map_or(INACTIVITY_INTERVAL, Duration::from_secs);
         Tcp {
-            listeners,
+            listeners: listeners.into_iter().map(|l| (l.ref_index(), l)).collect(),
+            ns_listeners: HashMap::new(),
+            splice: splice::Splice::new(None),
             closing: Vec::with_capacity(1024),
             ack_due: Vec::with_capacity(1024),
             peek_off: probe_peek_off(),
@@ -195,17 +214,133 @@ impl Tcp {
         }
     }
 
-    /// Connections opened and not yet freed.
+    /// Connections opened and not yet freed, spliced ones included.
     pub fn open_conns(&self) -> u64 {
         (self.stats.opened_from_tap + self.stats.opened_from_sock).saturating_sub(self.stats.closed)
+            + self.splice.open_conns()
     }
 
     /// Registers the listening sockets with epoll.
     pub fn register(&self, epoll: &Epoll) -> io::Result<()> {
-        for (i, l) in self.listeners.iter().enumerate() {
-            epoll.add(&l.fd, EpollRef::new(Kind::TcpListen, i as u32))?;
+        for (r, l) in &self.listeners {
+            epoll.add(&l.fd, EpollRef::new(Kind::TcpListen, *r))?;
+        }
+        for (r, l) in &self.ns_listeners {
+            epoll.add(&l.fd, EpollRef::new(Kind::TcpListenNs, *r))?;
         }
         Ok(())
+    }
+
+    /// Adds the namespace's listeners (`-T`), opened in the namespace;
+    /// before [`Tcp::register`].
+    pub fn add_ns_listeners(&mut self, listeners: Vec<Listener>) {
+        self.ns_listeners
+            .extend(listeners.into_iter().map(|l| (l.ref_index(), l)));
+    }
+
+    /// Ports we listen on in the namespace (`ns`) or on the host: the port
+    /// scanner must not take them for somebody else's.
+    pub fn listening_ports(&self, ns: bool) -> impl Iterator<Item = u16> + '_ {
+        let map = if ns {
+            &self.ns_listeners
+        } else {
+            &self.listeners
+        };
+        map.values().map(|l| l.port)
+    }
+
+    /// The port scanner wants `port` of `rule` (index `idx`) forwarded:
+    /// opens its listeners (in the namespace if `ns`), skipping families
+    /// already open; returns whether one is open. Failures are quiet: the
+    /// port may well be taken on this side.
+    pub fn scan_open(
+        &mut self,
+        epoll: &Epoll,
+        ns: bool,
+        rule: &crate::fwd::rules::FwdRule,
+        idx: u32,
+        port: u16,
+        families: crate::fwd::rules::Families,
+    ) -> bool {
+        use crate::fwd::rules::{listen_ref, open_port, Families};
+        let Some(target_port) = rule.target(port) else {
+            return false;
+        };
+        let map = if ns {
+            &self.ns_listeners
+        } else {
+            &self.listeners
+        };
+        let missing = Families {
+            v4: families.v4 && !map.contains_key(&listen_ref(idx, false, port)),
+            v6: families.v6 && !map.contains_key(&listen_ref(idx, true, port)),
+        };
+        if missing.v4 || missing.v6 {
+            let opened = if ns {
+                match self.splice.netns() {
+                    Some(n) => n
+                        .run(|| open_port(rule, idx, port, false, missing))
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                }
+            } else {
+                open_port(rule, idx, port, false, missing)
+            };
+            let kind = if ns { Kind::TcpListenNs } else { Kind::TcpListen };
+            for l in opened {
+                match l {
+                    Ok(l) => {
+                        let r = listen_ref(idx, l.v6, port);
+                        if epoll.add(&l.fd, EpollRef::new(kind, r)).is_ok() {
+                            log::debug!(
+                                "TCP: {} forwarding port {port} ({})",
+                                if ns { "namespace" } else { "host" },
+                                if l.v6 { "IPv6" } else { "IPv4" }
+                            );
+                            let l = Listener {
+                                fd: l.fd,
+                                rule: idx,
+                                port,
+                                v6: l.v6,
+                                target_port,
+                            };
+                            let map = if ns {
+                                &mut self.ns_listeners
+                            } else {
+                                &mut self.listeners
+                            };
+                            map.insert(r, l);
+                        }
+                    }
+                    Err(e) => log::trace!("TCP: can't listen on port {port}: {e}"),
+                }
+            }
+        }
+        let map = if ns {
+            &self.ns_listeners
+        } else {
+            &self.listeners
+        };
+        map.contains_key(&listen_ref(idx, false, port)) || map.contains_key(&listen_ref(idx, true, port))
+    }
+
+    /// The port scanner no longer wants `port` of rule `idx`: closes its
+    /// listeners. Connections already accepted stay.
+    pub fn scan_close(&mut self, epoll: &Epoll, ns: bool, idx: u32, port: u16) {
+        let map = if ns {
+            &mut self.ns_listeners
+        } else {
+            &mut self.listeners
+        };
+        for v6 in [false, true] {
+            if let Some(l) = map.remove(&crate::fwd::rules::listen_ref(idx, v6, port)) {
+                let _ = epoll.del(&l.fd);
+                log::debug!(
+                    "TCP: {} port {port} no longer forwarded",
+                    if ns { "namespace" } else { "host" }
+                );
+            }
+        }
     }
 
     fn isn(&self, key: &FlowKey) -> u32 {
@@ -791,14 +926,21 @@ impl Tcp {
         let _ = modify(c.epoll, conn, idx, want);
     }
 
-    /// A listening socket is readable: accept and open toward the guest.
-    pub fn listen_event(&mut self, c: &mut TcpCtx<'_>, lidx: u32) {
-        let Some(l) = self.listeners.get(lidx as usize) else {
+    /// A host listening socket is readable: accept, and open toward the
+    /// guest, or splice into the namespace if the peer is the host's
+    /// loopback (pasta, unless `--no-splice`).
+    pub fn listen_event(&mut self, c: &mut TcpCtx<'_>, lref: u32) {
+        let Some(l) = self.listeners.get(&lref) else {
             return;
         };
         let target_port = l.target_port;
+        let splice = c
+            .conf
+            .pasta
+            .as_ref()
+            .is_some_and(|p| !p.no_splice && self.splice.has_netns());
         loop {
-            let Some(l) = self.listeners.get(lidx as usize) else {
+            let Some(l) = self.listeners.get(&lref) else {
                 return;
             };
             let (sock, peer) = match rustix::net::acceptfrom_with(
@@ -817,8 +959,58 @@ impl Tcp {
             let Some(peer) = sockaddr_to_std(&peer) else {
                 continue;
             };
+            if splice && unmap(peer.ip()).is_loopback() {
+                if let Some(target) = splice_target(c.conf, c.guest, peer.ip(), target_port) {
+                    self.splice.open(c.flows, c.epoll, sock, target, true);
+                    continue;
+                }
+            }
             self.conn_from_sock(c, sock, peer, target_port);
         }
+    }
+
+    /// A namespace listening socket (`-T`) is readable: accept, and splice
+    /// each loopback connection to the host's loopback.
+    pub fn listen_ns_event(&mut self, c: &mut TcpCtx<'_>, lref: u32) {
+        loop {
+            let Some(l) = self.ns_listeners.get(&lref) else {
+                return;
+            };
+            let target_port = l.target_port;
+            let (sock, peer) = match rustix::net::acceptfrom_with(
+                &l.fd,
+                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            ) {
+                Ok((s, Some(p))) => (s, p),
+                Ok((_, None)) => continue,
+                Err(rustix::io::Errno::AGAIN) => return,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    log::debug!("TCP: accept in namespace: {e}");
+                    return;
+                }
+            };
+            let Some(peer) = sockaddr_to_std(&peer) else {
+                continue;
+            };
+            let ip = unmap(peer.ip());
+            if !ip.is_loopback() {
+                log::debug!("TCP: dropped non-loopback connection from {peer} in namespace");
+                let _ = sys::set_linger_zero(&sock);
+                continue;
+            }
+            let host_lo = match ip {
+                IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            };
+            let target = SocketAddr::new(host_lo, target_port);
+            self.splice.open(c.flows, c.epoll, sock, target, false);
+        }
+    }
+
+    /// A spliced connection's socket has an event.
+    pub fn splice_event(&mut self, flows: &mut Flows, epoll: &Epoll, index: u32, ev: &crate::event::Event) {
+        self.splice.event(flows, epoll, index, ev);
     }
 
     fn conn_from_sock(&mut self, c: &mut TcpCtx<'_>, sock: OwnedFd, peer: SocketAddr, port: u16) {
@@ -921,6 +1113,7 @@ impl Tcp {
 
     /// Frees closed connections (end of loop iteration).
     pub fn defer(&mut self, flows: &mut Flows, epoll: &Epoll) {
+        self.splice.defer(flows, epoll);
         while let Some(idx) = self.closing.pop() {
             if let Some(conn) = flows.tcp(idx) {
                 let _ = epoll.del(&conn.sock);
@@ -1260,6 +1453,27 @@ pub fn inbound_addrs(conf: &Config, guest: &GuestState, peer: IpAddr) -> Option<
             Some((IpAddr::V6(src), IpAddr::V6(dst)))
         }
     }
+}
+
+/// Where a connection from the host's loopback goes inside the namespace
+/// (upstream's rule): the namespace's loopback with `--host-lo-to-ns-lo`
+/// (implied by `--splice-only`), else the address the guest uses for that
+/// family, so that services listening only on the namespace's loopback
+/// stay private. `None` if the guest has no address of that family yet.
+pub fn splice_target(
+    conf: &Config,
+    guest: &GuestState,
+    peer: IpAddr,
+    port: u16,
+) -> Option<SocketAddr> {
+    let lo_to_lo = conf.pasta.as_ref().is_some_and(|p| p.host_lo_to_ns_lo);
+    let ip = match unmap(peer) {
+        IpAddr::V4(_) if lo_to_lo => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) if lo_to_lo => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V4(_) => IpAddr::V4(guest.addr4_seen.filter(|a| !a.is_unspecified())?),
+        IpAddr::V6(_) => IpAddr::V6(guest.addr6_seen.filter(|a| !a.is_unspecified())?),
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 fn is_ll(a: Ipv6Addr) -> bool {

@@ -1,0 +1,428 @@
+//! Automatic forwarding (`auto`, pasta's default): forward the ports that
+//! the other side listens on, following them as they come and go.
+//!
+//! ## Theory of operation
+//!
+//! An `auto` spec becomes one `scan` rule covering ports 1–65535 (see
+//! [`super::rules`]); no socket is opened for it at start. Instead, once a
+//! second, [`Scanner::scan`] reads which ports are bound on the *other*
+//! side of each table:
+//!
+//! - table `host` (`-t auto`, `-u auto`): listeners on the host for the
+//!   ports bound **in the namespace**;
+//! - table `splice` (`-T auto`, `-U auto`): listeners in the namespace for
+//!   the ports bound **on the host**.
+//!
+//! The kernel lists sockets in `/proc/net/tcp`, `tcp6`, `udp` and `udp6`
+//! of each network namespace: TCP sockets in state `0A` (listening) and
+//! UDP sockets in state `07` (bound, not connected) count. The files are
+//! opened once at start — the host's from the daemon's own namespace, the
+//! namespace's from a thread inside it — because the filesystem is gone
+//! afterwards ([`crate::isolation::detach_filesystem`]); each scan seeks
+//! back to offset 0 and reads them again (the kernel regenerates them).
+//!
+//! From each side's bound ports we take away:
+//!
+//! - the ephemeral range (`ip_local_port_range`): client sockets, not
+//!   services;
+//! - the ports *we* listen on in that namespace (passed in by the caller
+//!   through [`Scanner::own_mut`]): without this, a port we forward one
+//!   way would be seen as bound and forwarded back, and the two listeners
+//!   would keep each other alive forever.
+//!
+//! For UDP, the ports of TCP listeners are wanted too (as upstream:
+//! protocols like iperf3 pair a TCP control port with UDP data).
+//!
+//! The result, one port bitmap per (table, protocol), is compared with
+//! what is forwarded now: each port that appears is handed to the caller
+//! to open ([`Change`] with `open`), each that went away to close. The
+//! caller answers whether the port is now forwarded; a port that could not
+//! be opened (somebody else holds it on our side) is tried again at the
+//! next scan. [`tick`] is that caller for the event loop: TCP changes open
+//! and close listeners through [`Tcp::scan_open`] and [`Tcp::scan_close`],
+//! UDP changes go to [`udp_scan_change`], the hook for the UDP module.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use super::rules::{Families, FwdRule, FwdTables};
+use super::spec;
+use crate::conf::Proto;
+use crate::event::Epoll;
+use crate::pasta::NetNs;
+use crate::tcp::Tcp;
+
+/// How often ports are scanned (upstream's `FWD_PORT_SCAN_INTERVAL`).
+pub const SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A set of ports, as a bitmap.
+#[derive(Clone)]
+pub struct PortSet(Box<[u64; 1024]>);
+
+impl Default for PortSet {
+    fn default() -> Self {
+        PortSet(Box::new([0; 1024]))
+    }
+}
+
+impl PortSet {
+    pub fn insert(&mut self, p: u16) {
+        self.0[usize::from(p >> 6)] |= 1 << (p & 63);
+    }
+
+    pub fn remove(&mut self, p: u16) {
+        self.0[usize::from(p >> 6)] &= !(1 << (p & 63));
+    }
+
+    pub fn contains(&self, p: u16) -> bool {
+        self.0[usize::from(p >> 6)] & (1 << (p & 63)) != 0
+    }
+
+    pub fn clear(&mut self) {
+        self.0.fill(0);
+    }
+
+    /// Adds every port of `o`.
+    pub fn union(&mut self, o: &PortSet) {
+        for (a, b) in self.0.iter_mut().zip(o.0.iter()) {
+            *a |= b;
+        }
+    }
+
+    /// The ports, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0.iter().enumerate().flat_map(|(i, &w)| {
+            (0..64)
+                .filter(move |b| w & (1u64 << b) != 0)
+                .map(move |b| (i * 64 + b) as u16)
+        })
+    }
+}
+
+/// Which table a change is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// `-t`/`-u`: listeners on the host.
+    Host = 0,
+    /// `-T`/`-U`: listeners in the namespace.
+    Splice = 1,
+}
+
+/// One port to start or stop forwarding.
+#[derive(Debug)]
+pub struct Change<'a> {
+    pub table: Table,
+    pub proto: Proto,
+    /// The rule and its index in its table.
+    pub rule: &'a FwdRule,
+    pub idx: u32,
+    pub port: u16,
+    /// Start (true) or stop forwarding.
+    pub open: bool,
+}
+
+/// The `/proc/net` files of one namespace: tcp, tcp6, udp, udp6.
+struct ProcNet {
+    files: [Option<OwnedFd>; 4],
+}
+
+const PROC_NAMES: [&str; 4] = ["tcp", "tcp6", "udp", "udp6"];
+
+impl ProcNet {
+    /// Opens the files under `dir` (missing ones, e.g. without IPv6, are
+    /// skipped).
+    fn open(dir: &str) -> ProcNet {
+        let files = PROC_NAMES.map(|n| {
+            let path = format!("{dir}/{n}");
+            match rustix::fs::open(
+                path.as_str(),
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    log::debug!("Port scan: can't open {path}: {e}");
+                    None
+                }
+            }
+        });
+        ProcNet { files }
+    }
+
+    /// The bound ports of `proto` into `out`, read with `buf`.
+    fn read(&self, proto: Proto, out: &mut PortSet, buf: &mut Vec<u8>) {
+        let (files, state) = match proto {
+            Proto::Tcp => (&self.files[0..2], "0A"),
+            Proto::Udp => (&self.files[2..4], "07"),
+        };
+        for fd in files.iter().flatten() {
+            if let Err(e) = read_all(fd, buf) {
+                log::debug!("Port scan: read: {e}");
+                continue;
+            }
+            parse_ports(buf, state, out);
+        }
+    }
+}
+
+/// Reads the whole file from offset 0 into `buf`.
+fn read_all(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0))?;
+    buf.clear();
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16384);
+        }
+        let n = rustix::io::read(fd, rustix::buffer::spare_capacity(buf))?;
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Adds the local ports of the entries in `state` of a `/proc/net/tcp`
+/// style table to `out`. Malformed lines are skipped.
+pub fn parse_ports(text: &[u8], state: &str, out: &mut PortSet) {
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
+    for line in text.lines().skip(1) {
+        let mut f = line.split_whitespace();
+        let (Some(_), Some(local), Some(_), Some(st)) = (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        if st != state {
+            continue;
+        }
+        let Some((_, port)) = local.rsplit_once(':') else {
+            continue;
+        };
+        if let Ok(p) = u16::from_str_radix(port, 16) {
+            if p != 0 {
+                out.insert(p);
+            }
+        }
+    }
+}
+
+/// The port scanner of pasta's `auto` rules.
+pub struct Scanner {
+    tables: FwdTables,
+    /// Read for the `splice` table.
+    host: ProcNet,
+    /// Read for the `host` table.
+    ns: ProcNet,
+    /// Forwarded now, by [table][proto].
+    active: [[PortSet; 2]; 2],
+    /// Our own listeners, by [table][proto]: ports we listen on in the
+    /// namespace (table `Host` scans it) or on the host (`Splice`).
+    own: [[PortSet; 2]; 2],
+    ephemeral: (u16, u16),
+    buf: Vec<u8>,
+}
+
+fn pi(p: Proto) -> usize {
+    match p {
+        Proto::Tcp => 0,
+        Proto::Udp => 1,
+    }
+}
+
+impl Scanner {
+    /// A scanner for the `scan` rules of `tables`, or `None` if there are
+    /// none. Opens the `/proc/net` files now (host side from this thread,
+    /// namespace side from a thread inside `netns`).
+    pub fn new(tables: &FwdTables, netns: &NetNs) -> Option<Scanner> {
+        let scans = |t: &super::rules::FwdTable| t.rules.iter().any(|r| r.scan);
+        let (want_ns, want_host) = (scans(&tables.host), scans(&tables.splice));
+        if !want_ns && !want_host {
+            return None;
+        }
+        let ns = if want_ns {
+            netns
+                .run(|| ProcNet::open("/proc/thread-self/net"))
+                .unwrap_or_else(|e| {
+                    log::warn!("Port scan: can't enter the namespace: {e}");
+                    ProcNet {
+                        files: [None, None, None, None],
+                    }
+                })
+        } else {
+            ProcNet {
+                files: [None, None, None, None],
+            }
+        };
+        let host = if want_host {
+            ProcNet::open("/proc/thread-self/net")
+        } else {
+            ProcNet {
+                files: [None, None, None, None],
+            }
+        };
+        Some(Scanner {
+            tables: tables.clone(),
+            host,
+            ns,
+            active: Default::default(),
+            own: Default::default(),
+            ephemeral: spec::ephemeral_range(),
+            buf: Vec::with_capacity(65536),
+        })
+    }
+
+    /// Our own listening ports for `table` and `proto`, to be filled by
+    /// the caller before [`Scanner::scan`] (cleared by each scan).
+    pub fn own_mut(&mut self, table: Table, proto: Proto) -> &mut PortSet {
+        &mut self.own[table as usize][pi(proto)]
+    }
+
+    /// Reads both sides and hands each change to `apply`, which returns
+    /// whether the port is forwarded afterwards.
+    pub fn scan(&mut self, mut apply: impl FnMut(Change<'_>) -> bool) {
+        for table in [Table::Host, Table::Splice] {
+            let rules = match table {
+                Table::Host => &self.tables.host.rules,
+                Table::Splice => &self.tables.splice.rules,
+            };
+            if !rules.iter().any(|r| r.scan) {
+                continue;
+            }
+            let side = match table {
+                Table::Host => &self.ns,
+                Table::Splice => &self.host,
+            };
+            let t = table as usize;
+            let mut bound = [PortSet::default(), PortSet::default()];
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let b = &mut bound[pi(proto)];
+                side.read(proto, b, &mut self.buf);
+                let own = &mut self.own[t][pi(proto)];
+                for p in own.iter() {
+                    b.remove(p);
+                }
+                own.clear();
+                for p in self.ephemeral.0..=self.ephemeral.1 {
+                    b.remove(p);
+                }
+            }
+            let [tcp, mut udp] = bound;
+            udp.union(&tcp);
+            for (proto, bound) in [(Proto::Tcp, tcp), (Proto::Udp, udp)] {
+                for (i, rule) in rules.iter().enumerate() {
+                    if !rule.scan || rule.proto != proto {
+                        continue;
+                    }
+                    let idx = i as u32;
+                    let active = &mut self.active[t][pi(proto)];
+                    // Ports that went away.
+                    for port in active.iter().collect::<Vec<_>>() {
+                        if rule.target(port).is_some() && !bound.contains(port) {
+                            apply(Change {
+                                table,
+                                proto,
+                                rule,
+                                idx,
+                                port,
+                                open: false,
+                            });
+                            active.remove(port);
+                        }
+                    }
+                    // Ports that appeared (or could not be opened before).
+                    for port in bound.iter() {
+                        if rule.target(port).is_none() || active.contains(port) {
+                            continue;
+                        }
+                        let ok = apply(Change {
+                            table,
+                            proto,
+                            rule,
+                            idx,
+                            port,
+                            open: true,
+                        });
+                        if ok {
+                            active.insert(port);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One scan applied to the event loop's state: our own listeners first
+/// (so they are not taken for the other side's), then the changes.
+pub fn tick(scanner: &mut Scanner, tcp: &mut Tcp, epoll: &Epoll, families: Families) {
+    for p in tcp.listening_ports(true) {
+        scanner.own_mut(Table::Host, Proto::Tcp).insert(p);
+    }
+    for p in tcp.listening_ports(false) {
+        scanner.own_mut(Table::Splice, Proto::Tcp).insert(p);
+    }
+    // The UDP module adds its own sockets' ports here, per table, into
+    // `scanner.own_mut(table, Proto::Udp)`.
+    scanner.scan(|c| match c.proto {
+        Proto::Tcp => {
+            let ns = c.table == Table::Splice;
+            if c.open {
+                tcp.scan_open(epoll, ns, c.rule, c.idx, c.port, families)
+            } else {
+                tcp.scan_close(epoll, ns, c.idx, c.port);
+                false
+            }
+        }
+        Proto::Udp => udp_scan_change(&c),
+    });
+}
+
+/// The hook for UDP `auto` forwarding: a UDP port to open (`c.open`) or
+/// close. The UDP module plugs in here: open (or close) its sockets for
+/// `c.rule` / `c.idx` / `c.port` — on the host for [`Table::Host`], in the
+/// namespace for [`Table::Splice`] — and return whether the port is
+/// forwarded afterwards. Until then UDP `auto` forwards nothing.
+pub fn udp_scan_change(c: &Change<'_>) -> bool {
+    log::trace!(
+        "Port scan: UDP port {} ({:?}) {} (UDP not implemented)",
+        c.port,
+        c.table,
+        if c.open { "bound" } else { "gone" }
+    );
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net() {
+        let tcp = b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1235 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:A000 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 1236 1 0000000000000000 100 0 0 10 0
+   garbage
+";
+        let mut s = PortSet::default();
+        parse_ports(tcp, "0A", &mut s);
+        assert_eq!(s.iter().collect::<Vec<_>>(), [22, 8080]);
+        let tcp6 = b"  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000000000000:0035 00000000000000000000000000000000:0000 07 00000000:00000000
+";
+        let mut s = PortSet::default();
+        parse_ports(tcp6, "07", &mut s);
+        assert_eq!(s.iter().collect::<Vec<_>>(), [53]);
+    }
+
+    #[test]
+    fn port_set() {
+        let mut s = PortSet::default();
+        for p in [1, 63, 64, 65535] {
+            s.insert(p);
+        }
+        s.remove(63);
+        assert!(s.contains(64) && !s.contains(63));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [1, 64, 65535]);
+    }
+}
