@@ -26,9 +26,10 @@
 //! - the ephemeral range (`ip_local_port_range`): client sockets, not
 //!   services;
 //! - the ports *we* listen on in that namespace (passed in by the caller
-//!   through [`Scanner::own_mut`]): without this, a port we forward one
-//!   way would be seen as bound and forwarded back, and the two listeners
-//!   would keep each other alive forever.
+//!   through [`Scanner::own_mut`]) and the ports the other table forwards
+//!   (which may have been opened earlier in the same scan): without this,
+//!   a port we forward one way would be seen as bound and forwarded back,
+//!   and the two listeners would keep each other alive forever.
 //!
 //! For UDP, the ports of TCP listeners are wanted too (as upstream:
 //! protocols like iperf3 pair a TCP control port with UDP data).
@@ -302,6 +303,10 @@ impl Scanner {
                     b.remove(p);
                 }
                 own.clear();
+                // What we forward the other way (also opened in this scan).
+                for p in self.active[1 - t][pi(proto)].iter() {
+                    b.remove(p);
+                }
                 for p in self.ephemeral.0..=self.ephemeral.1 {
                     b.remove(p);
                 }
