@@ -192,9 +192,8 @@ fn ns_forwarding(
     if !conf.no_tcp {
         let families = fwd::rules::Families::of(conf);
         let table = &tables.splice;
-        let opened = netns.run(|| {
-            fwd::rules::open_listeners_in(table, conf::Proto::Tcp, false, families)
-        })??;
+        let opened = netns
+            .run(|| fwd::rules::open_listeners_in(table, conf::Proto::Tcp, false, families))??;
         let listeners = opened
             .into_iter()
             .filter_map(|l| {

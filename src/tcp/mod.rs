@@ -146,6 +146,8 @@ pub struct TcpStats {
     pub gap_drops: u64,
     pub keepalives: u64,
     pub inactivity_resets: u64,
+    /// The splice path's counters (copied from it as it goes).
+    pub spliced: splice::SpliceStats,
 }
 
 /// All TCP state of one loop.
@@ -286,7 +288,11 @@ impl Tcp {
             } else {
                 open_port(rule, idx, port, false, missing)
             };
-            let kind = if ns { Kind::TcpListenNs } else { Kind::TcpListen };
+            let kind = if ns {
+                Kind::TcpListenNs
+            } else {
+                Kind::TcpListen
+            };
             for l in opened {
                 match l {
                     Ok(l) => {
@@ -321,7 +327,8 @@ impl Tcp {
         } else {
             &self.listeners
         };
-        map.contains_key(&listen_ref(idx, false, port)) || map.contains_key(&listen_ref(idx, true, port))
+        map.contains_key(&listen_ref(idx, false, port))
+            || map.contains_key(&listen_ref(idx, true, port))
     }
 
     /// The port scanner no longer wants `port` of rule `idx`: closes its
@@ -1009,8 +1016,15 @@ impl Tcp {
     }
 
     /// A spliced connection's socket has an event.
-    pub fn splice_event(&mut self, flows: &mut Flows, epoll: &Epoll, index: u32, ev: &crate::event::Event) {
+    pub fn splice_event(
+        &mut self,
+        flows: &mut Flows,
+        epoll: &Epoll,
+        index: u32,
+        ev: &crate::event::Event,
+    ) {
         self.splice.event(flows, epoll, index, ev);
+        self.stats.spliced = self.splice.stats;
     }
 
     fn conn_from_sock(&mut self, c: &mut TcpCtx<'_>, sock: OwnedFd, peer: SocketAddr, port: u16) {
@@ -1114,6 +1128,7 @@ impl Tcp {
     /// Frees closed connections (end of loop iteration).
     pub fn defer(&mut self, flows: &mut Flows, epoll: &Epoll) {
         self.splice.defer(flows, epoll);
+        self.stats.spliced = self.splice.stats;
         while let Some(idx) = self.closing.pop() {
             if let Some(conn) = flows.tcp(idx) {
                 let _ = epoll.del(&conn.sock);

@@ -308,7 +308,8 @@ impl Splice {
             };
             *pool = ns.sockets(family, SocketType::STREAM, POOL_SIZE)?;
         }
-        pool.pop().ok_or_else(|| io::Error::other("empty socket pool"))
+        pool.pop()
+            .ok_or_else(|| io::Error::other("empty socket pool"))
     }
 
     /// Joins the accepted socket `accepted` to a new socket connecting to
