@@ -8,7 +8,7 @@
 #   BENCH_SECONDS=3   length of one measurement
 #   BENCH_RUNS=3      runs per (case, tool); medians are reported
 #   BENCH_TOOLS="ours debian slirp veth lo"
-#   BENCH_CASES="in65520 out65520 in1500 out1500 rr crr"
+#   BENCH_CASES="in65520 out65520 in1500 out1500 rr crr spl_in spl_out"
 #   BENCH_OUT=bench/RESULTS.md
 #   BENCH_OURS=PATH      our pasta binary (default target/release/pasta)
 #   BENCH_SKIP_BUILD=1   use the existing target/release binaries
@@ -24,7 +24,7 @@ fi
 SECS=${BENCH_SECONDS:-3}
 RUNS=${BENCH_RUNS:-3}
 TOOLS=${BENCH_TOOLS:-"ours debian slirp veth lo"}
-CASES=${BENCH_CASES:-"in65520 out65520 in1500 out1500 rr crr"}
+CASES=${BENCH_CASES:-"in65520 out65520 in1500 out1500 rr crr spl_in spl_out"}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
 OURS=${BENCH_OURS:-$ROOT/target/release/pasta}
 TCP_RR=$ROOT/target/release/examples/tcp_rr
@@ -162,7 +162,7 @@ start_translator() {
 		bin=$OURS
 		[ "$tool" = debian ] && bin=$DEBIAN_PASTA
 		spawn ip netns exec "$H" timeout $((LIMIT * 2)) "$bin" --runas 0 --config-net \
-			--netns "/run/netns/$G" -f -q -m "$mtu" -t 5201 -T none -u none -U none \
+			--netns "/run/netns/$G" -f -q -m "$mtu" -t 5201 -T "${SPLICE_T:-none}" -u none -U none \
 			>"$TMP/$tool.log" 2>&1
 		GW=$HOST_GW # pasta maps the gateway address to the host's loopback
 		;;
@@ -187,6 +187,7 @@ plan() {
 	local tool=$1 case=$2
 	case "$tool:$case" in
 	lo:*) SRV_NS=$H CLI_NS=$H ADDR=127.0.0.1 ;;
+	*:spl*) splice_plan "$case" ;;
 	veth:out*) SRV_NS=$R CLI_NS=$H ADDR=$REMOTE_IP ;;
 	veth:*) SRV_NS=$H CLI_NS=$R ADDR=$HOST_IP ;;
 	*:in*) SRV_NS=$G CLI_NS=$R ADDR=$HOST_IP ;; # through the -t / hostfwd port
@@ -195,6 +196,7 @@ plan() {
 	case $case in
 	in*) PORT=5201 ;;
 	out*) PORT=5202 ;;
+	spl*) ;; # splice_plan
 	*) PORT=5300 ;;
 	esac
 }
@@ -207,6 +209,7 @@ measure() {
 	VAL=fail
 	case $case in *1500) mtu=1500 ;; esac
 	: >"$TMP/note"
+	splice_translator "$case"
 	teardown
 	if [ "$tool" = veth ]; then setup_ns "$mtu"; else setup_ns 65520; fi || return
 	GW=""
@@ -264,7 +267,35 @@ measure() {
 
 applies() { # TOOL CASE: loopback has no MTU; measure it for the others only
 	[ "$1" = lo ] && case $2 in *1500) return 1 ;; esac
+	splice_applies "$1" "$2"
+}
+
+# ---------------------------------------------------------- splice cases --
+# Loopback to loopback through pasta's splice path (no tap): spl_in is
+# iperf3 from the host's 127.0.0.1 to a server in the guest through -t 5201,
+# spl_out from the guest's 127.0.0.1 to a server on the host through
+# -T 5203. Only for the two pastas; "lo" is the plain loopback reference.
+splice_translator() { # CASE: the -T spec of the translator
+	case $1 in
+	spl_out) SPLICE_T=5203 ;;
+	*) SPLICE_T=none ;;
+	esac
+}
+splice_plan() { # CASE: sets SRV_NS CLI_NS ADDR PORT
+	case $1 in
+	spl_in) SRV_NS=$G CLI_NS=$H ADDR=127.0.0.1 PORT=5201 ;;
+	spl_out) SRV_NS=$H CLI_NS=$G ADDR=127.0.0.1 PORT=5203 ;;
+	esac
+}
+splice_applies() { # TOOL CASE
+	case "$1:$2" in slirp:spl* | veth:spl*) return 1 ;; esac
 	return 0
+}
+splice_target() { # OURS/DEBIAN OURS/LOOPBACK
+	awk -v d="$1" -v l="$2" 'BEGIN {
+		g = "≥0.85× loopback, ≥1.1× Debian"
+		if (d !~ /^[0-9.]+$/ || l !~ /^[0-9.]+$/) { print g ": —"; exit }
+		print g ": " (l + 0 >= 0.85 && d + 0 >= 1.1 ? "met" : "not met") }'
 }
 
 # --------------------------------------------------------------- measure --
@@ -318,6 +349,7 @@ target() { # CASE OURS/DEBIAN OURS/LOOPBACK -> "goal: met?"
 	out65520) want=0.6 val=$3 goal="≥0.6× loopback" ;;
 	in1500 | out1500) want=1.5 val=$2 goal="≥1.5× Debian" ;;
 	rr | crr) want=1.0 val=$2 goal="≥1.0× Debian" ;;
+	spl*) splice_target "$2" "$3"; return ;;
 	*) echo "—"; return ;;
 	esac
 	awk -v v="$val" -v w="$want" -v g="$goal" 'BEGIN {
@@ -332,6 +364,8 @@ describe() {
 	out1500) echo "TCP namespace→host, tap MTU 1500 (Gbit/s)" ;;
 	rr) echo "TCP request/response, 1 byte (per s)" ;;
 	crr) echo "TCP connect+request+response+close (per s)" ;;
+	spl_in) echo "TCP splice, host 127.0.0.1 → namespace via -t (Gbit/s)" ;;
+	spl_out) echo "TCP splice, namespace 127.0.0.1 → host via -T (Gbit/s)" ;;
 	*) echo "$1" ;;
 	esac
 }
