@@ -125,3 +125,9 @@ pub fn send_memory(fd: impl AsFd) -> io::Result<(u32, u32)> {
     // SK_MEMINFO_SNDBUF = 3, SK_MEMINFO_WMEM_QUEUED = 5.
     Ok((info[3], info[5]))
 }
+
+/// `SO_RCVLOWAT`: input is reported (and splice wakes) only once this
+/// many bytes are queued, or at end of file.
+pub fn set_rcvlowat(fd: impl AsFd, bytes: i32) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, bytes)
+}

@@ -1143,6 +1143,7 @@ impl Tcp {
 
     /// Periodic work: retransmissions, keepalives, inactivity.
     pub fn timer(&mut self, c: &mut TcpCtx<'_>, now: Instant) {
+        self.splice.timer(c.flows, c.epoll);
         let keepalive_tick = now >= self.next_keepalive;
         if keepalive_tick {
             self.next_keepalive = now + self.keepalive;

@@ -40,6 +40,16 @@
 //! connection completes (`SO_ERROR` says how); data the client sent in the
 //! meantime waits in side 0's receive queue and is moved once connected.
 //!
+//! ## Bulk transfers
+//!
+//! As upstream: after a large read (over a tenth of the pipe) the source
+//! socket's `SO_RCVLOWAT` is raised to a quarter of the pipe, so a bulk
+//! sender wakes us for big chunks instead of every segment. The 1 s timer
+//! ([`Splice::timer`]) puts it back to one byte on a side that was not
+//! read since the last tick, and moves what waited below the threshold:
+//! the tail of a burst may wait up to two seconds, end of file never
+//! waits (a FIN wakes regardless of the threshold).
+//!
 //! ## Closing
 //!
 //! End of file on side `d` (a read of 0) marks `FIN_RCVD(d)`; once the
@@ -143,6 +153,10 @@ pub struct SpliceConn {
     read: [u64; 2],
     written: [u64; 2],
     events: u16,
+    /// `SO_RCVLOWAT` raised on side `d`, and reads on it since the last
+    /// timer tick.
+    lowat_set: [bool; 2],
+    lowat_act: [bool; 2],
     /// Side 0 is in the namespace (`-T`), else on the host (`-t`).
     pub from_ns: bool,
 }
@@ -183,6 +197,15 @@ impl SpliceConn {
                     Ok(n) => {
                         self.read[d] += n as u64;
                         progress = true;
+                        self.lowat_act[d] = true;
+                        // A large read: a bulk sender. Wake us for big
+                        // chunks only (the timer undoes it when idle).
+                        if n > self.pipe_size / 10 && !self.lowat_set[d] {
+                            let lowat = (self.pipe_size / 4).min(i32::MAX as usize) as i32;
+                            if sys::set_rcvlowat(&self.sock[d], lowat).is_ok() {
+                                self.lowat_set[d] = true;
+                            }
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
@@ -371,6 +394,8 @@ impl Splice {
             read: [0; 2],
             written: [0; 2],
             events: 0,
+            lowat_set: [false; 2],
+            lowat_act: [false; 2],
             from_ns: !into_ns,
         };
         let Ok(idx) = flows.insert(Flow::TcpSplice(conn)) else {
@@ -534,6 +559,36 @@ impl Splice {
         if conn.events & CLOSED == 0 {
             conn.events |= CLOSED;
             self.closing.push(idx);
+        }
+    }
+
+    /// Periodic work (once a second): a side whose input threshold was
+    /// raised for bulk data and that was not read since the last tick gets
+    /// it back to one byte, and what waits below the old threshold moves
+    /// now (lowering it raises no edge).
+    pub fn timer(&mut self, flows: &mut Flows, epoll: &Epoll) {
+        let mut next = flows.next_index(0);
+        while let Some(idx) = next {
+            next = flows.next_index(idx + 1);
+            let Some(conn) = flows.splice_mut(idx) else {
+                continue;
+            };
+            if conn.is_closed() || conn.events & CONNECTED == 0 {
+                continue;
+            }
+            let before = [conn.flags(0), conn.flags(1)];
+            let mut r = Ok(());
+            for d in 0..2 {
+                if conn.lowat_set[d] && !conn.lowat_act[d] {
+                    let _ = sys::set_rcvlowat(&conn.sock[d], 1);
+                    conn.lowat_set[d] = false;
+                    if r.is_ok() && conn.events & out_wait(d) == 0 {
+                        r = conn.forward(d);
+                    }
+                }
+                conn.lowat_act[d] = false;
+            }
+            self.settle(flows, epoll, idx, before, r);
         }
     }
 
