@@ -14,7 +14,14 @@
 //!
 //! Replies follow the flow's stored sides, which undoes the translation.
 //! The forwarding table for `-t`/`-u`/`-T`/`-U` lives in [`rules`], built
-//! from the port specifications parsed by [`spec`].
+//! from the port specifications parsed by [`spec`]; pasta's `auto` rules
+//! follow the ports bound on the other side through the [`scan`]ner.
+//!
+//! Loopback connections between the host and pasta's namespace do not
+//! cross the tap: a `-t` connection from the host's loopback, and every
+//! `-T` connection, is spliced socket to socket
+//! ([`crate::tcp::splice`]), to the namespace's address (its loopback
+//! with `--host-lo-to-ns-lo`) or to the host's loopback.
 
 pub mod rules;
 pub mod scan;

@@ -25,9 +25,10 @@
 //!   exclusion-only lists, which cover ports somebody else may well use;
 //!   a weak rule must still bind at least one port;
 //! - `scan`: `auto` mode; no socket is opened up front: the port scanner
-//!   (pasta, once a second, `/proc/net/{tcp,udp}[6]` of the other side)
-//!   opens and closes listeners on the rule's ports while the other side
-//!   listens on them. [`open_listeners`] skips such rules.
+//!   ([`super::scan`]: pasta, once a second, `/proc/net/{tcp,udp}[6]` of
+//!   the other side) opens and closes listeners on the rule's ports while
+//!   the other side listens on them, one port at a time through
+//!   [`open_port`]. [`open_listeners`] skips such rules.
 //!
 //! Rules of a table must not overlap: same protocol, a shared port and an
 //! overlapping address (either unbound, or equal, or one is the unspecified
@@ -38,9 +39,12 @@
 //! # Listeners and epoll references
 //!
 //! Each [`Listener`] records the index of its rule in the table, its port
-//! and its family. The event loop puts the rule index (and the pif, which
-//! the table implies) into the listener's 64-bit epoll reference, so an
-//! accept or a datagram maps to its rule with an index, not a search;
+//! and its family. The event loop packs the three into the listener's
+//! epoll reference index ([`listen_ref`]: rule in bits 17–24, family in
+//! bit 16, port below), and the table by the epoll kind (`TcpListen` for
+//! the host, `TcpListenNs` for the namespace). So an accept or a datagram
+//! maps to its rule with an index, not a search, and the port scanner
+//! finds the sockets of a (rule, port) to close them;
 //! [`FwdTable::find`] is for the other cases (and checks).
 //!
 //! Unbound rules get **two sockets per port**, `0.0.0.0` and `::` with
@@ -48,9 +52,10 @@
 //! one family (no IPv4-mapped addresses to undo on the hot path), and a
 //! host without IPv6 (or IPv4) just skips that family (`EAFNOSUPPORT`).
 //!
-//! `-T`/`-U` rules are bound to interface `lo` inside the namespace. The
-//! upstream fallback for kernels without unprivileged `SO_BINDTODEVICE`
-//! (explicit 127.0.0.1 and ::1 rules) is left to the caller.
+//! `-T`/`-U` rules are bound to interface `lo` inside the namespace (the
+//! sockets are opened by a thread inside it). Where `SO_BINDTODEVICE` is
+//! not allowed, an unbound `lo` rule binds the loopback address of each
+//! family instead (upstream's fallback), with a warning.
 
 use std::fmt;
 use std::io;
@@ -350,8 +355,21 @@ fn open_one(rule: &FwdRule, addr: SocketAddr, freebind: bool) -> io::Result<Owne
     if v6 {
         sockopt::set_ipv6_v6only(&fd, true)?;
     }
+    let mut addr = addr;
     if let Some(ifname) = &rule.ifname {
-        crate::sys::bind_to_device(&fd, ifname)?;
+        if let Err(e) = crate::sys::bind_to_device(&fd, ifname) {
+            let denied = matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOPROTOOPT));
+            if !(denied && ifname == "lo" && rule.addr.is_none()) {
+                return Err(e);
+            }
+            ::log::warn!("{rule}: can't bind to lo ({e}), binding to the loopback address");
+            let lo = if v6 {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            };
+            addr = SocketAddr::new(lo, addr.port());
+        }
     }
     if freebind {
         if v6 {
