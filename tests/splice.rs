@@ -241,6 +241,50 @@ fn half_close_host_to_namespace() {
     assert_eq!(spliced(&err, "opened"), 1, "{err}");
 }
 
+/// Over IPv6: from the host's ::1 to the namespace's global address.
+#[test]
+fn half_close_host_to_namespace_ipv6() {
+    let tb = Tb::new();
+    let ready = tb.path("ready");
+    let server = Bg::spawn(
+        &tb,
+        "pasta",
+        pasta_sh(
+            &tb,
+            &["-d", "--config-net", "-t", "8080"],
+            &shell(&helper(
+                "halfclose-server",
+                &[
+                    "--listen",
+                    "::",
+                    "8080",
+                    "--size",
+                    REPLY,
+                    "--ready",
+                    ready.to_str().unwrap(),
+                ],
+            )),
+        ),
+    );
+    wait_ready(&ready);
+    let (client, server, err) = pair(
+        host_helper(
+            &tb,
+            "halfclose-client",
+            &["--connect", "::1", "8080", "--size", REPLY],
+        ),
+        server,
+        Duration::from_secs(T),
+    );
+    assert_eq!(line(&client, "reply"), ["reply", REPLY, "ok"], "{client}");
+    assert_eq!(
+        line(&server, "request"),
+        ["request", "1000", "ok", "peer", HOST6],
+        "{server}"
+    );
+    assert_eq!(spliced(&err, "opened"), 1, "{err}");
+}
+
 /// `--no-splice`: the same connection goes through the tap, and the
 /// namespace sees it come from the gateway (the host's loopback mapped).
 #[test]

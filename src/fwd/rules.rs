@@ -736,6 +736,17 @@ mod tests {
     }
 
     #[test]
+    fn listen_refs() {
+        for (rule, v6, port) in [(0, false, 1), (254, true, 65535), (7, false, 8080)] {
+            let r = listen_ref(rule, v6, port);
+            assert_eq!(listen_ref_parts(r), (rule, v6, port));
+            assert!(r < 1 << 31, "bit 31 is free");
+        }
+        assert_ne!(listen_ref(1, false, 80), listen_ref(1, true, 80));
+        assert_ne!(listen_ref(1, false, 80), listen_ref(2, false, 80));
+    }
+
+    #[test]
     fn find_with_mapping() {
         let t = FwdTable {
             rules: vec![rule(Proto::Tcp, None, 22, 80, 32)],
