@@ -285,6 +285,53 @@ fn half_close_host_to_namespace_ipv6() {
     assert_eq!(spliced(&err, "opened"), 1, "{err}");
 }
 
+/// Nothing listens in the namespace: the spliced connect fails, and the
+/// host's client, already accepted by our listener, gets a reset.
+#[test]
+fn refused_in_namespace_resets_host_client() {
+    let tb = Tb::new();
+    let ready = tb.path("ready");
+    let done = tb.path("done");
+    let script = format!(
+        "touch '{}'; until [ -e '{}' ]; do sleep 0.02; done",
+        ready.display(),
+        done.display()
+    );
+    let pasta = Bg::spawn(
+        &tb,
+        "pasta",
+        pasta_sh(&tb, &["-d", "--config-net", "-t", "8080"], &script),
+    );
+    wait_ready(&ready);
+    let t0 = Instant::now();
+    // (socat takes a reset for an end of file: python tells them apart.)
+    let o = run(tb
+        .in_host("timeout")
+        .args([
+            "10",
+            python(),
+            "-c",
+            "import socket\n\
+             c = socket.create_connection(('127.0.0.1', 8080))\n\
+             try:\n    print('data', c.recv(10))\n\
+             except ConnectionResetError:\n    print('reset')",
+        ])
+        .stdin(Stdio::null()));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(out.trim(), "reset");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    std::fs::write(&done, "").unwrap();
+    let (st, _, perr) = pasta.wait(Duration::from_secs(T));
+    assert!(st.success(), "{perr}");
+    assert_eq!(spliced(&perr, "resets"), 1, "{perr}");
+    assert_eq!(spliced(&perr, "closed"), 1, "{perr}");
+}
+
 /// `--no-splice`: the same connection goes through the tap, and the
 /// namespace sees it come from the gateway (the host's loopback mapped).
 #[test]
