@@ -30,6 +30,8 @@ pub enum Kind {
     TcpSock = 7,
     /// A TCP listening socket; the index is the listener.
     TcpListen = 8,
+    /// passt's listening UNIX socket: QEMU connects here.
+    TapListen = 16,
 }
 
 impl Kind {
@@ -43,6 +45,7 @@ impl Kind {
             6 => Kind::Ping,
             7 => Kind::TcpSock,
             8 => Kind::TcpListen,
+            16 => Kind::TapListen,
             _ => return None,
         })
     }
