@@ -216,7 +216,7 @@ impl<'c> Ctx<'c> {
         let mut events: Vec<Event> = Vec::with_capacity(64);
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let timeout = if self.exiting.is_some() {
+            let mut timeout = if self.exiting.is_some() {
                 50
             } else {
                 next_tick
@@ -224,6 +224,10 @@ impl<'c> Ctx<'c> {
                     .as_millis()
                     .min(1000) as i32
             };
+            if let Some(d) = self.tcp.ack_deadline() {
+                let ms = d.saturating_duration_since(Instant::now()).as_millis() as i32;
+                timeout = timeout.min(ms.max(1));
+            }
             if let Err(e) = self.epoll.wait_into(timeout, &mut events) {
                 log::error!("epoll_wait: {e}");
                 return 1;
@@ -237,6 +241,10 @@ impl<'c> Ctx<'c> {
                 }
             }
             let now = Instant::now();
+            if self.tcp.ack_deadline().is_some_and(|d| now >= d) {
+                let (tcp, mut c) = self.tcp_ctx();
+                tcp.flush_delayed_acks(&mut c);
+            }
             if now >= next_tick {
                 self.timer(now);
                 next_tick = now + TICK;

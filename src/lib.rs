@@ -264,7 +264,9 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     let signals = daemon::signals().map_err(|e| format!("signals: {e}"))?;
     log_summary(conf);
 
-    let tcp = tcp_with_listeners(conf)?;
+    let mut tcp = tcp_with_listeners(conf)?;
+    // A VM pays for every ACK: hold them briefly (see `Tcp::ack_delay`).
+    tcp.ack_delay = Some(std::time::Duration::from_millis(10));
     let stream = match conf.fd {
         Some(fd) => {
             let fd = sys::adopt_fd(fd).map_err(|e| format!("--fd {fd}: {e}"))?;

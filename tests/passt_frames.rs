@@ -667,11 +667,23 @@ fn tcp_data_both_ways_zero_window_dup_acks_fin() {
     assert!(dup_done && zero_window_done);
     c.send(&mut g, ACK, &[]);
 
-    // Upload 100 000 bytes, as passt's window allows.
+    // Upload 100 000 bytes, as passt's window allows. The first small
+    // segment alone: its ACK may be delayed, but only briefly.
     let total = 100_000usize;
-    let mut sent = 0usize;
     let base = c.snd_nxt;
-    let mut acked = 0usize;
+    let first: Vec<u8> = (0..100).map(|i| ((i * 7) % 256) as u8).collect();
+    c.send(&mut g, ACK | PSH, &first);
+    let t0 = Instant::now();
+    c.expect(&mut g, "ACK of a lone segment", |s| {
+        s.ack == base.wrapping_add(100)
+    });
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "lone segment acknowledged after {:?}",
+        t0.elapsed()
+    );
+    let mut sent = 100usize;
+    let mut acked = 100usize;
     let deadline = Instant::now() + Duration::from_secs(30);
     while acked < total {
         assert!(
