@@ -24,7 +24,10 @@
 //!   can take data again, a window update followed by duplicate ACKs so
 //!   that the guest retransmits quickly instead of waiting for its RTO.
 //!   Out-of-order segments (after a gap) are dropped and answered with a
-//!   duplicate ACK, as any receiver does.
+//!   duplicate ACK, as any receiver does. In passt (a VM on the other
+//!   end) ACKs for in-sequence data are delayed, as a receiver's are: up
+//!   to 10 ms or 64 KiB ([`Tcp::ack_delay`]); the VM handles fewer ACKs
+//!   and its Nagle algorithm sends fewer, larger segments.
 //!
 //! ## States
 //!
