@@ -35,9 +35,10 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --release --quiet --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
+cargo test --release --quiet --no-fail-fast --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole run.
+# One closing line for the whole run (--no-fail-fast: a failing test file
+# does not hide the results of the files after it).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "passt-rs: %d passed, %d failed\n", p, f }' "$log"
 exit "$rc"
