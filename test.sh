@@ -12,7 +12,7 @@ fi
 
 # Tools the integration tests drive: real clients, no mocks.
 APT_PACKAGES="iproute2 iputils-ping busybox-static isc-dhcp-client ndisc6 socat
-	curl jq iperf3 procps util-linux kmod python3"
+	curl jq iperf3 procps util-linux kmod python3 qemu-system-x86 cpio"
 missing=""
 for p in $APT_PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -35,9 +35,10 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --release --quiet --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
+cargo test --release --quiet --no-fail-fast --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole run.
+# One closing line for the whole run (--no-fail-fast: a failing test file
+# does not hide the results of the files after it).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "passt-rs: %d passed, %d failed\n", p, f }' "$log"
 exit "$rc"

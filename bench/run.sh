@@ -13,6 +13,8 @@
 #   BENCH_OURS=PATH      our pasta binary (default target/release/pasta)
 #   BENCH_SKIP_BUILD=1   use the existing target/release binaries
 #   BENCH_SKIP_INSTALL=1 do not call apt-get
+#   BENCH_NO_PASST=1     skip the passt section (bench/passt-vm.sh: a real
+#                        guest under QEMU, our passt against Debian's)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -42,7 +44,7 @@ LIMIT=$((SECS + 20))
 # ---------------------------------------------------------------- set-up --
 if [ -z "${BENCH_SKIP_INSTALL:-}" ]; then
 	missing=""
-	for p in passt slirp4netns iperf3 jq socat iproute2 procps; do
+	for p in passt slirp4netns iperf3 jq socat iproute2 procps qemu-system-x86 cpio; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 			missing="$missing $p"
 	done
@@ -407,6 +409,12 @@ ours_ver=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" di
 	cat "$TMP/runs.txt"
 	echo '```'
 } >"$TMP/report.md"
+# passt (QEMU socket mode) with a real guest: its own section.
+if [ -z "${BENCH_NO_PASST:-}" ]; then
+	echo "== passt: guest <-> host through the QEMU socket (bench/passt-vm.sh)"
+	BENCH_RUNS=$RUNS "$ROOT/bench/passt-vm.sh" >>"$TMP/report.md" ||
+		printf '\n## passt: guest ↔ host\n\nbench/passt-vm.sh failed.\n' >>"$TMP/report.md"
+fi
 mkdir -p "$(dirname "$OUT")"
 cp "$TMP/report.md" "$OUT"
 echo

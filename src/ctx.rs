@@ -134,8 +134,17 @@ impl<'c> Ctx<'c> {
             };
             epoll.add(q.fd(), EpollRef::new(kind, 0))?;
         }
-        let crate::tap::Backend::Tun(fd) = &tap.backend;
-        epoll.add(fd, EpollRef::new(Kind::Tap, 0))?;
+        match &tap.backend {
+            crate::tap::Backend::Tun(fd) => epoll.add(fd, EpollRef::new(Kind::Tap, 0))?,
+            crate::tap::Backend::Stream(s) => {
+                if let Some(l) = s.listener() {
+                    epoll.add(l, EpollRef::new(Kind::TapListen, 0))?;
+                }
+                if let Some(c) = s.conn() {
+                    epoll.add(c, EpollRef::new(Kind::Tap, 0))?;
+                }
+            }
+        }
         let secs_since_2000 = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs().saturating_sub(946_684_800) as u32)
@@ -210,7 +219,7 @@ impl<'c> Ctx<'c> {
         let mut events: Vec<Event> = Vec::with_capacity(64);
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let timeout = if self.exiting.is_some() {
+            let mut timeout = if self.exiting.is_some() {
                 50
             } else {
                 next_tick
@@ -218,6 +227,10 @@ impl<'c> Ctx<'c> {
                     .as_millis()
                     .min(1000) as i32
             };
+            if let Some(d) = self.tcp.ack_deadline() {
+                let ms = d.saturating_duration_since(Instant::now()).as_millis() as i32;
+                timeout = timeout.min(ms.max(1));
+            }
             if let Err(e) = self.epoll.wait_into(timeout, &mut events) {
                 log::error!("epoll_wait: {e}");
                 return 1;
@@ -231,6 +244,10 @@ impl<'c> Ctx<'c> {
                 }
             }
             let now = Instant::now();
+            if self.tcp.ack_deadline().is_some_and(|d| now >= d) {
+                let (tcp, mut c) = self.tcp_ctx();
+                tcp.flush_delayed_acks(&mut c);
+            }
             if now >= next_tick {
                 self.timer(now);
                 next_tick = now + TICK;
@@ -249,6 +266,7 @@ impl<'c> Ctx<'c> {
     fn handle(&mut self, ev: Event) -> Option<ExitCode> {
         match ev.r.kind {
             Kind::Tap => return self.tap_readable(),
+            Kind::TapListen => self.tap_accept(),
             Kind::Signal => return self.signal(),
             Kind::Child => {
                 if let Some(code) = self.spawned.as_ref().and_then(Spawned::exit_status) {
@@ -330,6 +348,14 @@ impl<'c> Ctx<'c> {
         loop {
             let end = match self.tap.recv(&mut self.rx) {
                 Ok(end) => end,
+                Err(e) if self.tap.stream().is_some() => {
+                    // Frames cut out before the error are still good.
+                    for i in 0..self.rx.len() {
+                        self.frame_in(i);
+                    }
+                    self.rx.clear();
+                    return self.tap_disconnected(&e);
+                }
                 Err(e) => {
                     log::error!("{e}, exiting");
                     return Some(1);
@@ -344,6 +370,51 @@ impl<'c> Ctx<'c> {
                 return None;
             }
         }
+    }
+
+    /// passt: a client connects to the listening socket.
+    fn tap_accept(&mut self) {
+        let Some(s) = self.tap.stream() else {
+            return;
+        };
+        match s.accept() {
+            Ok(crate::tap::stream::Accepted::New) => {
+                if let Some(c) = s.conn() {
+                    if let Err(e) = self.epoll.add(c, EpollRef::new(Kind::Tap, 0)) {
+                        log::error!("Can't watch the guest socket: {e}");
+                        s.disconnect();
+                        return;
+                    }
+                }
+                log::info!("Client connected");
+                self.guest.mac = [0xff; 6];
+                self.probe_guest();
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("Accepting a guest connection failed: {e}"),
+        }
+    }
+
+    /// passt: the client went away, or broke the framing. Wait for the
+    /// next one, or exit with `--one-off`.
+    fn tap_disconnected(&mut self, why: &io::Error) -> Option<ExitCode> {
+        if why.kind() == io::ErrorKind::UnexpectedEof {
+            log::info!("{why}");
+        } else {
+            log::warn!("{why}, resetting the connection");
+        }
+        let one_off = self.conf.passt.as_ref().is_some_and(|p| p.one_off);
+        if let Some(s) = self.tap.stream() {
+            if let Some(c) = s.disconnect() {
+                let _ = self.epoll.del(&c);
+            }
+        }
+        self.tap.tx.clear_all();
+        if one_off {
+            log::info!("Exiting after the client's disconnection (--one-off)");
+            return Some(0);
+        }
+        None
     }
 
     /// One frame from the guest, by index in the receive batch.

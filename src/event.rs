@@ -37,6 +37,8 @@ pub enum Kind {
     /// A TCP listening socket in pasta's namespace (`-T`); the index as
     /// for [`Kind::TcpListen`].
     TcpListenNs = 14,
+    /// passt's listening UNIX socket: QEMU connects here.
+    TapListen = 16,
 }
 
 impl Kind {
@@ -52,6 +54,7 @@ impl Kind {
             8 => Kind::TcpListen,
             12 => Kind::TcpSplice,
             14 => Kind::TcpListenNs,
+            16 => Kind::TapListen,
             _ => return None,
         })
     }

@@ -96,10 +96,13 @@ pub fn main() -> i32 {
                 1
             }
         },
-        Mode::Passt => {
-            eprintln!("passt mode (QEMU socket, --fd, vhost-user): not supported yet");
-            1
-        }
+        Mode::Passt => match run_passt(&conf) {
+            Ok(code) => code,
+            Err(e) => {
+                ::log::error!("{e}");
+                1
+            }
+        },
     }
 }
 
@@ -296,6 +299,65 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
         Some(conf::NsTarget::Spawn { .. })
     ) {
         log::stop_stderr();
+    }
+    let code = ctx.run();
+    log::sync();
+    Ok(code)
+}
+
+/// passt: the QEMU socket (listening, or `--fd`), privileges, daemon, loop.
+fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
+    if conf.passt.as_ref().is_some_and(|p| p.vhost_user) {
+        return Err("vhost-user: not supported yet".into());
+    }
+    log::configure(conf.log_level, conf.log_file.as_deref(), conf.log_size)
+        .map_err(|e| format!("Couldn't open log file: {e}"))?;
+    let pid_file = match &conf.pid_file {
+        Some(p) => Some(
+            daemon::open_pid_file(p)
+                .map_err(|e| format!("Couldn't open PID file {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let pcap = match &conf.pcap {
+        Some(p) => Some(
+            pcap::Pcap::open(p)
+                .map_err(|e| format!("Couldn't open pcap file {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let signals = daemon::signals().map_err(|e| format!("signals: {e}"))?;
+    log_summary(conf);
+
+    let (mut tcp, _tables) = tcp_with_listeners(conf)?;
+    // A VM pays for every ACK: hold them briefly (see `Tcp::ack_delay`).
+    tcp.ack_delay = Some(std::time::Duration::from_millis(10));
+    let stream = match conf.fd {
+        Some(fd) => {
+            let fd = sys::adopt_fd(fd).map_err(|e| format!("--fd {fd}: {e}"))?;
+            tap::stream::Stream::connected(fd)?
+        }
+        None => {
+            let path = conf.passt.as_ref().and_then(|p| p.socket.as_deref());
+            let (l, path) = tap::stream::listen(path)?;
+            tap::stream::announce(&path);
+            tap::stream::Stream::listening(l, path)
+        }
+    };
+    let connected = stream.is_connected();
+
+    isolation::switch_user(conf);
+    isolation::drop_caps(conf);
+    let epoll = event::Epoll::new()?;
+    daemon::daemonize(conf.foreground, pid_file)?;
+    isolation::detach_filesystem();
+    isolation::lock_down();
+
+    let mut guest_link = tap::Tap::new(tap::Backend::Stream(stream));
+    guest_link.pcap = pcap;
+    let mut ctx = ctx::Ctx::new(conf, epoll, guest_link, None, signals, None, None, tcp)?;
+    if connected {
+        ctx.probe_guest();
     }
     let code = ctx.run();
     log::sync();

@@ -2,8 +2,9 @@
 //!
 //! A backend moves whole Ethernet frames between the guest and us. pasta's
 //! backend is a tap device in the namespace (one `read()` or `write()` per
-//! frame, as the tun driver wants); passt's QEMU stream socket and
-//! vhost-user come next behind the same two structures:
+//! frame, as the tun driver wants); passt's is QEMU's stream socket
+//! ([`stream`]: length-prefixed frames, read in big chunks and written
+//! with `writev()`); vhost-user comes next behind the same two structures:
 //!
 //! - [`RxBatch`]: one preallocated buffer (8 MiB) and a table of frame
 //!   extents; a batch is read until the backend would block or the buffer
@@ -16,6 +17,8 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+
+pub mod stream;
 
 /// Length of the `virtio_net_hdr` before each frame on the tap.
 pub const VNET_HDR_LEN: usize = 10;
@@ -31,11 +34,11 @@ pub const FRAME_MIN: usize = 14;
 /// Receive buffer size, as upstream's packet buffer.
 const RX_BUF: usize = 8 << 20;
 /// Most frames in one receive batch.
-const RX_FRAMES: usize = 4096;
+pub(crate) const RX_FRAMES: usize = 4096;
 /// Transmit buffer size.
 const TX_BUF: usize = 4 << 20;
 /// Most frames queued before a flush.
-const TX_FRAMES: usize = 1024;
+pub(crate) const TX_FRAMES: usize = 1024;
 
 /// Counters of the tap path, for `--stats`-like dumps and tests.
 #[derive(Clone, Copy, Debug, Default)]
@@ -52,6 +55,8 @@ pub struct TapStats {
 pub enum Backend {
     /// A tap device (pasta), non-blocking.
     Tun(OwnedFd),
+    /// passt: QEMU's stream socket (see [`stream`]).
+    Stream(stream::Stream),
 }
 
 /// Why reading from the guest stopped.
@@ -236,6 +241,11 @@ impl TxQueue {
         self.frames.clear();
         self.used = 0;
     }
+
+    /// Drops every queued frame (the guest is gone).
+    pub fn clear_all(&mut self) {
+        self.clear();
+    }
 }
 
 /// The guest's link: a backend plus its transmit queue and counters.
@@ -261,7 +271,10 @@ impl Tap {
     /// block or the batch is full. An EOF is an error: the guest is gone.
     pub fn recv(&mut self, rx: &mut RxBatch) -> io::Result<RxEnd> {
         rx.clear();
-        let Backend::Tun(fd) = &self.backend;
+        let fd = match &mut self.backend {
+            Backend::Tun(fd) => &*fd,
+            Backend::Stream(s) => return s.recv(rx, &mut self.stats, self.pcap.as_mut()),
+        };
         loop {
             let Some(space) = rx.space() else {
                 return Ok(RxEnd::Full);
@@ -299,7 +312,12 @@ impl Tap {
     /// take now (full queue, no buffer) are dropped and counted, as a
     /// network card would: TCP recovers them, everything else is datagrams.
     pub fn flush(&mut self) {
-        let Backend::Tun(fd) = &self.backend;
+        let fd = match &mut self.backend {
+            Backend::Tun(fd) => &*fd,
+            Backend::Stream(s) => {
+                return s.flush(&mut self.tx, &mut self.stats, self.pcap.as_mut())
+            }
+        };
         for f in &self.tx.frames {
             let (off, len) = (f.off, f.len);
             let frame = &self.tx.buf[off as usize..(off + len) as usize];
@@ -328,6 +346,14 @@ impl Tap {
             }
         }
         self.tx.clear();
+    }
+
+    /// The stream backend (passt), if that is ours.
+    pub fn stream(&mut self) -> Option<&mut stream::Stream> {
+        match &mut self.backend {
+            Backend::Stream(s) => Some(s),
+            Backend::Tun(_) => None,
+        }
     }
 
     /// Queues one frame built by `build` (which returns its length, or None

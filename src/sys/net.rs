@@ -25,3 +25,22 @@ pub fn bind_to_device(fd: impl AsFd, name: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Takes ownership of descriptor `fd` inherited from our caller (`--fd`),
+/// after checking that it is open. The caller must not use the number
+/// again: the descriptor is closed when the returned value is dropped.
+pub fn adopt_fd(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: F_GETFD only reads the descriptor's flags; an invalid number
+    // fails with EBADF and touches nothing.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to us
+    // by the process that started us; nothing else in this process owns
+    // it, since the configuration's number is used only here, once.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

@@ -41,6 +41,8 @@ pub const ACK_TO_TAP_DUE: u8 = 1 << 1;
 pub const DROPPED_FROM_TAP: u8 = 1 << 2;
 /// We advertised a small window: tell the guest when the socket drains.
 pub const WND_UPDATE_DUE: u8 = 1 << 3;
+/// An ACK to the guest is held back briefly (see `Tcp::ack_delay`).
+pub const ACK_DELAYED: u8 = 1 << 4;
 
 // TCP header flags.
 pub const FIN: u8 = 0x01;

@@ -24,7 +24,10 @@
 //!   can take data again, a window update followed by duplicate ACKs so
 //!   that the guest retransmits quickly instead of waiting for its RTO.
 //!   Out-of-order segments (after a gap) are dropped and answered with a
-//!   duplicate ACK, as any receiver does.
+//!   duplicate ACK, as any receiver does. In passt (a VM on the other
+//!   end) ACKs for in-sequence data are delayed, as a receiver's are: up
+//!   to 10 ms or 64 KiB ([`Tcp::ack_delay`]); the VM handles fewer ACKs
+//!   and its Nagle algorithm sends fewer, larger segments.
 //!
 //! ## States
 //!
@@ -113,6 +116,9 @@ const TAP_QUEUE_FRAMES: u32 = 700;
 const PEEK_FRAMES: usize = 64;
 /// Duplicate ACKs from the guest that make us retransmit.
 const DUP_ACK_THRESHOLD: u8 = 3;
+/// With delayed ACKs, ACK at once when this much guest data is
+/// unacknowledged.
+const ACK_DELAY_BYTES: u32 = 64 << 10;
 
 /// A listening socket for inbound connections (`-t` on the host, `-T` in
 /// the namespace), and the port its connections go to.
@@ -163,6 +169,15 @@ pub struct Tcp {
     closing: Vec<u32>,
     /// Connections owing the guest an ACK, sent at the end of a batch.
     ack_due: Vec<u32>,
+    /// passt: hold ACKs for in-sequence guest data up to this long (or
+    /// until [`ACK_DELAY_BYTES`] are unacknowledged), as a receiver's
+    /// delayed ACK does. A VM pays for each ACK (an interrupt, a pass
+    /// through its stack) and, with fewer ACKs, Nagle's algorithm in the
+    /// guest merges small writes into larger segments. None: ACK every
+    /// batch (pasta, whose guest is the host kernel).
+    pub ack_delay: Option<Duration>,
+    ack_delayed: Vec<u32>,
+    ack_deadline: Option<Instant>,
     peek_off: bool,
     /// Fallback for kernels without `SO_PEEK_OFF` on TCP: already-sent
     /// bytes are peeked into this and thrown away.
@@ -204,6 +219,9 @@ impl Tcp {
             splice: splice::Splice::new(None),
             closing: Vec::with_capacity(1024),
             ack_due: Vec::with_capacity(1024),
+            ack_delay: None,
+            ack_delayed: Vec::with_capacity(1024),
+            ack_deadline: None,
             peek_off: probe_peek_off(),
             discard: Vec::new(),
             isn_key,
@@ -582,6 +600,7 @@ impl Tcp {
         };
         let payload = seg.payload();
         let mut need_ack = false;
+        let mut delay_ack = false;
 
         // ACK processing.
         if seg.ack_flag() {
@@ -657,8 +676,14 @@ impl Tcp {
                         if n < data.len() {
                             fin_in_seq = false;
                             self.partial(c.flows, c.epoll, idx);
+                            need_ack = true;
+                        } else if self.ack_delay.is_some()
+                            && conn.seq_from_tap.wrapping_sub(conn.seq_ack_to_tap) < ACK_DELAY_BYTES
+                        {
+                            delay_ack = true;
+                        } else {
+                            need_ack = true;
                         }
-                        need_ack = true;
                     }
                     Err(rustix::io::Errno::AGAIN) => {
                         fin_in_seq = false;
@@ -691,6 +716,8 @@ impl Tcp {
         }
         if need_ack {
             self.queue_ack(c.flows, idx);
+        } else if delay_ack {
+            self.delay_ack(c.flows, idx);
         }
         self.check_closed(c.flows, idx);
         // The guest's window may have opened: send what we can.
@@ -733,6 +760,46 @@ impl Tcp {
         }
         conn.flags &= !ACK_TO_TAP_DUE;
         watch_window(c.epoll, conn, idx);
+    }
+
+    fn delay_ack(&mut self, flows: &mut Flows, idx: u32) {
+        let (Some(delay), Some(conn)) = (self.ack_delay, flows.tcp_mut(idx)) else {
+            return;
+        };
+        if conn.flags & ACK_DELAYED != 0 {
+            return;
+        }
+        if self.ack_delayed.len() >= self.ack_delayed.capacity() {
+            self.queue_ack(flows, idx);
+            return;
+        }
+        conn.flags |= ACK_DELAYED;
+        self.ack_delayed.push(idx);
+        if self.ack_deadline.is_none() {
+            self.ack_deadline = Some(Instant::now() + delay);
+        }
+    }
+
+    /// When the held-back ACKs are due, if any.
+    pub fn ack_deadline(&self) -> Option<Instant> {
+        self.ack_deadline
+    }
+
+    /// Sends the held-back ACKs (those not already covered by a later
+    /// segment to the guest).
+    pub fn flush_delayed_acks(&mut self, c: &mut TcpCtx<'_>) {
+        self.ack_deadline = None;
+        while let Some(idx) = self.ack_delayed.pop() {
+            let Some(conn) = c.flows.tcp_mut(idx) else {
+                continue;
+            };
+            if conn.flags & ACK_DELAYED != 0 {
+                conn.flags &= !ACK_DELAYED;
+                if conn.events & CLOSED == 0 {
+                    self.send_ack(c, idx, false);
+                }
+            }
+        }
     }
 
     /// Sends the ACKs owed after a batch of guest segments.
