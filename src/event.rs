@@ -30,6 +30,10 @@ pub enum Kind {
     TcpSock = 7,
     /// A TCP listening socket; the index is the listener.
     TcpListen = 8,
+    /// A UDP flow's socket; the index is `flow << 1 | side`.
+    UdpSock = 9,
+    /// A UDP listening socket (`-u`, `-U`); the index is the listener.
+    UdpListen = 10,
 }
 
 impl Kind {
@@ -43,6 +47,8 @@ impl Kind {
             6 => Kind::Ping,
             7 => Kind::TcpSock,
             8 => Kind::TcpListen,
+            9 => Kind::UdpSock,
+            10 => Kind::UdpListen,
             _ => return None,
         })
     }

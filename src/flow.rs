@@ -513,6 +513,8 @@ pub enum Flow {
     Tcp(crate::tcp::TcpConn),
     /// An ICMP/ICMPv6 echo flow through a ping socket.
     Ping(crate::icmp::PingFlow),
+    /// A UDP flow (tap or spliced).
+    Udp(crate::udp::UdpFlow),
 }
 
 /// The flow table of one loop.
@@ -530,6 +532,13 @@ impl FlowTable<Flow> {
     pub fn tcp_mut(&mut self, idx: u32) -> Option<&mut crate::tcp::TcpConn> {
         match self.get_mut(idx)? {
             Flow::Tcp(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn udp_mut(&mut self, idx: u32) -> Option<&mut crate::udp::UdpFlow> {
+        match self.get_mut(idx)? {
+            Flow::Udp(f) => Some(f),
             _ => None,
         }
     }

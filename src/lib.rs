@@ -24,6 +24,7 @@ pub mod pcap;
 pub mod sys;
 pub mod tap;
 pub mod tcp;
+pub mod udp;
 pub mod wire;
 
 use conf::cli::Parsed;
@@ -173,6 +174,21 @@ fn tcp_with_listeners(conf: &Config) -> Result<tcp::Tcp, Box<dyn std::error::Err
     Ok(tcp::Tcp::new(conf, listeners))
 }
 
+/// UDP listening sockets of the table of `-u` rules (on the host, when
+/// `netns` is None) or of `-U` rules (inside the namespace).
+fn udp_listeners(
+    conf: &Config,
+    netns: Option<&pasta::NetNs>,
+) -> Result<Vec<udp::UdpListener>, Box<dyn std::error::Error>> {
+    let tables = fwd::rules::build(conf)?;
+    let table = if netns.is_some() {
+        &tables.splice
+    } else {
+        &tables.host
+    };
+    udp::open_table(conf, table, netns)
+}
+
 /// pasta: namespace, tap, privileges, daemon, loop.
 fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     log::configure(conf.log_level, conf.log_file.as_deref(), conf.log_size)
@@ -195,10 +211,12 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     log_summary(conf);
 
     let tcp = tcp_with_listeners(conf)?;
+    let mut udp_listen = udp_listeners(conf, None)?;
     let routes = pasta::host_routes(conf)?;
     let ns = pasta::setup(conf)?;
     let tap = pasta::tap_setup(conf, &ns.netns, routes)?;
     ::log::info!("Namespace interface: {}", tap.ifname);
+    udp_listen.extend(udp_listeners(conf, Some(&ns.netns))?);
 
     isolation::switch_user(conf);
     isolation::drop_caps(conf);
@@ -222,6 +240,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     )?;
     ctx.guest.addr6_ll_seen = tap.ll6;
     ctx.netns = Some(ns.netns);
+    ctx.udp.add_listeners(&ctx.epoll, udp_listen)?;
     if configured {
         ctx.probe_guest();
     }

@@ -10,6 +10,7 @@ pub mod net;
 pub mod process;
 pub mod tcp;
 pub mod tun;
+pub mod udp;
 
 pub use net::*;
 pub use process::*;
