@@ -327,3 +327,86 @@ pub fn recv_err(fd: impl AsFd, buf: &mut [u8]) -> io::Result<Option<SockErr>> {
         len,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn batches_round_trip_on_loopback() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        let msgs: [&[u8]; 3] = [b"one", b"", b"three!"];
+        assert_eq!(sendmmsg_slices(&a, &msgs).unwrap(), 3);
+        let mut region = vec![0u8; 4 * 16];
+        let mut lens = [0usize; 4];
+        let mut addrs = [None; 4];
+        b.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut got = 0;
+        for _ in 0..100 {
+            got += recvmmsg_strided(
+                &b,
+                &mut region[got * 16..],
+                16,
+                4,
+                8,
+                &mut lens[got..],
+                Some(&mut addrs[got..]),
+            )
+            .unwrap();
+            if got == 3 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(got, 3);
+        assert_eq!(&lens[..3], &[3, 0, 6]);
+        assert_eq!(&region[4..7], b"one");
+        assert_eq!(&region[32 + 4..32 + 10], b"three!");
+        assert_eq!(addrs[0], Some(a.local_addr().unwrap()));
+        // Too long for its 8-byte slot: marked truncated.
+        sendmmsg_slices(&a, &[b"0123456789"]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let n = recvmmsg_strided(&b, &mut region, 16, 4, 8, &mut lens, None).unwrap();
+        assert_eq!((n, lens[0]), (1, TRUNCATED));
+        // Nothing queued: zero, not an error.
+        assert_eq!(
+            recvmmsg_strided(&b, &mut region, 16, 4, 8, &mut lens, None).unwrap(),
+            0
+        );
+        // Bad geometry is refused.
+        assert!(recvmmsg_strided(&b, &mut region, 8, 4, 8, &mut lens, None).is_err());
+    }
+
+    #[test]
+    fn port_unreachable_reaches_the_error_queue() {
+        let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_recverr(&s, false).unwrap();
+        s.connect(("127.0.0.1", port)).unwrap();
+        s.send(b"hello?").unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = None;
+        for _ in 0..100 {
+            if let Some(e) = recv_err(&s, &mut buf).unwrap() {
+                got = Some(e);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let e = got.expect("an error queued");
+        assert_eq!(e.errno, libc::ECONNREFUSED);
+        assert_eq!(
+            (e.origin, e.icmp_type, e.icmp_code),
+            (SO_EE_ORIGIN_ICMP, 3, 3)
+        );
+        assert_eq!(e.offender, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(&buf[..e.len], b"hello?");
+        assert_eq!(recv_err(&s, &mut buf).unwrap(), None);
+    }
+}

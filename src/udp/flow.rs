@@ -9,6 +9,9 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
 use crate::flow::{FlowKey, FlowSide, Pif};
 
+/// Receive buffer asked for flow sockets.
+pub const SOCK_BUF: usize = 4 << 20;
+
 /// IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
 
@@ -94,6 +97,9 @@ pub fn open_connected(spec: &SockSpec<'_>) -> io::Result<(OwnedFd, SocketAddr)> 
     if spec.reuse {
         crate::sys::udp::set_reuseaddr(&s)?;
     }
+    // Room for bursts while the other side is busy (capped by
+    // net.core.rmem_max).
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&s, SOCK_BUF);
     if spec.recverr {
         crate::sys::udp::set_recverr(&s, v6)?;
     }
