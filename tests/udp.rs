@@ -423,3 +423,19 @@ fn podman_command_line_with_inbound_udp() {
     let out = client_from(&mut tb.in_remote("python3"), HOST6, 5353, 44002);
     assert!(out.contains("ok 15 44002"), "{out}");
 }
+
+#[test]
+fn guest_ttl_applies_and_time_exceeded_comes_back() {
+    let tb = Testbed::new();
+    // The remote host routes 203.0.113.0/24 onwards: a datagram arriving
+    // with TTL 1 gets "time exceeded" from it instead.
+    must(tb.in_remote("sh").arg("-c").arg(format!(
+        "sysctl -qw net.ipv4.ip_forward=1 && ip route add 203.0.113.0/24 via {HOST4}"
+    )));
+    let out = in_pasta(
+        &tb,
+        &["--no-map-gw"],
+        &format!("python3 {} ttl 203.0.113.9 33434", helper()),
+    );
+    assert_eq!(out.trim(), format!("icmp type 11 code 0 from {REMOTE4}"));
+}

@@ -9,6 +9,8 @@
   many ADDR PORT FLOWS                     one socket per flow, all at once
   refused ADDR PORT                        connected socket: expect
                                            ECONNREFUSED after a send
+  ttl ADDR PORT                            send with TTL 1, report the ICMP
+                                           error (type, code, offender)
   bindable PORT                            exit 0 if UDP PORT can be bound
 
 Results go to stdout as one line of words, errors to stderr with a
@@ -145,6 +147,33 @@ def refused(args):
     sys.exit(1)
 
 
+IP_RECVERR = 11  # linux/in.h
+
+
+def ttl(args):
+    """Sends with TTL 1 and reports the ICMP error queued: type, code and
+    who sent it (IPv4)."""
+    import struct
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+    for _ in range(10):
+        s.sendto(b"probe", (args.addr, args.port))
+        r, _, x = select.select([], [], [s], 1.0)
+        try:
+            _, anc, _, _ = s.recvmsg(512, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            continue
+        for level, kind, data in anc:
+            if level == socket.IPPROTO_IP and kind == IP_RECVERR:
+                _, origin, icmp_type, code = struct.unpack("=IBBB", data[:7])
+                offender = socket.inet_ntoa(data[16 + 4 : 16 + 8])
+                print("icmp type %d code %d from %s" % (icmp_type, code, offender))
+                return
+    print("no ICMP error", file=sys.stderr)
+    sys.exit(1)
+
+
 def bindable(args):
     for addr in ["0.0.0.0"]:
         s = socket.socket(family_of(addr), socket.SOCK_DGRAM)
@@ -179,10 +208,14 @@ def main():
     r = sub.add_parser("refused")
     r.add_argument("addr")
     r.add_argument("port", type=int)
+    t = sub.add_parser("ttl")
+    t.add_argument("addr")
+    t.add_argument("port", type=int)
     b = sub.add_parser("bindable")
     b.add_argument("port", type=int)
     args = p.parse_args()
-    {"echo": echo, "client": client, "many": many, "refused": refused, "bindable": bindable}[
+    {"echo": echo, "client": client, "many": many, "refused": refused, "bindable": bindable,
+     "ttl": ttl}[
         args.mode
     ](args)
 

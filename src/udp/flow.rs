@@ -32,6 +32,30 @@ pub struct UdpFlow {
     pub last: Instant,
     /// Datagrams from each side, saturating at 255.
     pub activity: [u8; 2],
+    /// The guest's TTL / hop limit last applied to the host socket (0:
+    /// none yet), so traceroute from the guest works.
+    pub ttl: u8,
+}
+
+impl UdpFlow {
+    /// Applies the guest's TTL (hop limit) to side `s`'s socket if it
+    /// changed.
+    pub fn apply_ttl(&mut self, s: usize, ttl: u8) {
+        if ttl == self.ttl || ttl == 0 {
+            return;
+        }
+        let Some(sock) = self.sock[s].as_ref() else {
+            return;
+        };
+        let r = if self.side[s].eaddr.is_ipv6() {
+            rustix::net::sockopt::set_ipv6_unicast_hops(sock, Some(ttl))
+        } else {
+            rustix::net::sockopt::set_ip_ttl(sock, u32::from(ttl))
+        };
+        if r.is_ok() {
+            self.ttl = ttl;
+        }
+    }
 }
 
 impl UdpFlow {
@@ -161,6 +185,7 @@ mod tests {
             sock: [None, None],
             last: Instant::now(),
             activity: [0, 0],
+            ttl: 0,
         }
     }
 

@@ -288,7 +288,18 @@ impl Udp {
             self.stats.dropped += 1;
             return;
         }
-        let base = rx.frame(frame).as_ptr() as usize;
+        let bytes = rx.frame(frame);
+        if f.pif[other] == Pif::Host {
+            // The classifier checked the headers: TTL or hop limit at its
+            // fixed offset.
+            let at = if src.is_ipv6() {
+                build::IP_OFFSET + 7
+            } else {
+                build::IP_OFFSET + 8
+            };
+            f.apply_ttl(other, bytes.get(at).copied().unwrap_or(0));
+        }
+        let base = bytes.as_ptr() as usize;
         let off = (payload.as_ptr() as usize).wrapping_sub(base);
         if self.pending.len() >= PENDING_MAX {
             self.flush_from_tap(c.flows, rx);
@@ -793,6 +804,7 @@ fn flow_from_tap(c: &mut UdpCtx<'_>, key: FlowKey, stats: &mut UdpStats) -> Opti
         sock: [None, Some(sock)],
         last: Instant::now(),
         activity: [0, 0],
+        ttl: 0,
     };
     insert(c, flow, stats)
 }
@@ -941,6 +953,7 @@ fn flow_from_listener(
         sock: [Some(ini_sock), tgt_sock],
         last: Instant::now(),
         activity: [0, 0],
+        ttl: 0,
     };
     insert(c, flow, stats).map(|i| (i, 0))
 }
