@@ -439,3 +439,51 @@ fn guest_ttl_applies_and_time_exceeded_comes_back() {
     );
     assert_eq!(out.trim(), format!("icmp type 11 code 0 from {REMOTE4}"));
 }
+
+/// Bursts of equal-size datagrams leave as GSO super-datagrams: every
+/// datagram must still arrive whole, in order, at the remote host.
+#[test]
+fn bursts_arrive_intact_and_in_order() {
+    let tb = Testbed::new();
+    for (bind, size) in [(BEYOND4, 1400), (BEYOND6, 1200), (BEYOND4, 100)] {
+        let ready = tb.path("sink.ready");
+        let _ = std::fs::remove_file(&ready);
+        let sink = tb
+            .in_remote("python3")
+            .args([
+                &helper(),
+                "sink",
+                bind,
+                "7100",
+                &size.to_string(),
+                "--ready",
+            ])
+            .arg(&ready)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sink");
+        let mut sink = Guard(sink);
+        wait_for("the sink", T, || ready.exists());
+        let out = in_pasta(
+            &tb,
+            &[],
+            &format!("python3 {} burst {bind} 7100 2000 {size}", helper()),
+        );
+        assert!(out.contains("sent 2000"), "{out}");
+        let mut line = String::new();
+        let stdout = sink.0.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("sink result");
+        let w: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(w.len(), 6, "{line}");
+        let (good, bad, reordered): (u32, u32, u32) = (
+            w[1].parse().unwrap(),
+            w[3].parse().unwrap(),
+            w[5].parse().unwrap(),
+        );
+        assert_eq!((bad, reordered), (0, 0), "{line}");
+        // UDP may lose some under load; nearly all must arrive.
+        assert!(good >= 1800, "{line}");
+    }
+}

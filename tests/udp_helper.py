@@ -11,6 +11,8 @@
                                            ECONNREFUSED after a send
   ttl ADDR PORT                            send with TTL 1, report the ICMP
                                            error (type, code, offender)
+  sink BIND PORT SIZE [--ready F]          count and check datagrams from burst
+  burst ADDR PORT COUNT SIZE               numbered datagrams back to back
   bindable PORT                            exit 0 if UDP PORT can be bound
 
 Results go to stdout as one line of words, errors to stderr with a
@@ -174,6 +176,51 @@ def ttl(args):
     sys.exit(1)
 
 
+def sink(args):
+    """Counts datagrams made by `burst`, checking each one's contents;
+    prints the count and the number of bad ones after `--idle` seconds
+    without traffic (once something arrived)."""
+    s = socket.socket(family_of(args.bind), socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+    s.bind((args.bind, args.port))
+    ready(args.ready)
+    good = bad = 0
+    last = -1
+    reordered = 0
+    while True:
+        r, _, _ = select.select([s], [], [], args.idle if good + bad else None)
+        if not r:
+            break
+        data = s.recv(65535)
+        try:
+            i = int(data[:8])
+        except ValueError:
+            bad += 1
+            continue
+        if data == payload(i, len(data)) and len(data) == args.size:
+            good += 1
+            reordered += i < last
+            last = i
+        else:
+            bad += 1
+    print("good %d bad %d reordered %d" % (good, bad, reordered), flush=True)
+
+
+def burst(args):
+    """Sends COUNT numbered datagrams of SIZE bytes back to back."""
+    s = socket.socket(family_of(args.addr), socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    s.connect((args.addr, args.port))
+    for i in range(args.count):
+        while True:
+            try:
+                s.send(payload(i, args.size))
+                break
+            except BlockingIOError:
+                time.sleep(0.001)
+    print("sent %d" % args.count, flush=True)
+
+
 def bindable(args):
     for addr in ["0.0.0.0"]:
         s = socket.socket(family_of(addr), socket.SOCK_DGRAM)
@@ -211,11 +258,22 @@ def main():
     t = sub.add_parser("ttl")
     t.add_argument("addr")
     t.add_argument("port", type=int)
+    k = sub.add_parser("sink")
+    k.add_argument("bind")
+    k.add_argument("port", type=int)
+    k.add_argument("size", type=int)
+    k.add_argument("--ready")
+    k.add_argument("--idle", type=float, default=2.0)
+    u = sub.add_parser("burst")
+    u.add_argument("addr")
+    u.add_argument("port", type=int)
+    u.add_argument("count", type=int)
+    u.add_argument("size", type=int)
     b = sub.add_parser("bindable")
     b.add_argument("port", type=int)
     args = p.parse_args()
     {"echo": echo, "client": client, "many": many, "refused": refused, "bindable": bindable,
-     "ttl": ttl}[
+     "ttl": ttl, "sink": sink, "burst": burst}[
         args.mode
     ](args)
 

@@ -203,6 +203,66 @@ pub fn sendmmsg_slices(fd: impl AsFd, bufs: &[&[u8]]) -> io::Result<usize> {
     }
 }
 
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a GSO send.
+const UDP_SEGMENT: i32 = 103;
+
+/// Most segments in one GSO send (the kernel's `UDP_MAX_SEGMENTS`).
+pub const GSO_MAX_SEGS: usize = 64;
+
+/// Sends `bufs` as one UDP GSO super-datagram on a connected socket: the
+/// kernel cuts it into datagrams of `seg` bytes (the last one may be
+/// shorter), with one trip through the stack for all of them. Every
+/// buffer but the last must be exactly `seg` bytes, at most
+/// [`GSO_MAX_SEGS`] of them. Errors (EINVAL above the path MTU, EIO
+/// without checksum offload) leave the caller to send them one by one.
+pub fn send_gso(fd: impl AsFd, bufs: &[&[u8]], seg: u16) -> io::Result<usize> {
+    let n = bufs.len().min(GSO_MAX_SEGS);
+    // SAFETY: all-zero is a valid value for these plain C structures.
+    let mut iovs: [libc::iovec; GSO_MAX_SEGS] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        iovs[i] = libc::iovec {
+            iov_base: bufs[i].as_ptr() as *mut libc::c_void,
+            iov_len: bufs[i].len(),
+        };
+    }
+    let mut control = [0u64; 4];
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iovs.as_mut_ptr();
+    msg.msg_iovlen = n as _;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+    // SAFETY: the control buffer (32 bytes, aligned) holds CMSG_SPACE(2)
+    // bytes, so the first header and its 2 data bytes are within it.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+    }
+    loop {
+        // SAFETY: `msg` points to `iovs` (borrowed slices the kernel only
+        // reads) and `control`, which outlive the call.
+        let rc = unsafe {
+            libc::sendmsg(
+                fd.as_fd().as_raw_fd(),
+                &msg,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(n);
+    }
+}
+
 /// One error from a socket's error queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SockErr {

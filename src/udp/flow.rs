@@ -35,6 +35,9 @@ pub struct UdpFlow {
     /// The guest's TTL / hop limit last applied to the host socket (0:
     /// none yet), so traceroute from the guest works.
     pub ttl: u8,
+    /// Runs of equal-size datagrams go out as UDP GSO sends (cleared
+    /// when the kernel refuses one).
+    pub gso: bool,
 }
 
 impl UdpFlow {
@@ -186,6 +189,7 @@ mod tests {
             last: Instant::now(),
             activity: [0, 0],
             ttl: 0,
+            gso: true,
         }
     }
 
