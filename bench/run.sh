@@ -325,6 +325,129 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 teardown
 
+# ------------------------------------------------------------------ UDP --
+# UDP through the tap path, ours and Debian's pasta side by side (see
+# bench/README.md): iperf3 -u at unlimited rate with 1400- and 32000-byte
+# datagrams, namespace→host (guest to the gateway, i.e. the host's loopback)
+# and host→namespace (remote namespace to the host's address, port 5201
+# forwarded with -t and -u), received rate and loss; and udp_rr, 1-byte
+# request/response from the guest to the host through the gateway.
+UDP_TOOLS=${BENCH_UDP_TOOLS:-"ours debian"}
+UDP_CASES=${BENCH_UDP_CASES:-"udp_out1400 udp_in1400 udp_out32000 udp_in32000 udp_rr"}
+UDP_RR=$ROOT/target/release/examples/udp_rr
+
+udp_listening() { # NS PORT
+	ip netns exec "$1" ss -Huln "sport = :$2" | grep -q .
+}
+
+# One UDP measurement: sets VAL (Gbit/s received, or transactions/s).
+udp_measure() {
+	local tool=$1 case=$2 out=$TMP/client.out bin srv cli addr port len
+	VAL=fail
+	: >"$TMP/note"
+	teardown
+	setup_ns 65520 || return
+	bin=$OURS
+	[ "$tool" = debian ] && bin=$DEBIAN_PASTA
+	spawn ip netns exec "$H" timeout $((LIMIT * 2)) "$bin" --runas 0 --config-net \
+		--netns "/run/netns/$G" -f -q -t 5201 -u 5201 -T none -U none >"$TMP/$tool.log" 2>&1
+	wait_for 100 sh -c "ip -n $G -4 route show default | grep -q ." || {
+		echo "no guest route: $(tail -n1 "$TMP/$tool.log" 2>/dev/null)" >"$TMP/note"
+		return
+	}
+	case $case in
+	udp_in*) srv=$G cli=$R addr=$HOST_IP port=5201 ;;
+	udp_rr) srv=$H cli=$G addr=$HOST_GW port=5300 ;;
+	*) srv=$H cli=$G addr=$HOST_GW port=5202 ;;
+	esac
+	len=${case##*[a-z]}
+	if [ "$case" = udp_rr ]; then
+		spawn ip netns exec "$srv" timeout "$LIMIT" "$UDP_RR" server --port "$port" \
+			--seconds "$SECS" >/dev/null 2>&1
+		wait_for 100 udp_listening "$srv" "$port" || return
+		ip netns exec "$cli" timeout "$LIMIT" "$UDP_RR" client --host "$addr" --port "$port" \
+			--seconds "$SECS" >"$out" 2>&1
+		local rc=$? line
+		line=$(grep transactions_per_sec= "$out")
+		sed -n 's/.*\(errors=[0-9]*\).*/\1/p' "$out" >"$TMP/note"
+		if [ $rc = 0 ] && [ -n "$line" ]; then
+			VAL=${line##*transactions_per_sec=}
+			VAL=${VAL%% *}
+		fi
+		return
+	fi
+	spawn ip netns exec "$srv" timeout "$LIMIT" iperf3 -s -1 -p "$port" >/dev/null 2>&1
+	wait_for 100 listening "$srv" "$port" || return
+	case $case in
+	udp_in*) wait_for 60 listening "$H" 5201 || {
+		echo "port 5201 not forwarded" >"$TMP/note"
+		return
+	} ;;
+	esac
+	ip netns exec "$cli" timeout "$LIMIT" iperf3 -c "$addr" -p "$port" -u -b 0 -l "$len" \
+		-t "$SECS" --connect-timeout 3000 -J >"$out" 2>/dev/null
+	local bps
+	bps=$(jq -r '.end.sum_received.bits_per_second // empty' "$out" 2>/dev/null)
+	jq -r 'if .error then .error else "loss=\(.end.sum_received.lost_percent // "?" | tostring | .[0:5])% sent=\((.end.sum.bits_per_second // 0) / 1e9 | tostring | .[0:5])Gbit/s" end' \
+		"$out" >"$TMP/note" 2>/dev/null
+	if [ -n "$bps" ] && [ "$(jq -r '.error // empty' "$out")" = "" ]; then
+		VAL=$(awk -v b="$bps" 'BEGIN { printf "%.3f\n", b / 1e9 }')
+	fi
+}
+
+read -ra udp_tools <<<"$UDP_TOOLS"
+read -ra udp_cases <<<"$UDP_CASES"
+if [ ${#udp_cases[@]} -gt 0 ]; then
+	[ -x "$UDP_RR" ] || { echo "missing $UDP_RR" >&2; exit 1; }
+	echo "== UDP: $RUNS run(s) x ${SECS}s, tools: ${udp_tools[*]}, cases: ${udp_cases[*]}"
+fi
+for ((run = 1; run <= RUNS; run++)); do
+	order=("${udp_tools[@]}")
+	if ((run % 2 == 0)); then
+		order=()
+		for ((i = ${#udp_tools[@]} - 1; i >= 0; i--)); do order+=("${udp_tools[i]}"); done
+	fi
+	for c in "${udp_cases[@]}"; do
+		for t in "${order[@]}"; do
+			udp_measure "$t" "$c"
+			v=$VAL
+			note=$(cat "$TMP/note" 2>/dev/null)
+			echo "$v" >>"$TMP/res/$c.$t"
+			printf '  run %d  %-12s %-7s %10s  %s\n' "$run" "$c" "$t" "$v" "$note" |
+				tee -a "$TMP/runs.txt"
+		done
+	done
+done
+teardown
+
+# The UDP table of the report (after the TCP one).
+udp_report() {
+	[ ${#udp_cases[@]} -gt 0 ] || return 0
+	local c o d rd goal
+	echo
+	echo "## UDP (tap path)"
+	echo
+	echo "| case | ours | Debian pasta | ours/Debian | target |"
+	echo "|---|---|---|---|---|"
+	for c in "${udp_cases[@]}"; do
+		o=$(median "$TMP/res/$c.ours") d=$(median "$TMP/res/$c.debian")
+		rd=$(ratio "$o" "$d")
+		case $c in
+		udp_*1400) goal=$(awk -v v="$rd" 'BEGIN {
+			if (v !~ /^[0-9.]+$/) { print "≥1.2× Debian: —"; exit }
+			print "≥1.2× Debian: " (v + 0 >= 1.2 ? "met" : "not met") }') ;;
+		*) goal="—" ;;
+		esac
+		case $c in
+		udp_out*) desc="UDP namespace→host, ${c##*[a-z]}-byte datagrams, received (Gbit/s)" ;;
+		udp_in*) desc="UDP host→namespace, ${c##*[a-z]}-byte datagrams, received (Gbit/s)" ;;
+		udp_rr) desc="UDP request/response, 1 byte (per s)" ;;
+		*) desc=$c ;;
+		esac
+		echo "| $desc | $o | $d | $rd | $goal |"
+	done
+}
+
 # ---------------------------------------------------------------- report --
 # median FILE: median of the numeric lines, "fail" if none, " (k fail)" appended.
 median() {
@@ -409,6 +532,7 @@ ours_ver=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" di
 	cat "$TMP/runs.txt"
 	echo '```'
 } >"$TMP/report.md"
+udp_report >>"$TMP/report.md"
 # passt (QEMU socket mode) with a real guest: its own section.
 if [ -z "${BENCH_NO_PASST:-}" ]; then
 	echo "== passt: guest <-> host through the QEMU socket (bench/passt-vm.sh)"

@@ -15,7 +15,8 @@
 //! - UDP to port 67 → [`dhcp`](crate::dhcp), UDP to port 547 →
 //!   [`dhcpv6`](crate::dhcpv6);
 //! - ICMP/ICMPv6 echo requests → [`icmp`](crate::icmp) ping sockets;
-//! - TCP and other UDP: the transport issues' flows (dropped for now).
+//! - TCP → [`tcp`](crate::tcp), other UDP → [`udp`](crate::udp): flows
+//!   toward host sockets.
 //!
 //! Replies are built in place in the tap's [`TxQueue`](crate::tap::TxQueue)
 //! and flushed once at the end of the loop iteration.
@@ -87,6 +88,7 @@ pub struct Ctx<'c> {
     pub flows: Flows,
     pub icmp: Icmp,
     pub tcp: Tcp,
+    pub udp: crate::udp::Udp,
     pub dhcpv6: crate::dhcpv6::Dhcpv6Server,
     pub ra: crate::ndp::RaTimer,
     /// xorshift state for RA jitter.
@@ -165,6 +167,7 @@ impl<'c> Ctx<'c> {
             flows: Flows::new(conf.test.flow_max.unwrap_or(crate::flow::FLOW_MAX)),
             icmp: Icmp::new(conf),
             tcp,
+            udp: crate::udp::Udp::new(conf),
             dhcpv6: crate::dhcpv6::Dhcpv6Server::new(conf, secs_since_2000),
             ra: crate::ndp::RaTimer::new(),
             rng: u64::from_ne_bytes(seed) | 1,
@@ -203,6 +206,21 @@ impl<'c> Ctx<'c> {
                 epoll: &self.epoll,
                 tap: &mut self.tap,
                 guest: &self.guest,
+            },
+        )
+    }
+
+    /// UDP and what its handlers need, borrowed apart from the rest.
+    fn udp_ctx(&mut self) -> (&mut crate::udp::Udp, crate::udp::UdpCtx<'_>) {
+        (
+            &mut self.udp,
+            crate::udp::UdpCtx {
+                conf: self.conf,
+                flows: &mut self.flows,
+                epoll: &self.epoll,
+                tap: &mut self.tap,
+                guest: &self.guest,
+                netns: self.netns.as_ref(),
             },
         )
     }
@@ -304,6 +322,14 @@ impl<'c> Ctx<'c> {
                 self.tcp
                     .splice_event(&mut self.flows, &self.epoll, ev.r.index, &ev);
             }
+            Kind::UdpSock => {
+                let (udp, mut c) = self.udp_ctx();
+                udp.sock_event(&mut c, ev.r.index, &ev);
+            }
+            Kind::UdpListen => {
+                let (udp, mut c) = self.udp_ctx();
+                udp.listen_event(&mut c, ev.r.index);
+            }
         }
         None
     }
@@ -364,6 +390,7 @@ impl<'c> Ctx<'c> {
             for i in 0..self.rx.len() {
                 self.frame_in(i);
             }
+            self.udp.flush_from_tap(&mut self.flows, &self.rx);
             let (tcp, mut c) = self.tcp_ctx();
             tcp.flush_acks(&mut c);
             if end == RxEnd::Drained {
@@ -483,6 +510,23 @@ impl<'c> Ctx<'c> {
                         self.tcp
                             .from_tap(&mut c, IpAddr::V4(src), IpAddr::V4(dst), &seg);
                     }
+                    L4::Udp {
+                        sport,
+                        dport,
+                        payload,
+                    } if !conf.no_udp => {
+                        let mut c = crate::udp::UdpCtx {
+                            conf,
+                            flows: &mut self.flows,
+                            epoll: &self.epoll,
+                            tap,
+                            guest,
+                            netns: self.netns.as_ref(),
+                        };
+                        let (s, d) = (IpAddr::V4(src), IpAddr::V4(dst));
+                        self.udp
+                            .from_tap(&mut c, &self.rx, i, s, d, sport, dport, payload);
+                    }
                     _ => counters.unhandled_l4 += 1,
                 }
             }
@@ -550,6 +594,23 @@ impl<'c> Ctx<'c> {
                         });
                         counters.dhcpv6_replies += u64::from(sent);
                     }
+                    L4::Udp {
+                        sport,
+                        dport,
+                        payload,
+                    } if !conf.no_udp => {
+                        let mut c = crate::udp::UdpCtx {
+                            conf,
+                            flows: &mut self.flows,
+                            epoll: &self.epoll,
+                            tap,
+                            guest,
+                            netns: self.netns.as_ref(),
+                        };
+                        let (s, d) = (IpAddr::V6(src), IpAddr::V6(dst));
+                        self.udp
+                            .from_tap(&mut c, &self.rx, i, s, d, sport, dport, payload);
+                    }
                     _ => counters.unhandled_l4 += 1,
                 }
             }
@@ -577,6 +638,7 @@ impl<'c> Ctx<'c> {
     fn timer(&mut self, now: Instant) {
         self.scan_ports();
         self.icmp.timer(&mut self.flows, &self.epoll, now);
+        self.udp.timer(&mut self.flows, &self.epoll, now);
         let (tcp, mut c) = self.tcp_ctx();
         tcp.timer(&mut c, now);
         let conf = self.conf;

@@ -39,6 +39,10 @@ pub enum Kind {
     TcpListenNs = 14,
     /// passt's listening UNIX socket: QEMU connects here.
     TapListen = 16,
+    /// A UDP flow's socket; the index is `flow << 1 | side`.
+    UdpSock = 9,
+    /// A UDP listening socket (`-u`, `-U`); the index is the listener.
+    UdpListen = 10,
 }
 
 impl Kind {
@@ -55,6 +59,8 @@ impl Kind {
             12 => Kind::TcpSplice,
             14 => Kind::TcpListenNs,
             16 => Kind::TapListen,
+            9 => Kind::UdpSock,
+            10 => Kind::UdpListen,
             _ => return None,
         })
     }

@@ -516,6 +516,8 @@ pub enum Flow {
     /// A spliced TCP connection between the host's and the namespace's
     /// loopback (pasta).
     TcpSplice(crate::tcp::splice::SpliceConn),
+    /// A UDP flow (tap or spliced).
+    Udp(crate::udp::UdpFlow),
 }
 
 /// The flow table of one loop.
@@ -541,6 +543,13 @@ impl FlowTable<Flow> {
     pub fn splice_mut(&mut self, idx: u32) -> Option<&mut crate::tcp::splice::SpliceConn> {
         match self.get_mut(idx)? {
             Flow::TcpSplice(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn udp_mut(&mut self, idx: u32) -> Option<&mut crate::udp::UdpFlow> {
+        match self.get_mut(idx)? {
+            Flow::Udp(f) => Some(f),
             _ => None,
         }
     }

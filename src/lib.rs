@@ -24,6 +24,7 @@ pub mod pcap;
 pub mod sys;
 pub mod tap;
 pub mod tcp;
+pub mod udp;
 pub mod wire;
 
 use conf::cli::Parsed;
@@ -231,6 +232,21 @@ fn raise_nofile() {
     }
 }
 
+/// UDP listening sockets of the table of `-u` rules (on the host, when
+/// `netns` is None) or of `-U` rules (inside the namespace).
+fn udp_listeners(
+    conf: &Config,
+    netns: Option<&pasta::NetNs>,
+) -> Result<Vec<udp::UdpListener>, Box<dyn std::error::Error>> {
+    let tables = fwd::rules::build(conf)?;
+    let table = if netns.is_some() {
+        &tables.splice
+    } else {
+        &tables.host
+    };
+    udp::open_table(conf, table, netns)
+}
+
 /// pasta: namespace, tap, privileges, daemon, loop.
 fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     log::configure(conf.log_level, conf.log_file.as_deref(), conf.log_size)
@@ -254,6 +270,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
 
     raise_nofile();
     let (mut tcp, tables) = tcp_with_listeners(conf)?;
+    let mut udp_listen = udp_listeners(conf, None)?;
     let routes = pasta::host_routes(conf)?;
     let ns = pasta::setup(conf)?;
     let splice_only = conf.pasta.as_ref().is_some_and(|p| p.splice_only);
@@ -264,6 +281,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
         ::log::info!("Namespace interface: {}", tap.ifname);
         tap
     };
+    udp_listen.extend(udp_listeners(conf, Some(&ns.netns))?);
     let scanner = ns_forwarding(conf, &mut tcp, &tables, &ns.netns)?;
 
     isolation::switch_user(conf);
@@ -288,6 +306,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     )?;
     ctx.guest.addr6_ll_seen = tap.ll6;
     ctx.netns = Some(ns.netns);
+    ctx.udp.add_listeners(&ctx.epoll, udp_listen)?;
     ctx.scan = scanner;
     ctx.scan_ports();
     if configured {

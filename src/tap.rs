@@ -26,6 +26,9 @@ pub const VNET_HDR_LEN: usize = 10;
 /// partial (only the pseudo-header is summed); the kernel treats it as
 /// verified on local delivery and completes it if it forwards the frame.
 const VNET_F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the frame's checksums are complete and
+/// correct (we built them): the guest's kernel need not verify them again.
+const VNET_F_DATA_VALID: u8 = 2;
 
 /// Largest frame we read or write: the tun driver's limit.
 pub const FRAME_MAX: usize = 65535;
@@ -321,7 +324,7 @@ impl Tap {
         for f in &self.tx.frames {
             let (off, len) = (f.off, f.len);
             let frame = &self.tx.buf[off as usize..(off + len) as usize];
-            let mut vnet = [0u8; VNET_HDR_LEN];
+            let mut vnet = [VNET_F_DATA_VALID, 0, 0, 0, 0, 0, 0, 0, 0, 0];
             if f.csum != (0, 0) {
                 vnet[0] = VNET_F_NEEDS_CSUM;
                 vnet[6..8].copy_from_slice(&f.csum.0.to_le_bytes());

@@ -265,6 +265,8 @@ pub struct TestKnobs {
     pub tcp_inactivity: Option<u64>,
     /// Flow table capacity (default 131071).
     pub flow_max: Option<usize>,
+    /// Both UDP flow timeouts, seconds (default: conntrack's, 30 and 120).
+    pub udp_timeout: Option<u64>,
 }
 
 impl TestKnobs {
@@ -276,6 +278,7 @@ impl TestKnobs {
             tcp_keepalive: get("PASST_RS_TEST_TCP_KEEPALIVE"),
             tcp_inactivity: get("PASST_RS_TEST_TCP_INACTIVITY"),
             flow_max: get("PASST_RS_TEST_FLOW_MAX").map(|v: u64| v as usize),
+            udp_timeout: get("PASST_RS_TEST_UDP_TIMEOUT"),
         }
     }
 }

@@ -332,7 +332,7 @@ pub struct Listener {
 
 /// Opens a socket for `rule` on `addr`: non-blocking, close-on-exec,
 /// bound to the rule's interface; TCP listens.
-fn open_one(rule: &FwdRule, addr: SocketAddr, freebind: bool) -> io::Result<OwnedFd> {
+pub fn open_one(rule: &FwdRule, addr: SocketAddr, freebind: bool) -> io::Result<OwnedFd> {
     let v6 = addr.is_ipv6();
     let family = if v6 {
         AddressFamily::INET6
@@ -349,9 +349,8 @@ fn open_one(rule: &FwdRule, addr: SocketAddr, freebind: bool) -> io::Result<Owne
         SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
         None,
     )?;
-    if rule.proto == Proto::Tcp {
-        sockopt::set_socket_reuseaddr(&fd, true)?;
-    }
+    // UDP too: flows get sockets sharing the listener's port.
+    sockopt::set_socket_reuseaddr(&fd, true)?;
     if v6 {
         sockopt::set_ipv6_v6only(&fd, true)?;
     }

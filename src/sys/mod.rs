@@ -11,6 +11,7 @@ pub mod process;
 pub mod splice;
 pub mod tcp;
 pub mod tun;
+pub mod udp;
 
 pub use net::*;
 pub use process::*;
