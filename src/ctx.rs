@@ -631,7 +631,14 @@ impl<'c> Ctx<'c> {
     pub fn scan_ports(&mut self) {
         if let Some(s) = self.scan.as_mut() {
             let families = crate::fwd::rules::Families::of(self.conf);
-            crate::fwd::scan::tick(s, &mut self.tcp, &self.epoll, families);
+            crate::fwd::scan::tick(
+                s,
+                &mut self.tcp,
+                &mut self.udp,
+                self.netns.as_ref(),
+                &self.epoll,
+                families,
+            );
         }
     }
 

@@ -50,8 +50,10 @@ use super::rules::{Families, FwdRule, FwdTables};
 use super::spec;
 use crate::conf::Proto;
 use crate::event::Epoll;
+use crate::flow::Pif;
 use crate::pasta::NetNs;
 use crate::tcp::Tcp;
+use crate::udp::Udp;
 
 /// How often ports are scanned (upstream's `FWD_PORT_SCAN_INTERVAL`).
 pub const SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -358,43 +360,50 @@ impl Scanner {
 }
 
 /// One scan applied to the event loop's state: our own listeners first
-/// (so they are not taken for the other side's), then the changes.
-pub fn tick(scanner: &mut Scanner, tcp: &mut Tcp, epoll: &Epoll, families: Families) {
+/// (so they are not taken for the other side's), then the changes. UDP
+/// listeners in the namespace are opened inside `netns`.
+pub fn tick(
+    scanner: &mut Scanner,
+    tcp: &mut Tcp,
+    udp: &mut Udp,
+    netns: Option<&NetNs>,
+    epoll: &Epoll,
+    families: Families,
+) {
     for p in tcp.listening_ports(true) {
         scanner.own_mut(Table::Host, Proto::Tcp).insert(p);
     }
     for p in tcp.listening_ports(false) {
         scanner.own_mut(Table::Splice, Proto::Tcp).insert(p);
     }
-    // The UDP module adds its own sockets' ports here, per table, into
-    // `scanner.own_mut(table, Proto::Udp)`.
-    scanner.scan(|c| match c.proto {
-        Proto::Tcp => {
-            let ns = c.table == Table::Splice;
-            if c.open {
-                tcp.scan_open(epoll, ns, c.rule, c.idx, c.port, families)
-            } else {
-                tcp.scan_close(epoll, ns, c.idx, c.port);
-                false
+    for p in udp.listening_ports(Pif::Splice) {
+        scanner.own_mut(Table::Host, Proto::Udp).insert(p);
+    }
+    for p in udp.listening_ports(Pif::Host) {
+        scanner.own_mut(Table::Splice, Proto::Udp).insert(p);
+    }
+    scanner.scan(|c| {
+        let ns = c.table == Table::Splice;
+        match c.proto {
+            Proto::Tcp => {
+                if c.open {
+                    tcp.scan_open(epoll, ns, c.rule, c.idx, c.port, families)
+                } else {
+                    tcp.scan_close(epoll, ns, c.idx, c.port);
+                    false
+                }
+            }
+            Proto::Udp => {
+                let pif = if ns { Pif::Splice } else { Pif::Host };
+                if c.open {
+                    udp.scan_open(epoll, netns, pif, c.rule, c.idx, c.port, families)
+                } else {
+                    udp.scan_close(epoll, pif, c.idx, c.port);
+                    false
+                }
             }
         }
-        Proto::Udp => udp_scan_change(&c),
     });
-}
-
-/// The hook for UDP `auto` forwarding: a UDP port to open (`c.open`) or
-/// close. The UDP module plugs in here: open (or close) its sockets for
-/// `c.rule` / `c.idx` / `c.port` — on the host for [`Table::Host`], in the
-/// namespace for [`Table::Splice`] — and return whether the port is
-/// forwarded afterwards. Until then UDP `auto` forwards nothing.
-pub fn udp_scan_change(c: &Change<'_>) -> bool {
-    log::trace!(
-        "Port scan: UDP port {} ({:?}) {} (UDP not implemented)",
-        c.port,
-        c.table,
-        if c.open { "bound" } else { "gone" }
-    );
-    false
 }
 
 #[cfg(test)]

@@ -173,6 +173,8 @@ pub struct UdpCtx<'a> {
 /// All UDP state of one loop (the flows are in the flow table).
 pub struct Udp {
     listeners: Vec<Option<UdpListener>>,
+    /// `--no-udp`: the port scanner opens nothing.
+    disabled: bool,
     pending: Vec<Pending>,
     /// Datagram slots for listener reads and splicing.
     buf: Vec<u8>,
@@ -206,6 +208,7 @@ impl Udp {
         };
         Udp {
             listeners: Vec::new(),
+            disabled: conf.no_udp,
             pending: Vec::with_capacity(PENDING_MAX),
             buf: vec![0; STRIDE * UDP_BATCH],
             timeout,
@@ -251,6 +254,92 @@ impl Udp {
                 }
             }
         }
+    }
+
+    /// The port scanner wants `port` of rule `rule` (index `idx` in the
+    /// table of `pif`) forwarded: opens its listeners — on the host for
+    /// [`Pif::Host`], inside `netns` for [`Pif::Splice`] — one per address
+    /// family that can be bound, unless some are open already. Returns
+    /// whether the port is forwarded. Failures are quiet (the port may
+    /// well be taken on this side); the scanner tries again at its next
+    /// scan.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_open(
+        &mut self,
+        epoll: &Epoll,
+        netns: Option<&NetNs>,
+        pif: Pif,
+        rule: &fwd::rules::FwdRule,
+        idx: u32,
+        port: u16,
+        families: Families,
+    ) -> bool {
+        if self.disabled || rule.proto != Proto::Udp || rule.target(port).is_none() {
+            return false;
+        }
+        let mine = |l: &UdpListener| l.pif == pif && l.rule == idx && l.port == port;
+        if self.listeners.iter().flatten().any(mine) {
+            return true;
+        }
+        let open = || fwd::rules::open_port(rule, idx, port, false, families);
+        let opened = match (pif, netns) {
+            (Pif::Host, _) => open(),
+            (Pif::Splice, Some(ns)) => ns.run(open).unwrap_or_else(|e| {
+                log::debug!("UDP: can't enter the namespace: {e}");
+                Vec::new()
+            }),
+            _ => Vec::new(),
+        };
+        let where_ = if pif == Pif::Splice {
+            "namespace"
+        } else {
+            "host"
+        };
+        let mut ok = Vec::with_capacity(opened.len());
+        for l in opened {
+            match l {
+                Ok(l) => {
+                    log::debug!(
+                        "UDP: {where_} forwarding port {port} ({})",
+                        if l.v6 { "IPv6" } else { "IPv4" }
+                    );
+                    ok.extend(listener_of(rule, pif, l));
+                }
+                Err(e) => log::trace!("UDP: can't bind {where_} port {port}: {e}"),
+            }
+        }
+        if let Err(e) = self.add_listeners(epoll, ok) {
+            log::debug!("UDP: epoll: {e}");
+        }
+        self.listeners.iter().flatten().any(mine)
+    }
+
+    /// The port scanner no longer wants `port` of rule `idx` of `pif`'s
+    /// table: closes its listeners. Flows opened through them keep their
+    /// own sockets and go on until they time out (see the module doc).
+    pub fn scan_close(&mut self, epoll: &Epoll, pif: Pif, idx: u32, port: u16) {
+        let before = self.listener_count();
+        self.close_forward(epoll, pif, idx, port);
+        if self.listener_count() != before {
+            log::debug!(
+                "UDP: {} port {port} no longer forwarded",
+                if pif == Pif::Splice {
+                    "namespace"
+                } else {
+                    "host"
+                }
+            );
+        }
+    }
+
+    /// The ports our listeners of `pif` are bound to (the port scanner
+    /// must not take them for the other side's).
+    pub fn listening_ports(&self, pif: Pif) -> impl Iterator<Item = u16> + '_ {
+        self.listeners
+            .iter()
+            .flatten()
+            .filter(move |l| l.pif == pif)
+            .map(|l| l.port)
     }
 
     /// Number of listening sockets.
@@ -1103,6 +1192,25 @@ fn forward_one(c: &mut UdpCtx<'_>, idx: u32, s: usize, payload: &[u8], stats: &m
 // Opening listeners
 // ----------------------------------------------------------------------
 
+/// A generic listener of `rule` as a UDP listener of `pif`.
+fn listener_of(rule: &fwd::rules::FwdRule, pif: Pif, l: fwd::rules::Listener) -> Option<UdpListener> {
+    let target_port = rule.target(l.port)?;
+    let addr = rule.addr.unwrap_or(if l.v6 {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    });
+    Some(UdpListener {
+        fd: l.fd,
+        pif,
+        rule: l.rule,
+        port: l.port,
+        target_port,
+        addr,
+        ifname: rule.ifname.clone(),
+    })
+}
+
 /// Turns the generic listeners of `table` into UDP listeners of `pif`.
 fn to_udp_listeners(
     table: &FwdTable,
@@ -1111,24 +1219,7 @@ fn to_udp_listeners(
 ) -> Vec<UdpListener> {
     opened
         .into_iter()
-        .filter_map(|l| {
-            let rule = table.rules.get(l.rule as usize)?;
-            let target_port = rule.target(l.port)?;
-            let addr = rule.addr.unwrap_or(if l.v6 {
-                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-            });
-            Some(UdpListener {
-                fd: l.fd,
-                pif,
-                rule: l.rule,
-                port: l.port,
-                target_port,
-                addr,
-                ifname: rule.ifname.clone(),
-            })
-        })
+        .filter_map(|l| listener_of(table.rules.get(l.rule as usize)?, pif, l))
         .collect()
 }
 
