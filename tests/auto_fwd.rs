@@ -1,7 +1,9 @@
-//! Automatic forwarding (`auto`, pasta's default for `-t`/`-T`): a server
-//! that starts listening on one side becomes reachable from the other
-//! side's loopback within about a second (the scan interval), and stops
-//! being forwarded once it is gone.
+//! Automatic forwarding (`auto`, pasta's default for `-t`/`-u`/`-T`/`-U`):
+//! a TCP or UDP server that starts listening on one side becomes
+//! reachable from the other side's loopback within about a second (the
+//! scan interval), and stops being forwarded once it is gone; a TCP
+//! listening port gets a UDP forward too, and our own UDP flow sockets
+//! are not forwarded back.
 
 mod common;
 #[path = "support/tcp.rs"]
@@ -171,7 +173,9 @@ fn host_probe(tb: &Tb, port: u16, payload: &str, sport: Option<u16>) -> String {
         .args([port.to_string(), payload.to_string()])
         .args(sport.map(|p| p.to_string()))
         .stdin(Stdio::null());
-    String::from_utf8_lossy(&run(&mut c).stdout).trim().to_string()
+    String::from_utf8_lossy(&run(&mut c).stdout)
+        .trim()
+        .to_string()
 }
 
 /// `ss -Hlunp` for UDP `port` in the namespace `ns`: the unconnected
@@ -285,7 +289,14 @@ fn host_udp_server_follows_to_namespace() {
     let (reached, stopped, ready) = (tb.path("reached"), tb.path("stopped"), tb.path("ready"));
     let port = 7121;
     let mut server = tb.in_host(python());
-    server.args([&udp_helper(), "echo", &port.to_string(), "--bind", "127.0.0.1", "--ready"]);
+    server.args([
+        &udp_helper(),
+        "echo",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--ready",
+    ]);
     server.arg(&ready);
     let server = Bg::spawn(&tb, "server", server);
     wait_ready(&ready);

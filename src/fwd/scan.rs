@@ -34,6 +34,15 @@
 //! For UDP, the ports of TCP listeners are wanted too (as upstream:
 //! protocols like iperf3 pair a TCP control port with UDP data).
 //!
+//! Our UDP *flow* sockets need no exclusion of their own, although they
+//! are bound to ports outside the ephemeral range too (the guest's source
+//! port, the port of a listener they share, a peer's source port): every
+//! one of them is `connect()`ed right after `bind()`, within one call of
+//! the event loop, and a connected UDP socket is listed in state `01`
+//! (established), never `07`. So a flow never looks like a service and is
+//! not forwarded back (`tests/auto_fwd.rs` checks it with a client on a
+//! fixed port).
+//!
 //! The result, one port bitmap per (table, protocol), is compared with
 //! what is forwarded now: each port that appears is handed to the caller
 //! to open ([`Change`] with `open`), each that went away to close. The
@@ -41,7 +50,19 @@
 //! be opened (somebody else holds it on our side) is tried again at the
 //! next scan. [`tick`] is that caller for the event loop: TCP changes open
 //! and close listeners through [`Tcp::scan_open`] and [`Tcp::scan_close`],
-//! UDP changes go to [`udp_scan_change`], the hook for the UDP module.
+//! UDP changes through [`Udp::scan_open`] and [`Udp::scan_close`] (inside
+//! the namespace for the `splice` table). Before each scan, [`tick`] hands
+//! the scanner the ports of our own TCP and UDP listeners on each side.
+//!
+//! Closing a forward closes only its listeners. TCP connections accepted
+//! through them go on; so do UDP flows: each has its own sockets
+//! (connected, sharing the port with `SO_REUSEADDR`), so datagrams of a
+//! flow in progress still pass both ways until the flow times out, while
+//! datagrams from new peers find no socket (the kernel answers with port
+//! unreachable). Until those flows time out the port stays taken for a
+//! program binding it without `SO_REUSEADDR`; a server that comes back on
+//! the same port is forwarded again at the next scan, and flows still
+//! open reach it.
 
 use std::io;
 use std::os::fd::OwnedFd;

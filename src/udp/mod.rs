@@ -38,6 +38,12 @@
 //!   target is a host socket connected to the host's loopback, port
 //!   mapped by the rule, source port kept if free.
 //!
+//! Listeners of `auto` rules (pasta) come and go with the ports bound on
+//! the other side: the port scanner ([`crate::fwd::scan`]) opens them with
+//! [`Udp::scan_open`] and closes them with [`Udp::scan_close`]. Closing a
+//! listener leaves its flows alone: their sockets are their own, so they
+//! go on until they time out.
+//!
 //! ## Data paths, and batching
 //!
 //! - **Tap → socket**: datagrams of a tap batch are queued as references
@@ -1193,7 +1199,11 @@ fn forward_one(c: &mut UdpCtx<'_>, idx: u32, s: usize, payload: &[u8], stats: &m
 // ----------------------------------------------------------------------
 
 /// A generic listener of `rule` as a UDP listener of `pif`.
-fn listener_of(rule: &fwd::rules::FwdRule, pif: Pif, l: fwd::rules::Listener) -> Option<UdpListener> {
+fn listener_of(
+    rule: &fwd::rules::FwdRule,
+    pif: Pif,
+    l: fwd::rules::Listener,
+) -> Option<UdpListener> {
     let target_port = rule.target(l.port)?;
     let addr = rule.addr.unwrap_or(if l.v6 {
         IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
