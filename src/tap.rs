@@ -351,6 +351,14 @@ impl Tap {
         self.tx.clear();
     }
 
+    /// True if frames may carry partial L4 checksums that the backend's
+    /// receiver completes or skips (the tap's offload header) instead of
+    /// ones we compute: the tun backend. The stream backend would only
+    /// complete them itself before sending.
+    pub fn csum_offload(&self) -> bool {
+        matches!(self.backend, Backend::Tun(_))
+    }
+
     /// The stream backend (passt), if that is ours.
     pub fn stream(&mut self) -> Option<&mut stream::Stream> {
         match &mut self.backend {

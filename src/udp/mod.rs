@@ -54,8 +54,10 @@
 //! - **Socket → tap**: one `recvmmsg()` reads up to [`UDP_BATCH`] datagrams
 //!   straight into the payload areas of frames in the tap's transmit queue
 //!   ([`crate::tap::TxQueue::region`]); only headers are written around
-//!   them, with full UDP checksums (the guest side may be a stream socket
-//!   that cannot carry checksum offload).
+//!   them. On a tap device, the UDP checksum is left partial (offload:
+//!   the guest's kernel takes the frame as verified, and completes the
+//!   checksum only if it forwards it), so the payload is never summed
+//!   here; a stream socket cannot carry offload, so there it is complete.
 //! - **Socket → socket** (splice): `recvmmsg()` into our own buffer, then
 //!   `sendmmsg()` on the other side's socket: no tap, no headers.
 //!
@@ -499,6 +501,14 @@ impl Udp {
             } else {
                 build::UDP4_PAYLOAD_OFFSET
             };
+            let (csum, offload) = if c.tap.csum_offload() {
+                (
+                    build::UdpCsum::Partial,
+                    build::udp_csum_offload(t.eaddr.is_ipv6()),
+                )
+            } else {
+                (build::UdpCsum::Full, (0, 0))
+            };
             let want = batch_for(self.avg_len);
             if c.tap.tx.region(STRIDE, want).1 == 0 {
                 c.tap.flush();
@@ -537,7 +547,7 @@ impl Udp {
                 }
                 let slot = &mut region[w * STRIDE..(w + 1) * STRIDE];
                 let r = match (t.oaddr, t.eaddr) {
-                    (IpAddr::V4(a), IpAddr::V4(b)) => build::finish_ipv4_udp(
+                    (IpAddr::V4(a), IpAddr::V4(b)) => build::finish_ipv4_udp_csum(
                         slot,
                         our_mac,
                         guest_mac,
@@ -545,8 +555,9 @@ impl Udp {
                         SocketAddrV4::new(b, t.eport),
                         64,
                         len,
+                        csum,
                     ),
-                    (IpAddr::V6(a), IpAddr::V6(b)) => build::finish_ipv6_udp(
+                    (IpAddr::V6(a), IpAddr::V6(b)) => build::finish_ipv6_udp_csum(
                         slot,
                         our_mac,
                         guest_mac,
@@ -554,6 +565,7 @@ impl Udp {
                         SocketAddrV6::new(b, t.eport, 0, 0),
                         64,
                         len,
+                        csum,
                     ),
                     _ => Err(crate::wire::WireError::BufferTooSmall),
                 };
@@ -565,7 +577,7 @@ impl Udp {
                     Err(_) => self.stats.dropped += 1,
                 }
             }
-            c.tap.tx.commit_region(STRIDE, &flens[..w], (0, 0));
+            c.tap.tx.commit_region(STRIDE, &flens[..w], offload);
             self.stats.to_tap += w as u64;
             let bytes: usize = flens[..w].iter().sum();
             self.avg_len = bytes / w.max(1);

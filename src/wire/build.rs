@@ -12,8 +12,10 @@
 //!
 //! Header choices: IPv4 with DF set, identification 0, no options; IPv6 with
 //! traffic class and flow label 0. All checksums are computed, including
-//! the (optional) IPv4 UDP checksum. The TTL / hop limit is the caller's:
-//! 255 for link-local services (NDP requires it), 64 for forwarded traffic.
+//! the (optional) IPv4 UDP checksum, except that the `*_udp_csum` variants
+//! can leave the UDP checksum partial for offload ([`UdpCsum`]). The TTL /
+//! hop limit is the caller's: 255 for link-local services (NDP requires
+//! it), 64 for forwarded traffic.
 
 use super::arp::{self, ArpPacket, ArpRepr};
 use super::eth::{self, ethertype, EthernetFrame};
@@ -104,6 +106,30 @@ pub fn finish_ipv4_udp(
     ttl: u8,
     payload_len: usize,
 ) -> Result<usize> {
+    finish_ipv4_udp_csum(
+        out,
+        src_mac,
+        dst_mac,
+        src,
+        dst,
+        ttl,
+        payload_len,
+        UdpCsum::Full,
+    )
+}
+
+/// As [`finish_ipv4_udp`], with the checksum filled in as `csum` says.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_ipv4_udp_csum(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ttl: u8,
+    payload_len: usize,
+    csum: UdpCsum,
+) -> Result<usize> {
     let l4_len = udp::HEADER_LEN.saturating_add(payload_len);
     let len = L4_OFFSET_V4.saturating_add(l4_len);
     let f = frame(out, len, l4_len, MAX_L4_V4)?;
@@ -118,13 +144,35 @@ pub fn finish_ipv4_udp(
     u.set_src_port(src.port());
     u.set_dst_port(dst.port());
     u.set_len(l4_len as u16);
-    u.fill_checksum(checksum::pseudo_v4(
-        *src.ip(),
-        *dst.ip(),
-        protocol::UDP,
-        l4_len as u16,
-    ));
+    let pseudo = checksum::pseudo_v4(*src.ip(), *dst.ip(), protocol::UDP, l4_len as u16);
+    udp_checksum(&mut u, pseudo, csum);
     Ok(len)
+}
+
+/// How the UDP checksum of a frame is filled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpCsum {
+    /// Computed over the whole datagram.
+    Full,
+    /// Partial, for checksum offload: only the pseudo-header sum, folded
+    /// and not complemented, is stored; whoever gets the frame (the tap's
+    /// kernel, told by the offload header, or the stream backend before
+    /// sending) sums the rest. See [`udp_csum_offload`].
+    Partial,
+}
+
+/// Where the partial UDP checksum of a frame starts, and the offset of
+/// the checksum field from there, for the tap's offload header.
+pub fn udp_csum_offload(ipv6: bool) -> (u16, u16) {
+    let start = if ipv6 { L4_OFFSET_V6 } else { L4_OFFSET_V4 };
+    (start as u16, 6)
+}
+
+fn udp_checksum(u: &mut UdpPacket<&mut [u8]>, pseudo: u64, csum: UdpCsum) {
+    match csum {
+        UdpCsum::Full => u.fill_checksum(pseudo),
+        UdpCsum::Partial => u.set_checksum(checksum::fold(pseudo)),
+    }
 }
 
 /// Builds an Ethernet/IPv4/UDP frame carrying `payload`.
@@ -152,6 +200,30 @@ pub fn finish_ipv6_udp(
     hop_limit: u8,
     payload_len: usize,
 ) -> Result<usize> {
+    finish_ipv6_udp_csum(
+        out,
+        src_mac,
+        dst_mac,
+        src,
+        dst,
+        hop_limit,
+        payload_len,
+        UdpCsum::Full,
+    )
+}
+
+/// As [`finish_ipv6_udp`], with the checksum filled in as `csum` says.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_ipv6_udp_csum(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddrV6,
+    dst: SocketAddrV6,
+    hop_limit: u8,
+    payload_len: usize,
+    csum: UdpCsum,
+) -> Result<usize> {
     let l4_len = udp::HEADER_LEN.saturating_add(payload_len);
     let len = L4_OFFSET_V6.saturating_add(l4_len);
     let f = frame(out, len, l4_len, MAX_L4_V6)?;
@@ -161,7 +233,8 @@ pub fn finish_ipv6_udp(
     u.set_src_port(src.port());
     u.set_dst_port(dst.port());
     u.set_len(l4_len as u16);
-    u.fill_checksum(checksum::pseudo_v6(s, d, protocol::UDP, l4_len as u32));
+    let pseudo = checksum::pseudo_v6(s, d, protocol::UDP, l4_len as u32);
+    udp_checksum(&mut u, pseudo, csum);
     Ok(len)
 }
 
@@ -287,6 +360,39 @@ mod tests {
 
     const A: Mac = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
     const B: Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+    /// A partial UDP checksum, completed as the tap's kernel would (sum
+    /// from the start, field included), equals the full one.
+    #[test]
+    fn udp_partial_checksum_completes_to_full() {
+        let payload: Vec<u8> = (0..1001u32).map(|i| (i * 7) as u8).collect();
+        for v6 in [false, true] {
+            let mut full = vec![0u8; 1200];
+            let mut part = vec![0u8; 1200];
+            for (buf, csum) in [(&mut full, UdpCsum::Full), (&mut part, UdpCsum::Partial)] {
+                let off = if v6 {
+                    UDP6_PAYLOAD_OFFSET
+                } else {
+                    UDP4_PAYLOAD_OFFSET
+                };
+                buf[off..off + payload.len()].copy_from_slice(&payload);
+                let n = if v6 {
+                    let s = SocketAddrV6::new(Ipv6Addr::LOCALHOST, 53, 0, 0);
+                    let d = SocketAddrV6::new("2001:db8::2".parse().unwrap(), 4000, 0, 0);
+                    finish_ipv6_udp_csum(buf, A, B, s, d, 64, payload.len(), csum)
+                } else {
+                    let (s, d) = (v4([192, 0, 2, 1], 53), v4([192, 0, 2, 2], 4000));
+                    finish_ipv4_udp_csum(buf, A, B, s, d, 64, payload.len(), csum)
+                };
+                buf.truncate(n.unwrap());
+            }
+            let (start, field) = udp_csum_offload(v6);
+            let field = usize::from(start + field);
+            let c = checksum::finish(checksum::sum(&part[usize::from(start)..]));
+            part[field..field + 2].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(part, full, "v6: {v6}");
+        }
+    }
 
     fn v4(a: [u8; 4], port: u16) -> SocketAddrV4 {
         SocketAddrV4::new(a.into(), port)
