@@ -75,6 +75,16 @@ fn holds(pid: u32, path: &Path) -> bool {
 /// ours) within `allowed`.
 fn check_isolated(pid: u32, netns: &str, marker: &Path, allowed: u64) {
     let p = pid.to_string();
+    // Its mount namespace holds one mount: the empty tmpfs at its root
+    // (`ip netns exec` alone would give it a namespace of its own, with
+    // everything in it).
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let lines: Vec<&str> = mounts.lines().collect();
+    assert_eq!(lines.len(), 1, "mounts left: {mounts}");
+    assert!(
+        lines[0].contains(" / / ro,") && lines[0].contains(" - tmpfs "),
+        "root is not a read-only tmpfs: {mounts}"
+    );
     for name in ["mnt", "ipc", "uts"] {
         assert_ne!(ns(&p, name), ns("self", name), "{name} namespace shared");
     }
