@@ -6,10 +6,11 @@
 //! the filesystem is open: the tap (or QEMU socket), the PID and log files,
 //! `/dev/null` for daemonizing, the namespace descriptors. Then:
 //!
-//! 1. identity: started as root in the initial user namespace (attach mode
-//!    or passt), we switch to `--runas` or `nobody`, as upstream does;
-//!    otherwise the identity stays (in pasta spawn mode we already live in
-//!    the new user namespace, where our capabilities reach nothing else);
+//! 1. identity: started as root in the initial user namespace, we switch
+//!    to `--runas` or `nobody`, as upstream does: in pasta spawn mode too,
+//!    where the user namespace maps every id to itself, so that its root
+//!    is the system's root (which could signal or trace root's processes
+//!    with no capability at all); otherwise the identity stays;
 //! 2. user namespace (passt only, [`own_userns`]): a new one, whose maps
 //!    send our own uid and gid to themselves. It gives us every capability
 //!    over namespaces it owns and none over anything else: what we need
@@ -23,7 +24,10 @@
 //!    root is an empty, read-only tmpfs (`pivot_root`, the old root
 //!    detached). Never the network namespace: our sockets are the host's;
 //! 4. capabilities: pasta keeps only `CAP_NET_ADMIN`, `CAP_SYS_ADMIN` (to
-//!    enter the namespace again for later work) and `CAP_NET_BIND_SERVICE`;
+//!    enter the namespace again for later work) and `CAP_NET_BIND_SERVICE`,
+//!    plus, in spawn mode (in the user namespace it created), `CAP_KILL`
+//!    (the parent-death signal of the spawned command is checked against
+//!    it);
 //!    passt keeps none; the bounding, inheritable and ambient sets are
 //!    emptied;
 //! 5. `PR_SET_NO_NEW_PRIVS` and not dumpable.
@@ -46,14 +50,29 @@ fn in_init_userns() -> bool {
         .unwrap_or(false)
 }
 
-/// Switches identity if we run as root in the initial user namespace.
+/// True if our uid 0 is uid 0 of the parent user namespace too: pasta,
+/// started as root, in the namespace it spawned (identity maps).
+fn root_of_parent() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| {
+            m.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() == 3 && f[0] == "0" && f[1] == "0"
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Switches identity if we run as root in the initial user namespace, or
+/// as a root that is also the initial one's (in the user namespace pasta
+/// spawned): root there could still signal or trace root's processes.
 pub fn switch_user(conf: &Config) {
     let euid = rustix::process::geteuid().as_raw();
     if let Some((uid, gid)) = conf.runas {
         apply_ids(conf, uid, gid);
         return;
     }
-    if euid != 0 || !in_init_userns() {
+    if euid != 0 || !(in_init_userns() || root_of_parent()) {
         return;
     }
     let (uid, gid) = sys::lookup_user("nobody").unwrap_or((65534, 65534));
@@ -80,6 +99,15 @@ fn kept_caps(conf: &Config) -> CapsHashSet {
         set.insert(Capability::CAP_NET_ADMIN);
         set.insert(Capability::CAP_SYS_ADMIN);
         set.insert(Capability::CAP_NET_BIND_SERVICE);
+        let spawned_userns = conf.pasta.as_ref().is_some_and(|p| {
+            !p.netns_only && matches!(p.target, crate::conf::NsTarget::Spawn { .. })
+        });
+        if spawned_userns {
+            // Over the processes of the user namespace we serve, only: the
+            // command's parent-death signal checks it, once we are no
+            // longer its uid.
+            set.insert(Capability::CAP_KILL);
+        }
     }
     set
 }

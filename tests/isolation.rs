@@ -336,7 +336,14 @@ fn pasta_spawn(tb: &Testbed, prefix: &str, prog: &str, want_uid: Option<u32>) {
     // The command starts once pasta has isolated itself.
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
-    check_isolated(pid, &format!("/run/netns/{}", tb.host), &m, PASTA_CAPS);
+    // CAP_KILL too, over the namespace's processes: the command's
+    // parent-death signal needs it.
+    check_isolated(
+        pid,
+        &format!("/run/netns/{}", tb.host),
+        &m,
+        PASTA_CAPS | (1 << 5),
+    );
     assert_ne!(
         ns(&pid.to_string(), "user"),
         ns("self", "user"),
@@ -350,7 +357,9 @@ fn pasta_spawn(tb: &Testbed, prefix: &str, prog: &str, want_uid: Option<u32>) {
 #[test]
 fn pasta_spawn_as_root_is_isolated() {
     let tb = Testbed::new();
-    pasta_spawn(&tb, "", pasta(), None);
+    // Root of the namespace it spawned is the system's root: pasta itself
+    // becomes nobody.
+    pasta_spawn(&tb, "", pasta(), Some(NOBODY));
 }
 
 #[test]
