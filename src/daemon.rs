@@ -5,7 +5,8 @@
 //! up: the parent writes the child's PID to the file and exits 0, which is
 //! the readiness signal Podman, libvirt and QEMU wait for ("the launcher
 //! exited, so the daemon is listening"); the child starts a new session
-//! and points its standard streams at /dev/null. With `-f` we write our own
+//! and points its standard streams at /dev/null (opened before the
+//! filesystem goes away). With `-f` we write our own
 //! PID and stay. SIGTERM and SIGQUIT end the loop cleanly (exit 0), SIGPIPE
 //! is ignored.
 
@@ -36,9 +37,28 @@ fn write_pid(file: Option<File>, pid: i32) {
     }
 }
 
+/// Opens `/dev/null` for [`daemonize`], unless `foreground`: early, since
+/// the daemon forks once the filesystem is gone.
+pub fn open_devnull(foreground: bool) -> io::Result<Option<File>> {
+    if foreground {
+        return Ok(None);
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/null")
+        .map(Some)
+}
+
 /// Daemonizes unless `foreground`: returns in the daemon only. The PID
-/// file gets the daemon's PID before the launcher exits.
-pub fn daemonize(foreground: bool, pid_file: Option<File>) -> io::Result<()> {
+/// file gets the daemon's PID before the launcher exits. `devnull` (from
+/// [`open_devnull`]) becomes the daemon's standard streams.
+pub fn daemonize(
+    foreground: bool,
+    pid_file: Option<File>,
+    devnull: Option<File>,
+) -> io::Result<()> {
     if foreground {
         write_pid(pid_file, std::process::id() as i32);
         return Ok(());
@@ -53,11 +73,7 @@ pub fn daemonize(foreground: bool, pid_file: Option<File>) -> io::Result<()> {
             drop(pid_file);
             let _ = rustix::process::setsid();
             crate::log::stop_stderr();
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
+            if let Some(null) = devnull {
                 let _ = rustix::stdio::dup2_stdin(&null);
                 let _ = rustix::stdio::dup2_stdout(&null);
                 let _ = rustix::stdio::dup2_stderr(&null);

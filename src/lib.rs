@@ -42,7 +42,10 @@ pub fn main() -> i32 {
     };
     log::init_early(mode.name());
     let opts = match conf::cli::parse(mode, args.get(1..).unwrap_or(&[])) {
-        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Run(o)) => {
+            isolation::close_inherited(o.fd);
+            o
+        }
         Ok(Parsed::Help(text)) => {
             print!("{text}");
             return 0;
@@ -284,11 +287,13 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     udp_listen.extend(udp_listeners(conf, Some(&ns.netns))?);
     let scanner = ns_forwarding(conf, &mut tcp, &tables, &ns.netns)?;
 
+    let devnull = daemon::open_devnull(conf.foreground)?;
     isolation::switch_user(conf);
+    isolation::own_userns(conf);
+    isolation::detach_filesystem(conf);
     isolation::drop_caps(conf);
     let epoll = event::Epoll::new()?;
-    daemon::daemonize(conf.foreground, pid_file)?;
-    isolation::detach_filesystem();
+    daemon::daemonize(conf.foreground, pid_file, devnull)?;
     isolation::lock_down();
 
     let configured = conf.pasta.as_ref().is_some_and(|p| p.config_net);
@@ -365,11 +370,13 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     };
     let connected = stream.is_connected();
 
+    let devnull = daemon::open_devnull(conf.foreground)?;
     isolation::switch_user(conf);
+    isolation::own_userns(conf);
+    isolation::detach_filesystem(conf);
     isolation::drop_caps(conf);
     let epoll = event::Epoll::new()?;
-    daemon::daemonize(conf.foreground, pid_file)?;
-    isolation::detach_filesystem();
+    daemon::daemonize(conf.foreground, pid_file, devnull)?;
     isolation::lock_down();
 
     let mut guest_link = tap::Tap::new(tap::Backend::Stream(stream));

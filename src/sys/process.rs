@@ -177,3 +177,33 @@ pub fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
     // caller passes; namespaces are unshared before any thread exists.
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(Into::into)
 }
+
+/// Closes every descriptor from `first` up, except `keep`: the inherited
+/// ones nobody told us about. Only called at start, before this process
+/// opened any descriptor of its own above `first`.
+pub fn close_from(first: u32, keep: Option<u32>) -> io::Result<()> {
+    let ranges: [(u32, u32); 2] = match keep {
+        Some(k) if k >= first => [(first, k.saturating_sub(1)), (k + 1, u32::MAX)],
+        _ => [(first, u32::MAX), (1, 0)],
+    };
+    for (lo, hi) in ranges {
+        if lo > hi || lo < first {
+            continue;
+        }
+        // SAFETY: called once at start-up (documented contract), when every
+        // descriptor in the range was inherited and no object of this
+        // process owns it, so no OwnedFd or File is left dangling.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                lo as libc::c_uint,
+                hi as libc::c_uint,
+                0 as libc::c_uint,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
