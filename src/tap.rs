@@ -13,6 +13,16 @@
 //!   in place ([`TxQueue::slot`] / [`TxQueue::commit`]); it is flushed once
 //!   per loop iteration, or when full.
 //!
+//! UDP segmentation offload (tap device only): datagrams of one flow read
+//! in one batch are queued as a run ([`TxQueue::commit_udp_run`]). The
+//! flush writes consecutive ones of equal payload length (the last may be
+//! shorter) as one super-frame: the first frame's headers patched to the
+//! total length, with a virtio-net header asking for UDP L4 segmentation
+//! at that payload size, and the other payloads gathered from their slots
+//! by the same `writev()`. The kernel splits it back into the original
+//! datagrams in the namespace. If the device refuses such a write, runs
+//! go frame by frame from then on. The stream backend never coalesces.
+//!
 //! Nothing here allocates after start-up.
 
 use std::io;
@@ -146,6 +156,10 @@ struct TxFrame {
     len: u32,
     /// Start and offset of a partial L4 checksum (0, 0: complete frame).
     csum: (u16, u16),
+    /// UDP frames of one flow queued together ([`TxQueue::commit_udp_run`]):
+    /// the run's number, nonzero, so the tun writer can coalesce them
+    /// into one segmentation offload write. 0: send as it is.
+    run: u32,
 }
 
 /// Frames waiting to be sent to the guest.
@@ -153,6 +167,8 @@ pub struct TxQueue {
     buf: Vec<u8>,
     frames: Vec<TxFrame>,
     used: usize,
+    /// Number of the last run of UDP frames queued.
+    runs: u32,
 }
 
 impl Default for TxQueue {
@@ -167,6 +183,7 @@ impl TxQueue {
             buf: vec![0; TX_BUF],
             frames: Vec::with_capacity(TX_FRAMES),
             used: 0,
+            runs: 0,
         }
     }
 
@@ -193,6 +210,7 @@ impl TxQueue {
             off: self.used as u32,
             len: len as u32,
             csum: (0, 0),
+            run: 0,
         });
         self.used += (len + 7) & !7;
     }
@@ -234,10 +252,26 @@ impl TxQueue {
                 off: off as u32,
                 len: len as u32,
                 csum,
+                run: 0,
             });
             fit = i + 1;
         }
         self.used += fit * stride;
+    }
+
+    /// As [`TxQueue::commit_region`], for UDP datagrams of one flow (same
+    /// addresses and ports, partial checksums): the tun writer may send
+    /// consecutive ones of equal length as one offloaded super-frame.
+    pub fn commit_udp_run(&mut self, stride: usize, lens: &[usize], csum: (u16, u16)) {
+        let first = self.frames.len();
+        self.commit_region(stride, lens, csum);
+        if csum == (0, 0) {
+            return;
+        }
+        self.runs = self.runs.wrapping_add(1).max(1);
+        for f in &mut self.frames[first..] {
+            f.run = self.runs;
+        }
     }
 
     fn clear(&mut self) {
@@ -258,6 +292,9 @@ pub struct Tap {
     pub stats: TapStats,
     /// `--pcap`: every frame in both directions.
     pub pcap: Option<crate::pcap::Pcap>,
+    /// Whether the tun device takes UDP segmentation offload writes: true
+    /// until one is refused, then never tried again.
+    udp_gso: bool,
 }
 
 impl Tap {
@@ -267,6 +304,7 @@ impl Tap {
             tx: TxQueue::new(),
             stats: TapStats::default(),
             pcap: None,
+            udp_gso: true,
         }
     }
 
@@ -321,7 +359,38 @@ impl Tap {
                 return s.flush(&mut self.tx, &mut self.stats, self.pcap.as_mut())
             }
         };
-        for f in &self.tx.frames {
+        let mut i = 0;
+        while i < self.tx.frames.len() {
+            let f = self.tx.frames[i];
+            if f.run != 0 && self.udp_gso {
+                let n = udp_run_len(&self.tx, i);
+                if n > 1 {
+                    if let Some(p) = self.pcap.as_mut() {
+                        for g in &self.tx.frames[i..i + n] {
+                            p.record(&self.tx.buf[g.off as usize..(g.off + g.len) as usize]);
+                        }
+                    }
+                    match write_udp_gso(fd, &mut self.tx, i, n) {
+                        Ok(bytes) => {
+                            self.stats.tx_frames += n as u64;
+                            self.stats.tx_bytes += bytes;
+                            i += n;
+                            continue;
+                        }
+                        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::OPNOTSUPP) => {
+                            log::debug!("tap: no UDP segmentation offload on the tun device");
+                            self.udp_gso = false;
+                        }
+                        Err(e) => {
+                            self.stats.tx_dropped += n as u64;
+                            log::trace!("tap: dropped {n} UDP frames: {e}");
+                            i += n;
+                            continue;
+                        }
+                    }
+                }
+            }
+            i += 1;
             let (off, len) = (f.off, f.len);
             let frame = &self.tx.buf[off as usize..(off + len) as usize];
             let mut vnet = [VNET_F_DATA_VALID, 0, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -379,6 +448,106 @@ impl Tap {
             }
         }
     }
+}
+
+/// virtio-net header segmentation type: UDP, segmented at L4.
+const VNET_GSO_UDP_L4: u8 = 5;
+/// Most datagrams coalesced into one offloaded write.
+const GSO_SEGS_MAX: usize = 64;
+const ETH_LEN: usize = 14;
+
+/// How many frames from `i` on can go to the tun device as one UDP
+/// segmentation offload write: same run (one flow, same headers), equal
+/// payload lengths but for a possibly shorter last one, all of it within
+/// one IP packet. 1 if no coalescing applies.
+fn udp_run_len(tx: &TxQueue, i: usize) -> usize {
+    let f = tx.frames[i];
+    let hdr = usize::from(f.csum.0) + 8;
+    let seg = (f.len as usize).saturating_sub(hdr);
+    if seg == 0 || hdr > 128 {
+        return 1;
+    }
+    let mut total = seg;
+    let mut n = 1;
+    for g in &tx.frames[i + 1..] {
+        let len = (g.len as usize).saturating_sub(hdr);
+        if g.run != f.run || g.csum != f.csum || len == 0 || len > seg || n >= GSO_SEGS_MAX {
+            break;
+        }
+        // IPv4 total length, or IPv6 payload length, fits 16 bits.
+        if hdr - ETH_LEN + total + len > 65535 {
+            break;
+        }
+        total += len;
+        n += 1;
+        if len < seg {
+            break;
+        }
+    }
+    n
+}
+
+/// Writes frames `i..i + n` as one super-frame: the first frame's
+/// headers, patched to cover every payload (lengths, IPv4 header
+/// checksum, partial UDP checksum over the whole length, which the
+/// kernel adjusts per segment), then every payload straight from its
+/// slot. Returns the bytes of the frames sent.
+fn write_udp_gso(fd: &OwnedFd, tx: &mut TxQueue, i: usize, n: usize) -> rustix::io::Result<u64> {
+    let f = tx.frames[i];
+    let hdr = usize::from(f.csum.0) + 8;
+    let l4 = usize::from(f.csum.0);
+    let seg = f.len as usize - hdr;
+    let frames = &tx.frames[i..i + n];
+    let payload: usize = frames.iter().map(|g| g.len as usize - hdr).sum();
+    let bytes: u64 = frames.iter().map(|g| u64::from(g.len)).sum();
+    let udp_len = (payload + 8) as u16;
+    let h = &mut tx.buf[f.off as usize..f.off as usize + hdr];
+    // Kept to undo the patch if the device refuses the write (the frame
+    // then goes on its own).
+    let mut saved = [0u8; 128];
+    let saved = &mut saved[..hdr.min(128)];
+    saved.copy_from_slice(&h[..saved.len()]);
+    let old_udp_len = u16::from_be_bytes([h[l4 + 4], h[l4 + 5]]);
+    let old_check = u16::from_be_bytes([h[l4 + 6], h[l4 + 7]]);
+    if h[12..14] == [0x08, 0x00] {
+        let ip = &mut h[ETH_LEN..l4];
+        ip[2..4].copy_from_slice(&((l4 - ETH_LEN) as u16 + udp_len).to_be_bytes());
+        ip[10..12].copy_from_slice(&[0, 0]);
+        let c = crate::wire::checksum::finish(crate::wire::checksum::sum(ip));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        h[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&udp_len.to_be_bytes());
+    }
+    h[l4 + 4..l4 + 6].copy_from_slice(&udp_len.to_be_bytes());
+    // The pseudo-header sum has the UDP length in it once: swap it.
+    let check = crate::wire::checksum::fold(
+        u64::from(old_check) + u64::from(!old_udp_len) + u64::from(udp_len),
+    );
+    h[l4 + 6..l4 + 8].copy_from_slice(&check.to_be_bytes());
+    let mut vnet = [VNET_F_NEEDS_CSUM, VNET_GSO_UDP_L4, 0, 0, 0, 0, 0, 0, 0, 0];
+    vnet[2..4].copy_from_slice(&(hdr as u16).to_le_bytes());
+    vnet[4..6].copy_from_slice(&(seg as u16).to_le_bytes());
+    vnet[6..8].copy_from_slice(&f.csum.0.to_le_bytes());
+    vnet[8..10].copy_from_slice(&f.csum.1.to_le_bytes());
+    let buf = &tx.buf;
+    let mut iov = [io::IoSlice::new(&[]); GSO_SEGS_MAX + 2];
+    iov[0] = io::IoSlice::new(&vnet);
+    iov[1] = io::IoSlice::new(&buf[f.off as usize..(f.off + f.len) as usize]);
+    for (k, g) in frames.iter().enumerate().skip(1) {
+        iov[k + 1] = io::IoSlice::new(&buf[g.off as usize + hdr..(g.off + g.len) as usize]);
+    }
+    let r = loop {
+        match rustix::io::writev(fd, &iov[..n + 1]) {
+            Ok(_) => break Ok(bytes),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    if r.is_err() {
+        let len = saved.len();
+        tx.buf[f.off as usize..f.off as usize + len].copy_from_slice(saved);
+    }
+    r
 }
 
 #[cfg(test)]

@@ -577,7 +577,7 @@ impl Udp {
                     Err(_) => self.stats.dropped += 1,
                 }
             }
-            c.tap.tx.commit_region(STRIDE, &flens[..w], offload);
+            c.tap.tx.commit_udp_run(STRIDE, &flens[..w], offload);
             self.stats.to_tap += w as u64;
             let bytes: usize = flens[..w].iter().sum();
             self.avg_len = bytes / w.max(1);
