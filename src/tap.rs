@@ -573,6 +573,28 @@ mod tests {
     }
 
     #[test]
+    fn udp_runs_coalesce_equal_lengths_only() {
+        let mut q = TxQueue::new();
+        let csum = (34, 6);
+        // Headers 42 bytes: payloads 100, 100, 60 | 100 | 0 ...
+        let _ = q.region(2048, 5);
+        q.commit_udp_run(2048, &[142, 142, 102, 142], csum);
+        let _ = q.region(2048, 2);
+        q.commit_udp_run(2048, &[142, 142], csum);
+        assert_eq!(udp_run_len(&q, 0), 3, "a shorter datagram ends the run");
+        assert_eq!(udp_run_len(&q, 3), 1, "runs do not span batches");
+        assert_eq!(udp_run_len(&q, 4), 2);
+        let mut q = TxQueue::new();
+        let _ = q.region(2048, 3);
+        q.commit_udp_run(2048, &[142, 200, 142], csum);
+        assert_eq!(udp_run_len(&q, 0), 1, "a longer datagram is not a segment");
+        let mut q = TxQueue::new();
+        let _ = q.region(2048, 2);
+        q.commit_region(2048, &[142, 142], csum);
+        assert_eq!(q.frames[0].run, 0, "plain regions are never coalesced");
+    }
+
+    #[test]
     fn rx_batch_bounds() {
         let mut rx = RxBatch::new();
         assert_eq!(rx.frame(0), &[] as &[u8]);
