@@ -250,8 +250,19 @@ fn udp_listeners(
     udp::open_table(conf, table, netns)
 }
 
-/// pasta: namespace, tap, privileges, daemon, loop.
-fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
+/// What both modes open first: the log, the PID file, the pcap file and
+/// the signal descriptor; then the configuration summary is logged.
+#[allow(clippy::type_complexity)]
+fn open_outputs(
+    conf: &Config,
+) -> Result<
+    (
+        Option<std::fs::File>,
+        Option<pcap::Pcap>,
+        std::os::fd::OwnedFd,
+    ),
+    Box<dyn std::error::Error>,
+> {
     log::configure(conf.log_level, conf.log_file.as_deref(), conf.log_size)
         .map_err(|e| format!("Couldn't open log file: {e}"))?;
     let pid_file = match &conf.pid_file {
@@ -270,6 +281,12 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     };
     let signals = daemon::signals().map_err(|e| format!("signals: {e}"))?;
     log_summary(conf);
+    Ok((pid_file, pcap, signals))
+}
+
+/// pasta: namespace, tap, privileges, daemon, loop.
+fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
+    let (pid_file, pcap, signals) = open_outputs(conf)?;
 
     raise_nofile();
     let (mut tcp, tables) = tcp_with_listeners(conf)?;
@@ -334,24 +351,7 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     if conf.passt.as_ref().is_some_and(|p| p.vhost_user) {
         return Err("vhost-user: not supported yet".into());
     }
-    log::configure(conf.log_level, conf.log_file.as_deref(), conf.log_size)
-        .map_err(|e| format!("Couldn't open log file: {e}"))?;
-    let pid_file = match &conf.pid_file {
-        Some(p) => Some(
-            daemon::open_pid_file(p)
-                .map_err(|e| format!("Couldn't open PID file {}: {e}", p.display()))?,
-        ),
-        None => None,
-    };
-    let pcap = match &conf.pcap {
-        Some(p) => Some(
-            pcap::Pcap::open(p)
-                .map_err(|e| format!("Couldn't open pcap file {}: {e}", p.display()))?,
-        ),
-        None => None,
-    };
-    let signals = daemon::signals().map_err(|e| format!("signals: {e}"))?;
-    log_summary(conf);
+    let (pid_file, pcap, signals) = open_outputs(conf)?;
 
     let (mut tcp, _tables) = tcp_with_listeners(conf)?;
     // A VM pays for every ACK: hold them briefly (see `Tcp::ack_delay`).
