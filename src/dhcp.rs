@@ -470,6 +470,7 @@ pub(crate) mod tests {
                 addr_out: None,
                 ifname_out: None,
                 ifname: "eth0".into(),
+                ifindex: 2,
                 host_addrs: vec![],
                 copy_routes: true,
                 copy_addrs: true,

@@ -9,7 +9,8 @@
 //! `net.ipv4.ping_group_range`), picks the identifier itself and fixes the
 //! checksum. The request goes out as the guest wrote it (header and
 //! payload), to the destination after NAT (`fwd::nat_from_tap`, so the
-//! gateway address reaches the host's loopback).
+//! gateway address reaches the host's loopback; `fwd::host_sockaddr` gives
+//! a link-local destination, such as the guest's router, its scope).
 //!
 //! Replies come back on the flow's socket with the kernel's identifier: we
 //! put the guest's identifier back, recompute the checksum and send the
@@ -137,20 +138,12 @@ impl Icmp {
         };
         flow.last_used = Instant::now();
         let target = crate::fwd::nat_from_tap(conf, dst);
-        let r = match target {
-            IpAddr::V4(a) => rustix::net::sendto(
-                &flow.sock,
-                msg,
-                SendFlags::DONTWAIT,
-                &SocketAddrV4::new(a, 0),
-            ),
-            IpAddr::V6(a) => rustix::net::sendto(
-                &flow.sock,
-                msg,
-                SendFlags::DONTWAIT,
-                &SocketAddrV6::new(a, 0, 0, 0),
-            ),
-        };
+        let r = rustix::net::sendto(
+            &flow.sock,
+            msg,
+            SendFlags::DONTWAIT,
+            &crate::fwd::host_sockaddr(conf, target, 0),
+        );
         match r {
             Ok(_) => {
                 self.stats.requests += 1;

@@ -134,3 +134,53 @@ fn pcap_captures_both_directions() {
         "ICMP types seen: {types:?}"
     );
 }
+
+/// The router the namespace learns from our router advertisement is our
+/// link-local address (the host's own on its template interface, as the
+/// host's gateway is global here): it answers ping, and TCP and UDP to it
+/// reach the host's servers on that interface, as upstream (which gives
+/// the link-local address its host interface as scope).
+#[test]
+fn router_link_local_answers_ping_tcp_and_udp() {
+    let tb = Testbed::new();
+    let server = |args: &[&str]| {
+        let mut c = tb.in_host("socat");
+        c.args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        Guard(c.spawn().expect("socat"))
+    };
+    let _tcp = server(&["TCP6-LISTEN:8089,fork,reuseaddr", "SYSTEM:echo hello-tcp"]);
+    let _udp = server(&["UDP6-RECVFROM:8090,fork,reuseaddr", "SYSTEM:echo hello-udp"]);
+    wait_for("the host's servers", T, || {
+        let ss = must(tb.in_host("ss").args(["-Hlntu"]));
+        ss.contains(":8089") && ss.contains(":8090")
+    });
+    // The host's link-local address answers once its duplicate address
+    // detection is over (the test bed is only just up).
+    wait_for("the host's link-local address", T, || {
+        let a = must(
+            tb.in_host("ip")
+                .args(["-6", "addr", "show", "dev", "eth0", "scope", "link"]),
+        );
+        a.contains("fe80:") && !a.contains("tentative")
+    });
+    // No --config-net: the default route comes from our RA.
+    let script = "sysctl -qw net.ipv6.conf.eth0.accept_dad=0; ip link set eth0 up
+        for i in $(seq 100); do ip -6 route show default | grep -q fe80: && break; sleep 0.1; done
+        gw=$(ip -6 route show default | awk '{ print $3; exit }')
+        echo \"ROUTER $gw\"
+        ping -6 -c3 -i0.2 -W3 \"$gw%eth0\" || exit 1
+        socat -t3 - \"TCP6:[$gw%eth0]:8089\" </dev/null || exit 2
+        echo probe | socat -t3 - \"UDP6:[$gw%eth0]:8090\" || exit 3";
+    let o = tb.pasta_output(&["--", "sh", "-c", script], T);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let ctx = format!("{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{ctx}");
+    assert!(out.contains("ROUTER fe80:"), "{ctx}");
+    assert!(out.contains("3 received"), "{ctx}");
+    assert!(
+        out.contains("hello-tcp") && out.contains("hello-udp"),
+        "{ctx}"
+    );
+}

@@ -104,6 +104,8 @@ check slaac6 sh -c 'case "$ADDR6" in 2001:db8::*) true ;; *) false ;; esac'
 check ping4-gw ping -c1 -W5 $GW4
 check ping4-beyond ping -c1 -W5 $BEYOND4
 check ping6-beyond ping6 -c1 -W5 $BEYOND6
+check ping6-router ping6 -c1 -W5 -I eth0 $GW6
+check http6-router get "http://[$GW6%eth0]:8000/" hello-from-host
 check http4-gw get http://$GW4:8000/ hello-from-host
 check http4-beyond get http://$BEYOND4:8000/ hello-from-remote
 check http6-beyond get "http://[$BEYOND6]:8000/" hello-from-remote
@@ -212,6 +214,8 @@ fn guest_dhcp_slaac_ping_http_bulk_inbound_libvirt_style() {
         "ping4-gw",
         "ping4-beyond",
         "ping6-beyond",
+        "ping6-router",
+        "http6-router",
         "http4-gw",
         "http4-beyond",
         "http6-beyond",

@@ -176,6 +176,9 @@ pub struct Ip6Conf {
     pub addr_out: Option<Ipv6Addr>,
     pub ifname_out: Option<String>,
     pub ifname: String,
+    /// Index of the template interface (0 in local mode): the scope of
+    /// host-side link-local addresses (see `fwd::host_sockaddr`).
+    pub ifindex: u32,
     /// Global addresses of the template interface, copied by `--config-net`.
     pub host_addrs: Vec<(Ipv6Addr, u8)>,
     pub copy_routes: bool,

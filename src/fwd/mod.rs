@@ -27,7 +27,7 @@ pub mod rules;
 pub mod scan;
 pub mod spec;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::conf::Config;
 
@@ -53,6 +53,28 @@ pub fn nat_from_tap(conf: &Config, dst: IpAddr) -> IpAddr {
             } else {
                 dst
             }
+        }
+    }
+}
+
+/// The host-side socket address for `addr` (a target from [`nat_from_tap`]
+/// or [`dns_target`]) and `port`. An IPv6 link-local address gets the
+/// template interface as its scope, as upstream's `pif_sockaddr()`: the
+/// kernel refuses to send to one without a scope (`EINVAL`) unless the
+/// socket is bound to a device. That is the address the guest's default
+/// route points to when the host's gateway is global (`our_tap_ll`, the
+/// host's own link-local address), so without it the guest could not
+/// even ping its router.
+pub fn host_sockaddr(conf: &Config, addr: IpAddr, port: u16) -> SocketAddr {
+    match addr {
+        IpAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(a, port)),
+        IpAddr::V6(a) => {
+            let link_local = a.segments()[0] & 0xffc0 == 0xfe80;
+            let scope = match &conf.ip6 {
+                Some(c) if link_local => c.ifindex,
+                _ => 0,
+            };
+            SocketAddr::V6(SocketAddrV6::new(a, port, 0, scope))
         }
     }
 }

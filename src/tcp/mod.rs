@@ -1411,7 +1411,7 @@ fn connect_socket(
                     sys::bind_to_device(&s, ifn)?;
                 }
             }
-            let r = rustix::net::connect(&s, &SocketAddrV6::new(a, port, 0, 0));
+            let r = rustix::net::connect(&s, &crate::fwd::host_sockaddr(conf, IpAddr::V6(a), port));
             finish_connect(s, r)
         }
     }

@@ -979,7 +979,7 @@ fn flow_from_tap(c: &mut UdpCtx<'_>, key: FlowKey, stats: &mut UdpStats) -> Opti
         reuse: false,
         ifname,
         recverr: true,
-        peer: SocketAddr::new(target, dport),
+        peer: fwd::host_sockaddr(conf, target, dport),
     };
     let (sock, local) = match open_connected(&spec) {
         Ok(s) => s,
