@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of passt-rs on a Debian 12 machine, installing first what
-# the tests need. Needs root (network namespaces, tap devices): re-runs
-# itself with sudo otherwise. Tests run against release binaries: the
+# the tests need. Needs root (network namespaces, tap devices, apt-get): as
+# another user it re-runs itself through sudo, or su where there is no sudo
+# (scripts/as-root.sh). Tests run against release binaries: the
 # integration tests move gigabytes through pasta.
 set -euo pipefail
 cd "$(dirname "$0")"
-
-if [ "$(id -u)" != 0 ]; then
-	exec sudo -E "$0" "$@"
-fi
+. scripts/as-root.sh
+AS_ROOT_KEEP=TEST_THREADS as_root "$PWD/test.sh" "$@"
+trap give_back EXIT
 
 # Tools the integration tests drive: real clients, no mocks.
 APT_PACKAGES="iproute2 iputils-ping busybox-static isc-dhcp-client ndisc6 socat
@@ -33,7 +33,7 @@ echo "== cargo build"
 cargo build --release --all-targets --quiet
 echo "== cargo test"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; give_back' EXIT
 set +e
 cargo test --release --quiet --no-fail-fast --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}

@@ -2,7 +2,8 @@
 # Side-by-side throughput and transaction-rate benchmark: our pasta against
 # Debian's pasta and slirp4netns, with kernel-only baselines (veth, loopback),
 # in one run, alternating the order of the tools from run to run.
-# See bench/README.md. Needs root (namespaces); re-runs itself with sudo.
+# See bench/README.md. Needs root (namespaces): re-runs itself through sudo
+# or su (scripts/as-root.sh).
 #
 # Environment:
 #   BENCH_SECONDS=3   length of one measurement
@@ -19,9 +20,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 
-if [ "$(id -u)" != 0 ]; then
-	exec sudo -E "$0" "$@"
-fi
+. scripts/as-root.sh
+AS_ROOT_KEEP="BENCH_SECONDS BENCH_RUNS BENCH_TOOLS BENCH_CASES BENCH_OUT BENCH_OURS BENCH_SKIP_BUILD BENCH_SKIP_INSTALL BENCH_NO_PASST" \
+	as_root "$ROOT/bench/run.sh" "$@"
+trap give_back EXIT
 
 SECS=${BENCH_SECONDS:-3}
 RUNS=${BENCH_RUNS:-3}
@@ -109,6 +111,7 @@ spawn() {
 cleanup() {
 	teardown
 	rm -rf "$TMP"
+	give_back
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

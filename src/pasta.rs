@@ -767,8 +767,17 @@ pub fn tap_setup(conf: &Config, ns: &NetNs, routes: HostRoutes) -> Result<TapDev
     let local6 = conf.ip6.as_ref().is_some_and(|c| c.local_mode);
     let ns_mac = p.ns_mac;
     let r = ns.run(move || -> std::result::Result<TapDevice, String> {
-        let (fd, ifname) =
-            sys::open_tap(&name).map_err(|e| format!("Failed to open tap device {name}: {e}"))?;
+        let (fd, ifname) = sys::open_tap(&name).map_err(|e| {
+            // Opening /dev/net/tun from our user namespace is an access
+            // check as "others": distributions ship it 0666, some machines
+            // don't.
+            let hint = if e.raw_os_error() == Some(libc::EACCES) {
+                " (without root, /dev/net/tun must be readable and writable by all: chmod 0666 /dev/net/tun)"
+            } else {
+                ""
+            };
+            format!("Failed to open tap device {name}: {e}{hint}")
+        })?;
         let mut nl = netlink::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
         netlink::lo_up(&mut nl).map_err(|e| format!("Failed to bring up loopback: {e}"))?;
         let idx = nl
