@@ -256,8 +256,8 @@ impl<'c> Ctx<'c> {
             for ev in events.iter().copied() {
                 if let Some(code) = self.handle(ev) {
                     self.tap.flush();
-                    log::debug!("TCP: {:?}", self.tcp.stats);
-                    log::debug!("tap: {:?}", self.tap.stats);
+                    log::debug!("TCP counters: {}", self.tcp.stats);
+                    log::debug!("tap counters: {}", self.tap.stats);
                     return code;
                 }
             }
@@ -274,7 +274,7 @@ impl<'c> Ctx<'c> {
             self.tcp.defer(&mut self.flows, &self.epoll);
             if let Some((code, deadline)) = self.exiting {
                 if self.tcp.open_conns() == 0 || Instant::now() >= deadline {
-                    log::debug!("TCP: {:?}", self.tcp.stats);
+                    log::debug!("TCP counters: {}", self.tcp.stats);
                     return code;
                 }
             }

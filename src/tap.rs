@@ -64,6 +64,26 @@ pub struct TapStats {
     pub rx_runt_or_giant: u64,
 }
 
+/// One line of `name=value` pairs, a format the tests read (pasta logs it
+/// at exit as `tap counters: ...`).
+impl std::fmt::Display for TapStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let TapStats {
+            rx_frames,
+            rx_bytes,
+            tx_frames,
+            tx_bytes,
+            tx_dropped,
+            rx_runt_or_giant,
+        } = self;
+        write!(
+            f,
+            "rx_frames={rx_frames} rx_bytes={rx_bytes} tx_frames={tx_frames} \
+             tx_bytes={tx_bytes} tx_dropped={tx_dropped} rx_runt_or_giant={rx_runt_or_giant}"
+        )
+    }
+}
+
 /// What a backend is.
 pub enum Backend {
     /// A tap device (pasta), non-blocking.

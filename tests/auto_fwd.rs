@@ -6,13 +6,11 @@
 //! are not forwarded back.
 
 mod common;
-#[path = "support/tcp.rs"]
-mod support;
 
+use common::tcp::*;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// How soon a change must be followed: one scan interval, plus slack for
 /// two busy cores.

@@ -9,12 +9,6 @@ use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
-}
-
 fn has_addr(iface: &Value, addr: &str, len: u64) -> bool {
     iface["addr_info"]
         .as_array()

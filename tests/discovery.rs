@@ -93,15 +93,6 @@ fn config_net(tb: &Testbed, extra: &[&str]) -> Net {
     }
 }
 
-fn env_file(path: &std::path::Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
-}
-
 /// Runs busybox udhcpc against pasta started with `extra`; returns its
 /// lease environment (empty without a lease).
 fn udhcpc(tb: &Testbed, tag: &str, extra: &[&str]) -> HashMap<String, String> {

@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use std::process::Stdio;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(60);
@@ -31,25 +30,6 @@ fn dns_server(tb: &Testbed) -> Guard {
     let g = Guard(child);
     wait_for("the DNS server", T, || ready.exists());
     g
-}
-
-fn in_pasta(tb: &Testbed, args: &[&str], script: &str) -> String {
-    let mut c = tb.in_host("timeout");
-    c.arg(T.as_secs().to_string())
-        .arg(pasta())
-        .arg("--config-net")
-        .args(args)
-        .args(["--", "sh", "-c", script])
-        .stdin(Stdio::null());
-    let o = run(&mut c);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "pasta {args:?} -- {script} failed ({}):\n{out}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
 }
 
 fn queries(tb: &Testbed) -> String {

@@ -112,16 +112,6 @@ fn marker(tb: &Testbed) -> std::path::PathBuf {
     m
 }
 
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 fn read_pid(path: &Path) -> u32 {
     std::fs::read_to_string(path)
         .expect("PID file")

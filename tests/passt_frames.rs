@@ -882,16 +882,6 @@ fn libvirt_contract_one_off_socket_pid() {
     wait_for("passt to exit after the disconnection", T, || !alive(pid));
 }
 
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 /// QEMU 10.1's `-netdev passt`: `passt --quiet --pid FILE --fd 3`, the
 /// launcher waited for, then the PID file read; QEMU stops it with SIGTERM.
 #[test]

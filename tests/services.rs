@@ -27,15 +27,6 @@ fn hook(tb: &Testbed, name: &str, out: &std::path::Path) -> String {
     path.display().to_string()
 }
 
-fn env_file(path: &std::path::Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 fn udhcpc(tb: &Testbed, extra: &[&str]) -> (bool, HashMap<String, String>) {
     let lease = tb.path(&format!("udhcpc-{}.env", extra.join("_")));
     let script = hook(tb, &format!("udhcpc-{}.sh", extra.join("_")), &lease);

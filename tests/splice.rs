@@ -9,43 +9,16 @@
 //! statistics (`-d`) count spliced connections too.
 
 mod common;
-#[path = "support/tcp.rs"]
-mod support;
 
+use common::tcp::*;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Size of the bulk transfers, each way.
 const BULK: u64 = 1 << 30;
 
 const REPLY: &str = "8388608"; // 8 MiB
-
-/// A field of the `spliced: SpliceStats { ... }` part of pasta's exit
-/// statistics.
-fn spliced(err: &str, field: &str) -> u64 {
-    let from = err
-        .find("SpliceStats {")
-        .unwrap_or_else(|| panic!("no SpliceStats in pasta's output: {err}"));
-    stat(&format!("TcpStats {{ {}", &err[from..]), field)
-}
-
-/// Runs `fg` while `bg` (pasta) runs; both must succeed. Returns (fg
-/// stdout, bg stdout, bg stderr).
-fn pair(mut fg: Command, bg: Bg, timeout: Duration) -> (String, String, String) {
-    fg.stdin(Stdio::null());
-    let o = run(&mut fg);
-    let (st, out, err) = bg.wait(timeout);
-    let fout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success() && st.success(),
-        "{fg:?}: {}\nstdout: {fout}\nstderr: {}\n\nbackground ({st}):\nstdout: {out}\nstderr: {err}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (fout, out, err)
-}
 
 /// Host loopback → namespace through `-t 8080`, 1 GiB each way.
 fn bulk_t(lo: &str) {
@@ -101,13 +74,13 @@ fn bulk_t(lo: &str) {
         let r = line(&recv, "recv");
         assert_eq!(r[1], size, "bytes received: {recv}");
         assert_eq!(s[2], r[2], "checksums differ: {sent} / {recv}");
-        assert_eq!(spliced(&err, "opened"), 1, "not spliced: {err}");
+        assert_eq!(tcp_counter(&err, "spliced_opened"), 1, "not spliced: {err}");
         assert_eq!(
-            stat(&err, "opened_from_sock"),
+            tcp_counter(&err, "opened_from_sock"),
             0,
             "went through the tap: {err}"
         );
-        assert_eq!(spliced(&err, "resets"), 0, "{err}");
+        assert_eq!(tcp_counter(&err, "spliced_resets"), 0, "{err}");
     }
 }
 
@@ -180,9 +153,9 @@ fn bulk_namespace_loopback_to_host() {
         let r = line(&recv, "recv");
         assert_eq!(r[1], size, "bytes received: {recv}");
         assert_eq!(s[2], r[2], "checksums differ: {sent} / {recv}");
-        assert_eq!(spliced(&err, "opened"), 1, "{err}");
+        assert_eq!(tcp_counter(&err, "spliced_opened"), 1, "{err}");
         assert_eq!(
-            stat(&err, "opened_from_tap"),
+            tcp_counter(&err, "opened_from_tap"),
             0,
             "went through the tap: {err}"
         );
@@ -238,7 +211,7 @@ fn half_close_host_to_namespace() {
     let (peer, err) = half_close_t(&[]);
     // Spliced: pasta connected from inside the namespace, to its address.
     assert_eq!(peer, HOST4, "{err}");
-    assert_eq!(spliced(&err, "opened"), 1, "{err}");
+    assert_eq!(tcp_counter(&err, "spliced_opened"), 1, "{err}");
 }
 
 /// Over IPv6: from the host's ::1 to the namespace's global address.
@@ -282,7 +255,7 @@ fn half_close_host_to_namespace_ipv6() {
         ["request", "1000", "ok", "peer", HOST6],
         "{server}"
     );
-    assert_eq!(spliced(&err, "opened"), 1, "{err}");
+    assert_eq!(tcp_counter(&err, "spliced_opened"), 1, "{err}");
 }
 
 /// Nothing listens in the namespace: the spliced connect fails, and the
@@ -328,8 +301,8 @@ fn refused_in_namespace_resets_host_client() {
     std::fs::write(&done, "").unwrap();
     let (st, _, perr) = pasta.wait(Duration::from_secs(T));
     assert!(st.success(), "{perr}");
-    assert_eq!(spliced(&perr, "resets"), 1, "{perr}");
-    assert_eq!(spliced(&perr, "closed"), 1, "{perr}");
+    assert_eq!(tcp_counter(&perr, "spliced_resets"), 1, "{perr}");
+    assert_eq!(tcp_counter(&perr, "spliced_closed"), 1, "{perr}");
 }
 
 /// `--no-splice`: the same connection goes through the tap, and the
@@ -338,8 +311,8 @@ fn refused_in_namespace_resets_host_client() {
 fn no_splice_goes_through_the_tap() {
     let (peer, err) = half_close_t(&["--no-splice"]);
     assert_eq!(peer, REMOTE4, "{err}");
-    assert_eq!(spliced(&err, "opened"), 0, "{err}");
-    assert_eq!(stat(&err, "opened_from_sock"), 1, "{err}");
+    assert_eq!(tcp_counter(&err, "spliced_opened"), 0, "{err}");
+    assert_eq!(tcp_counter(&err, "opened_from_sock"), 1, "{err}");
 }
 
 #[test]
@@ -383,7 +356,7 @@ fn half_close_namespace_to_host() {
         ["request", "1000", "ok", "peer", "127.0.0.1"],
         "{server}"
     );
-    assert_eq!(spliced(&err, "opened"), 1, "{err}");
+    assert_eq!(tcp_counter(&err, "spliced_opened"), 1, "{err}");
 }
 
 /// 200 connections at once from the namespace's loopback through `-T`,
@@ -436,13 +409,13 @@ fn many_concurrent_spliced_connections() {
     assert_eq!(line(&out, "clients"), ["clients", "200", "bad", "0"]);
     let server = server.done(Duration::from_secs(T));
     assert!(server.starts_with("served 200"), "{server}");
-    assert_eq!(spliced(&err, "opened"), 200, "{err}");
+    assert_eq!(tcp_counter(&err, "spliced_opened"), 200, "{err}");
     assert_eq!(
-        spliced(&err, "closed"),
+        tcp_counter(&err, "spliced_closed"),
         200,
         "flows left open at exit: {err}"
     );
-    assert_eq!(spliced(&err, "resets"), 0, "{err}");
+    assert_eq!(tcp_counter(&err, "spliced_resets"), 0, "{err}");
 }
 
 /// `--splice-only`: no tap device in the namespace, and `-t` from the
@@ -492,7 +465,7 @@ fn splice_only() {
     let links = std::fs::read_to_string(&links).unwrap();
     assert_eq!(links.lines().count(), 1, "only lo expected: {links}");
     assert!(links.contains(": lo:"), "{links}");
-    assert_eq!(spliced(&err, "opened"), 1, "{err}");
+    assert_eq!(tcp_counter(&err, "spliced_opened"), 1, "{err}");
 }
 
 /// Rules claiming the same port are rejected at start, naming both.

@@ -12,13 +12,11 @@
 //! whatever is left on drop.
 
 mod common;
-#[path = "support/tcp.rs"]
-mod support;
 
+use common::tcp::*;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Size of the bulk transfers, each way. 1 GiB takes about 5 s (release)
 /// to 8 s (debug) per direction here.
@@ -670,8 +668,8 @@ fn thousand_concurrent_connections() {
     assert_eq!(line(&out, "clients"), ["clients", "1000", "bad", "0"]);
     let server = server.done(Duration::from_secs(T));
     assert!(server.starts_with("served 1000"), "{server}");
-    let opened = stat(&err, "opened_from_tap");
-    let closed = stat(&err, "closed");
+    let opened = tcp_counter(&err, "opened_from_tap");
+    let closed = tcp_counter(&err, "closed");
     assert_eq!(opened, 1000, "{err}");
     assert_eq!(closed, opened, "flows left open at exit: {err}");
 }
@@ -725,7 +723,7 @@ fn full_flow_table_refuses_and_running_transfers_finish() {
     assert!(server.starts_with("served 4"), "{server}");
     assert!(out.starts_with("extra_refused"), "{out}");
     assert_eq!(out.matches("conn ok").count(), 4, "{out}");
-    assert!(stat(&err, "refused_table_full") >= 1, "{err}");
+    assert!(tcp_counter(&err, "refused_table_full") >= 1, "{err}");
 }
 
 // ---------------------------------------------------------------------
@@ -780,7 +778,7 @@ fn keepalive_reclaims_connection_the_guest_forgot() {
     assert_eq!(w[0], "reset", "host peer: {host}");
     let ms: u64 = w[2].parse().unwrap();
     assert!(ms < 5000, "reset only after {ms} ms");
-    assert!(stat(&err, "keepalives") >= 1, "{err}");
+    assert!(tcp_counter(&err, "keepalives") >= 1, "{err}");
 }
 
 #[test]
@@ -826,7 +824,7 @@ fn inactivity_resets_idle_connection() {
         let ms: u64 = w[2].parse().unwrap();
         assert!((1000..6000).contains(&ms), "{who} reset after {ms} ms");
     }
-    assert!(stat(&err, "inactivity_resets") >= 1, "{err}");
+    assert!(tcp_counter(&err, "inactivity_resets") >= 1, "{err}");
 }
 
 // ---------------------------------------------------------------------

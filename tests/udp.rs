@@ -38,34 +38,6 @@ fn remote_echo(tb: &Testbed, port: u16) -> Guard {
     g
 }
 
-/// Runs `script` in a new namespace through pasta with `args`; returns
-/// stdout, asserting success.
-fn in_pasta(tb: &Testbed, args: &[&str], script: &str) -> String {
-    in_pasta_env(tb, args, script, &[])
-}
-
-fn in_pasta_env(tb: &Testbed, args: &[&str], script: &str, env: &[(&str, &str)]) -> String {
-    let mut c = tb.in_host("timeout");
-    c.arg(T.as_secs().to_string())
-        .arg(pasta())
-        .args(["--config-net"])
-        .args(args)
-        .args(["--", "sh", "-c", script])
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let o = run(&mut c);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "pasta {args:?} -- {script} failed ({}):\n{out}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
-
 #[test]
 fn echo_beyond_the_host_both_families() {
     let tb = Testbed::new();

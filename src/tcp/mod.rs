@@ -156,6 +156,37 @@ pub struct TcpStats {
     pub spliced: splice::SpliceStats,
 }
 
+/// One line of `name=value` pairs, a format the tests read (pasta logs it
+/// at exit as `TCP counters: ...`); the splice path's counters follow with
+/// a `spliced_` prefix.
+impl std::fmt::Display for TcpStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new counter cannot be left out.
+        let TcpStats {
+            opened_from_tap,
+            opened_from_sock,
+            closed,
+            refused_table_full,
+            rst_to_tap,
+            retransmits,
+            partial_writes,
+            gap_drops,
+            keepalives,
+            inactivity_resets,
+            spliced,
+        } = self;
+        write!(
+            f,
+            "opened_from_tap={opened_from_tap} opened_from_sock={opened_from_sock} \
+             closed={closed} refused_table_full={refused_table_full} rst_to_tap={rst_to_tap} \
+             retransmits={retransmits} partial_writes={partial_writes} gap_drops={gap_drops} \
+             keepalives={keepalives} inactivity_resets={inactivity_resets} \
+             spliced_opened={} spliced_closed={} spliced_resets={} spliced_refused={}",
+            spliced.opened, spliced.closed, spliced.resets, spliced.refused
+        )
+    }
+}
+
 /// All TCP state of one loop.
 pub struct Tcp {
     /// Host listeners (`-t`), by epoll reference index.

@@ -254,6 +254,23 @@ pub struct SpliceStats {
     pub refused: u64,
 }
 
+/// One line of `name=value` pairs, a format the tests read (pasta logs it
+/// at exit); `Debug` is for people and may change.
+impl std::fmt::Display for SpliceStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let SpliceStats {
+            opened,
+            closed,
+            resets,
+            refused,
+        } = self;
+        write!(
+            f,
+            "opened={opened} closed={closed} resets={resets} refused={refused}"
+        )
+    }
+}
+
 /// State of the splice path: namespace socket pools, pipe size, flows to
 /// free.
 pub struct Splice {

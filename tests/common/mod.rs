@@ -17,6 +17,9 @@
 
 #![allow(dead_code)]
 
+pub mod tcp;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -295,4 +298,81 @@ pub fn json(s: &str) -> serde_json::Value {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// Counter `name` from the `TAG counters: name=value ...` line pasta logs
+/// at exit with `-d` (`TCP`, `tap`): the stable one-line format of the
+/// stats structs' `Display`, not their `Debug` output.
+pub fn counter(log: &str, tag: &str, name: &str) -> u64 {
+    let head = format!("{tag} counters: ");
+    let line = log
+        .lines()
+        .find_map(|l| l.find(&head).map(|i| &l[i + head.len()..]))
+        .unwrap_or_else(|| panic!("no '{head}' line in pasta's output: {log}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name} in: {line}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} in '{line}': {e}"))
+}
+
+/// A TCP counter (`spliced_*` for the splice path's) from pasta's exit log.
+pub fn tcp_counter(log: &str, name: &str) -> u64 {
+    counter(log, "TCP", name)
+}
+
+/// Whether process `pid` (a number, or its text from a PID file) runs:
+/// exists and is not a zombie.
+pub fn alive(pid: impl std::fmt::Display) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses, which may
+        // itself hold ") ".
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A `NAME=value` file (a DHCP client hook's `env` dump); empty if absent.
+pub fn env_file(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Bound of [`in_pasta`] runs.
+const IN_PASTA_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `script` in a new namespace through `pasta --config-net` with
+/// `args`; returns stdout, asserting success.
+pub fn in_pasta(tb: &Testbed, args: &[&str], script: &str) -> String {
+    in_pasta_env(tb, args, script, &[])
+}
+
+/// [`in_pasta`] with extra environment variables for pasta.
+pub fn in_pasta_env(tb: &Testbed, args: &[&str], script: &str, env: &[(&str, &str)]) -> String {
+    let mut c = tb.in_host("timeout");
+    c.arg(IN_PASTA_TIMEOUT.as_secs().to_string())
+        .arg(pasta())
+        .arg("--config-net")
+        .args(args)
+        .args(["--", "sh", "-c", script])
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = run(&mut c);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "pasta {args:?} -- {script} failed ({}):\n{out}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
 }

@@ -1,10 +1,8 @@
-//! Shared by the splice and auto-forwarding tests: the background-process
-//! and helper-script plumbing of `tests/tcp.rs` (same behaviour: tagged
-//! pasta processes killed on drop, commands bounded by `timeout`).
+//! The TCP tests' plumbing (`tcp`, `splice`, `auto_fwd`): background
+//! processes (tagged pasta processes killed on drop), the python helper
+//! script, commands bounded by `timeout`.
 
-#![allow(dead_code)]
-
-use crate::common::*;
+use super::*;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -231,8 +229,9 @@ pub fn wait_listen(ns: &str, port: u16) {
 }
 
 /// Runs `fg` in the foreground while `bg` runs; both must succeed, and a
-/// failure shows the output of both. Returns (fg stdout, bg stdout).
-pub fn both(mut fg: Command, bg: Bg, timeout: Duration) -> (String, String) {
+/// failure shows the output of both. Returns (fg stdout, bg stdout, bg
+/// stderr).
+pub fn pair(mut fg: Command, bg: Bg, timeout: Duration) -> (String, String, String) {
     fg.stdin(Stdio::null());
     let o = run(&mut fg);
     let (st, out, err) = bg.wait(timeout);
@@ -243,6 +242,12 @@ pub fn both(mut fg: Command, bg: Bg, timeout: Duration) -> (String, String) {
         o.status,
         String::from_utf8_lossy(&o.stderr)
     );
+    (fout, out, err)
+}
+
+/// [`pair`] without the background's stderr.
+pub fn both(fg: Command, bg: Bg, timeout: Duration) -> (String, String) {
+    let (fout, out, _) = pair(fg, bg, timeout);
     (fout, out)
 }
 
@@ -259,25 +264,6 @@ pub fn line<'a>(out: &'a str, tag: &str) -> Vec<&'a str> {
         .unwrap_or_else(|| panic!("no '{tag}' line in: {out}"))
         .split_whitespace()
         .collect()
-}
-
-/// A field of pasta's `TCP: TcpStats { ... }` debug line at exit.
-pub fn stat(err: &str, field: &str) -> u64 {
-    let l = err
-        .lines()
-        .find(|l| l.contains("TcpStats {"))
-        .unwrap_or_else(|| panic!("no TcpStats in pasta's output: {err}"));
-    let from = l
-        .find(&format!("{field}: "))
-        .unwrap_or_else(|| panic!("no {field} in {l}"))
-        + field.len()
-        + 2;
-    l[from..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 pub fn sha256_file(p: &Path) -> String {
