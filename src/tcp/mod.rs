@@ -73,6 +73,7 @@
 mod conn;
 mod frame;
 pub mod splice;
+mod window;
 
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
@@ -89,29 +90,19 @@ use crate::event::{Epoll, EpollRef, Kind};
 use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
 use crate::sys;
 use crate::tap::Tap;
+use crate::wire::ipv4::protocol::TCP as IPPROTO_TCP;
 use crate::wire::tcp::TcpPacket;
 
 pub use conn::TcpConn;
 use conn::*;
+use window::{LinkMss, MAX_WINDOW, MAX_WS, MSS_DEFAULT, WINDOW_DEFAULT};
 
-/// IP protocol number of TCP.
-const IPPROTO_TCP: u8 = 6;
-/// Largest window we advertise or use (16 MiB).
-const MAX_WINDOW: u32 = 1 << 24;
-/// Window scale we offer the guest.
-const MAX_WS: u8 = 8;
-/// Initial window before anything is known (RFC 6928).
-const WINDOW_DEFAULT: u32 = 14600;
 /// Retransmissions to the guest before giving up.
 const MAX_RETRIES: u8 = 7;
-/// First retransmission timeout.
-const RTO_INIT: Duration = Duration::from_secs(1);
 /// Tap-side keepalive interval.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Inactivity interval: idle connections go after one to two of these.
 pub const INACTIVITY_INTERVAL: Duration = Duration::from_secs(7200);
-/// Frames of one flow we let wait in the tap's queue (of 1000).
-const TAP_QUEUE_FRAMES: u32 = 700;
 /// Most frames filled by one peek.
 const PEEK_FRAMES: usize = 64;
 /// Duplicate ACKs from the guest that make us retransmit.
@@ -447,14 +438,11 @@ impl Tcp {
         conn.seq_init_from_tap = seg.seq();
         conn.seq_from_tap = seg.seq().wrapping_add(1);
         conn.seq_ack_to_tap = conn.seq_from_tap;
-        conn.ws_from_tap = seg.window_scale().map_or(0, |w| w.min(14));
-        conn.ws_to_tap = if seg.window_scale().is_some() {
-            MAX_WS
-        } else {
-            0
-        };
-        conn.wnd_from_tap = u32::from(seg.window()).max(1);
-        conn.mss = clamp_mss(conf, key.side.oaddr, seg.mss().unwrap_or(536));
+        conn.ws_from_tap = window::ws_from_tap(seg.window_scale());
+        conn.ws_to_tap = window::ws_to_tap(seg.window_scale());
+        conn.wnd_from_tap = window::wnd_from_syn(seg.window());
+        conn.mss =
+            LinkMss::new(conf.mtu, key.side.oaddr).to_guest(seg.mss().unwrap_or(MSS_DEFAULT));
         let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
             self.stats.refused_table_full += 1;
             frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
@@ -497,7 +485,7 @@ impl Tcp {
         ensure_sndbuf(c.conf, conn);
         conn.events |= TAP_SYN_ACK_SENT;
         conn.seq_to_tap = conn.seq_init_to_tap.wrapping_add(1);
-        conn.wnd_to_tap = window_to_tap(conn, c.conf);
+        conn.wnd_to_tap = conn.window_to_tap(c.conf);
         frame::send_flags(
             c.conf,
             c.guest.mac,
@@ -535,14 +523,12 @@ impl Tcp {
                 conn.seq_from_tap = seg.seq().wrapping_add(1);
                 conn.seq_ack_from_tap = seg.ack();
                 conn.seq_to_tap = seg.ack();
-                conn.ws_from_tap = seg.window_scale().map_or(0, |w| w.min(14));
-                if seg.window_scale().is_none() {
-                    conn.ws_to_tap = 0;
-                }
+                conn.ws_from_tap = window::ws_from_tap(seg.window_scale());
+                conn.ws_to_tap = window::ws_to_tap(seg.window_scale());
                 ensure_sndbuf(conf, conn);
-                // The window of a SYN,ACK is never scaled (RFC 7323 2.2).
-                conn.wnd_from_tap = u32::from(seg.window()).max(1);
-                conn.mss = clamp_mss(conf, conn.key.side.oaddr, seg.mss().unwrap_or(536));
+                conn.wnd_from_tap = window::wnd_from_syn(seg.window());
+                let link = LinkMss::new(conf.mtu, conn.key.side.oaddr);
+                conn.mss = link.to_guest(seg.mss().unwrap_or(MSS_DEFAULT));
                 conn.retries = 0;
                 conn.rto_at = None;
                 if self.peek_off {
@@ -605,7 +591,7 @@ impl Tcp {
         // ACK processing.
         if seg.ack_flag() {
             let ack = seg.ack();
-            let wnd = (u32::from(seg.window()) << conn.ws_from_tap).min(MAX_WINDOW);
+            let wnd = window::wnd_from_tap(seg.window(), conn.ws_from_tap);
             if seq_gt(ack, conn.seq_ack_from_tap) && seq_le(ack, conn.seq_to_tap) {
                 let mut acked = ack.wrapping_sub(conn.seq_ack_from_tap) as usize;
                 if conn.events & TAP_FIN_SENT != 0 && ack == conn.seq_to_tap {
@@ -710,7 +696,7 @@ impl Tcp {
             let _ = rustix::net::shutdown(&conn.sock, rustix::net::Shutdown::Write);
             conn.events |= SOCK_FIN_SENT;
             // ACK the FIN now.
-            conn.wnd_to_tap = window_to_tap(conn, conf);
+            conn.wnd_to_tap = conn.window_to_tap(conf);
             frame::send_ack(conf, c.guest.mac, c.tap, conn);
             need_ack = false;
         }
@@ -754,7 +740,7 @@ impl Tcp {
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
-        conn.wnd_to_tap = window_to_tap(conn, c.conf);
+        conn.wnd_to_tap = conn.window_to_tap(c.conf);
         if force || conn.seq_ack_to_tap != conn.seq_from_tap || conn.flags & ACK_TO_TAP_DUE != 0 {
             frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
         }
@@ -852,7 +838,7 @@ impl Tcp {
                 1
             };
             conn.flags &= !(DROPPED_FROM_TAP | WND_UPDATE_DUE);
-            conn.wnd_to_tap = window_to_tap(conn, c.conf);
+            conn.wnd_to_tap = conn.window_to_tap(c.conf);
             for _ in 0..acks {
                 frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
             }
@@ -893,7 +879,7 @@ impl Tcp {
             return;
         }
         let mss = usize::from(conn.mss.max(1));
-        let hdr = frame::header_len(conn.key.side.oaddr);
+        let hdr = frame::payload_offset(conn.key.side.oaddr);
         let stride = (hdr + mss + 7) & !7;
         let room = (wnd - already) as usize;
         let want_frames = room.div_ceil(mss).clamp(1, PEEK_FRAMES);
@@ -960,7 +946,7 @@ impl Tcp {
             // Nothing new: end of stream once everything was sent?
             if eof {
                 conn.events |= SOCK_FIN_RCVD;
-                conn.wnd_to_tap = window_to_tap(conn, conf);
+                conn.wnd_to_tap = conn.window_to_tap(conf);
                 frame::send_flags(conf, c.guest.mac, c.tap, conn, FIN | ACK, conn.seq_to_tap);
                 conn.seq_to_tap = conn.seq_to_tap.wrapping_add(1);
                 conn.events |= TAP_FIN_SENT;
@@ -971,7 +957,7 @@ impl Tcp {
             return;
         }
         // Frame what we got: full MSS segments, then the rest.
-        conn.wnd_to_tap = window_to_tap(conn, conf);
+        conn.wnd_to_tap = conn.window_to_tap(conf);
         let mut lens = [0usize; PEEK_FRAMES];
         let (region, _) = c.tap.tx.region(stride, fit);
         let mut left = n;
@@ -1124,7 +1110,7 @@ impl Tcp {
         conn.events = SOCK_ACCEPTED;
         conn.ws_to_tap = MAX_WS;
         conn.wnd_from_tap = WINDOW_DEFAULT;
-        conn.mss = clamp_mss(conf, src, u16::MAX);
+        conn.mss = LinkMss::new(conf.mtu, src).to_guest(u16::MAX);
         let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
             self.stats.refused_table_full += 1;
             return;
@@ -1242,7 +1228,7 @@ impl Tcp {
             if keepalive_tick && conn.events & ESTABLISHED != 0 {
                 if conn.tap_inactive {
                     self.stats.keepalives += 1;
-                    conn.wnd_to_tap = window_to_tap(conn, c.conf);
+                    conn.wnd_to_tap = conn.window_to_tap(c.conf);
                     frame::send_flags(
                         c.conf,
                         c.guest.mac,
@@ -1328,7 +1314,7 @@ fn probe_peek_off() -> bool {
 /// Raising it fixes its size (no more autotuning), so only small buffers
 /// are raised.
 fn ensure_sndbuf(conf: &Config, conn: &TcpConn) {
-    let mss = our_mss(conf, conn.key.side.oaddr) as i32;
+    let mss = i32::from(LinkMss::new(conf.mtu, conn.key.side.oaddr).advertised());
     let have = sys::sndbuf(&conn.sock).unwrap_or(0);
     if have < 6 * mss {
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&conn.sock, (8 * mss) as usize);
@@ -1425,60 +1411,6 @@ fn finish_connect(s: OwnedFd, r: rustix::io::Result<()>) -> io::Result<(OwnedFd,
     }
 }
 
-/// The MSS for segments toward the guest: what it asked for, within our MTU.
-fn clamp_mss(conf: &Config, guest_side: IpAddr, asked: u16) -> u16 {
-    let overhead: u16 = if guest_side.is_ipv4() { 40 } else { 60 };
-    let mtu_mss = if conf.mtu == 0 {
-        1460
-    } else {
-        conf.mtu.saturating_sub(overhead)
-    };
-    let frame_mss = (crate::tap::FRAME_MAX - frame::header_len(guest_side)) as u16;
-    asked.min(mtu_mss).min(frame_mss).max(64)
-}
-
-/// The MSS we advertise to the guest (upstream: above a page, rounded down
-/// to a multiple of the page size: 61440 at MTU 65520).
-fn our_mss(conf: &Config, guest_side: IpAddr) -> u16 {
-    let overhead: u16 = if guest_side.is_ipv4() { 40 } else { 60 };
-    let mss = if conf.mtu == 0 {
-        1460
-    } else {
-        conf.mtu.saturating_sub(overhead)
-    };
-    if mss > 4096 {
-        mss / 4096 * 4096
-    } else {
-        mss
-    }
-}
-
-/// The window we advertise to the guest: what the socket's send buffer can
-/// still take, scaled for the guest.
-fn window_to_tap(conn: &TcpConn, conf: &Config) -> u16 {
-    // What the send buffer can still take, in kernel memory, turned into
-    // payload bytes: each buffer carries about a kilobyte of overhead, a
-    // lot for small segments. An eighth is kept in reserve on top, so what
-    // we promise fits and partial writes stay rare.
-    let mss = u32::from(our_mss(conf, conn.key.side.oaddr));
-    let (sndbuf, queued) = sys::send_memory(&conn.sock).unwrap_or((0, 0));
-    let room = sndbuf.saturating_sub(queued) / 8 * 7;
-    let free = (u64::from(room) * u64::from(mss) / u64::from(mss + 1024)) as u32;
-    let free = free.min(MAX_WINDOW);
-    let free = free.min(TAP_QUEUE_FRAMES * mss);
-    // A sender does not put less than a segment into a small window (silly
-    // window avoidance): a window below one segment is as good as closed,
-    // and saying so makes us watch for the buffer draining (see
-    // `watch_window`) instead of leaving the guest to probe.
-    let free = if free < mss { 0 } else { free };
-    let free = if conn.events & ESTABLISHED == 0 {
-        free.max(WINDOW_DEFAULT)
-    } else {
-        free
-    };
-    (free >> conn.ws_to_tap).min(u32::from(u16::MAX)) as u16
-}
-
 fn is_multicast_or_bcast(a: IpAddr) -> bool {
     match a {
         IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
@@ -1528,7 +1460,7 @@ pub fn inbound_addrs(conf: &Config, guest: &GuestState, peer: IpAddr) -> Option<
             } else {
                 p
             };
-            let dst = if is_ll(src) {
+            let dst = if crate::wire::ipv6::is_link_local(src) {
                 guest.addr6_ll_seen.or(guest.addr6_seen).or(c.addr)?
             } else {
                 guest.addr6_seen.or(c.addr)?
@@ -1557,8 +1489,4 @@ pub fn splice_target(
         IpAddr::V6(_) => IpAddr::V6(guest.addr6_seen.filter(|a| !a.is_unspecified())?),
     };
     Some(SocketAddr::new(ip, port))
-}
-
-fn is_ll(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
 }
