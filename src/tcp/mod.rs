@@ -578,136 +578,139 @@ impl Tcp {
         self.established_segment(c, idx, seg);
     }
 
+    /// A segment of an established connection (or the one completing our
+    /// handshake): its acknowledgement, its payload and its FIN, in that
+    /// order, then whatever the guest's window now lets us send.
     fn established_segment(&mut self, c: &mut TcpCtx<'_>, idx: u32, seg: &TcpPacket<&[u8]>) {
-        let conf = c.conf;
-        let peek_off = self.peek_off;
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
-        let payload = seg.payload();
-        let mut need_ack = false;
-        let mut delay_ack = false;
-
-        // ACK processing.
         if seg.ack_flag() {
-            let ack = seg.ack();
-            let wnd = window::wnd_from_tap(seg.window(), conn.ws_from_tap);
-            if seq_gt(ack, conn.seq_ack_from_tap) && seq_le(ack, conn.seq_to_tap) {
-                let mut acked = ack.wrapping_sub(conn.seq_ack_from_tap) as usize;
-                if conn.events & TAP_FIN_SENT != 0 && ack == conn.seq_to_tap {
-                    // Our FIN took one sequence number, not a byte.
-                    acked -= 1;
-                    conn.events |= TAP_FIN_ACKED;
-                }
-                if acked > 0 {
-                    if let Err(e) = sys::discard(&conn.sock, acked) {
-                        log::debug!("TCP {idx}: discard: {e}");
-                    }
-                }
-                conn.seq_ack_from_tap = ack;
-                conn.retries = 0;
-                conn.dup_acks = 0;
-                conn.rto_at = if ack == conn.seq_to_tap {
-                    None
-                } else {
-                    Some(Instant::now() + RTO_INIT)
-                };
-            } else if ack == conn.seq_ack_from_tap
-                && payload.is_empty()
-                && !seg.fin()
-                && wnd == conn.wnd_from_tap
-                && conn.seq_to_tap != conn.seq_ack_from_tap
-            {
-                conn.dup_acks = conn.dup_acks.saturating_add(1);
-                if conn.dup_acks == DUP_ACK_THRESHOLD {
-                    // Fast retransmit: the guest lost what we sent after
-                    // this ACK.
-                    self.stats.retransmits += 1;
-                    conn.rewind(peek_off);
-                }
-            }
-            let opened = wnd > conn.wnd_from_tap;
-            conn.wnd_from_tap = wnd;
-            if opened && conn.flags & STALLED != 0 {
-                conn.flags &= !STALLED;
-            }
+            self.ack_from_tap(conn, idx, seg);
         }
-
-        // Payload.
-        let seq = seg.seq();
-        let mut fin_in_seq = seg.fin();
-        if !payload.is_empty() {
-            let end = seq.wrapping_add(payload.len() as u32);
-            if conn.events & TAP_FIN_RCVD != 0 {
-                // Data after the guest's FIN: ignore.
-                fin_in_seq = false;
-            } else if seq_gt(seq, conn.seq_from_tap) {
-                // A gap: we lost (or dropped) something before this.
-                fin_in_seq = false;
-                self.stats.gap_drops += 1;
-                frame::send_ack(conf, c.guest.mac, c.tap, conn);
-            } else if seq_le(end, conn.seq_from_tap) {
-                // Entirely old: a retransmission, or a keepalive probe.
-                need_ack = true;
-                if payload.len() <= 1 {
-                    let _ = rustix::net::sockopt::set_socket_keepalive(&conn.sock, true);
-                }
-            } else {
-                let skip = conn.seq_from_tap.wrapping_sub(seq) as usize;
-                let data = payload.get(skip..).unwrap_or(&[]);
-                match rustix::net::send(&conn.sock, data, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)
-                {
-                    Ok(n) => {
-                        conn.seq_from_tap = conn.seq_from_tap.wrapping_add(n as u32);
-                        if n < data.len() {
-                            fin_in_seq = false;
-                            self.partial(c.flows, c.epoll, idx);
-                            need_ack = true;
-                        } else if self.ack_delay.is_some()
-                            && conn.seq_from_tap.wrapping_sub(conn.seq_ack_to_tap) < ACK_DELAY_BYTES
-                        {
-                            delay_ack = true;
-                        } else {
-                            need_ack = true;
-                        }
-                    }
-                    Err(rustix::io::Errno::AGAIN) => {
-                        fin_in_seq = false;
-                        self.partial(c.flows, c.epoll, idx);
-                        need_ack = true;
-                    }
-                    Err(e) => {
-                        log::debug!("TCP {idx}: send: {e}");
-                        self.reset(c, idx);
-                        return;
-                    }
-                }
-            }
-        } else if seg.fin() && seq != conn.seq_from_tap {
-            fin_in_seq = false;
-        }
-
+        let Some((mut ack, fin_in_seq)) = self.payload_from_tap(c, idx, seg) else {
+            return;
+        };
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if fin_in_seq && conn.events & TAP_FIN_RCVD == 0 {
-            conn.events |= TAP_FIN_RCVD;
-            conn.seq_from_tap = conn.seq_from_tap.wrapping_add(1);
-            let _ = rustix::net::shutdown(&conn.sock, rustix::net::Shutdown::Write);
-            conn.events |= SOCK_FIN_SENT;
-            // ACK the FIN now.
-            conn.wnd_to_tap = conn.window_to_tap(conf);
-            frame::send_ack(conf, c.guest.mac, c.tap, conn);
-            need_ack = false;
+            fin_from_tap(c.conf, c.guest.mac, c.tap, conn);
+            // That ACK covers what a queued one would.
+            if ack == AckDue::Queued {
+                ack = AckDue::No;
+            }
         }
-        if need_ack {
-            self.queue_ack(c.flows, idx);
-        } else if delay_ack {
-            self.delay_ack(c.flows, idx);
+        match ack {
+            AckDue::Queued => self.queue_ack(c.flows, idx),
+            AckDue::Delayed => self.delay_ack(c.flows, idx),
+            AckDue::No => {}
         }
         self.check_closed(c.flows, idx);
         // The guest's window may have opened: send what we can.
         self.data_from_sock(c, idx);
+    }
+
+    /// The acknowledgement and window of a guest segment: drops what it
+    /// acknowledges from the socket, counts duplicate ACKs (the third
+    /// rewinds, a fast retransmit) and takes the window it advertises.
+    fn ack_from_tap(&mut self, conn: &mut TcpConn, idx: u32, seg: &TcpPacket<&[u8]>) {
+        let ack = seg.ack();
+        let wnd = window::wnd_from_tap(seg.window(), conn.ws_from_tap);
+        if seq_gt(ack, conn.seq_ack_from_tap) && seq_le(ack, conn.seq_to_tap) {
+            acked_by_tap(conn, idx, ack);
+        } else if ack == conn.seq_ack_from_tap
+            && seg.payload().is_empty()
+            && !seg.fin()
+            && wnd == conn.wnd_from_tap
+            && conn.seq_to_tap != conn.seq_ack_from_tap
+        {
+            conn.dup_acks = conn.dup_acks.saturating_add(1);
+            if conn.dup_acks == DUP_ACK_THRESHOLD {
+                // Fast retransmit: the guest lost what we sent after this
+                // ACK.
+                self.stats.retransmits += 1;
+                conn.rewind(self.peek_off);
+            }
+        }
+        let opened = wnd > conn.wnd_from_tap;
+        conn.wnd_from_tap = wnd;
+        if opened && conn.flags & STALLED != 0 {
+            conn.flags &= !STALLED;
+        }
+    }
+
+    /// The payload of a guest segment: written to the socket if it is next
+    /// in sequence. Returns the ACK it calls for, and whether a FIN on the
+    /// segment is in sequence too; `None` if the connection was reset.
+    fn payload_from_tap(
+        &mut self,
+        c: &mut TcpCtx<'_>,
+        idx: u32,
+        seg: &TcpPacket<&[u8]>,
+    ) -> Option<(AckDue, bool)> {
+        let conn = c.flows.tcp_mut(idx)?;
+        let (seq, payload) = (seg.seq(), seg.payload());
+        if payload.is_empty() {
+            return Some((AckDue::No, seg.fin() && seq == conn.seq_from_tap));
+        }
+        let end = seq.wrapping_add(payload.len() as u32);
+        if conn.events & TAP_FIN_RCVD != 0 {
+            // Data after the guest's FIN: ignore.
+            Some((AckDue::No, false))
+        } else if seq_gt(seq, conn.seq_from_tap) {
+            // A gap: we lost (or dropped) something before this.
+            self.stats.gap_drops += 1;
+            frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
+            Some((AckDue::No, false))
+        } else if seq_le(end, conn.seq_from_tap) {
+            // Entirely old: a retransmission, or a keepalive probe.
+            if payload.len() <= 1 {
+                let _ = rustix::net::sockopt::set_socket_keepalive(&conn.sock, true);
+            }
+            Some((AckDue::Queued, seg.fin()))
+        } else {
+            let skip = conn.seq_from_tap.wrapping_sub(seq) as usize;
+            let data = payload.get(skip..).unwrap_or(&[]);
+            let (ack, all) = self.write_to_sock(c, idx, data)?;
+            Some((ack, all && seg.fin()))
+        }
+    }
+
+    /// Writes new guest data to the socket. Returns the ACK it calls for and
+    /// whether the socket took all of it; `None` if the connection was
+    /// reset.
+    fn write_to_sock(
+        &mut self,
+        c: &mut TcpCtx<'_>,
+        idx: u32,
+        data: &[u8],
+    ) -> Option<(AckDue, bool)> {
+        let conn = c.flows.tcp_mut(idx)?;
+        match rustix::net::send(&conn.sock, data, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            Ok(n) => {
+                conn.seq_from_tap = conn.seq_from_tap.wrapping_add(n as u32);
+                if n < data.len() {
+                    self.partial(c.flows, c.epoll, idx);
+                    Some((AckDue::Queued, false))
+                } else if self.ack_delay.is_some()
+                    && conn.seq_from_tap.wrapping_sub(conn.seq_ack_to_tap) < ACK_DELAY_BYTES
+                {
+                    Some((AckDue::Delayed, true))
+                } else {
+                    Some((AckDue::Queued, true))
+                }
+            }
+            Err(rustix::io::Errno::AGAIN) => {
+                self.partial(c.flows, c.epoll, idx);
+                Some((AckDue::Queued, false))
+            }
+            Err(e) => {
+                log::debug!("TCP {idx}: send: {e}");
+                self.reset(c, idx);
+                None
+            }
+        }
     }
 
     /// The socket took only part of the guest's data: ACK what it took,
@@ -854,81 +857,43 @@ impl Tcp {
         }
     }
 
-    /// Sends socket data to the guest, as far as its window allows.
+    /// Sends socket data to the guest, as far as its window allows: peeks
+    /// what the guest does not have yet straight into the payload areas of
+    /// frames in the tap's queue, and writes the headers around it; once
+    /// the socket's peer closed and everything went out, a FIN.
     fn data_from_sock(&mut self, c: &mut TcpCtx<'_>, idx: u32) {
-        let conf = c.conf;
-        let peek_off = self.peek_off;
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if conn.events & ESTABLISHED == 0 || conn.events & (CLOSED | TAP_FIN_SENT) != 0 {
             return;
         }
-        let mut already = conn.seq_to_tap.wrapping_sub(conn.seq_ack_from_tap);
-        if already > MAX_WINDOW {
-            // ACK beyond what we sent: resync.
-            conn.seq_to_tap = conn.seq_ack_from_tap;
-            already = 0;
-        }
-        let wnd = conn.wnd_from_tap.min(MAX_WINDOW);
-        if already >= wnd {
-            // The guest's window is full: stop reading until it opens.
-            conn.flags |= STALLED;
-            let want = conn.epoll_flags & !EventFlags::IN;
-            let _ = modify(c.epoll, conn, idx, want);
+        let Some((already, room)) = window_room(c.epoll, conn, idx) else {
             return;
-        }
-        let mss = usize::from(conn.mss.max(1));
-        let hdr = frame::payload_offset(conn.key.side.oaddr);
-        let stride = (hdr + mss + 7) & !7;
-        let room = (wnd - already) as usize;
-        let want_frames = room.div_ceil(mss).clamp(1, PEEK_FRAMES);
-        if !peek_off && self.discard.len() < MAX_WINDOW as usize {
+        };
+        let layout = Layout::new(conn, room);
+        if !self.peek_off && self.discard.len() < MAX_WINDOW as usize {
             self.discard.resize(MAX_WINDOW as usize, 0);
         }
-        if c.tap.tx.region(stride, want_frames).1 == 0 {
+        if c.tap.tx.region(layout.stride, layout.frames).1 == 0 {
             c.tap.flush();
         }
-        let (region, fit) = c.tap.tx.region(stride, want_frames);
+        let (region, fit) = c.tap.tx.region(layout.stride, layout.frames);
         if fit == 0 {
             return;
         }
-        let n = {
-            let mut iov: [IoSliceMut<'_>; PEEK_FRAMES + 1] =
-                std::array::from_fn(|_| IoSliceMut::new(&mut []));
-            let mut count = 0;
-            if !peek_off && already > 0 {
-                iov[0] = IoSliceMut::new(&mut self.discard[..already as usize]);
-                count = 1;
-            }
-            let mut left = room;
-            for chunk in region.chunks_mut(stride).take(fit) {
-                if left == 0 {
-                    break;
-                }
-                let take = left.min(mss);
-                if let Some(p) = chunk.get_mut(hdr..hdr + take) {
-                    iov[count] = IoSliceMut::new(p);
-                    count += 1;
-                    left -= take;
-                }
-            }
-            rustix::net::recvmsg(
-                &conn.sock,
-                &mut iov[..count],
-                &mut rustix::net::RecvAncillaryBuffer::default(),
-                RecvFlags::PEEK | RecvFlags::DONTWAIT,
-            )
+        // Without SO_PEEK_OFF, the peek starts at the first byte the guest
+        // did not acknowledge: what it has already goes here first.
+        let skip: &mut [u8] = if self.peek_off {
+            &mut []
+        } else {
+            &mut self.discard[..already as usize]
         };
-        let (n, eof) = match n {
-            Ok(r) => {
-                let got = r.bytes;
-                if peek_off {
-                    (got, got == 0)
-                } else {
-                    let n = got.saturating_sub(already as usize);
-                    (n, n == 0 && conn.events & SOCK_FIN_RCVD != 0)
-                }
+        let (n, eof) = match peek(&conn.sock, region, &layout, fit, room, skip) {
+            Ok(got) if self.peek_off => (got, got == 0),
+            Ok(got) => {
+                let n = got.saturating_sub(already as usize);
+                (n, n == 0 && conn.events & SOCK_FIN_RCVD != 0)
             }
             Err(rustix::io::Errno::AGAIN) => {
                 // Nothing yet: be told when there is.
@@ -945,37 +910,12 @@ impl Tcp {
         if n == 0 {
             // Nothing new: end of stream once everything was sent?
             if eof {
-                conn.events |= SOCK_FIN_RCVD;
-                conn.wnd_to_tap = conn.window_to_tap(conf);
-                frame::send_flags(conf, c.guest.mac, c.tap, conn, FIN | ACK, conn.seq_to_tap);
-                conn.seq_to_tap = conn.seq_to_tap.wrapping_add(1);
-                conn.events |= TAP_FIN_SENT;
-                conn.arm_rto(Instant::now());
-                // No more reading: only hang-ups and errors matter now.
-                let _ = modify(c.epoll, conn, idx, EventFlags::RDHUP);
+                fin_to_tap(c.conf, c.guest.mac, c.tap, c.epoll, conn, idx);
             }
             return;
         }
-        // Frame what we got: full MSS segments, then the rest.
-        conn.wnd_to_tap = conn.window_to_tap(conf);
-        let mut lens = [0usize; PEEK_FRAMES];
-        let (region, _) = c.tap.tx.region(stride, fit);
-        let mut left = n;
-        let mut i = 0;
-        for chunk in region.chunks_mut(stride).take(fit) {
-            if left == 0 {
-                break;
-            }
-            let plen = left.min(mss);
-            left -= plen;
-            let flags = if left == 0 { ACK | PSH } else { ACK };
-            lens[i] =
-                frame::write_segment(conf, c.guest.mac, conn, chunk, flags, conn.seq_to_tap, plen);
-            conn.seq_to_tap = conn.seq_to_tap.wrapping_add(plen as u32);
-            i += 1;
-        }
-        let csum = frame::csum_offload(conn.key.side.oaddr);
-        c.tap.tx.commit_region(stride, &lens[..i], csum);
+        conn.wnd_to_tap = conn.window_to_tap(c.conf);
+        frame_segments(c.conf, c.guest.mac, c.tap, conn, &layout, fit, n);
         conn.seq_ack_to_tap = conn.seq_from_tap;
         conn.flags &= !ACK_TO_TAP_DUE;
         if conn.rto_at.is_none() {
@@ -1289,6 +1229,184 @@ impl Tcp {
         let _ = modify(c.epoll, conn, idx, want);
         self.data_from_sock(c, idx);
     }
+}
+
+/// The ACK a guest segment calls for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AckDue {
+    /// None (or it was sent already).
+    No,
+    /// At the end of the batch ([`Tcp::flush_acks`]).
+    Queued,
+    /// Held back, as a receiver's delayed ACK ([`Tcp::ack_delay`]).
+    Delayed,
+}
+
+/// The guest acknowledged new data, up to `ack`: drop it from the socket
+/// (it was only peeked), and restart or stop the retransmission timer.
+fn acked_by_tap(conn: &mut TcpConn, idx: u32, ack: u32) {
+    let mut acked = ack.wrapping_sub(conn.seq_ack_from_tap) as usize;
+    if conn.events & TAP_FIN_SENT != 0 && ack == conn.seq_to_tap {
+        // Our FIN took one sequence number, not a byte.
+        acked -= 1;
+        conn.events |= TAP_FIN_ACKED;
+    }
+    if acked > 0 {
+        if let Err(e) = sys::discard(&conn.sock, acked) {
+            log::debug!("TCP {idx}: discard: {e}");
+        }
+    }
+    conn.seq_ack_from_tap = ack;
+    conn.retries = 0;
+    conn.dup_acks = 0;
+    conn.rto_at = if ack == conn.seq_to_tap {
+        None
+    } else {
+        Some(Instant::now() + RTO_INIT)
+    };
+}
+
+/// The guest's FIN, in sequence: shut the socket down for writing, and
+/// ACK the FIN at once.
+fn fin_from_tap(conf: &Config, guest_mac: crate::wire::Mac, tap: &mut Tap, conn: &mut TcpConn) {
+    conn.events |= TAP_FIN_RCVD;
+    conn.seq_from_tap = conn.seq_from_tap.wrapping_add(1);
+    let _ = rustix::net::shutdown(&conn.sock, rustix::net::Shutdown::Write);
+    conn.events |= SOCK_FIN_SENT;
+    conn.wnd_to_tap = conn.window_to_tap(conf);
+    frame::send_ack(conf, guest_mac, tap, conn);
+}
+
+/// How much the guest's window lets us send: (bytes it has and did not
+/// acknowledge, room left). `None` if the window is full: then socket
+/// input is not watched until it opens ([`STALLED`]).
+fn window_room(epoll: &Epoll, conn: &mut TcpConn, idx: u32) -> Option<(u32, usize)> {
+    let mut already = conn.seq_to_tap.wrapping_sub(conn.seq_ack_from_tap);
+    if already > MAX_WINDOW {
+        // ACK beyond what we sent: resync.
+        conn.seq_to_tap = conn.seq_ack_from_tap;
+        already = 0;
+    }
+    let wnd = conn.wnd_from_tap.min(MAX_WINDOW);
+    if already >= wnd {
+        conn.flags |= STALLED;
+        let want = conn.epoll_flags & !EventFlags::IN;
+        let _ = modify(epoll, conn, idx, want);
+        return None;
+    }
+    Some((already, (wnd - already) as usize))
+}
+
+/// How socket data is laid out in the tap's queue: frames `stride` bytes
+/// apart (8-byte aligned), each with up to `mss` bytes of payload at `hdr`.
+struct Layout {
+    mss: usize,
+    hdr: usize,
+    stride: usize,
+    /// Frames wanted for the room in the guest's window.
+    frames: usize,
+}
+
+impl Layout {
+    fn new(conn: &TcpConn, room: usize) -> Self {
+        let mss = usize::from(conn.mss.max(1));
+        let hdr = frame::payload_offset(conn.key.side.oaddr);
+        Layout {
+            mss,
+            hdr,
+            stride: (hdr + mss + 7) & !7,
+            frames: room.div_ceil(mss).clamp(1, PEEK_FRAMES),
+        }
+    }
+}
+
+/// Peeks up to `room` bytes from `sock` into the payload areas of the first
+/// `fit` frames of `region`, after filling `skip` (if not empty) with the
+/// bytes to pass over. Returns the bytes read, `skip` included.
+fn peek(
+    sock: &OwnedFd,
+    region: &mut [u8],
+    layout: &Layout,
+    fit: usize,
+    room: usize,
+    skip: &mut [u8],
+) -> rustix::io::Result<usize> {
+    let mut iov: [IoSliceMut<'_>; PEEK_FRAMES + 1] =
+        std::array::from_fn(|_| IoSliceMut::new(&mut []));
+    let mut count = 0;
+    if !skip.is_empty() {
+        iov[0] = IoSliceMut::new(skip);
+        count = 1;
+    }
+    let mut left = room;
+    for chunk in region.chunks_mut(layout.stride).take(fit) {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(layout.mss);
+        if let Some(p) = chunk.get_mut(layout.hdr..layout.hdr + take) {
+            iov[count] = IoSliceMut::new(p);
+            count += 1;
+            left -= take;
+        }
+    }
+    let r = rustix::net::recvmsg(
+        sock,
+        &mut iov[..count],
+        &mut rustix::net::RecvAncillaryBuffer::default(),
+        RecvFlags::PEEK | RecvFlags::DONTWAIT,
+    )?;
+    Ok(r.bytes)
+}
+
+/// Writes the headers around `n` bytes peeked into the tap's queue (full
+/// segments, then the rest, PSH on the last) and queues the frames, with
+/// partial checksums.
+fn frame_segments(
+    conf: &Config,
+    guest_mac: crate::wire::Mac,
+    tap: &mut Tap,
+    conn: &mut TcpConn,
+    layout: &Layout,
+    fit: usize,
+    n: usize,
+) {
+    let mut lens = [0usize; PEEK_FRAMES];
+    let (region, _) = tap.tx.region(layout.stride, fit);
+    let mut left = n;
+    let mut i = 0;
+    for chunk in region.chunks_mut(layout.stride).take(fit) {
+        if left == 0 {
+            break;
+        }
+        let plen = left.min(layout.mss);
+        left -= plen;
+        let flags = if left == 0 { ACK | PSH } else { ACK };
+        lens[i] = frame::write_segment(conf, guest_mac, conn, chunk, flags, conn.seq_to_tap, plen);
+        conn.seq_to_tap = conn.seq_to_tap.wrapping_add(plen as u32);
+        i += 1;
+    }
+    let csum = frame::csum_offload(conn.key.side.oaddr);
+    tap.tx.commit_region(layout.stride, &lens[..i], csum);
+}
+
+/// The socket's peer closed and the guest has everything: our FIN.
+fn fin_to_tap(
+    conf: &Config,
+    guest_mac: crate::wire::Mac,
+    tap: &mut Tap,
+    epoll: &Epoll,
+    conn: &mut TcpConn,
+    idx: u32,
+) {
+    conn.events |= SOCK_FIN_RCVD;
+    conn.wnd_to_tap = conn.window_to_tap(conf);
+    frame::send_flags(conf, guest_mac, tap, conn, FIN | ACK, conn.seq_to_tap);
+    conn.seq_to_tap = conn.seq_to_tap.wrapping_add(1);
+    conn.events |= TAP_FIN_SENT;
+    conn.arm_rto(Instant::now());
+    // No more reading: only hang-ups and errors matter now.
+    let _ = modify(epoll, conn, idx, EventFlags::RDHUP);
 }
 
 /// Probes whether TCP sockets support `SO_PEEK_OFF` (Linux 6.9+).
