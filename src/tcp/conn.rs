@@ -129,7 +129,7 @@ impl TcpConn {
     }
 
     /// The window field to advertise to the guest now: what the socket's
-    /// send buffer can still take (see [`window::window_to_tap`]).
+    /// send buffer can still take (see `window::window_to_tap`).
     pub fn window_to_tap(&self, conf: &Config) -> u16 {
         let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
         let (sndbuf, queued) = crate::sys::send_memory(&self.sock).unwrap_or((0, 0));

@@ -65,10 +65,13 @@
 //! ## Frames
 //!
 //! Segments are built in the tap's transmit queue from the connection's
-//! addresses: only lengths, sequence and acknowledgement numbers, flags,
-//! window and checksums change per segment. Options are only sent on SYNs
+//! addresses (`frame`, through [`crate::wire::build`]): only lengths,
+//! sequence and acknowledgement numbers, flags, window and checksums change
+//! per segment. Data segments carry a partial checksum (the tun driver, or
+//! passt's stream backend, completes it). Options are only sent on SYNs
 //! (MSS and window scale); timestamps and SACK are not used toward the
-//! guest.
+//! guest. The windows and segment sizes we advertise are computed in
+//! `window`.
 
 mod conn;
 mod frame;

@@ -7,8 +7,10 @@
 //!   into place;
 //! * `finish_*` expect the payload to be already written at its offset
 //!   ([`UDP4_PAYLOAD_OFFSET`], [`UDP6_PAYLOAD_OFFSET`], [`ICMP4_OFFSET`],
-//!   [`ICMP6_OFFSET`]) and only fill in the headers around it, so that e.g.
-//!   DHCP or NDP build their message directly in the frame buffer.
+//!   [`ICMP6_OFFSET`], [`tcp_payload_offset`]) and only fill in the headers
+//!   around it, so that e.g. DHCP or NDP build their message directly in
+//!   the frame buffer, and the TCP and UDP data paths read socket data
+//!   straight to where it goes.
 //!
 //! The `*_ip_*` builders take `IpAddr` / `SocketAddr` and pick the family
 //! themselves (source and destination must agree, else

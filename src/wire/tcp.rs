@@ -343,11 +343,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         ));
         self.set_checksum(c);
     }
-
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let h = self.header_len();
-        &mut self.buffer.as_mut()[h..]
-    }
 }
 
 #[cfg(test)]
