@@ -303,7 +303,7 @@ impl<'c> Ctx<'c> {
                 let tap = &mut self.tap;
                 self.icmp
                     .sock_readable(conf, &mut self.flows, ev.r.index, |reply| {
-                        tap.send_with(|out| echo_reply_frame(conf, mac, reply, out));
+                        tap.send_with(|out| crate::icmp::reply_frame(conf, mac, reply, out));
                     });
             }
             Kind::TcpSock => {
@@ -531,7 +531,7 @@ impl<'c> Ctx<'c> {
                 }
             }
             L3::Ipv6 { src, dst, l4, .. } => {
-                if is_link_local(src) {
+                if crate::wire::ipv6::is_link_local(src) {
                     guest.addr6_ll_seen = Some(src);
                 } else if !src.is_unspecified() {
                     guest.addr6_seen = Some(src);
@@ -660,25 +660,6 @@ impl<'c> Ctx<'c> {
     }
 }
 
-/// Frames an echo reply from a ping socket for the guest.
-fn echo_reply_frame(
-    conf: &Config,
-    guest_mac: Mac,
-    reply: &crate::icmp::EchoReply<'_>,
-    out: &mut [u8],
-) -> Option<usize> {
-    let r = match (reply.src, reply.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            build::eth_ipv4_icmp(out, conf.our_mac, guest_mac, s, d, 64, reply.message)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            build::eth_ipv6_icmpv6(out, conf.our_mac, guest_mac, s, d, 64, reply.message)
-        }
-        _ => return None,
-    };
-    r.ok()
-}
-
 /// Answers a DHCP request: the server writes its reply in place after the
 /// headers, which are then completed around it.
 fn dhcp_frame(conf: &Config, guest_mac: Mac, request: &[u8], out: &mut [u8]) -> Option<usize> {
@@ -731,8 +712,4 @@ fn dhcpv6_frame(
             None
         }
     }
-}
-
-fn is_link_local(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
 }

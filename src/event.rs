@@ -3,7 +3,9 @@
 //! Every descriptor registered with epoll carries a 64-bit [`EpollRef`]:
 //! the kind of descriptor in the top byte and an index (flow, rule,
 //! queue...) in the low 32 bits. Dispatch in the main loop is a `match` on
-//! the kind, and the index finds the owner without any lookup.
+//! the kind, and the index finds the owner without any lookup. Flows with
+//! a socket on each side (UDP, spliced TCP) pack the flow and the side in
+//! the index, one way for all ([`EpollRef::flow_side`]).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -31,15 +33,16 @@ pub enum Kind {
     /// A TCP listening socket on the host (`-t`); the index is
     /// [`crate::fwd::rules::listen_ref`] (rule, family, port).
     TcpListen = 8,
-    /// One side of a spliced TCP connection; the index is the flow, bit 31
-    /// the side.
+    /// One side of a spliced TCP connection; the index is the flow and
+    /// the side ([`EpollRef::flow_side`]).
     TcpSplice = 12,
     /// A TCP listening socket in pasta's namespace (`-T`); the index as
     /// for [`Kind::TcpListen`].
     TcpListenNs = 14,
     /// passt's listening UNIX socket: QEMU connects here.
     TapListen = 16,
-    /// A UDP flow's socket; the index is `flow << 1 | side`.
+    /// A UDP flow's socket; the index is the flow and the side
+    /// ([`EpollRef::flow_side`]).
     UdpSock = 9,
     /// A UDP listening socket (`-u`, `-U`); the index is the listener.
     UdpListen = 10,
@@ -66,6 +69,10 @@ impl Kind {
     }
 }
 
+/// Bit of [`EpollRef::index`] naming side 1 of a flow: flow indices stay
+/// far below it ([`crate::flow::FLOW_MAX`]).
+const SIDE_BIT: u32 = 1 << 31;
+
 /// A kind and an index packed in epoll's 64-bit data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EpollRef {
@@ -78,6 +85,14 @@ impl EpollRef {
         EpollRef { kind, index }
     }
 
+    /// A reference to side `side` (0 or 1) of flow `flow`: the flow index
+    /// in the low 31 bits, the side in bit 31. [`split_flow_side`] reads
+    /// it back.
+    pub fn flow_side(kind: Kind, flow: u32, side: usize) -> Self {
+        debug_assert!(flow < SIDE_BIT && side < 2);
+        EpollRef::new(kind, flow | if side == 1 { SIDE_BIT } else { 0 })
+    }
+
     pub fn to_u64(self) -> u64 {
         ((self.kind as u64) << 56) | self.index as u64
     }
@@ -88,6 +103,12 @@ impl EpollRef {
             index: v as u32,
         })
     }
+}
+
+/// The flow index and the side of an index made by
+/// [`EpollRef::flow_side`].
+pub fn split_flow_side(index: u32) -> (u32, usize) {
+    (index & !SIDE_BIT, usize::from(index & SIDE_BIT != 0))
 }
 
 /// Readiness reported for one descriptor.
@@ -199,5 +220,20 @@ mod tests {
             }
         }
         assert_eq!(EpollRef::from_u64(0), None);
+    }
+
+    #[test]
+    fn flow_side_round_trip() {
+        let max = crate::flow::FLOW_MAX as u32;
+        for kind in [Kind::UdpSock, Kind::TcpSplice] {
+            for flow in [0, 1, 4242, max] {
+                for side in [0, 1] {
+                    let r = EpollRef::flow_side(kind, flow, side);
+                    let back = EpollRef::from_u64(r.to_u64()).unwrap();
+                    assert_eq!(back.kind, kind);
+                    assert_eq!(split_flow_side(back.index), (flow, side));
+                }
+            }
+        }
     }
 }

@@ -34,21 +34,14 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use crate::conf::{Config, Mode};
 use crate::event::{Epoll, EpollRef, Kind};
 use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
+use crate::wire::icmp::IcmpPacket;
+use crate::wire::ipv4::protocol;
+use crate::wire::{build, icmp, icmpv6, Mac};
+
 /// Idle time after which a ping flow is closed (upstream's 60 s).
 pub const ICMP_ECHO_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Offsets in an ICMP/ICMPv6 echo message.
-mod field {
-    pub const TYPE: usize = 0;
-    pub const ID: std::ops::Range<usize> = 4..6;
-    pub const SEQ: std::ops::Range<usize> = 6..8;
-    pub const HEADER_LEN: usize = 8;
-}
-
-const ICMP_ECHO_REQUEST: u8 = 8;
-const ICMP_ECHO_REPLY: u8 = 0;
-const ICMPV6_ECHO_REQUEST: u8 = 128;
-const ICMPV6_ECHO_REPLY: u8 = 129;
+/// TTL and hop limit of the replies we frame.
+const REPLY_TTL: u8 = 64;
 
 /// One echo flow.
 pub struct PingFlow {
@@ -112,15 +105,15 @@ impl Icmp {
         msg: &[u8],
     ) {
         let want = if dst.is_ipv4() {
-            ICMP_ECHO_REQUEST
+            icmp::msg_type::ECHO_REQUEST
         } else {
-            ICMPV6_ECHO_REQUEST
+            icmpv6::msg_type::ECHO_REQUEST
         };
-        if msg.len() < field::HEADER_LEN || msg[field::TYPE] != want || conf.no_icmp {
+        let Some(echo) = echo(msg).filter(|e| e.msg_type() == want && !conf.no_icmp) else {
             self.stats.dropped += 1;
             return;
-        }
-        let id = u16::from_be_bytes([msg[field::ID.start], msg[field::ID.start + 1]]);
+        };
+        let id = echo.echo_ident();
         let key = ping_key(guest, dst, id);
         let idx = match flows.lookup(&key) {
             Some((i, _)) => i,
@@ -241,26 +234,26 @@ impl Icmp {
                 return;
             };
             let want = if flow.dst.is_ipv4() {
-                ICMP_ECHO_REPLY
+                icmp::msg_type::ECHO_REPLY
             } else {
-                ICMPV6_ECHO_REPLY
+                icmpv6::msg_type::ECHO_REPLY
             };
-            if msg.len() < field::HEADER_LEN || msg[field::TYPE] != want {
+            let Some(mut echo) = echo(msg).filter(|e| e.msg_type() == want) else {
                 self.stats.dropped += 1;
                 continue;
-            }
-            let seq = u16::from_be_bytes([msg[field::SEQ.start], msg[field::SEQ.start + 1]]);
+            };
+            let seq = echo.echo_seq();
             if conf.mode == Mode::Pasta && flow.last_seq == Some(seq) {
                 self.stats.dropped += 1;
                 continue;
             }
             flow.last_seq = Some(seq);
-            msg[field::ID].copy_from_slice(&flow.id.to_be_bytes());
+            echo.set_echo_ident(flow.id);
             self.stats.replies += 1;
             emit(&EchoReply {
                 src: flow.dst,
                 dst: flow.guest,
-                message: msg,
+                message: echo.into_inner(),
             });
         }
     }
@@ -284,11 +277,43 @@ impl Icmp {
     }
 }
 
+/// Frames an echo reply from a ping socket for the guest (the handler
+/// shape of [`crate::arp::handle`]: the frame's length, or `None`).
+pub fn reply_frame(
+    conf: &Config,
+    guest_mac: Mac,
+    reply: &EchoReply<'_>,
+    out: &mut [u8],
+) -> Option<usize> {
+    let (src, dst) = (reply.src, reply.dst);
+    build::eth_ip_icmp(
+        out,
+        conf.our_mac,
+        guest_mac,
+        src,
+        dst,
+        REPLY_TTL,
+        reply.message,
+    )
+    .ok()
+}
+
+/// A view of an echo request or reply, ICMP or ICMPv6: both have the same
+/// layout (type, code, checksum, identifier, sequence: RFC 792, RFC 4443
+/// 4.1), which [`IcmpPacket`] reads. `None` if `msg` is shorter than that.
+fn echo<T: AsRef<[u8]>>(msg: T) -> Option<IcmpPacket<T>> {
+    IcmpPacket::new_checked(msg).ok()
+}
+
 /// The flow key of an echo flow: the guest's address and identifier, the
 /// address it pings.
 fn ping_key(guest: IpAddr, dst: IpAddr, id: u16) -> FlowKey {
     FlowKey {
-        proto: if dst.is_ipv4() { 1 } else { 58 },
+        proto: if dst.is_ipv4() {
+            protocol::ICMP
+        } else {
+            protocol::ICMPV6
+        },
         pif: Pif::Tap,
         side: FlowSide {
             eaddr: guest,
@@ -296,5 +321,66 @@ fn ping_key(guest: IpAddr, dst: IpAddr, id: u16) -> FlowKey {
             oaddr: dst,
             oport: 0,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::classify::{classify, L3, L4};
+
+    /// Replies are framed from the address the guest pinged, to the guest,
+    /// with the message as given and a fresh checksum, in both families.
+    #[test]
+    fn reply_frames() {
+        let conf = crate::arp::tests::test_config();
+        let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+        for (src, dst, t) in [
+            ("192.0.2.1", "10.0.2.15", icmp::msg_type::ECHO_REPLY),
+            ("2001:db8::1", "2001:db8::2", icmpv6::msg_type::ECHO_REPLY),
+        ] {
+            let message = [t, 0, 0xde, 0xad, 0x12, 0x34, 0, 7, b'p', b'i', b'n', b'g'];
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let reply = EchoReply {
+                src,
+                dst,
+                message: &message,
+            };
+            let mut out = [0u8; 128];
+            let n = reply_frame(&conf, mac, &reply, &mut out).unwrap();
+            let c = classify(&out[..n]).expect("valid, checksums included");
+            assert_eq!((c.src_mac, c.dst_mac), (conf.our_mac, mac));
+            match c.l3 {
+                L3::Ipv4 {
+                    src: s,
+                    dst: d,
+                    l4: L4::Icmp { message: m, .. },
+                    ..
+                } => assert_eq!(
+                    (IpAddr::V4(s), IpAddr::V4(d), &m[8..]),
+                    (src, dst, &b"ping"[..])
+                ),
+                L3::Ipv6 {
+                    src: s,
+                    dst: d,
+                    l4: L4::Icmpv6 { message: m, .. },
+                    ..
+                } => assert_eq!(
+                    (IpAddr::V6(s), IpAddr::V6(d), &m[8..]),
+                    (src, dst, &b"ping"[..])
+                ),
+                _ => panic!("not an echo reply"),
+            }
+            let other: IpAddr = if dst.is_ipv4() {
+                "::1".parse().unwrap()
+            } else {
+                "127.0.0.1".parse().unwrap()
+            };
+            let mixed = EchoReply {
+                src: other,
+                ..reply
+            };
+            assert_eq!(reply_frame(&conf, mac, &mixed, &mut out), None);
+        }
     }
 }

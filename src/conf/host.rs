@@ -61,6 +61,7 @@ use std::path::Path;
 use log::{debug, info};
 
 use crate::netlink::{Addr, Family, Link, Netlink, NetlinkError, Route, LO_IFINDEX};
+use crate::wire::ipv6::is_link_local;
 
 /// Where nameservers and search domains come from.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -118,7 +119,9 @@ pub fn discover(ifname4: Option<&str>, ifname6: Option<&str>) -> Result<HostInfo
                 .iter()
                 .filter(|a| !a.deprecated() && !a.link_scope())
                 .filter_map(|a| match a.addr {
-                    IpAddr::V6(v6) if !is_ll6(&v6) && !v6.is_loopback() => Some((v6, a.prefix)),
+                    IpAddr::V6(v6) if !is_link_local(v6) && !v6.is_loopback() => {
+                        Some((v6, a.prefix))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -193,16 +196,11 @@ fn template<'a>(
     Ok(links.iter().find(|l| l.index == index))
 }
 
-/// Whether an IPv6 address is in fe80::/10.
-fn is_ll6(a: &Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
-}
-
 /// Whether a route's destination is (within) the link-local prefix.
 fn to_link_local(r: &Route) -> bool {
     match r.dst {
         IpAddr::V4(v4) => r.prefix >= 16 && v4.is_link_local(),
-        IpAddr::V6(v6) => r.prefix >= 10 && is_ll6(&v6),
+        IpAddr::V6(v6) => r.prefix >= 10 && is_link_local(v6),
     }
 }
 

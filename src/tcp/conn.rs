@@ -2,12 +2,16 @@
 //! guest-side addresses, and the sequence and window numbers we mirror.
 
 use std::os::fd::OwnedFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::event::epoll::EventFlags;
 
-use super::RTO_INIT;
+use super::window::{self, LinkMss, WINDOW_DEFAULT};
+use crate::conf::Config;
 use crate::flow::FlowKey;
+
+/// First retransmission timeout.
+pub const RTO_INIT: Duration = Duration::from_secs(1);
 
 // Events: what happened to a connection (see the module documentation).
 /// The guest sent a SYN; the socket is connecting.
@@ -45,11 +49,7 @@ pub const WND_UPDATE_DUE: u8 = 1 << 3;
 pub const ACK_DELAYED: u8 = 1 << 4;
 
 // TCP header flags.
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const PSH: u8 = 0x08;
-pub const ACK: u8 = 0x10;
+pub use crate::wire::tcp::flags::{ACK, FIN, PSH, RST, SYN};
 
 /// Sequence comparisons, modulo 2^32.
 pub fn seq_gt(a: u32, b: u32) -> bool {
@@ -111,11 +111,11 @@ impl TcpConn {
             seq_from_tap: 0,
             seq_ack_to_tap: 0,
             seq_init_from_tap: 0,
-            wnd_from_tap: super::WINDOW_DEFAULT,
+            wnd_from_tap: WINDOW_DEFAULT,
             wnd_to_tap: 0,
             ws_from_tap: 0,
             ws_to_tap: 0,
-            mss: 536,
+            mss: window::MSS_DEFAULT,
             retries: 0,
             dup_acks: 0,
             rto_at: None,
@@ -128,11 +128,20 @@ impl TcpConn {
         self.rto_at = Some(now + RTO_INIT * (1u32 << self.retries.min(7)));
     }
 
+    /// The window field to advertise to the guest now: what the socket's
+    /// send buffer can still take (see `window::window_to_tap`).
+    pub fn window_to_tap(&self, conf: &Config) -> u16 {
+        let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
+        let (sndbuf, queued) = crate::sys::send_memory(&self.sock).unwrap_or((0, 0));
+        let established = self.events & ESTABLISHED != 0;
+        window::window_to_tap(sndbuf, queued, mss, established, self.ws_to_tap)
+    }
+
     /// Goes back to the last byte the guest acknowledged, to send again.
     pub fn rewind(&mut self, peek_off: bool) {
         self.seq_to_tap = self.seq_ack_from_tap;
         self.dup_acks = 0;
-        self.flags &= !super::conn::STALLED;
+        self.flags &= !STALLED;
         if peek_off {
             let _ = crate::sys::set_peek_off(&self.sock, 0);
         }

@@ -1,152 +1,99 @@
-//! TCP segments toward the guest, built in the tap's transmit queue.
+//! TCP segments toward the guest, built in the tap's transmit queue through
+//! [`crate::wire::build::finish_ip_tcp`].
 //!
 //! Layout: Ethernet, IPv4 (DF, TTL 255) or IPv6 (hop limit 255), TCP. Data
 //! segments have their payload already in place (peeked there by the
-//! socket path); only headers are written around it.
+//! socket path, at [`payload_offset`]); only headers are written around
+//! it, with a partial checksum (see [`write_segment`]). Segments without
+//! payload carry a complete checksum; SYNs carry the MSS and window scale
+//! options.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use super::conn::*;
-use super::{our_mss, MAX_WS};
+use super::conn::TcpConn;
+use super::window::{syn_window, LinkMss, MAX_WS};
 use crate::conf::Config;
 use crate::flow::FlowKey;
 use crate::tap::Tap;
-use crate::wire::checksum;
-use crate::wire::tcp::TcpPacket;
+use crate::wire::build::{self, L4Csum};
+use crate::wire::tcp::flags::{ACK, RST, SYN};
+use crate::wire::tcp::{TcpPacket, TcpRepr};
 use crate::wire::Mac;
 
-const ETH_LEN: usize = 14;
-const IP4_LEN: usize = 20;
-const IP6_LEN: usize = 40;
-const TCP_LEN: usize = 20;
+/// TTL and hop limit of our segments, as upstream's.
+const TTL: u8 = 255;
 
-/// Header bytes before a data segment's payload.
-pub fn header_len(guest_side: IpAddr) -> usize {
-    ETH_LEN
-        + if guest_side.is_ipv4() {
-            IP4_LEN
-        } else {
-            IP6_LEN
-        }
-        + TCP_LEN
-}
-
-/// Writes Ethernet, IP and TCP headers at the start of `buf` for a segment
-/// from `src:sport` to `dst:dport` whose TCP options (`opts`) and payload
-/// (`plen` bytes) are already in place after the TCP header. Returns the
-/// frame length, or 0 if `buf` is too small.
-#[allow(clippy::too_many_arguments)]
-fn write_headers(
-    buf: &mut [u8],
-    src_mac: Mac,
-    dst_mac: Mac,
-    (src, sport): (IpAddr, u16),
-    (dst, dport): (IpAddr, u16),
-    (seq, ack, flags, window): (u32, u32, u8, u16),
-    opts_len: usize,
-    plen: usize,
-    partial: bool,
-) -> usize {
-    let ip_len = if src.is_ipv4() { IP4_LEN } else { IP6_LEN };
-    let tcp_len = TCP_LEN + opts_len;
-    let total = ETH_LEN + ip_len + tcp_len + plen;
-    if buf.len() < total || total > crate::tap::FRAME_MAX {
-        return 0;
-    }
-    buf[0..6].copy_from_slice(&dst_mac);
-    buf[6..12].copy_from_slice(&src_mac);
-    let l4_len = tcp_len + plen;
-    let pseudo = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-            let ip = &mut buf[ETH_LEN..ETH_LEN + IP4_LEN];
-            ip[0] = 0x45;
-            ip[1] = 0;
-            ip[2..4].copy_from_slice(&((IP4_LEN + l4_len) as u16).to_be_bytes());
-            ip[4..6].copy_from_slice(&[0, 0]);
-            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
-            ip[8] = 255;
-            ip[9] = 6;
-            ip[10..12].copy_from_slice(&[0, 0]);
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
-            let c = checksum::finish(checksum::sum(ip));
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-            checksum::pseudo_v4(s, d, 6, l4_len as u16)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            buf[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-            let ip = &mut buf[ETH_LEN..ETH_LEN + IP6_LEN];
-            ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
-            ip[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            ip[6] = 6;
-            ip[7] = 255;
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
-            checksum::pseudo_v6(s, d, 6, l4_len as u32)
-        }
-        _ => return 0,
-    };
-    let t = &mut buf[ETH_LEN + ip_len..total];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = ((tcp_len / 4) as u8) << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&window.to_be_bytes());
-    t[16..20].copy_from_slice(&[0, 0, 0, 0]);
-    let c = if partial {
-        // Offloaded: only the pseudo-header, folded, not complemented; the
-        // kernel sums the rest if it ever needs the full checksum.
-        checksum::fold(pseudo)
-    } else {
-        checksum::finish(checksum::combine(pseudo, checksum::sum(t)))
-    };
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    total
+/// Where a data segment's payload starts in its frame.
+pub fn payload_offset(guest_side: IpAddr) -> usize {
+    build::tcp_payload_offset(guest_side)
 }
 
 /// Where the partial TCP checksum of a data segment starts, and the offset
 /// of the checksum field from there, for the tap's offload header.
 pub fn csum_offload(guest_side: IpAddr) -> (u16, u16) {
-    let start = ETH_LEN
-        + if guest_side.is_ipv4() {
-            IP4_LEN
-        } else {
-            IP6_LEN
-        };
-    (start as u16, 16)
+    build::tcp_csum_offload(guest_side)
 }
 
-fn addrs(conn: &TcpConn) -> ((IpAddr, u16), (IpAddr, u16)) {
-    let s = &conn.key.side;
-    ((s.oaddr, s.oport), (s.eaddr, s.eport))
+/// Writes the frame of a segment of the flow `key`, from the address the
+/// guest talks to, to the guest, around a payload of `plen` bytes already
+/// in place.
+fn write(
+    conf: &Config,
+    guest_mac: Mac,
+    key: &FlowKey,
+    repr: &TcpRepr,
+    out: &mut [u8],
+    plen: usize,
+    csum: L4Csum,
+) -> Option<usize> {
+    let s = &key.side;
+    let src = SocketAddr::new(s.oaddr, s.oport);
+    let dst = SocketAddr::new(s.eaddr, s.eport);
+    build::finish_ip_tcp(
+        out,
+        conf.our_mac,
+        guest_mac,
+        src,
+        dst,
+        TTL,
+        repr,
+        plen,
+        csum,
+    )
+    .ok()
 }
 
 /// Completes a data segment whose payload (`plen` bytes) sits at
-/// [`header_len`] in `buf`, with a partial checksum (see [`csum_offload`]).
+/// [`payload_offset`] in `buf`. The checksum is partial (see
+/// [`csum_offload`]): the tap's kernel completes it if it ever needs to,
+/// the stream backend completes it before sending. Returns the frame
+/// length, or 0 if `buf` cannot hold it.
 pub fn write_segment(
     conf: &Config,
     guest_mac: Mac,
     conn: &TcpConn,
     buf: &mut [u8],
-    flags: u8,
+    flags: u16,
     seq: u32,
     plen: usize,
 ) -> usize {
-    let (src, dst) = addrs(conn);
-    write_headers(
-        buf,
-        conf.our_mac,
+    let repr = TcpRepr {
+        seq,
+        ack: conn.seq_from_tap,
+        flags,
+        window: conn.wnd_to_tap,
+        ..TcpRepr::default()
+    };
+    write(
+        conf,
         guest_mac,
-        src,
-        dst,
-        (seq, conn.seq_from_tap, flags, conn.wnd_to_tap),
-        0,
+        &conn.key,
+        &repr,
+        buf,
         plen,
-        true,
+        L4Csum::Partial,
     )
+    .unwrap_or(0)
 }
 
 /// Sends a segment without payload: SYN (with MSS and window scale
@@ -156,57 +103,38 @@ pub fn send_flags(
     guest_mac: Mac,
     tap: &mut Tap,
     conn: &mut TcpConn,
-    flags: u8,
+    flags: u16,
     seq: u32,
 ) {
-    let (src, dst) = addrs(conn);
-    let ack = if flags & ACK != 0 {
-        conn.seq_from_tap
-    } else {
-        0
-    };
-    let window = if flags & SYN != 0 {
-        // Windows in SYNs are never scaled.
-        conn.wnd_to_tap
-            .max(super::WINDOW_DEFAULT.min(u32::from(u16::MAX)) as u16)
-    } else {
-        conn.wnd_to_tap
-    };
-    let opts_len = if flags & SYN != 0 { 8 } else { 0 };
-    let mss = our_mss(conf, src.0);
-    let ws = if conn.ws_to_tap > 0 || flags & ACK == 0 {
-        MAX_WS
-    } else {
-        0
-    };
-    tap.send_with(|out| {
-        let hdr = header_len(src.0);
-        if opts_len > 0 {
-            let o = out.get_mut(hdr..hdr + 8)?;
-            o[0] = 2;
-            o[1] = 4;
-            o[2..4].copy_from_slice(&mss.to_be_bytes());
-            o[4] = 1;
-            o[5] = 3;
-            o[6] = 3;
-            o[7] = ws;
-        }
-        let n = write_headers(
-            out,
-            conf.our_mac,
-            guest_mac,
-            src,
-            dst,
-            (seq, ack, flags, window),
-            opts_len,
-            0,
-            false,
-        );
-        (n > 0).then_some(n)
-    });
+    let repr = flags_repr(conf, conn, flags, seq);
+    tap.send_with(|out| write(conf, guest_mac, &conn.key, &repr, out, 0, L4Csum::Full));
     if flags & ACK != 0 {
         conn.seq_ack_to_tap = conn.seq_from_tap;
     }
+}
+
+/// The header of a segment without payload (see [`send_flags`]).
+fn flags_repr(conf: &Config, conn: &TcpConn, flags: u16, seq: u32) -> TcpRepr {
+    let ack = flags & ACK != 0;
+    let mut repr = TcpRepr {
+        seq,
+        ack: if ack { conn.seq_from_tap } else { 0 },
+        flags,
+        window: conn.wnd_to_tap,
+        ..TcpRepr::default()
+    };
+    if flags & SYN != 0 {
+        repr.window = syn_window(conn.wnd_to_tap);
+        repr.mss = Some(LinkMss::new(conf.mtu, conn.key.side.oaddr).advertised());
+        // Our shift on a SYN; on a SYN,ACK only if the guest offered
+        // scaling (else the option says 0).
+        repr.window_scale = Some(if conn.ws_to_tap > 0 || !ack {
+            MAX_WS
+        } else {
+            0
+        });
+    }
+    repr
 }
 
 /// Sends a pure ACK for everything received, with the current window.
@@ -227,81 +155,265 @@ pub fn rst_no_conn(
     if seg.rst() {
         return;
     }
-    let src = (key.side.oaddr, key.side.oport);
-    let dst = (key.side.eaddr, key.side.eport);
-    let (seq, ack, flags) = if seg.ack_flag() {
-        (seg.ack(), 0, RST)
-    } else {
-        let mut len = seg.payload().len() as u32;
-        if seg.syn() {
-            len += 1;
-        }
-        if seg.fin() {
-            len += 1;
-        }
-        (0, seg.seq().wrapping_add(len), RST | ACK)
-    };
-    tap.send_with(|out| {
-        let n = write_headers(
-            out,
-            conf.our_mac,
-            guest_mac,
-            src,
-            dst,
-            (seq, ack, flags, 0),
-            0,
-            0,
-            false,
-        );
-        (n > 0).then_some(n)
-    });
+    let repr = rst_repr(seg);
+    tap.send_with(|out| write(conf, guest_mac, key, &repr, out, 0, L4Csum::Full));
+}
+
+/// The RST answering `seg` (RFC 9293 3.10.7.1): with its acknowledgement
+/// number as sequence number if it has one, else acknowledging it.
+fn rst_repr(seg: &TcpPacket<&[u8]>) -> TcpRepr {
+    if seg.ack_flag() {
+        return TcpRepr {
+            seq: seg.ack(),
+            flags: RST,
+            ..TcpRepr::default()
+        };
+    }
+    let len = seg.payload().len() as u32 + u32::from(seg.syn()) + u32::from(seg.fin());
+    TcpRepr {
+        ack: seg.seq().wrapping_add(len),
+        flags: RST | ACK,
+        ..TcpRepr::default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use crate::flow::{FlowSide, Pif};
+    use crate::wire::checksum;
+    use crate::wire::tcp::flags::{FIN, PSH};
+    use etherparse::{LinkSlice, NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
 
-    fn check(frame: &[u8]) {
-        let c = crate::wire::classify::classify(frame).expect("our frame must classify");
-        assert!(matches!(
-            c.l3,
-            crate::wire::classify::L3::Ipv4 { .. } | crate::wire::classify::L3::Ipv6 { .. }
-        ));
+    const OUR_MAC: Mac = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
+    const GUEST_MAC: Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+    /// A connection from the guest's `eaddr:40000` to `oaddr:8080`.
+    fn conn(eaddr: &str, oaddr: &str) -> TcpConn {
+        let sock = std::fs::File::open("/dev/null").unwrap().into();
+        let key = FlowKey {
+            proto: 6,
+            pif: Pif::Tap,
+            side: FlowSide {
+                eaddr: eaddr.parse().unwrap(),
+                eport: 40000,
+                oaddr: oaddr.parse().unwrap(),
+                oport: 8080,
+            },
+        };
+        let mut c = TcpConn::new(sock, key, 0x1234_5678);
+        c.seq_from_tap = 0x9abc_def0;
+        c.wnd_to_tap = 0x0f0f;
+        c
     }
 
+    fn conf() -> Config {
+        let mut c = crate::dhcp::tests::test_config();
+        c.our_mac = OUR_MAC;
+        c.mtu = 65520;
+        c
+    }
+
+    fn families() -> [TcpConn; 2] {
+        [
+            conn("10.0.2.15", "192.0.2.1"),
+            conn("2001:db8::2", "2001:db8::1"),
+        ]
+    }
+
+    /// Parses `frame` with etherparse and checks what every segment of
+    /// `c` carries: addresses, ports, TTL, DF, and the IPv4 header
+    /// checksum; returns the TCP part and whether its checksum is right.
+    fn parse<'a>(c: &TcpConn, frame: &'a [u8]) -> (etherparse::TcpSlice<'a>, u16) {
+        let p = SlicedPacket::from_ethernet(frame).expect("etherparse reads it");
+        let Some(LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!("no Ethernet header")
+        };
+        assert_eq!((e.source(), e.destination()), (OUR_MAC, GUEST_MAC));
+        let Some(TransportSlice::Tcp(t)) = p.transport else {
+            panic!("no TCP header")
+        };
+        let s = &c.key.side;
+        assert_eq!((t.source_port(), t.destination_port()), (8080, 40000));
+        let want = match (&p.net, s.oaddr, s.eaddr) {
+            (Some(NetSlice::Ipv4(ip)), IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let h = ip.header().to_header();
+                assert_eq!((h.source, h.destination), (src.octets(), dst.octets()));
+                assert_eq!(h.calc_header_checksum(), h.header_checksum);
+                assert!(h.dont_fragment && !h.more_fragments);
+                assert_eq!(h.time_to_live, 255);
+                t.calc_checksum_ipv4(h.source, h.destination).unwrap()
+            }
+            (Some(NetSlice::Ipv6(ip)), IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let h = ip.header().to_header();
+                assert_eq!((h.source, h.destination), (src.octets(), dst.octets()));
+                assert_eq!(h.hop_limit, 255);
+                t.calc_checksum_ipv6(h.source, h.destination).unwrap()
+            }
+            _ => panic!("wrong network layer"),
+        };
+        (t, want)
+    }
+
+    /// Lays out a payload as the data path does (peeked at
+    /// [`payload_offset`] of a stride-sized slot) and frames it.
+    fn data_segment(c: &TcpConn, plen: usize) -> Vec<u8> {
+        let hdr = payload_offset(c.key.side.oaddr);
+        let mut buf = vec![0xa5u8; (hdr + plen + 7) & !7];
+        for (i, b) in buf[hdr..hdr + plen].iter_mut().enumerate() {
+            *b = (i as u8) ^ 0x5a;
+        }
+        let n = write_segment(
+            &conf(),
+            GUEST_MAC,
+            c,
+            &mut buf,
+            ACK | PSH,
+            0x1111_2222,
+            plen,
+        );
+        assert_eq!(n, hdr + plen);
+        buf.truncate(n);
+        buf
+    }
+
+    /// Data segments carry a partial checksum (the pseudo-header only)
+    /// where the tap's offload header says; completed there as the tun
+    /// driver does (a sum from `csum_start` to the end, the field
+    /// included), it is the right checksum, and the segment is the one
+    /// built with a complete checksum (the stream link's variant).
     #[test]
-    fn headers_have_valid_checksums() {
-        for (src, dst) in [
-            (
-                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
-            ),
-            (
-                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
-                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)),
-            ),
-        ] {
-            for plen in [0usize, 1, 7, 1000] {
-                let mut buf = vec![0xa5u8; 2000];
-                let hdr = header_len(src);
-                for (i, b) in buf[hdr..hdr + plen].iter_mut().enumerate() {
-                    *b = i as u8 ^ 0x5a;
-                }
-                let n = write_headers(
-                    &mut buf,
-                    [2; 6],
-                    [4; 6],
-                    (src, 8080),
-                    (dst, 40000),
-                    (0x1234_5678, 0x9abc_def0, ACK | PSH, 1000),
-                    0,
-                    plen,
-                    false,
+    fn data_segment_partial_checksum_completes() {
+        for c in families() {
+            for plen in [1usize, 7, 1000, 61440] {
+                let mut frame = data_segment(&c, plen);
+                let (t, want) = parse(&c, &frame);
+                assert_eq!(t.sequence_number(), 0x1111_2222);
+                assert_eq!(t.acknowledgment_number(), 0x9abc_def0);
+                assert_eq!(t.window_size(), 0x0f0f);
+                assert!(t.ack() && t.psh() && !t.syn() && !t.fin() && !t.rst());
+                assert_eq!(t.data_offset(), 5, "no options on data");
+                assert_eq!(t.payload().len(), plen);
+                assert!(t
+                    .payload()
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == (i as u8) ^ 0x5a));
+                assert_ne!(t.checksum(), want, "partial, not complete");
+
+                let (start, off) = csum_offload(c.key.side.oaddr);
+                let (start, field) = (usize::from(start), usize::from(start + off));
+                let sum = checksum::finish(checksum::sum(&frame[start..]));
+                frame[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+                let (t, want) = parse(&c, &frame);
+                assert_eq!(t.checksum(), want, "completed: valid");
+
+                // The complete-checksum variant is the same frame.
+                let mut full = data_segment(&c, plen);
+                let (src, dst) = (
+                    SocketAddr::new(c.key.side.oaddr, 8080),
+                    SocketAddr::new(c.key.side.eaddr, 40000),
                 );
-                assert_eq!(n, hdr + plen);
-                check(&buf[..n]);
+                let repr = TcpRepr {
+                    seq: 0x1111_2222,
+                    ack: c.seq_from_tap,
+                    flags: ACK | PSH,
+                    window: c.wnd_to_tap,
+                    ..TcpRepr::default()
+                };
+                let n = build::finish_ip_tcp(
+                    &mut full,
+                    OUR_MAC,
+                    GUEST_MAC,
+                    src,
+                    dst,
+                    TTL,
+                    &repr,
+                    plen,
+                    L4Csum::Full,
+                )
+                .unwrap();
+                assert_eq!(&full[..n], &frame[..]);
+                assert!(crate::wire::classify(&frame).is_ok());
             }
         }
+    }
+
+    /// Our SYN and SYN,ACK: MSS and window scale options, an unscaled
+    /// window of at least the initial one, a complete checksum.
+    #[test]
+    fn syn_options() {
+        for mut c in families() {
+            for (flags, guest_ws, ws) in [
+                (SYN, 0, MAX_WS),
+                (SYN | ACK, MAX_WS, MAX_WS),
+                (SYN | ACK, 0, 0),
+            ] {
+                c.ws_to_tap = guest_ws;
+                c.wnd_to_tap = 100;
+                let repr = flags_repr(&conf(), &c, flags, c.seq_init_to_tap);
+                let mut buf = vec![0u8; 256];
+                let n =
+                    write(&conf(), GUEST_MAC, &c.key, &repr, &mut buf, 0, L4Csum::Full).unwrap();
+                let (t, want) = parse(&c, &buf[..n]);
+                assert_eq!(t.checksum(), want);
+                assert_eq!(t.sequence_number(), 0x1234_5678);
+                assert!(t.syn());
+                assert_eq!(t.ack(), flags & ACK != 0);
+                let ack = if flags & ACK != 0 { 0x9abc_def0 } else { 0 };
+                assert_eq!(t.acknowledgment_number(), ack);
+                assert_eq!(t.window_size(), 14600);
+                let opts: Vec<_> = t.options_iterator().map(Result::unwrap).collect();
+                assert_eq!(
+                    opts,
+                    [
+                        TcpOptionElement::MaximumSegmentSize(61440),
+                        TcpOptionElement::Noop,
+                        TcpOptionElement::WindowScale(ws),
+                    ]
+                );
+                assert!(t.payload().is_empty());
+            }
+        }
+    }
+
+    /// ACKs and FINs: no options, the window as it is (scaled).
+    #[test]
+    fn ack_and_fin() {
+        for c in families() {
+            for flags in [ACK, FIN | ACK] {
+                let repr = flags_repr(&conf(), &c, flags, 77);
+                let mut buf = vec![0u8; 256];
+                let n =
+                    write(&conf(), GUEST_MAC, &c.key, &repr, &mut buf, 0, L4Csum::Full).unwrap();
+                let (t, want) = parse(&c, &buf[..n]);
+                assert_eq!(t.checksum(), want);
+                assert_eq!(
+                    (t.sequence_number(), t.acknowledgment_number()),
+                    (77, 0x9abc_def0)
+                );
+                assert_eq!((t.fin(), t.ack(), t.syn()), (flags & FIN != 0, true, false));
+                assert_eq!(t.window_size(), 0x0f0f);
+                assert_eq!(t.data_offset(), 5);
+            }
+        }
+    }
+
+    /// RSTs for segments of no connection (RFC 9293 3.10.7.1).
+    #[test]
+    fn rst_answers() {
+        // A SYN with 3 bytes of data: RST,ACK acknowledging all of it.
+        let mut syn = [0u8; 23];
+        syn[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        syn[12] = 5 << 4;
+        syn[13] = SYN as u8;
+        let r = rst_repr(&TcpPacket::new_checked(&syn[..]).unwrap());
+        assert_eq!((r.seq, r.ack, r.flags), (0, 1004, RST | ACK));
+        // A segment with an ACK: RST from that sequence number.
+        let mut seg = syn;
+        seg[8..12].copy_from_slice(&5555u32.to_be_bytes());
+        seg[13] = ACK as u8;
+        let r = rst_repr(&TcpPacket::new_checked(&seg[..]).unwrap());
+        assert_eq!((r.seq, r.ack, r.flags), (5555, 0, RST));
     }
 }

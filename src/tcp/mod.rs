@@ -65,14 +65,18 @@
 //! ## Frames
 //!
 //! Segments are built in the tap's transmit queue from the connection's
-//! addresses: only lengths, sequence and acknowledgement numbers, flags,
-//! window and checksums change per segment. Options are only sent on SYNs
+//! addresses (`frame`, through [`crate::wire::build`]): only lengths,
+//! sequence and acknowledgement numbers, flags, window and checksums change
+//! per segment. Data segments carry a partial checksum (the tun driver, or
+//! passt's stream backend, completes it). Options are only sent on SYNs
 //! (MSS and window scale); timestamps and SACK are not used toward the
-//! guest.
+//! guest. The windows and segment sizes we advertise are computed in
+//! `window`.
 
 mod conn;
 mod frame;
 pub mod splice;
+mod window;
 
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
@@ -89,29 +93,19 @@ use crate::event::{Epoll, EpollRef, Kind};
 use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
 use crate::sys;
 use crate::tap::Tap;
+use crate::wire::ipv4::protocol::TCP as IPPROTO_TCP;
 use crate::wire::tcp::TcpPacket;
 
 pub use conn::TcpConn;
 use conn::*;
+use window::{LinkMss, MAX_WINDOW, MAX_WS, MSS_DEFAULT, WINDOW_DEFAULT};
 
-/// IP protocol number of TCP.
-const IPPROTO_TCP: u8 = 6;
-/// Largest window we advertise or use (16 MiB).
-const MAX_WINDOW: u32 = 1 << 24;
-/// Window scale we offer the guest.
-const MAX_WS: u8 = 8;
-/// Initial window before anything is known (RFC 6928).
-const WINDOW_DEFAULT: u32 = 14600;
 /// Retransmissions to the guest before giving up.
 const MAX_RETRIES: u8 = 7;
-/// First retransmission timeout.
-const RTO_INIT: Duration = Duration::from_secs(1);
 /// Tap-side keepalive interval.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Inactivity interval: idle connections go after one to two of these.
 pub const INACTIVITY_INTERVAL: Duration = Duration::from_secs(7200);
-/// Frames of one flow we let wait in the tap's queue (of 1000).
-const TAP_QUEUE_FRAMES: u32 = 700;
 /// Most frames filled by one peek.
 const PEEK_FRAMES: usize = 64;
 /// Duplicate ACKs from the guest that make us retransmit.
@@ -478,14 +472,11 @@ impl Tcp {
         conn.seq_init_from_tap = seg.seq();
         conn.seq_from_tap = seg.seq().wrapping_add(1);
         conn.seq_ack_to_tap = conn.seq_from_tap;
-        conn.ws_from_tap = seg.window_scale().map_or(0, |w| w.min(14));
-        conn.ws_to_tap = if seg.window_scale().is_some() {
-            MAX_WS
-        } else {
-            0
-        };
-        conn.wnd_from_tap = u32::from(seg.window()).max(1);
-        conn.mss = clamp_mss(conf, key.side.oaddr, seg.mss().unwrap_or(536));
+        conn.ws_from_tap = window::ws_from_tap(seg.window_scale());
+        conn.ws_to_tap = window::ws_to_tap(seg.window_scale());
+        conn.wnd_from_tap = window::wnd_from_syn(seg.window());
+        conn.mss =
+            LinkMss::new(conf.mtu, key.side.oaddr).to_guest(seg.mss().unwrap_or(MSS_DEFAULT));
         let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
             self.stats.refused_table_full += 1;
             frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
@@ -528,7 +519,7 @@ impl Tcp {
         ensure_sndbuf(c.conf, conn);
         conn.events |= TAP_SYN_ACK_SENT;
         conn.seq_to_tap = conn.seq_init_to_tap.wrapping_add(1);
-        conn.wnd_to_tap = window_to_tap(conn, c.conf);
+        conn.wnd_to_tap = conn.window_to_tap(c.conf);
         frame::send_flags(
             c.conf,
             c.guest.mac,
@@ -566,14 +557,12 @@ impl Tcp {
                 conn.seq_from_tap = seg.seq().wrapping_add(1);
                 conn.seq_ack_from_tap = seg.ack();
                 conn.seq_to_tap = seg.ack();
-                conn.ws_from_tap = seg.window_scale().map_or(0, |w| w.min(14));
-                if seg.window_scale().is_none() {
-                    conn.ws_to_tap = 0;
-                }
+                conn.ws_from_tap = window::ws_from_tap(seg.window_scale());
+                conn.ws_to_tap = window::ws_to_tap(seg.window_scale());
                 ensure_sndbuf(conf, conn);
-                // The window of a SYN,ACK is never scaled (RFC 7323 2.2).
-                conn.wnd_from_tap = u32::from(seg.window()).max(1);
-                conn.mss = clamp_mss(conf, conn.key.side.oaddr, seg.mss().unwrap_or(536));
+                conn.wnd_from_tap = window::wnd_from_syn(seg.window());
+                let link = LinkMss::new(conf.mtu, conn.key.side.oaddr);
+                conn.mss = link.to_guest(seg.mss().unwrap_or(MSS_DEFAULT));
                 conn.retries = 0;
                 conn.rto_at = None;
                 if self.peek_off {
@@ -623,136 +612,139 @@ impl Tcp {
         self.established_segment(c, idx, seg);
     }
 
+    /// A segment of an established connection (or the one completing our
+    /// handshake): its acknowledgement, its payload and its FIN, in that
+    /// order, then whatever the guest's window now lets us send.
     fn established_segment(&mut self, c: &mut TcpCtx<'_>, idx: u32, seg: &TcpPacket<&[u8]>) {
-        let conf = c.conf;
-        let peek_off = self.peek_off;
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
-        let payload = seg.payload();
-        let mut need_ack = false;
-        let mut delay_ack = false;
-
-        // ACK processing.
         if seg.ack_flag() {
-            let ack = seg.ack();
-            let wnd = (u32::from(seg.window()) << conn.ws_from_tap).min(MAX_WINDOW);
-            if seq_gt(ack, conn.seq_ack_from_tap) && seq_le(ack, conn.seq_to_tap) {
-                let mut acked = ack.wrapping_sub(conn.seq_ack_from_tap) as usize;
-                if conn.events & TAP_FIN_SENT != 0 && ack == conn.seq_to_tap {
-                    // Our FIN took one sequence number, not a byte.
-                    acked -= 1;
-                    conn.events |= TAP_FIN_ACKED;
-                }
-                if acked > 0 {
-                    if let Err(e) = sys::discard(&conn.sock, acked) {
-                        log::debug!("TCP {idx}: discard: {e}");
-                    }
-                }
-                conn.seq_ack_from_tap = ack;
-                conn.retries = 0;
-                conn.dup_acks = 0;
-                conn.rto_at = if ack == conn.seq_to_tap {
-                    None
-                } else {
-                    Some(Instant::now() + RTO_INIT)
-                };
-            } else if ack == conn.seq_ack_from_tap
-                && payload.is_empty()
-                && !seg.fin()
-                && wnd == conn.wnd_from_tap
-                && conn.seq_to_tap != conn.seq_ack_from_tap
-            {
-                conn.dup_acks = conn.dup_acks.saturating_add(1);
-                if conn.dup_acks == DUP_ACK_THRESHOLD {
-                    // Fast retransmit: the guest lost what we sent after
-                    // this ACK.
-                    self.stats.retransmits += 1;
-                    conn.rewind(peek_off);
-                }
-            }
-            let opened = wnd > conn.wnd_from_tap;
-            conn.wnd_from_tap = wnd;
-            if opened && conn.flags & STALLED != 0 {
-                conn.flags &= !STALLED;
-            }
+            self.ack_from_tap(conn, idx, seg);
         }
-
-        // Payload.
-        let seq = seg.seq();
-        let mut fin_in_seq = seg.fin();
-        if !payload.is_empty() {
-            let end = seq.wrapping_add(payload.len() as u32);
-            if conn.events & TAP_FIN_RCVD != 0 {
-                // Data after the guest's FIN: ignore.
-                fin_in_seq = false;
-            } else if seq_gt(seq, conn.seq_from_tap) {
-                // A gap: we lost (or dropped) something before this.
-                fin_in_seq = false;
-                self.stats.gap_drops += 1;
-                frame::send_ack(conf, c.guest.mac, c.tap, conn);
-            } else if seq_le(end, conn.seq_from_tap) {
-                // Entirely old: a retransmission, or a keepalive probe.
-                need_ack = true;
-                if payload.len() <= 1 {
-                    let _ = rustix::net::sockopt::set_socket_keepalive(&conn.sock, true);
-                }
-            } else {
-                let skip = conn.seq_from_tap.wrapping_sub(seq) as usize;
-                let data = payload.get(skip..).unwrap_or(&[]);
-                match rustix::net::send(&conn.sock, data, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)
-                {
-                    Ok(n) => {
-                        conn.seq_from_tap = conn.seq_from_tap.wrapping_add(n as u32);
-                        if n < data.len() {
-                            fin_in_seq = false;
-                            self.partial(c.flows, c.epoll, idx);
-                            need_ack = true;
-                        } else if self.ack_delay.is_some()
-                            && conn.seq_from_tap.wrapping_sub(conn.seq_ack_to_tap) < ACK_DELAY_BYTES
-                        {
-                            delay_ack = true;
-                        } else {
-                            need_ack = true;
-                        }
-                    }
-                    Err(rustix::io::Errno::AGAIN) => {
-                        fin_in_seq = false;
-                        self.partial(c.flows, c.epoll, idx);
-                        need_ack = true;
-                    }
-                    Err(e) => {
-                        log::debug!("TCP {idx}: send: {e}");
-                        self.reset(c, idx);
-                        return;
-                    }
-                }
-            }
-        } else if seg.fin() && seq != conn.seq_from_tap {
-            fin_in_seq = false;
-        }
-
+        let Some((mut ack, fin_in_seq)) = self.payload_from_tap(c, idx, seg) else {
+            return;
+        };
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if fin_in_seq && conn.events & TAP_FIN_RCVD == 0 {
-            conn.events |= TAP_FIN_RCVD;
-            conn.seq_from_tap = conn.seq_from_tap.wrapping_add(1);
-            let _ = rustix::net::shutdown(&conn.sock, rustix::net::Shutdown::Write);
-            conn.events |= SOCK_FIN_SENT;
-            // ACK the FIN now.
-            conn.wnd_to_tap = window_to_tap(conn, conf);
-            frame::send_ack(conf, c.guest.mac, c.tap, conn);
-            need_ack = false;
+            fin_from_tap(c.conf, c.guest.mac, c.tap, conn);
+            // That ACK covers what a queued one would.
+            if ack == AckDue::Queued {
+                ack = AckDue::No;
+            }
         }
-        if need_ack {
-            self.queue_ack(c.flows, idx);
-        } else if delay_ack {
-            self.delay_ack(c.flows, idx);
+        match ack {
+            AckDue::Queued => self.queue_ack(c.flows, idx),
+            AckDue::Delayed => self.delay_ack(c.flows, idx),
+            AckDue::No => {}
         }
         self.check_closed(c.flows, idx);
         // The guest's window may have opened: send what we can.
         self.data_from_sock(c, idx);
+    }
+
+    /// The acknowledgement and window of a guest segment: drops what it
+    /// acknowledges from the socket, counts duplicate ACKs (the third
+    /// rewinds, a fast retransmit) and takes the window it advertises.
+    fn ack_from_tap(&mut self, conn: &mut TcpConn, idx: u32, seg: &TcpPacket<&[u8]>) {
+        let ack = seg.ack();
+        let wnd = window::wnd_from_tap(seg.window(), conn.ws_from_tap);
+        if seq_gt(ack, conn.seq_ack_from_tap) && seq_le(ack, conn.seq_to_tap) {
+            acked_by_tap(conn, idx, ack);
+        } else if ack == conn.seq_ack_from_tap
+            && seg.payload().is_empty()
+            && !seg.fin()
+            && wnd == conn.wnd_from_tap
+            && conn.seq_to_tap != conn.seq_ack_from_tap
+        {
+            conn.dup_acks = conn.dup_acks.saturating_add(1);
+            if conn.dup_acks == DUP_ACK_THRESHOLD {
+                // Fast retransmit: the guest lost what we sent after this
+                // ACK.
+                self.stats.retransmits += 1;
+                conn.rewind(self.peek_off);
+            }
+        }
+        let opened = wnd > conn.wnd_from_tap;
+        conn.wnd_from_tap = wnd;
+        if opened && conn.flags & STALLED != 0 {
+            conn.flags &= !STALLED;
+        }
+    }
+
+    /// The payload of a guest segment: written to the socket if it is next
+    /// in sequence. Returns the ACK it calls for, and whether a FIN on the
+    /// segment is in sequence too; `None` if the connection was reset.
+    fn payload_from_tap(
+        &mut self,
+        c: &mut TcpCtx<'_>,
+        idx: u32,
+        seg: &TcpPacket<&[u8]>,
+    ) -> Option<(AckDue, bool)> {
+        let conn = c.flows.tcp_mut(idx)?;
+        let (seq, payload) = (seg.seq(), seg.payload());
+        if payload.is_empty() {
+            return Some((AckDue::No, seg.fin() && seq == conn.seq_from_tap));
+        }
+        let end = seq.wrapping_add(payload.len() as u32);
+        if conn.events & TAP_FIN_RCVD != 0 {
+            // Data after the guest's FIN: ignore.
+            Some((AckDue::No, false))
+        } else if seq_gt(seq, conn.seq_from_tap) {
+            // A gap: we lost (or dropped) something before this.
+            self.stats.gap_drops += 1;
+            frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
+            Some((AckDue::No, false))
+        } else if seq_le(end, conn.seq_from_tap) {
+            // Entirely old: a retransmission, or a keepalive probe.
+            if payload.len() <= 1 {
+                let _ = rustix::net::sockopt::set_socket_keepalive(&conn.sock, true);
+            }
+            Some((AckDue::Queued, seg.fin()))
+        } else {
+            let skip = conn.seq_from_tap.wrapping_sub(seq) as usize;
+            let data = payload.get(skip..).unwrap_or(&[]);
+            let (ack, all) = self.write_to_sock(c, idx, data)?;
+            Some((ack, all && seg.fin()))
+        }
+    }
+
+    /// Writes new guest data to the socket. Returns the ACK it calls for and
+    /// whether the socket took all of it; `None` if the connection was
+    /// reset.
+    fn write_to_sock(
+        &mut self,
+        c: &mut TcpCtx<'_>,
+        idx: u32,
+        data: &[u8],
+    ) -> Option<(AckDue, bool)> {
+        let conn = c.flows.tcp_mut(idx)?;
+        match rustix::net::send(&conn.sock, data, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            Ok(n) => {
+                conn.seq_from_tap = conn.seq_from_tap.wrapping_add(n as u32);
+                if n < data.len() {
+                    self.partial(c.flows, c.epoll, idx);
+                    Some((AckDue::Queued, false))
+                } else if self.ack_delay.is_some()
+                    && conn.seq_from_tap.wrapping_sub(conn.seq_ack_to_tap) < ACK_DELAY_BYTES
+                {
+                    Some((AckDue::Delayed, true))
+                } else {
+                    Some((AckDue::Queued, true))
+                }
+            }
+            Err(rustix::io::Errno::AGAIN) => {
+                self.partial(c.flows, c.epoll, idx);
+                Some((AckDue::Queued, false))
+            }
+            Err(e) => {
+                log::debug!("TCP {idx}: send: {e}");
+                self.reset(c, idx);
+                None
+            }
+        }
     }
 
     /// The socket took only part of the guest's data: ACK what it took,
@@ -785,7 +777,7 @@ impl Tcp {
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
-        conn.wnd_to_tap = window_to_tap(conn, c.conf);
+        conn.wnd_to_tap = conn.window_to_tap(c.conf);
         if force || conn.seq_ack_to_tap != conn.seq_from_tap || conn.flags & ACK_TO_TAP_DUE != 0 {
             frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
         }
@@ -883,7 +875,7 @@ impl Tcp {
                 1
             };
             conn.flags &= !(DROPPED_FROM_TAP | WND_UPDATE_DUE);
-            conn.wnd_to_tap = window_to_tap(conn, c.conf);
+            conn.wnd_to_tap = conn.window_to_tap(c.conf);
             for _ in 0..acks {
                 frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
             }
@@ -899,81 +891,43 @@ impl Tcp {
         }
     }
 
-    /// Sends socket data to the guest, as far as its window allows.
+    /// Sends socket data to the guest, as far as its window allows: peeks
+    /// what the guest does not have yet straight into the payload areas of
+    /// frames in the tap's queue, and writes the headers around it; once
+    /// the socket's peer closed and everything went out, a FIN.
     fn data_from_sock(&mut self, c: &mut TcpCtx<'_>, idx: u32) {
-        let conf = c.conf;
-        let peek_off = self.peek_off;
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
         if conn.events & ESTABLISHED == 0 || conn.events & (CLOSED | TAP_FIN_SENT) != 0 {
             return;
         }
-        let mut already = conn.seq_to_tap.wrapping_sub(conn.seq_ack_from_tap);
-        if already > MAX_WINDOW {
-            // ACK beyond what we sent: resync.
-            conn.seq_to_tap = conn.seq_ack_from_tap;
-            already = 0;
-        }
-        let wnd = conn.wnd_from_tap.min(MAX_WINDOW);
-        if already >= wnd {
-            // The guest's window is full: stop reading until it opens.
-            conn.flags |= STALLED;
-            let want = conn.epoll_flags & !EventFlags::IN;
-            let _ = modify(c.epoll, conn, idx, want);
+        let Some((already, room)) = window_room(c.epoll, conn, idx) else {
             return;
-        }
-        let mss = usize::from(conn.mss.max(1));
-        let hdr = frame::header_len(conn.key.side.oaddr);
-        let stride = (hdr + mss + 7) & !7;
-        let room = (wnd - already) as usize;
-        let want_frames = room.div_ceil(mss).clamp(1, PEEK_FRAMES);
-        if !peek_off && self.discard.len() < MAX_WINDOW as usize {
+        };
+        let layout = Layout::new(conn, room);
+        if !self.peek_off && self.discard.len() < MAX_WINDOW as usize {
             self.discard.resize(MAX_WINDOW as usize, 0);
         }
-        if c.tap.tx.region(stride, want_frames).1 == 0 {
+        if c.tap.tx.region(layout.stride, layout.frames).1 == 0 {
             c.tap.flush();
         }
-        let (region, fit) = c.tap.tx.region(stride, want_frames);
+        let (region, fit) = c.tap.tx.region(layout.stride, layout.frames);
         if fit == 0 {
             return;
         }
-        let n = {
-            let mut iov: [IoSliceMut<'_>; PEEK_FRAMES + 1] =
-                std::array::from_fn(|_| IoSliceMut::new(&mut []));
-            let mut count = 0;
-            if !peek_off && already > 0 {
-                iov[0] = IoSliceMut::new(&mut self.discard[..already as usize]);
-                count = 1;
-            }
-            let mut left = room;
-            for chunk in region.chunks_mut(stride).take(fit) {
-                if left == 0 {
-                    break;
-                }
-                let take = left.min(mss);
-                if let Some(p) = chunk.get_mut(hdr..hdr + take) {
-                    iov[count] = IoSliceMut::new(p);
-                    count += 1;
-                    left -= take;
-                }
-            }
-            rustix::net::recvmsg(
-                &conn.sock,
-                &mut iov[..count],
-                &mut rustix::net::RecvAncillaryBuffer::default(),
-                RecvFlags::PEEK | RecvFlags::DONTWAIT,
-            )
+        // Without SO_PEEK_OFF, the peek starts at the first byte the guest
+        // did not acknowledge: what it has already goes here first.
+        let skip: &mut [u8] = if self.peek_off {
+            &mut []
+        } else {
+            &mut self.discard[..already as usize]
         };
-        let (n, eof) = match n {
-            Ok(r) => {
-                let got = r.bytes;
-                if peek_off {
-                    (got, got == 0)
-                } else {
-                    let n = got.saturating_sub(already as usize);
-                    (n, n == 0 && conn.events & SOCK_FIN_RCVD != 0)
-                }
+        let (n, eof) = match peek(&conn.sock, region, &layout, fit, room, skip) {
+            Ok(got) if self.peek_off => (got, got == 0),
+            Ok(got) => {
+                let n = got.saturating_sub(already as usize);
+                (n, n == 0 && conn.events & SOCK_FIN_RCVD != 0)
             }
             Err(rustix::io::Errno::AGAIN) => {
                 // Nothing yet: be told when there is.
@@ -990,37 +944,12 @@ impl Tcp {
         if n == 0 {
             // Nothing new: end of stream once everything was sent?
             if eof {
-                conn.events |= SOCK_FIN_RCVD;
-                conn.wnd_to_tap = window_to_tap(conn, conf);
-                frame::send_flags(conf, c.guest.mac, c.tap, conn, FIN | ACK, conn.seq_to_tap);
-                conn.seq_to_tap = conn.seq_to_tap.wrapping_add(1);
-                conn.events |= TAP_FIN_SENT;
-                conn.arm_rto(Instant::now());
-                // No more reading: only hang-ups and errors matter now.
-                let _ = modify(c.epoll, conn, idx, EventFlags::RDHUP);
+                fin_to_tap(c.conf, c.guest.mac, c.tap, c.epoll, conn, idx);
             }
             return;
         }
-        // Frame what we got: full MSS segments, then the rest.
-        conn.wnd_to_tap = window_to_tap(conn, conf);
-        let mut lens = [0usize; PEEK_FRAMES];
-        let (region, _) = c.tap.tx.region(stride, fit);
-        let mut left = n;
-        let mut i = 0;
-        for chunk in region.chunks_mut(stride).take(fit) {
-            if left == 0 {
-                break;
-            }
-            let plen = left.min(mss);
-            left -= plen;
-            let flags = if left == 0 { ACK | PSH } else { ACK };
-            lens[i] =
-                frame::write_segment(conf, c.guest.mac, conn, chunk, flags, conn.seq_to_tap, plen);
-            conn.seq_to_tap = conn.seq_to_tap.wrapping_add(plen as u32);
-            i += 1;
-        }
-        let csum = frame::csum_offload(conn.key.side.oaddr);
-        c.tap.tx.commit_region(stride, &lens[..i], csum);
+        conn.wnd_to_tap = conn.window_to_tap(c.conf);
+        frame_segments(c.conf, c.guest.mac, c.tap, conn, &layout, fit, n);
         conn.seq_ack_to_tap = conn.seq_from_tap;
         conn.flags &= !ACK_TO_TAP_DUE;
         if conn.rto_at.is_none() {
@@ -1155,7 +1084,7 @@ impl Tcp {
         conn.events = SOCK_ACCEPTED;
         conn.ws_to_tap = MAX_WS;
         conn.wnd_from_tap = WINDOW_DEFAULT;
-        conn.mss = clamp_mss(conf, src, u16::MAX);
+        conn.mss = LinkMss::new(conf.mtu, src).to_guest(u16::MAX);
         let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
             self.stats.refused_table_full += 1;
             return;
@@ -1273,7 +1202,7 @@ impl Tcp {
             if keepalive_tick && conn.events & ESTABLISHED != 0 {
                 if conn.tap_inactive {
                     self.stats.keepalives += 1;
-                    conn.wnd_to_tap = window_to_tap(conn, c.conf);
+                    conn.wnd_to_tap = conn.window_to_tap(c.conf);
                     frame::send_flags(
                         c.conf,
                         c.guest.mac,
@@ -1336,6 +1265,184 @@ impl Tcp {
     }
 }
 
+/// The ACK a guest segment calls for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AckDue {
+    /// None (or it was sent already).
+    No,
+    /// At the end of the batch ([`Tcp::flush_acks`]).
+    Queued,
+    /// Held back, as a receiver's delayed ACK ([`Tcp::ack_delay`]).
+    Delayed,
+}
+
+/// The guest acknowledged new data, up to `ack`: drop it from the socket
+/// (it was only peeked), and restart or stop the retransmission timer.
+fn acked_by_tap(conn: &mut TcpConn, idx: u32, ack: u32) {
+    let mut acked = ack.wrapping_sub(conn.seq_ack_from_tap) as usize;
+    if conn.events & TAP_FIN_SENT != 0 && ack == conn.seq_to_tap {
+        // Our FIN took one sequence number, not a byte.
+        acked -= 1;
+        conn.events |= TAP_FIN_ACKED;
+    }
+    if acked > 0 {
+        if let Err(e) = sys::discard(&conn.sock, acked) {
+            log::debug!("TCP {idx}: discard: {e}");
+        }
+    }
+    conn.seq_ack_from_tap = ack;
+    conn.retries = 0;
+    conn.dup_acks = 0;
+    conn.rto_at = if ack == conn.seq_to_tap {
+        None
+    } else {
+        Some(Instant::now() + RTO_INIT)
+    };
+}
+
+/// The guest's FIN, in sequence: shut the socket down for writing, and
+/// ACK the FIN at once.
+fn fin_from_tap(conf: &Config, guest_mac: crate::wire::Mac, tap: &mut Tap, conn: &mut TcpConn) {
+    conn.events |= TAP_FIN_RCVD;
+    conn.seq_from_tap = conn.seq_from_tap.wrapping_add(1);
+    let _ = rustix::net::shutdown(&conn.sock, rustix::net::Shutdown::Write);
+    conn.events |= SOCK_FIN_SENT;
+    conn.wnd_to_tap = conn.window_to_tap(conf);
+    frame::send_ack(conf, guest_mac, tap, conn);
+}
+
+/// How much the guest's window lets us send: (bytes it has and did not
+/// acknowledge, room left). `None` if the window is full: then socket
+/// input is not watched until it opens ([`STALLED`]).
+fn window_room(epoll: &Epoll, conn: &mut TcpConn, idx: u32) -> Option<(u32, usize)> {
+    let mut already = conn.seq_to_tap.wrapping_sub(conn.seq_ack_from_tap);
+    if already > MAX_WINDOW {
+        // ACK beyond what we sent: resync.
+        conn.seq_to_tap = conn.seq_ack_from_tap;
+        already = 0;
+    }
+    let wnd = conn.wnd_from_tap.min(MAX_WINDOW);
+    if already >= wnd {
+        conn.flags |= STALLED;
+        let want = conn.epoll_flags & !EventFlags::IN;
+        let _ = modify(epoll, conn, idx, want);
+        return None;
+    }
+    Some((already, (wnd - already) as usize))
+}
+
+/// How socket data is laid out in the tap's queue: frames `stride` bytes
+/// apart (8-byte aligned), each with up to `mss` bytes of payload at `hdr`.
+struct Layout {
+    mss: usize,
+    hdr: usize,
+    stride: usize,
+    /// Frames wanted for the room in the guest's window.
+    frames: usize,
+}
+
+impl Layout {
+    fn new(conn: &TcpConn, room: usize) -> Self {
+        let mss = usize::from(conn.mss.max(1));
+        let hdr = frame::payload_offset(conn.key.side.oaddr);
+        Layout {
+            mss,
+            hdr,
+            stride: (hdr + mss + 7) & !7,
+            frames: room.div_ceil(mss).clamp(1, PEEK_FRAMES),
+        }
+    }
+}
+
+/// Peeks up to `room` bytes from `sock` into the payload areas of the first
+/// `fit` frames of `region`, after filling `skip` (if not empty) with the
+/// bytes to pass over. Returns the bytes read, `skip` included.
+fn peek(
+    sock: &OwnedFd,
+    region: &mut [u8],
+    layout: &Layout,
+    fit: usize,
+    room: usize,
+    skip: &mut [u8],
+) -> rustix::io::Result<usize> {
+    let mut iov: [IoSliceMut<'_>; PEEK_FRAMES + 1] =
+        std::array::from_fn(|_| IoSliceMut::new(&mut []));
+    let mut count = 0;
+    if !skip.is_empty() {
+        iov[0] = IoSliceMut::new(skip);
+        count = 1;
+    }
+    let mut left = room;
+    for chunk in region.chunks_mut(layout.stride).take(fit) {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(layout.mss);
+        if let Some(p) = chunk.get_mut(layout.hdr..layout.hdr + take) {
+            iov[count] = IoSliceMut::new(p);
+            count += 1;
+            left -= take;
+        }
+    }
+    let r = rustix::net::recvmsg(
+        sock,
+        &mut iov[..count],
+        &mut rustix::net::RecvAncillaryBuffer::default(),
+        RecvFlags::PEEK | RecvFlags::DONTWAIT,
+    )?;
+    Ok(r.bytes)
+}
+
+/// Writes the headers around `n` bytes peeked into the tap's queue (full
+/// segments, then the rest, PSH on the last) and queues the frames, with
+/// partial checksums.
+fn frame_segments(
+    conf: &Config,
+    guest_mac: crate::wire::Mac,
+    tap: &mut Tap,
+    conn: &mut TcpConn,
+    layout: &Layout,
+    fit: usize,
+    n: usize,
+) {
+    let mut lens = [0usize; PEEK_FRAMES];
+    let (region, _) = tap.tx.region(layout.stride, fit);
+    let mut left = n;
+    let mut i = 0;
+    for chunk in region.chunks_mut(layout.stride).take(fit) {
+        if left == 0 {
+            break;
+        }
+        let plen = left.min(layout.mss);
+        left -= plen;
+        let flags = if left == 0 { ACK | PSH } else { ACK };
+        lens[i] = frame::write_segment(conf, guest_mac, conn, chunk, flags, conn.seq_to_tap, plen);
+        conn.seq_to_tap = conn.seq_to_tap.wrapping_add(plen as u32);
+        i += 1;
+    }
+    let csum = frame::csum_offload(conn.key.side.oaddr);
+    tap.tx.commit_region(layout.stride, &lens[..i], csum);
+}
+
+/// The socket's peer closed and the guest has everything: our FIN.
+fn fin_to_tap(
+    conf: &Config,
+    guest_mac: crate::wire::Mac,
+    tap: &mut Tap,
+    epoll: &Epoll,
+    conn: &mut TcpConn,
+    idx: u32,
+) {
+    conn.events |= SOCK_FIN_RCVD;
+    conn.wnd_to_tap = conn.window_to_tap(conf);
+    frame::send_flags(conf, guest_mac, tap, conn, FIN | ACK, conn.seq_to_tap);
+    conn.seq_to_tap = conn.seq_to_tap.wrapping_add(1);
+    conn.events |= TAP_FIN_SENT;
+    conn.arm_rto(Instant::now());
+    // No more reading: only hang-ups and errors matter now.
+    let _ = modify(epoll, conn, idx, EventFlags::RDHUP);
+}
+
 /// Probes whether TCP sockets support `SO_PEEK_OFF` (Linux 6.9+).
 fn probe_peek_off() -> bool {
     if std::env::var_os("PASST_RS_TEST_NO_PEEK_OFF").is_some() {
@@ -1359,7 +1466,7 @@ fn probe_peek_off() -> bool {
 /// Raising it fixes its size (no more autotuning), so only small buffers
 /// are raised.
 fn ensure_sndbuf(conf: &Config, conn: &TcpConn) {
-    let mss = our_mss(conf, conn.key.side.oaddr) as i32;
+    let mss = i32::from(LinkMss::new(conf.mtu, conn.key.side.oaddr).advertised());
     let have = sys::sndbuf(&conn.sock).unwrap_or(0);
     if have < 6 * mss {
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&conn.sock, (8 * mss) as usize);
@@ -1456,60 +1563,6 @@ fn finish_connect(s: OwnedFd, r: rustix::io::Result<()>) -> io::Result<(OwnedFd,
     }
 }
 
-/// The MSS for segments toward the guest: what it asked for, within our MTU.
-fn clamp_mss(conf: &Config, guest_side: IpAddr, asked: u16) -> u16 {
-    let overhead: u16 = if guest_side.is_ipv4() { 40 } else { 60 };
-    let mtu_mss = if conf.mtu == 0 {
-        1460
-    } else {
-        conf.mtu.saturating_sub(overhead)
-    };
-    let frame_mss = (crate::tap::FRAME_MAX - frame::header_len(guest_side)) as u16;
-    asked.min(mtu_mss).min(frame_mss).max(64)
-}
-
-/// The MSS we advertise to the guest (upstream: above a page, rounded down
-/// to a multiple of the page size: 61440 at MTU 65520).
-fn our_mss(conf: &Config, guest_side: IpAddr) -> u16 {
-    let overhead: u16 = if guest_side.is_ipv4() { 40 } else { 60 };
-    let mss = if conf.mtu == 0 {
-        1460
-    } else {
-        conf.mtu.saturating_sub(overhead)
-    };
-    if mss > 4096 {
-        mss / 4096 * 4096
-    } else {
-        mss
-    }
-}
-
-/// The window we advertise to the guest: what the socket's send buffer can
-/// still take, scaled for the guest.
-fn window_to_tap(conn: &TcpConn, conf: &Config) -> u16 {
-    // What the send buffer can still take, in kernel memory, turned into
-    // payload bytes: each buffer carries about a kilobyte of overhead, a
-    // lot for small segments. An eighth is kept in reserve on top, so what
-    // we promise fits and partial writes stay rare.
-    let mss = u32::from(our_mss(conf, conn.key.side.oaddr));
-    let (sndbuf, queued) = sys::send_memory(&conn.sock).unwrap_or((0, 0));
-    let room = sndbuf.saturating_sub(queued) / 8 * 7;
-    let free = (u64::from(room) * u64::from(mss) / u64::from(mss + 1024)) as u32;
-    let free = free.min(MAX_WINDOW);
-    let free = free.min(TAP_QUEUE_FRAMES * mss);
-    // A sender does not put less than a segment into a small window (silly
-    // window avoidance): a window below one segment is as good as closed,
-    // and saying so makes us watch for the buffer draining (see
-    // `watch_window`) instead of leaving the guest to probe.
-    let free = if free < mss { 0 } else { free };
-    let free = if conn.events & ESTABLISHED == 0 {
-        free.max(WINDOW_DEFAULT)
-    } else {
-        free
-    };
-    (free >> conn.ws_to_tap).min(u32::from(u16::MAX)) as u16
-}
-
 fn is_multicast_or_bcast(a: IpAddr) -> bool {
     match a {
         IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
@@ -1559,7 +1612,7 @@ pub fn inbound_addrs(conf: &Config, guest: &GuestState, peer: IpAddr) -> Option<
             } else {
                 p
             };
-            let dst = if is_ll(src) {
+            let dst = if crate::wire::ipv6::is_link_local(src) {
                 guest.addr6_ll_seen.or(guest.addr6_seen).or(c.addr)?
             } else {
                 guest.addr6_seen.or(c.addr)?
@@ -1588,8 +1641,4 @@ pub fn splice_target(
         IpAddr::V6(_) => IpAddr::V6(guest.addr6_seen.filter(|a| !a.is_unspecified())?),
     };
     Some(SocketAddr::new(ip, port))
-}
-
-fn is_ll(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
 }

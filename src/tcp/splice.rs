@@ -81,7 +81,7 @@ use std::os::fd::OwnedFd;
 use rustix::event::epoll::EventFlags;
 use rustix::net::{AddressFamily, Shutdown, SocketFlags, SocketType};
 
-use crate::event::{Epoll, EpollRef, Event, Kind};
+use crate::event::{split_flow_side, Epoll, EpollRef, Event, Kind};
 use crate::flow::{Flow, Flows};
 use crate::pasta::NetNs;
 use crate::sys;
@@ -90,8 +90,6 @@ use crate::sys;
 pub const MAX_PIPE_SIZE: usize = 8 << 20;
 /// Sockets opened in the namespace per refill of a pool.
 pub const POOL_SIZE: usize = 32;
-/// Bit of the epoll reference index naming side 1.
-const SIDE_BIT: u32 = 1 << 31;
 
 // Events of a spliced connection.
 /// Side 1 connected: pipes exist, data flows.
@@ -424,7 +422,7 @@ impl Splice {
             return;
         };
         for s in 0..2 {
-            let r = EpollRef::new(Kind::TcpSplice, idx | if s == 1 { SIDE_BIT } else { 0 });
+            let r = EpollRef::flow_side(Kind::TcpSplice, idx, s);
             if epoll.add_flags(&conn.sock[s], r, conn.flags(s)).is_err() {
                 if s == 1 {
                     let _ = epoll.del(&conn.sock[0]);
@@ -443,8 +441,7 @@ impl Splice {
 
     /// An event on one side of a spliced connection.
     pub fn event(&mut self, flows: &mut Flows, epoll: &Epoll, index: u32, ev: &Event) {
-        let idx = index & !SIDE_BIT;
-        let s = usize::from(index & SIDE_BIT != 0);
+        let (idx, s) = split_flow_side(index);
         let Some(conn) = flows.splice_mut(idx) else {
             return;
         };
@@ -548,7 +545,7 @@ impl Splice {
         for (s, before) in before.iter().enumerate() {
             let want = conn.flags(s);
             if want != *before {
-                let r = EpollRef::new(Kind::TcpSplice, idx | if s == 1 { SIDE_BIT } else { 0 });
+                let r = EpollRef::flow_side(Kind::TcpSplice, idx, s);
                 if epoll.modify(&conn.sock[s], r, want).is_err() {
                     self.reset(flows, idx);
                     return;

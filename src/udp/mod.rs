@@ -11,7 +11,7 @@
 //! its own socket, bound and `connect()`ed to that side's peer, so the
 //! kernel delivers the peer's datagrams to exactly that socket. Both sides'
 //! keys are in the flow table's hash, and a socket's epoll reference is the
-//! flow index and the side (`index << 1 | side`), so a readable socket
+//! flow index and the side ([`EpollRef::flow_side`]), so a readable socket
 //! finds its flow without a lookup.
 //!
 //! Flows start in three ways:
@@ -466,9 +466,10 @@ impl Udp {
     // Sockets → tap or socket
     // ------------------------------------------------------------------
 
-    /// Readiness on a flow's socket; `r` is `index << 1 | side`.
+    /// Readiness on a flow's socket; `r` is the flow index and the side
+    /// ([`EpollRef::flow_side`]).
     pub fn sock_event(&mut self, c: &mut UdpCtx<'_>, r: u32, ev: &Event) {
-        let (idx, s) = (r >> 1, (r & 1) as usize);
+        let (idx, s) = crate::event::split_flow_side(r);
         if ev.error {
             self.sock_errors(c, idx, s);
         }
@@ -897,7 +898,7 @@ fn insert(c: &mut UdpCtx<'_>, flow: UdpFlow, stats: &mut UdpStats) -> Option<u32
         if let Some(sock) = sock {
             if let Err(e) = c
                 .epoll
-                .add(sock, EpollRef::new(Kind::UdpSock, (idx << 1) | s as u32))
+                .add(sock, EpollRef::flow_side(Kind::UdpSock, idx, s))
             {
                 log::debug!("UDP: epoll: {e}");
                 close(c.flows, c.epoll, idx);

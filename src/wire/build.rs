@@ -7,15 +7,22 @@
 //!   into place;
 //! * `finish_*` expect the payload to be already written at its offset
 //!   ([`UDP4_PAYLOAD_OFFSET`], [`UDP6_PAYLOAD_OFFSET`], [`ICMP4_OFFSET`],
-//!   [`ICMP6_OFFSET`]) and only fill in the headers around it, so that e.g.
-//!   DHCP or NDP build their message directly in the frame buffer.
+//!   [`ICMP6_OFFSET`], [`tcp_payload_offset`]) and only fill in the headers
+//!   around it, so that e.g. DHCP or NDP build their message directly in
+//!   the frame buffer, and the TCP and UDP data paths read socket data
+//!   straight to where it goes.
+//!
+//! The `*_ip_*` builders take `IpAddr` / `SocketAddr` and pick the family
+//! themselves (source and destination must agree, else
+//! [`WireError::FamilyMismatch`]); the `*_ipv4_*` / `*_ipv6_*` ones are for
+//! callers that only ever have one family (DHCP, NDP).
 //!
 //! Header choices: IPv4 with DF set, identification 0, no options; IPv6 with
 //! traffic class and flow label 0. All checksums are computed, including
-//! the (optional) IPv4 UDP checksum, except that the `*_udp_csum` variants
-//! can leave the UDP checksum partial for offload ([`UdpCsum`]). The TTL /
-//! hop limit is the caller's: 255 for link-local services (NDP requires
-//! it), 64 for forwarded traffic.
+//! the (optional) IPv4 UDP checksum, except that the `*_csum` variants and
+//! [`finish_ip_tcp`] can leave the L4 checksum partial for offload
+//! ([`L4Csum`]). The TTL / hop limit is the caller's: 255 for link-local
+//! services (NDP requires it) and TCP, 64 for other forwarded traffic.
 
 use super::arp::{self, ArpPacket, ArpRepr};
 use super::eth::{self, ethertype, EthernetFrame};
@@ -23,9 +30,10 @@ use super::icmp::{self, IcmpPacket};
 use super::icmpv6::{self, Icmpv6Packet};
 use super::ipv4::{self, protocol, Ipv4Packet};
 use super::ipv6::{self, Ipv6Packet};
+use super::tcp::{self, TcpPacket, TcpRepr};
 use super::udp::{self, UdpPacket};
 use super::{checksum, Mac, Result, WireError};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// Offset of the IPv4 or IPv6 header in a frame.
 pub const IP_OFFSET: usize = eth::HEADER_LEN;
@@ -37,6 +45,10 @@ pub const L4_OFFSET_V6: usize = IP_OFFSET + ipv6::HEADER_LEN;
 pub const UDP4_PAYLOAD_OFFSET: usize = L4_OFFSET_V4 + udp::HEADER_LEN;
 /// Offset of the UDP payload in an IPv6 frame.
 pub const UDP6_PAYLOAD_OFFSET: usize = L4_OFFSET_V6 + udp::HEADER_LEN;
+/// Offset of the payload of a TCP segment without options in an IPv4 frame.
+pub const TCP4_PAYLOAD_OFFSET: usize = L4_OFFSET_V4 + tcp::HEADER_LEN;
+/// Offset of the payload of a TCP segment without options in an IPv6 frame.
+pub const TCP6_PAYLOAD_OFFSET: usize = L4_OFFSET_V6 + tcp::HEADER_LEN;
 /// Offset of the ICMP message (its header included) in an IPv4 frame.
 pub const ICMP4_OFFSET: usize = L4_OFFSET_V4;
 /// Offset of the ICMPv6 message (its header included) in an IPv6 frame.
@@ -48,6 +60,28 @@ pub const ARP_FRAME_LEN: usize = eth::HEADER_LEN + arp::PACKET_LEN;
 const MAX_L4_V4: usize = 65535 - ipv4::HEADER_LEN;
 /// Largest L4 length an IPv6 header can carry (no jumbograms).
 const MAX_L4_V6: usize = 65535;
+
+/// Offset of the L4 header in a frame of the family of `ip`.
+pub const fn l4_offset(ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(_) => L4_OFFSET_V4,
+        IpAddr::V6(_) => L4_OFFSET_V6,
+    }
+}
+
+/// Offset of the payload of a TCP segment without options in a frame of
+/// the family of `ip`: where the data path reads socket data to.
+pub const fn tcp_payload_offset(ip: IpAddr) -> usize {
+    l4_offset(ip) + tcp::HEADER_LEN
+}
+
+/// Largest L4 length the IP header of the family of `ip` can carry.
+const fn max_l4(ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(_) => MAX_L4_V4,
+        IpAddr::V6(_) => MAX_L4_V6,
+    }
+}
 
 fn write_eth(out: &mut [u8], src: Mac, dst: Mac, t: u16) {
     let mut f = EthernetFrame::new_unchecked(out);
@@ -84,6 +118,31 @@ fn write_ipv6(out: &mut [u8], macs: (Mac, Mac), ip: (Ipv6Addr, Ipv6Addr), nh: u8
     p.set_hop_limit(hop);
     p.set_src(ip.0);
     p.set_dst(ip.1);
+}
+
+/// Writes the Ethernet and IP headers of the family of `src` and `dst`
+/// (which must agree) for an L4 length; `out` must hold the whole frame.
+/// Returns the pseudo-header sum of the L4 checksum.
+fn write_ip(
+    out: &mut [u8],
+    macs: (Mac, Mac),
+    (src, dst): (IpAddr, IpAddr),
+    proto: u8,
+    ttl: u8,
+) -> Result<u64> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            write_ipv4(out, macs, (s, d), proto, ttl);
+            let l4_len = (out.len() - L4_OFFSET_V4) as u16;
+            Ok(checksum::pseudo_v4(s, d, proto, l4_len))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            write_ipv6(out, macs, (s, d), proto, ttl);
+            let l4_len = (out.len() - L4_OFFSET_V6) as u32;
+            Ok(checksum::pseudo_v6(s, d, proto, l4_len))
+        }
+        _ => Err(WireError::FamilyMismatch),
+    }
 }
 
 /// The frame slice of `len` bytes, if `l4_len` fits the header limit and
@@ -130,35 +189,70 @@ pub fn finish_ipv4_udp_csum(
     payload_len: usize,
     csum: UdpCsum,
 ) -> Result<usize> {
-    let l4_len = udp::HEADER_LEN.saturating_add(payload_len);
-    let len = L4_OFFSET_V4.saturating_add(l4_len);
-    let f = frame(out, len, l4_len, MAX_L4_V4)?;
-    write_ipv4(
-        f,
-        (src_mac, dst_mac),
-        (*src.ip(), *dst.ip()),
-        protocol::UDP,
-        ttl,
-    );
-    let mut u = UdpPacket::new_unchecked(&mut f[L4_OFFSET_V4..]);
-    u.set_src_port(src.port());
-    u.set_dst_port(dst.port());
-    u.set_len(l4_len as u16);
-    let pseudo = checksum::pseudo_v4(*src.ip(), *dst.ip(), protocol::UDP, l4_len as u16);
-    udp_checksum(&mut u, pseudo, csum);
-    Ok(len)
+    let (s, d) = (src.into(), dst.into());
+    finish_ip_udp_csum(out, src_mac, dst_mac, s, d, ttl, payload_len, csum)
 }
 
-/// How the UDP checksum of a frame is filled in.
+/// How the L4 (UDP or TCP) checksum of a frame is filled in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UdpCsum {
-    /// Computed over the whole datagram.
+pub enum L4Csum {
+    /// Computed over the whole segment or datagram.
     Full,
     /// Partial, for checksum offload: only the pseudo-header sum, folded
     /// and not complemented, is stored; whoever gets the frame (the tap's
     /// kernel, told by the offload header, or the stream backend before
-    /// sending) sums the rest. See [`udp_csum_offload`].
+    /// sending) sums the rest. See [`udp_csum_offload`] and
+    /// [`tcp_csum_offload`].
     Partial,
+}
+
+/// The UDP builders' name for [`L4Csum`].
+pub type UdpCsum = L4Csum;
+
+/// Where the partial TCP checksum of a segment without options starts (the
+/// TCP header), and the offset of the checksum field from there, for the
+/// tap's offload header.
+pub fn tcp_csum_offload(ip: IpAddr) -> (u16, u16) {
+    (l4_offset(ip) as u16, tcp::CHECKSUM_OFFSET as u16)
+}
+
+/// Completes an Ethernet/IP/TCP frame from `src` to `dst` whose payload of
+/// `payload_len` bytes is already in place after the header of `repr`
+/// (at [`tcp_payload_offset`] if it has no options). Writes the Ethernet,
+/// IP and TCP headers, TCP options included, and the checksum as `csum`
+/// says.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_ip_tcp(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddr,
+    dst: SocketAddr,
+    ttl: u8,
+    repr: &TcpRepr,
+    payload_len: usize,
+    csum: L4Csum,
+) -> Result<usize> {
+    let l4 = l4_offset(src.ip());
+    let l4_len = repr.header_len().saturating_add(payload_len);
+    let len = l4.saturating_add(l4_len);
+    let f = frame(out, len, l4_len, max_l4(src.ip()))?;
+    let pseudo = write_ip(
+        f,
+        (src_mac, dst_mac),
+        (src.ip(), dst.ip()),
+        protocol::TCP,
+        ttl,
+    )?;
+    let mut t = TcpPacket::new_unchecked(&mut f[l4..]);
+    t.set_src_port(src.port());
+    t.set_dst_port(dst.port());
+    repr.emit(&mut t);
+    match csum {
+        L4Csum::Full => t.fill_checksum(pseudo),
+        L4Csum::Partial => t.set_checksum(checksum::fold(pseudo)),
+    }
+    Ok(len)
 }
 
 /// Where the partial UDP checksum of a frame starts, and the offset of
@@ -168,11 +262,54 @@ pub fn udp_csum_offload(ipv6: bool) -> (u16, u16) {
     (start as u16, 6)
 }
 
-fn udp_checksum(u: &mut UdpPacket<&mut [u8]>, pseudo: u64, csum: UdpCsum) {
+fn udp_checksum(u: &mut UdpPacket<&mut [u8]>, pseudo: u64, csum: L4Csum) {
     match csum {
-        UdpCsum::Full => u.fill_checksum(pseudo),
-        UdpCsum::Partial => u.set_checksum(checksum::fold(pseudo)),
+        L4Csum::Full => u.fill_checksum(pseudo),
+        L4Csum::Partial => u.set_checksum(checksum::fold(pseudo)),
     }
+}
+
+/// Completes an Ethernet/IP/UDP frame from `src` to `dst` whose payload of
+/// `payload_len` bytes is already at [`UDP4_PAYLOAD_OFFSET`] or
+/// [`UDP6_PAYLOAD_OFFSET`], with the checksum filled in as `csum` says.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_ip_udp_csum(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddr,
+    dst: SocketAddr,
+    ttl: u8,
+    payload_len: usize,
+    csum: L4Csum,
+) -> Result<usize> {
+    let l4 = l4_offset(src.ip());
+    let l4_len = udp::HEADER_LEN.saturating_add(payload_len);
+    let len = l4.saturating_add(l4_len);
+    let f = frame(out, len, l4_len, max_l4(src.ip()))?;
+    let ips = (src.ip(), dst.ip());
+    let pseudo = write_ip(f, (src_mac, dst_mac), ips, protocol::UDP, ttl)?;
+    let mut u = UdpPacket::new_unchecked(&mut f[l4..]);
+    u.set_src_port(src.port());
+    u.set_dst_port(dst.port());
+    u.set_len(l4_len as u16);
+    udp_checksum(&mut u, pseudo, csum);
+    Ok(len)
+}
+
+/// Builds an Ethernet/IP/UDP frame carrying `payload`, checksum computed.
+pub fn eth_ip_udp(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: SocketAddr,
+    dst: SocketAddr,
+    ttl: u8,
+    payload: &[u8],
+) -> Result<usize> {
+    place(out, l4_offset(src.ip()) + udp::HEADER_LEN, payload)?;
+    let n = payload.len();
+    finish_ip_udp_csum(out, src_mac, dst_mac, src, dst, ttl, n, L4Csum::Full)
 }
 
 /// Builds an Ethernet/IPv4/UDP frame carrying `payload`.
@@ -224,18 +361,8 @@ pub fn finish_ipv6_udp_csum(
     payload_len: usize,
     csum: UdpCsum,
 ) -> Result<usize> {
-    let l4_len = udp::HEADER_LEN.saturating_add(payload_len);
-    let len = L4_OFFSET_V6.saturating_add(l4_len);
-    let f = frame(out, len, l4_len, MAX_L4_V6)?;
-    let (s, d) = (*src.ip(), *dst.ip());
-    write_ipv6(f, (src_mac, dst_mac), (s, d), protocol::UDP, hop_limit);
-    let mut u = UdpPacket::new_unchecked(&mut f[L4_OFFSET_V6..]);
-    u.set_src_port(src.port());
-    u.set_dst_port(dst.port());
-    u.set_len(l4_len as u16);
-    let pseudo = checksum::pseudo_v6(s, d, protocol::UDP, l4_len as u32);
-    udp_checksum(&mut u, pseudo, csum);
-    Ok(len)
+    let (s, d) = (src.into(), dst.into());
+    finish_ip_udp_csum(out, src_mac, dst_mac, s, d, hop_limit, payload_len, csum)
 }
 
 /// Builds an Ethernet/IPv6/UDP frame carrying `payload`.
@@ -330,6 +457,27 @@ pub fn eth_ipv6_icmpv6(
 ) -> Result<usize> {
     place(out, ICMP6_OFFSET, message)?;
     finish_ipv6_icmpv6(out, src_mac, dst_mac, src, dst, hop_limit, message.len())
+}
+
+/// Builds an Ethernet/IPv4/ICMP or Ethernet/IPv6/ICMPv6 frame, after the
+/// family of `src` and `dst`, from a message (header included); the
+/// checksum is recomputed.
+pub fn eth_ip_icmp(
+    out: &mut [u8],
+    src_mac: Mac,
+    dst_mac: Mac,
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    message: &[u8],
+) -> Result<usize> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth_ipv4_icmp(out, src_mac, dst_mac, s, d, ttl, message),
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            eth_ipv6_icmpv6(out, src_mac, dst_mac, s, d, ttl, message)
+        }
+        _ => Err(WireError::FamilyMismatch),
+    }
 }
 
 /// Builds an Ethernet/ARP frame (42 bytes, unpadded).
@@ -521,6 +669,68 @@ mod tests {
         assert_eq!(a.operation(), etherparse::ArpOperation::REPLY);
         assert_eq!(a.sender_protocol_addr(), &[10, 0, 2, 2]);
         assert_eq!(a.target_hw_addr(), &B);
+    }
+
+    /// The family-dispatching builders write what the per-family ones
+    /// do, and refuse mixed families.
+    #[test]
+    fn ip_builders_dispatch_on_family() {
+        let payload = b"dns?";
+        let (s4, d4) = (v4([10, 0, 2, 2], 53), v4([10, 0, 2, 15], 4000));
+        let (s6, d6) = (v6("fe80::1", 53), v6("fe80::2", 4000));
+        let (mut a, mut b) = ([0u8; 128], [0u8; 128]);
+        let n = eth_ip_udp(&mut a, A, B, s4.into(), d4.into(), 64, payload).unwrap();
+        assert_eq!(eth_ipv4_udp(&mut b, A, B, s4, d4, 64, payload), Ok(n));
+        assert_eq!(a, b);
+        let n = eth_ip_udp(&mut a, A, B, s6.into(), d6.into(), 64, payload).unwrap();
+        assert_eq!(eth_ipv6_udp(&mut b, A, B, s6, d6, 64, payload), Ok(n));
+        assert_eq!(a, b);
+        let msg = [8u8, 0, 0, 0, 0, 1, 0, 2];
+        let n = eth_ip_icmp(&mut a, A, B, (*s6.ip()).into(), (*d6.ip()).into(), 64, &msg);
+        let m = eth_ipv6_icmpv6(&mut b, A, B, *s6.ip(), *d6.ip(), 64, &msg);
+        assert_eq!((n, a), (m, b));
+        let mixed = (SocketAddr::from(s4), SocketAddr::from(d6));
+        assert_eq!(
+            eth_ip_udp(&mut a, A, B, mixed.0, mixed.1, 64, payload),
+            Err(WireError::FamilyMismatch)
+        );
+        assert_eq!(
+            eth_ip_icmp(&mut a, A, B, mixed.0.ip(), mixed.1.ip(), 64, &msg),
+            Err(WireError::FamilyMismatch)
+        );
+        let r = TcpRepr::default();
+        assert_eq!(
+            finish_ip_tcp(&mut a, A, B, mixed.0, mixed.1, 64, &r, 0, L4Csum::Full),
+            Err(WireError::FamilyMismatch)
+        );
+    }
+
+    /// A SYN with both options, complete checksum, checked by etherparse.
+    #[test]
+    fn tcp_syn_matches_etherparse() {
+        let mut out = [0u8; 128];
+        let (s, d) = (v6("2001:db8::1", 80), v6("2001:db8::2", 40000));
+        let r = TcpRepr {
+            seq: 1,
+            ack: 2,
+            flags: tcp::flags::SYN | tcp::flags::ACK,
+            window: 65535,
+            mss: Some(1440),
+            window_scale: Some(7),
+        };
+        let n = finish_ip_tcp(&mut out, A, B, s.into(), d.into(), 255, &r, 0, L4Csum::Full);
+        assert_eq!(n, Ok(TCP6_PAYLOAD_OFFSET + 8));
+        let p = SlicedPacket::from_ethernet(&out[..n.unwrap()]).unwrap();
+        let Some(TransportSlice::Tcp(t)) = &p.transport else {
+            panic!()
+        };
+        assert!(t.syn() && t.ack());
+        assert_eq!((t.sequence_number(), t.acknowledgment_number()), (1, 2));
+        let c = t.calc_checksum_ipv6(s.ip().octets(), d.ip().octets());
+        assert_eq!(c, Ok(t.checksum()));
+        use etherparse::TcpOptionElement::*;
+        let opts: Vec<_> = t.options_iterator().map(|o| o.unwrap()).collect();
+        assert_eq!(opts, [MaximumSegmentSize(1440), Noop, WindowScale(7)]);
     }
 
     #[test]

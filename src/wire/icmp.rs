@@ -1,6 +1,9 @@
 //! ICMP (v4) messages (RFC 792). Only the 8-byte header is interpreted:
 //! type, code, checksum and, for echo messages, identifier and sequence.
-//! The checksum covers the whole message (no pseudo-header).
+//! The checksum covers the whole message (no pseudo-header). ICMPv6 echo
+//! messages have the same layout (RFC 4443 4.1), so [`crate::icmp`] reads
+//! and patches both through this view (their checksum differs: the frame
+//! builder recomputes it).
 
 use super::checksum;
 use super::{get_u16, set_u16, Result, WireError};
@@ -83,14 +86,6 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
-    pub fn set_msg_type(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TYPE] = v;
-    }
-
-    pub fn set_code(&mut self, v: u8) {
-        self.buffer.as_mut()[field::CODE] = v;
-    }
-
     pub fn set_checksum(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
     }
@@ -99,19 +94,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
         set_u16(self.buffer.as_mut(), field::ECHO_IDENT, v);
     }
 
-    pub fn set_echo_seq(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::ECHO_SEQ, v);
-    }
-
     /// Computes and stores the checksum over the whole buffer.
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let c = checksum::finish(checksum::sum(self.buffer.as_ref()));
         self.set_checksum(c);
-    }
-
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::DATA..]
     }
 }
 

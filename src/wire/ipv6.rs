@@ -123,9 +123,29 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     }
 }
 
+/// Whether `a` is a unicast link-local address (fe80::/10). std's
+/// `Ipv6Addr::is_unicast_link_local` does the same from Rust 1.84 on.
+pub const fn is_link_local(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_local() {
+        for (a, ll) in [
+            ("fe80::1", true),
+            ("febf:ffff::1", true),
+            ("fec0::1", false),
+            ("fe7f::1", false),
+            ("2001:db8::1", false),
+            ("::1", false),
+        ] {
+            assert_eq!(is_link_local(a.parse().unwrap()), ll, "{a}");
+        }
+    }
 
     #[test]
     fn round_trip_and_lengths() {

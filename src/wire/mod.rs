@@ -21,7 +21,8 @@
 //! [`classify::DropReason`] that the caller counts. [`build`] goes the other
 //! way: it writes complete Ethernet frames into caller-provided buffers,
 //! with no allocation, for the services (ARP, NDP, DHCP) and the L4
-//! translators.
+//! translators. Header lengths and offsets are defined here only (each
+//! view's `HEADER_LEN`, [`build`]'s offsets): callers do not count bytes.
 
 pub mod arp;
 pub mod build;
@@ -59,6 +60,10 @@ pub enum WireError {
     /// The frame to build would exceed what its length fields can express.
     #[error("payload too large for the header")]
     PayloadTooLarge,
+    /// Source and destination of the frame to build are of different IP
+    /// families.
+    #[error("source and destination of different families")]
+    FamilyMismatch,
 }
 
 /// Result of the wire views and builders.

@@ -1,6 +1,7 @@
-//! TCP headers (RFC 9293), as a view only: the TCP translator reads ports,
-//! sequence numbers, flags, window and options from guest segments, and
-//! patches fields of its own frame templates.
+//! TCP headers (RFC 9293): the TCP translator reads ports, sequence
+//! numbers, flags, window and options from guest segments through
+//! [`TcpPacket`], and writes the headers of its own segments from a
+//! [`TcpRepr`] (through [`crate::wire::build::finish_ip_tcp`]).
 //!
 //! `new_checked` guarantees the 20-byte header and a data offset between 20
 //! bytes and the buffer length, so options and payload are always
@@ -24,6 +25,8 @@ mod field {
 
 /// Length of a header without options.
 pub const HEADER_LEN: usize = field::OPTIONS;
+/// Offset of the checksum field, for checksum offload.
+pub const CHECKSUM_OFFSET: usize = field::CHECKSUM;
 
 /// Flag bits, as in the low 9 bits of bytes 12–13.
 pub mod flags {
@@ -46,6 +49,61 @@ mod kind {
     pub const WSCALE: u8 = 3;
     pub const SACK_PERMITTED: u8 = 4;
     pub const TIMESTAMP: u8 = 8;
+}
+
+/// Length of the MSS option.
+const MSS_OPT_LEN: usize = 4;
+/// Length of the window scale option with the NOP we put before it, so
+/// that what follows stays 4-byte aligned.
+const WSCALE_OPT_LEN: usize = 4;
+
+/// The header of a segment we send, but for the ports (they come with the
+/// addresses the frame builder takes). Options: MSS, then NOP and window
+/// scale, each if present; we send them on SYNs only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpRepr {
+    pub seq: u32,
+    pub ack: u32,
+    /// Flag bits, see [`flags`].
+    pub flags: u16,
+    /// The window field, as sent (already scaled down).
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+}
+
+impl TcpRepr {
+    /// Header length, options included.
+    pub fn header_len(&self) -> usize {
+        HEADER_LEN
+            + if self.mss.is_some() { MSS_OPT_LEN } else { 0 }
+            + if self.window_scale.is_some() {
+                WSCALE_OPT_LEN
+            } else {
+                0
+            }
+    }
+
+    /// Writes everything but ports and checksum (left 0) into `p`, which
+    /// must hold [`TcpRepr::header_len`] bytes.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut TcpPacket<T>) {
+        p.set_seq(self.seq);
+        p.set_ack(self.ack);
+        p.set_header_len_flags(self.header_len(), self.flags);
+        p.set_window(self.window);
+        p.set_checksum(0);
+        p.set_urgent(0);
+        let mut o = &mut p.buffer.as_mut()[HEADER_LEN..];
+        if let Some(mss) = self.mss {
+            let [a, b] = mss.to_be_bytes();
+            o[..MSS_OPT_LEN].copy_from_slice(&[kind::MSS, MSS_OPT_LEN as u8, a, b]);
+            o = &mut o[MSS_OPT_LEN..];
+        }
+        if let Some(ws) = self.window_scale {
+            // NOP, then kind, length (3) and shift.
+            o[..WSCALE_OPT_LEN].copy_from_slice(&[kind::NOP, kind::WSCALE, 3, ws]);
+        }
+    }
 }
 
 /// One TCP option.
@@ -284,11 +342,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
             checksum::sum(self.buffer.as_ref()),
         ));
         self.set_checksum(c);
-    }
-
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let h = self.header_len();
-        &mut self.buffer.as_mut()[h..]
     }
 }
 
