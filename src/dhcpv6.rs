@@ -239,7 +239,37 @@ struct Writer<'a> {
     pos: usize,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    /// A writer over `out`, at most [`MAX_REPLY`] bytes, refused unless
+    /// the fixed part of any reply fits: header, server id, IA with one
+    /// nested option, client id of `client_id_len`. The largest IA is the
+    /// NotOnLink one (IA_NA + status code).
+    fn for_reply(out: &'a mut [u8], client_id_len: usize) -> Result<Self, Dhcpv6Drop> {
+        let limit = out.len().min(MAX_REPLY);
+        let w = Writer {
+            buf: &mut out[..limit],
+            pos: 0,
+        };
+        let fixed = HEADER_LEN
+            + OPT_HDR
+            + DUID_LEN
+            + OPT_HDR
+            + IA_NA_FIXED
+            + OPT_HDR
+            + IAADDR_LEN.max(2 + NOT_ON_LINK_MSG.len())
+            + OPT_HDR
+            + client_id_len;
+        if w.room() < fixed {
+            return Err(Dhcpv6Drop::OutputTooSmall);
+        }
+        Ok(w)
+    }
+
+    /// Message type and transaction id.
+    fn message_header(&mut self, msg_type: u8, xid: [u8; 3]) {
+        self.bytes(&[msg_type, xid[0], xid[1], xid[2]]);
+    }
+
     fn room(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -327,35 +357,64 @@ impl Dhcpv6Server {
             .split_first_chunk::<HEADER_LEN>()
             .ok_or(Dhcpv6Drop::TooShort)?;
         let req = Request::parse(opts)?;
+        let Some((reply_type, check_link)) = self.reply_type(msg_type, &req)? else {
+            return Ok(None);
+        };
+        log::debug!("DHCPv6: message type {msg_type} from {src_ll}");
+
+        let client_id = req.client_id.unwrap_or_default();
+        let mut w = Writer::for_reply(out, client_id.len())?;
+        let xid = [x0, x1, x2];
+        if check_link {
+            if let Some((code, ia)) = foreign_ia(opts, addr) {
+                log::info!("DHCPv6: requested address not on link, sending NotOnLink");
+                self.write_not_on_link(&mut w, xid, code, ia, client_id);
+                return Ok(Some(w.pos));
+            }
+        }
+        self.write_lease(&mut w, reply_type, xid, req.ia_na, addr, client_id);
+        if !conf.no_dhcp_dns {
+            write_dns(&mut w, &ip6.dns);
+        }
+        if !conf.no_dhcp_search {
+            write_domain_list(&mut w, &conf.search);
+        }
+        if let Some(fqdn) = conf.fqdn.as_deref().filter(|f| !f.is_empty()) {
+            write_fqdn(&mut w, fqdn, req.fqdn_flags);
+        }
+        Ok(Some(w.pos))
+    }
+
+    /// The answer to a message type, and whether the addresses the client
+    /// asks for must be checked (NotOnLink); `None`: a type we ignore. A
+    /// Server Identifier must be present and ours, or absent, as the type
+    /// requires.
+    fn reply_type(&self, msg_type: u8, req: &Request) -> Result<Option<(u8, bool)>, Dhcpv6Drop> {
         let ours = |sid: Option<&[u8]>| match sid {
             None => Err(Dhcpv6Drop::MissingServerId),
             Some(s) if s == self.duid => Ok(()),
             Some(_) => Err(Dhcpv6Drop::NotOurServerId),
         };
-
-        let mut check_link = false;
-        let reply_type = match msg_type {
+        let absent = |sid: Option<&[u8]>| match sid {
+            None => Ok(()),
+            Some(_) => Err(Dhcpv6Drop::UnexpectedServerId),
+        };
+        let answer = match msg_type {
             msg::SOLICIT => {
-                if req.server_id.is_some() {
-                    return Err(Dhcpv6Drop::UnexpectedServerId);
-                }
-                msg::ADVERTISE
+                absent(req.server_id)?;
+                (msg::ADVERTISE, false)
             }
             msg::CONFIRM => {
-                if req.server_id.is_some() {
-                    return Err(Dhcpv6Drop::UnexpectedServerId);
-                }
-                check_link = true;
-                msg::REPLY
+                absent(req.server_id)?;
+                (msg::REPLY, true)
             }
             msg::REQUEST | msg::RENEW => {
                 ours(req.server_id)?;
-                check_link = true;
-                msg::REPLY
+                (msg::REPLY, true)
             }
             msg::REBIND => {
                 ours(req.server_id)?;
-                msg::REPLY
+                (msg::REPLY, false)
             }
             msg::INFORMATION_REQUEST => {
                 if req.server_id.is_some() {
@@ -364,61 +423,57 @@ impl Dhcpv6Server {
                 if req.ia_na.is_some() || req.has_ia_ta {
                     return Err(Dhcpv6Drop::UnexpectedIa);
                 }
-                msg::REPLY
+                (msg::REPLY, false)
             }
             _ => return Ok(None),
         };
-        log::debug!("DHCPv6: message type {msg_type} from {src_ll}");
+        Ok(Some(answer))
+    }
 
-        let limit = out.len().min(MAX_REPLY);
-        let mut w = Writer {
-            buf: &mut out[..limit],
-            pos: 0,
+    /// A REPLY giving back the client's IA (`code`, `ia`) with a NotOnLink
+    /// status.
+    fn write_not_on_link(
+        &self,
+        w: &mut Writer,
+        xid: [u8; 3],
+        code: u16,
+        ia: &[u8],
+        client_id: &[u8],
+    ) {
+        let fixed_len = if code == opt::IA_NA {
+            IA_NA_FIXED
+        } else {
+            IA_TA_FIXED
         };
-        // Fixed part: header, server id, IA with one nested option, client
-        // id. The largest IA is the NotOnLink one (IA_NA + status code).
-        let client_id = req.client_id.unwrap_or_default();
-        let fixed = HEADER_LEN
-            + OPT_HDR
-            + DUID_LEN
-            + OPT_HDR
-            + IA_NA_FIXED
-            + OPT_HDR
-            + IAADDR_LEN.max(2 + NOT_ON_LINK_MSG.len())
-            + OPT_HDR
-            + client_id.len();
-        if w.room() < fixed {
-            return Err(Dhcpv6Drop::OutputTooSmall);
-        }
-        let client_id_opt: &[&[u8]] = &[client_id];
+        w.message_header(msg::REPLY, xid);
+        w.option(opt::SERVER_ID, &[&self.duid]);
+        let at = w.header(code);
+        w.bytes(&ia[..fixed_len]);
+        w.option(
+            opt::STATUS_CODE,
+            &[&STATUS_NOT_ON_LINK.to_be_bytes(), NOT_ON_LINK_MSG],
+        );
+        w.close(at);
+        w.option(opt::CLIENT_ID, &[client_id]);
+    }
 
-        if check_link {
-            if let Some((code, ia)) = foreign_ia(opts, addr) {
-                log::info!("DHCPv6: requested address not on link, sending NotOnLink");
-                let fixed_len = if code == opt::IA_NA {
-                    IA_NA_FIXED
-                } else {
-                    IA_TA_FIXED
-                };
-                w.bytes(&[msg::REPLY, x0, x1, x2]);
-                w.option(opt::SERVER_ID, &[&self.duid]);
-                let at = w.header(code);
-                w.bytes(&ia[..fixed_len]);
-                w.option(
-                    opt::STATUS_CODE,
-                    &[&STATUS_NOT_ON_LINK.to_be_bytes(), NOT_ON_LINK_MSG],
-                );
-                w.close(at);
-                w.option(opt::CLIENT_ID, client_id_opt);
-                return Ok(Some(w.pos));
-            }
-        }
-
-        let iaid = match req.ia_na {
+    /// The fixed part of an answer: header, our Server Identifier, an IA_NA
+    /// (the client's IAID, or 1) with the guest's address, all lifetimes
+    /// infinite, and the client's identifier.
+    fn write_lease(
+        &self,
+        w: &mut Writer,
+        reply_type: u8,
+        xid: [u8; 3],
+        ia_na: Option<&[u8]>,
+        addr: Ipv6Addr,
+        client_id: &[u8],
+    ) {
+        let iaid = match ia_na {
             Some(ia) => &ia[..4],
             None => &1u32.to_be_bytes()[..],
         };
-        w.bytes(&[reply_type, x0, x1, x2]);
+        w.message_header(reply_type, xid);
         w.option(opt::SERVER_ID, &[&self.duid]);
         let at = w.header(opt::IA_NA);
         w.bytes(iaid);
@@ -433,51 +488,57 @@ impl Dhcpv6Server {
             ],
         );
         w.close(at);
-        w.option(opt::CLIENT_ID, client_id_opt);
+        w.option(opt::CLIENT_ID, &[client_id]);
+    }
+}
 
-        if !conf.no_dhcp_dns {
-            let mut dns = [0u8; 16 * MAX_DNS];
-            let mut n = 0;
-            for a in ip6.dns.iter().filter(|a| !a.is_unspecified()).take(MAX_DNS) {
-                dns[n..n + 16].copy_from_slice(&a.octets());
-                n += 16;
-            }
-            if n > 0 {
-                w.option(opt::DNS_SERVERS, &[&dns[..n]]);
-            }
+/// DNS Recursive Name Server option: the first [`MAX_DNS`] specified
+/// addresses, if any.
+fn write_dns(w: &mut Writer, servers: &[Ipv6Addr]) {
+    let mut dns = [0u8; 16 * MAX_DNS];
+    let mut n = 0;
+    for a in servers.iter().filter(|a| !a.is_unspecified()).take(MAX_DNS) {
+        dns[n..n + 16].copy_from_slice(&a.octets());
+        n += 16;
+    }
+    if n > 0 {
+        w.option(opt::DNS_SERVERS, &[&dns[..n]]);
+    }
+}
+
+/// Domain Search List option: the names that fit, none if none does.
+fn write_domain_list(w: &mut Writer, search: &[String]) {
+    if w.room() <= OPT_HDR {
+        return;
+    }
+    let at = w.pos;
+    let hdr = w.header(opt::DOMAIN_LIST);
+    for name in search {
+        // Root-only names say nothing: skip them.
+        if name.is_empty() || name == "." {
+            continue;
         }
-
-        if !conf.no_dhcp_search && w.room() > OPT_HDR {
-            let at = w.pos;
-            let hdr = w.header(opt::DOMAIN_LIST);
-            for name in &conf.search {
-                // Root-only names say nothing: skip them.
-                if name.is_empty() || name == "." {
-                    continue;
-                }
-                if let Some(len) = dns_name::encode(name, &mut w.buf[w.pos..]) {
-                    w.pos += len;
-                }
-            }
-            if w.pos == hdr + 2 {
-                w.pos = at;
-            } else {
-                w.close(hdr);
-            }
+        if let Some(len) = dns_name::encode(name, &mut w.buf[w.pos..]) {
+            w.pos += len;
         }
+    }
+    if w.pos == hdr + 2 {
+        w.pos = at;
+    } else {
+        w.close(hdr);
+    }
+}
 
-        if let Some(fqdn) = conf.fqdn.as_deref().filter(|f| !f.is_empty()) {
-            let flags = match req.fqdn_flags {
-                Some(f) if f & FQDN_S != 0 => FQDN_O,
-                _ => 0,
-            };
-            let mut name = [0u8; dns_name::MAX_NAME];
-            if let Some(len) = dns_name::encode(fqdn, &mut name) {
-                w.option(opt::CLIENT_FQDN, &[&[flags], &name[..len]]);
-            }
-        }
-
-        Ok(Some(w.pos))
+/// Client FQDN option, with the O flag if the client asked us (S flag) to
+/// do the DNS update, which we never do.
+fn write_fqdn(w: &mut Writer, fqdn: &str, client_flags: Option<u8>) {
+    let flags = match client_flags {
+        Some(f) if f & FQDN_S != 0 => FQDN_O,
+        _ => 0,
+    };
+    let mut name = [0u8; dns_name::MAX_NAME];
+    if let Some(len) = dns_name::encode(fqdn, &mut name) {
+        w.option(opt::CLIENT_FQDN, &[&[flags], &name[..len]]);
     }
 }
 
