@@ -6,8 +6,11 @@
 //! server keeps no bindings: [`Dhcpv6Server`] only holds our DUID (a
 //! DUID-LLT made of our MAC address and the start-up time), and
 //! [`Dhcpv6Server::reply`] maps a request's UDP payload to a reply's UDP
-//! payload. The caller checks the UDP destination port (547) and sends the
-//! reply from `our_tap_ll`:547 to the client's address, port 546.
+//! payload. [`Dhcpv6Server::handle`], the tap input path's entry point like
+//! [`ndp::handle`](crate::ndp::handle), takes a classified guest frame to
+//! UDP port 547 and writes the whole reply frame around that payload: from
+//! our MAC and `our_tap_ll`:547 to the request's source MAC and address,
+//! port 546.
 //!
 //! Only messages sent to All_DHCP_Relay_Agents_and_Servers (ff02::1:2) are
 //! served. A request must carry a Client Identifier (DUID of at most 128
@@ -41,10 +44,16 @@
 //! bounds checked and only moves forward, nested options are looked for
 //! only inside their IA, and nothing is allocated.
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv6Addr, SocketAddrV6};
 
 use crate::conf::Config;
 use crate::dns_name;
+use crate::wire::{build, Classified, L3, L4};
+
+/// The server's UDP port.
+const SERVER_PORT: u16 = 547;
+/// The client's UDP port.
+const CLIENT_PORT: u16 = 546;
 
 /// All_DHCP_Relay_Agents_and_Servers.
 const ALL_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
@@ -329,6 +338,47 @@ impl Dhcpv6Server {
     /// Our DUID, as sent in the Server Identifier option.
     pub fn duid(&self) -> &[u8] {
         &self.duid
+    }
+
+    /// Answers a classified guest frame if it is a DHCPv6 request (UDP over
+    /// IPv6 to port 547): [`Self::reply`] writes its payload in place after
+    /// the headers, which are then completed around it. Returns the length
+    /// of the reply frame in `out`; `None` if the frame is not DHCPv6 or
+    /// gets no answer (a dropped request is logged at trace level).
+    pub fn handle(&self, conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+        let L3::Ipv6 {
+            src,
+            dst,
+            l4:
+                L4::Udp {
+                    dport: SERVER_PORT,
+                    payload,
+                    ..
+                },
+            ..
+        } = frame.l3
+        else {
+            return None;
+        };
+        let ip6 = conf.ip6.as_ref()?;
+        let room = out.get_mut(build::UDP6_PAYLOAD_OFFSET..)?;
+        match self.reply(conf, src, dst, payload, room) {
+            Ok(Some(len)) => build::finish_ipv6_udp(
+                out,
+                conf.our_mac,
+                frame.src_mac,
+                SocketAddrV6::new(ip6.our_tap_ll, SERVER_PORT, 0, 0),
+                SocketAddrV6::new(src, CLIENT_PORT, 0, 0),
+                255,
+                len,
+            )
+            .ok(),
+            Ok(None) => None,
+            Err(e) => {
+                log::trace!("DHCPv6: dropped request: {e}");
+                None
+            }
+        }
     }
 
     /// Answers one request: `request` is the UDP payload that `src_ll` sent
@@ -986,5 +1036,98 @@ mod tests {
             }
         }
         assert!(answered > 100, "{answered}");
+    }
+
+    /// A frame from the client's link-local address, port 546, to
+    /// All_DHCP_Relay_Agents_and_Servers, port `dport`.
+    fn client_frame(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(GUEST_MAC, [0x33, 0x33, 0, 1, 0, 2])
+            .ipv6(CLIENT_LL.octets(), ALL_SERVERS.octets(), 1)
+            .udp(546, dport);
+        let mut frame = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut frame, payload).unwrap();
+        frame
+    }
+
+    const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+    #[test]
+    fn handle_answers_solicit_frame_with_advertise_frame() {
+        use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+        let (conf, s) = server();
+        let frame = client_frame(547, &request(MessageType::Solicit, vec![ia_na(None)]));
+        let c = crate::wire::classify(&frame).unwrap();
+        let mut out = [0u8; 1500];
+        let n = s.handle(&conf, &c, &mut out).unwrap();
+
+        let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
+        let Some(LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!("not Ethernet II")
+        };
+        assert_eq!(
+            (e.source(), e.destination()),
+            (crate::conf::DEFAULT_MAC, GUEST_MAC)
+        );
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            panic!("not IPv6")
+        };
+        let h = ip.header().to_header();
+        assert_eq!(
+            (
+                Ipv6Addr::from(h.source),
+                Ipv6Addr::from(h.destination),
+                h.hop_limit
+            ),
+            ("fe80::1".parse().unwrap(), CLIENT_LL, 255)
+        );
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!("not UDP")
+        };
+        assert_eq!((u.source_port(), u.destination_port()), (547, 546));
+        let csum = u.to_header().calc_checksum_ipv6(&h, u.payload()).unwrap();
+        assert_eq!(csum, u.checksum());
+
+        let m = decode(u.payload());
+        assert_eq!(m.msg_type(), MessageType::Advertise);
+        assert_eq!(m.xid(), [0xab, 0xcd, 0xef]);
+        let Some(DhcpOption::ServerId(sid)) = m.opts().get(OptionCode::ServerId) else {
+            panic!("no server id")
+        };
+        assert_eq!(sid.as_slice(), s.duid());
+        let Some(DhcpOption::ClientId(cid)) = m.opts().get(OptionCode::ClientId) else {
+            panic!("no client id")
+        };
+        assert_eq!(*cid, client_duid());
+        let Some(DhcpOption::IANA(ia)) = m.opts().get(OptionCode::IANA) else {
+            panic!("no IA_NA")
+        };
+        assert_eq!(ia.id, 0x1234_5678);
+        let Some(DhcpOption::IAAddr(a)) = ia.opts.get(OptionCode::IAAddr) else {
+            panic!("no IA address")
+        };
+        assert_eq!(a.addr, guest());
+        assert!(crate::wire::classify(&out[..n]).is_ok());
+    }
+
+    #[test]
+    fn handle_ignores_other_frames_and_bad_requests() {
+        let (conf, s) = server();
+        let mut out = [0u8; 1500];
+        // UDP to another port.
+        let frame = client_frame(548, &request(MessageType::Solicit, vec![]));
+        let c = crate::wire::classify(&frame).unwrap();
+        assert_eq!(s.handle(&conf, &c, &mut out), None);
+        // Too short for a DHCPv6 header: dropped.
+        let frame = client_frame(547, &[1, 2]);
+        let c = crate::wire::classify(&frame).unwrap();
+        assert_eq!(s.handle(&conf, &c, &mut out), None);
+        // DHCPv6 disabled.
+        let conf = Config {
+            no_dhcpv6: true,
+            ..conf
+        };
+        let frame = client_frame(547, &request(MessageType::Solicit, vec![]));
+        let c = crate::wire::classify(&frame).unwrap();
+        assert_eq!(s.handle(&conf, &c, &mut out), None);
     }
 }
