@@ -27,6 +27,28 @@ cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== rust-version"
+# rust-version must stay true, and rustup cannot fetch an older toolchain to
+# prove it: no dependency that passt and pasta build with (normal and build
+# dependencies, for this host) may declare a newer rust-version than ours.
+# clippy's incompatible_msrv (Cargo.toml) does the same for our own code.
+too_new=$(cargo metadata --format-version 1 \
+	--filter-platform "$(rustc -vV | sed -n 's/^host: //p')" | jq -r '
+	def ver: split(".") | map(tonumber) | (. + [0, 0])[:3];
+	(.packages | map({key: .id, value: .}) | from_entries) as $pkg
+	| (.resolve.nodes | map({key: .id, value: [.deps[]
+		| select(any(.dep_kinds[]; .kind != "dev")) | .pkg]}) | from_entries) as $deps
+	| def closure: . as $set | ($set + [$set[] | $deps[.][]] | unique) as $next
+		| if ($next | length) == ($set | length) then $set else $next | closure end;
+	$pkg[.resolve.root] as $root
+	| ($root.rust_version // error("no rust-version in Cargo.toml") | ver) as $ours
+	| $deps[$root.id] | unique | closure[] | $pkg[.]
+	| select(.rust_version != null and (.rust_version | ver) > $ours)
+	| "\(.name) \(.version) needs Rust \(.rust_version), more than rust-version \($root.rust_version)"')
+if [ -n "$too_new" ]; then
+	echo "$too_new" >&2
+	exit 1
+fi
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo build"

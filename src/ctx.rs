@@ -35,7 +35,7 @@
 //! A second loop (another queue, another worker) would be another `Ctx`.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,7 @@ use crate::icmp::Icmp;
 use crate::pasta::{QuitWatch, Spawned};
 use crate::tap::{RxBatch, RxEnd, Tap};
 use crate::tcp::{Tcp, TcpCtx};
-use crate::wire::build;
-use crate::wire::classify::{classify_with, DropReason, L3, L4};
+use crate::wire::classify::{classify_with, Classified, DropReason, L3, L4};
 use crate::wire::Mac;
 
 /// What we learned about the guest from its frames.
@@ -484,9 +483,7 @@ impl<'c> Ctx<'c> {
                     guest.addr4_seen = Some(src);
                 }
                 match l4 {
-                    L4::Udp {
-                        dport: 67, payload, ..
-                    } => Self::dhcp(conf, tap, counters, guest.mac, payload),
+                    L4::Udp { dport: 67, .. } => Self::dhcp(conf, tap, counters, &c),
                     L4::Icmp {
                         msg_type: 8,
                         message,
@@ -579,16 +576,11 @@ impl<'c> Ctx<'c> {
                         self.tcp
                             .from_tap(&mut c, IpAddr::V6(src), IpAddr::V6(dst), &seg);
                     }
-                    L4::Udp {
-                        dport: 547,
-                        payload,
-                        ..
-                    } => {
+                    L4::Udp { dport: 547, .. } => {
                         let dhcpv6 = &self.dhcpv6;
-                        let mac = guest.mac;
                         let mut sent = false;
                         tap.send_with(|out| {
-                            let r = dhcpv6_frame(conf, dhcpv6, mac, src, dst, payload, out);
+                            let r = dhcpv6.handle(conf, &c, out);
                             sent = r.is_some();
                             r
                         });
@@ -617,10 +609,10 @@ impl<'c> Ctx<'c> {
         }
     }
 
-    fn dhcp(conf: &Config, tap: &mut Tap, counters: &mut Counters, mac: Mac, payload: &[u8]) {
+    fn dhcp(conf: &Config, tap: &mut Tap, counters: &mut Counters, frame: &Classified<'_>) {
         let mut sent = false;
         tap.send_with(|out| {
-            let r = dhcp_frame(conf, mac, payload, out);
+            let r = crate::dhcp::handle(conf, frame, out);
             sent = r.is_some();
             r
         });
@@ -656,60 +648,6 @@ impl<'c> Ctx<'c> {
         if conf.ip6.is_some() && !conf.no_ndp && !conf.no_ra && self.ra.check(now, random) {
             self.tap
                 .send_with(|out| crate::ndp::unsolicited_ra(conf, out));
-        }
-    }
-}
-
-/// Answers a DHCP request: the server writes its reply in place after the
-/// headers, which are then completed around it.
-fn dhcp_frame(conf: &Config, guest_mac: Mac, request: &[u8], out: &mut [u8]) -> Option<usize> {
-    let room = out.get_mut(build::UDP4_PAYLOAD_OFFSET..)?;
-    match crate::dhcp::reply(conf, request, room) {
-        Ok(Some(r)) => build::finish_ipv4_udp(
-            out,
-            conf.our_mac,
-            guest_mac,
-            SocketAddrV4::new(r.src, 67),
-            SocketAddrV4::new(r.dst, 68),
-            255,
-            r.len,
-        )
-        .ok(),
-        Ok(None) => None,
-        Err(e) => {
-            log::trace!("DHCP: dropped request: {e}");
-            None
-        }
-    }
-}
-
-/// Answers a DHCPv6 request from `src` (port 546) to `dst`.
-fn dhcpv6_frame(
-    conf: &Config,
-    server: &crate::dhcpv6::Dhcpv6Server,
-    guest_mac: Mac,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    request: &[u8],
-    out: &mut [u8],
-) -> Option<usize> {
-    let ip6 = conf.ip6.as_ref()?;
-    let room = out.get_mut(build::UDP6_PAYLOAD_OFFSET..)?;
-    match server.reply(conf, src, dst, request, room) {
-        Ok(Some(len)) => build::finish_ipv6_udp(
-            out,
-            conf.our_mac,
-            guest_mac,
-            SocketAddrV6::new(ip6.our_tap_ll, 547, 0, 0),
-            SocketAddrV6::new(src, 546, 0, 0),
-            255,
-            len,
-        )
-        .ok(),
-        Ok(None) => None,
-        Err(e) => {
-            log::trace!("DHCPv6: dropped request: {e}");
-            None
         }
     }
 }

@@ -7,8 +7,10 @@
 //! MTU, search domains. There is no lease database and no state: every
 //! request is answered from the configuration alone, so this module is one
 //! pure function, [`reply`], from a request's UDP payload to a reply's UDP
-//! payload. The caller (the tap input path) strips and adds the
-//! Ethernet/IPv4/UDP headers and sends the reply from `our_tap_addr`:67 to
+//! payload. [`handle`], the tap input path's entry point like
+//! [`arp::handle`](crate::arp::handle), takes a classified guest frame
+//! and writes the whole reply frame around that payload: from our MAC to
+//! the request's source MAC, from `our_tap_addr`:67 to
 //! [`DhcpReply::dst`]:68.
 //!
 //! Exchanges, as in passt:
@@ -41,8 +43,16 @@
 
 use std::net::Ipv4Addr;
 
+use std::net::SocketAddrV4;
+
 use crate::conf::{Config, Ip4Conf};
 use crate::dns_name::{self, CompressedList};
+use crate::wire::{build, Classified, L3, L4};
+
+/// The server's UDP port.
+const SERVER_PORT: u16 = 67;
+/// The client's UDP port.
+const CLIENT_PORT: u16 = 68;
 
 /// Offsets in the fixed BOOTP header (RFC 951, RFC 2131).
 mod field {
@@ -415,6 +425,43 @@ pub fn reply(conf: &Config, request: &[u8], out: &mut [u8]) -> Result<Option<Dhc
         dst,
         src: ip4.our_tap_addr,
     }))
+}
+
+/// Answers a classified guest frame if it is a DHCP request (UDP over
+/// IPv4 to port 67): [`reply`] writes its payload in place after the
+/// headers, which are then completed around it. Returns the length of the
+/// reply frame in `out`; `None` if the frame is not DHCP or gets no answer
+/// (a malformed request is logged at trace level).
+pub fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+    let L3::Ipv4 {
+        l4: L4::Udp {
+            dport: SERVER_PORT,
+            payload,
+            ..
+        },
+        ..
+    } = frame.l3
+    else {
+        return None;
+    };
+    let room = out.get_mut(build::UDP4_PAYLOAD_OFFSET..)?;
+    match reply(conf, payload, room) {
+        Ok(Some(r)) => build::finish_ipv4_udp(
+            out,
+            conf.our_mac,
+            frame.src_mac,
+            SocketAddrV4::new(r.src, SERVER_PORT),
+            SocketAddrV4::new(r.dst, CLIENT_PORT),
+            255,
+            r.len,
+        )
+        .ok(),
+        Ok(None) => None,
+        Err(e) => {
+            log::trace!("DHCP: dropped request: {e}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -889,5 +936,91 @@ pub(crate) mod tests {
             }
         }
         assert!(answered > 100, "{answered}");
+    }
+
+    /// A frame as a client sends it: from 0.0.0.0:68 to the broadcast
+    /// address, port `dport`.
+    fn client_frame(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(CHADDR, [0xff; 6])
+            .ipv4([0, 0, 0, 0], [255, 255, 255, 255], 64)
+            .udp(68, dport);
+        let mut frame = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut frame, payload).unwrap();
+        frame
+    }
+
+    fn discover_frame() -> Vec<u8> {
+        client_frame(67, &encode(&client_msg(Some(MessageType::Discover), &[])))
+    }
+
+    #[test]
+    fn handle_answers_discover_frame_with_offer_frame() {
+        use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+        let conf = test_config();
+        let frame = discover_frame();
+        let c = crate::wire::classify(&frame).unwrap();
+        let mut out = [0u8; 1500];
+        let n = handle(&conf, &c, &mut out).unwrap();
+
+        let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
+        let Some(LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!("not Ethernet II")
+        };
+        assert_eq!((e.source(), e.destination()), (DEFAULT_MAC, CHADDR));
+        let Some(NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("not IPv4")
+        };
+        let h = ip.header().to_header();
+        assert_eq!(h.calc_header_checksum(), h.header_checksum);
+        assert_eq!(
+            (h.source, h.destination, h.time_to_live),
+            ([192, 168, 1, 1], [192, 168, 1, 10], 255)
+        );
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!("not UDP")
+        };
+        assert_eq!((u.source_port(), u.destination_port()), (67, 68));
+        let csum = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+        assert_eq!(csum, u.checksum());
+
+        let m = decode(u.payload());
+        assert_eq!(m.opcode(), v4::Opcode::BootReply);
+        assert_eq!(m.xid(), 0xdead_beef);
+        assert_eq!(m.yiaddr(), Ipv4Addr::new(192, 168, 1, 10));
+        assert_eq!(&m.chaddr()[..6], &CHADDR);
+        assert_eq!(
+            m.opts().get(OptionCode::MessageType),
+            Some(&DhcpOption::MessageType(MessageType::Offer))
+        );
+        assert_eq!(
+            m.opts().get(OptionCode::ServerIdentifier),
+            Some(&DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 168, 1, 1)))
+        );
+        assert!(crate::wire::classify(&out[..n]).is_ok());
+    }
+
+    #[test]
+    fn handle_ignores_other_frames_and_bad_requests() {
+        let conf = test_config();
+        let mut out = [0u8; 1500];
+        let discover = encode(&client_msg(Some(MessageType::Discover), &[]));
+        // UDP to another port.
+        let frame = client_frame(69, &discover);
+        let c = crate::wire::classify(&frame).unwrap();
+        assert_eq!(handle(&conf, &c, &mut out), None);
+        // Port 67, but not a BOOTREQUEST: dropped.
+        let mut not_request = discover.clone();
+        not_request[field::OP] = BOOTREPLY;
+        let frame = client_frame(67, &not_request);
+        let c = crate::wire::classify(&frame).unwrap();
+        assert_eq!(handle(&conf, &c, &mut out), None);
+        // DHCP disabled.
+        let conf = Config {
+            no_dhcp: true,
+            ..test_config()
+        };
+        let frame = discover_frame();
+        let c = crate::wire::classify(&frame).unwrap();
+        assert_eq!(handle(&conf, &c, &mut out), None);
     }
 }

@@ -6,8 +6,11 @@
 //! server keeps no bindings: [`Dhcpv6Server`] only holds our DUID (a
 //! DUID-LLT made of our MAC address and the start-up time), and
 //! [`Dhcpv6Server::reply`] maps a request's UDP payload to a reply's UDP
-//! payload. The caller checks the UDP destination port (547) and sends the
-//! reply from `our_tap_ll`:547 to the client's address, port 546.
+//! payload. [`Dhcpv6Server::handle`], the tap input path's entry point like
+//! [`ndp::handle`](crate::ndp::handle), takes a classified guest frame to
+//! UDP port 547 and writes the whole reply frame around that payload: from
+//! our MAC and `our_tap_ll`:547 to the request's source MAC and address,
+//! port 546.
 //!
 //! Only messages sent to All_DHCP_Relay_Agents_and_Servers (ff02::1:2) are
 //! served. A request must carry a Client Identifier (DUID of at most 128
@@ -41,10 +44,16 @@
 //! bounds checked and only moves forward, nested options are looked for
 //! only inside their IA, and nothing is allocated.
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv6Addr, SocketAddrV6};
 
 use crate::conf::Config;
 use crate::dns_name;
+use crate::wire::{build, Classified, L3, L4};
+
+/// The server's UDP port.
+const SERVER_PORT: u16 = 547;
+/// The client's UDP port.
+const CLIENT_PORT: u16 = 546;
 
 /// All_DHCP_Relay_Agents_and_Servers.
 const ALL_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
@@ -239,7 +248,37 @@ struct Writer<'a> {
     pos: usize,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    /// A writer over `out`, at most [`MAX_REPLY`] bytes, refused unless
+    /// the fixed part of any reply fits: header, server id, IA with one
+    /// nested option, client id of `client_id_len`. The largest IA is the
+    /// NotOnLink one (IA_NA + status code).
+    fn for_reply(out: &'a mut [u8], client_id_len: usize) -> Result<Self, Dhcpv6Drop> {
+        let limit = out.len().min(MAX_REPLY);
+        let w = Writer {
+            buf: &mut out[..limit],
+            pos: 0,
+        };
+        let fixed = HEADER_LEN
+            + OPT_HDR
+            + DUID_LEN
+            + OPT_HDR
+            + IA_NA_FIXED
+            + OPT_HDR
+            + IAADDR_LEN.max(2 + NOT_ON_LINK_MSG.len())
+            + OPT_HDR
+            + client_id_len;
+        if w.room() < fixed {
+            return Err(Dhcpv6Drop::OutputTooSmall);
+        }
+        Ok(w)
+    }
+
+    /// Message type and transaction id.
+    fn message_header(&mut self, msg_type: u8, xid: [u8; 3]) {
+        self.bytes(&[msg_type, xid[0], xid[1], xid[2]]);
+    }
+
     fn room(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -301,6 +340,47 @@ impl Dhcpv6Server {
         &self.duid
     }
 
+    /// Answers a classified guest frame if it is a DHCPv6 request (UDP over
+    /// IPv6 to port 547): [`Self::reply`] writes its payload in place after
+    /// the headers, which are then completed around it. Returns the length
+    /// of the reply frame in `out`; `None` if the frame is not DHCPv6 or
+    /// gets no answer (a dropped request is logged at trace level).
+    pub fn handle(&self, conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+        let L3::Ipv6 {
+            src,
+            dst,
+            l4:
+                L4::Udp {
+                    dport: SERVER_PORT,
+                    payload,
+                    ..
+                },
+            ..
+        } = frame.l3
+        else {
+            return None;
+        };
+        let ip6 = conf.ip6.as_ref()?;
+        let room = out.get_mut(build::UDP6_PAYLOAD_OFFSET..)?;
+        match self.reply(conf, src, dst, payload, room) {
+            Ok(Some(len)) => build::finish_ipv6_udp(
+                out,
+                conf.our_mac,
+                frame.src_mac,
+                SocketAddrV6::new(ip6.our_tap_ll, SERVER_PORT, 0, 0),
+                SocketAddrV6::new(src, CLIENT_PORT, 0, 0),
+                255,
+                len,
+            )
+            .ok(),
+            Ok(None) => None,
+            Err(e) => {
+                log::trace!("DHCPv6: dropped request: {e}");
+                None
+            }
+        }
+    }
+
     /// Answers one request: `request` is the UDP payload that `src_ll` sent
     /// to `dst` port 547. The reply payload is written at the start of
     /// `out` (at least 256 bytes; 1232 leaves room for every option) and
@@ -327,35 +407,64 @@ impl Dhcpv6Server {
             .split_first_chunk::<HEADER_LEN>()
             .ok_or(Dhcpv6Drop::TooShort)?;
         let req = Request::parse(opts)?;
+        let Some((reply_type, check_link)) = self.reply_type(msg_type, &req)? else {
+            return Ok(None);
+        };
+        log::debug!("DHCPv6: message type {msg_type} from {src_ll}");
+
+        let client_id = req.client_id.unwrap_or_default();
+        let mut w = Writer::for_reply(out, client_id.len())?;
+        let xid = [x0, x1, x2];
+        if check_link {
+            if let Some((code, ia)) = foreign_ia(opts, addr) {
+                log::info!("DHCPv6: requested address not on link, sending NotOnLink");
+                self.write_not_on_link(&mut w, xid, code, ia, client_id);
+                return Ok(Some(w.pos));
+            }
+        }
+        self.write_lease(&mut w, reply_type, xid, req.ia_na, addr, client_id);
+        if !conf.no_dhcp_dns {
+            write_dns(&mut w, &ip6.dns);
+        }
+        if !conf.no_dhcp_search {
+            write_domain_list(&mut w, &conf.search);
+        }
+        if let Some(fqdn) = conf.fqdn.as_deref().filter(|f| !f.is_empty()) {
+            write_fqdn(&mut w, fqdn, req.fqdn_flags);
+        }
+        Ok(Some(w.pos))
+    }
+
+    /// The answer to a message type, and whether the addresses the client
+    /// asks for must be checked (NotOnLink); `None`: a type we ignore. A
+    /// Server Identifier must be present and ours, or absent, as the type
+    /// requires.
+    fn reply_type(&self, msg_type: u8, req: &Request) -> Result<Option<(u8, bool)>, Dhcpv6Drop> {
         let ours = |sid: Option<&[u8]>| match sid {
             None => Err(Dhcpv6Drop::MissingServerId),
             Some(s) if s == self.duid => Ok(()),
             Some(_) => Err(Dhcpv6Drop::NotOurServerId),
         };
-
-        let mut check_link = false;
-        let reply_type = match msg_type {
+        let absent = |sid: Option<&[u8]>| match sid {
+            None => Ok(()),
+            Some(_) => Err(Dhcpv6Drop::UnexpectedServerId),
+        };
+        let answer = match msg_type {
             msg::SOLICIT => {
-                if req.server_id.is_some() {
-                    return Err(Dhcpv6Drop::UnexpectedServerId);
-                }
-                msg::ADVERTISE
+                absent(req.server_id)?;
+                (msg::ADVERTISE, false)
             }
             msg::CONFIRM => {
-                if req.server_id.is_some() {
-                    return Err(Dhcpv6Drop::UnexpectedServerId);
-                }
-                check_link = true;
-                msg::REPLY
+                absent(req.server_id)?;
+                (msg::REPLY, true)
             }
             msg::REQUEST | msg::RENEW => {
                 ours(req.server_id)?;
-                check_link = true;
-                msg::REPLY
+                (msg::REPLY, true)
             }
             msg::REBIND => {
                 ours(req.server_id)?;
-                msg::REPLY
+                (msg::REPLY, false)
             }
             msg::INFORMATION_REQUEST => {
                 if req.server_id.is_some() {
@@ -364,61 +473,57 @@ impl Dhcpv6Server {
                 if req.ia_na.is_some() || req.has_ia_ta {
                     return Err(Dhcpv6Drop::UnexpectedIa);
                 }
-                msg::REPLY
+                (msg::REPLY, false)
             }
             _ => return Ok(None),
         };
-        log::debug!("DHCPv6: message type {msg_type} from {src_ll}");
+        Ok(Some(answer))
+    }
 
-        let limit = out.len().min(MAX_REPLY);
-        let mut w = Writer {
-            buf: &mut out[..limit],
-            pos: 0,
+    /// A REPLY giving back the client's IA (`code`, `ia`) with a NotOnLink
+    /// status.
+    fn write_not_on_link(
+        &self,
+        w: &mut Writer,
+        xid: [u8; 3],
+        code: u16,
+        ia: &[u8],
+        client_id: &[u8],
+    ) {
+        let fixed_len = if code == opt::IA_NA {
+            IA_NA_FIXED
+        } else {
+            IA_TA_FIXED
         };
-        // Fixed part: header, server id, IA with one nested option, client
-        // id. The largest IA is the NotOnLink one (IA_NA + status code).
-        let client_id = req.client_id.unwrap_or_default();
-        let fixed = HEADER_LEN
-            + OPT_HDR
-            + DUID_LEN
-            + OPT_HDR
-            + IA_NA_FIXED
-            + OPT_HDR
-            + IAADDR_LEN.max(2 + NOT_ON_LINK_MSG.len())
-            + OPT_HDR
-            + client_id.len();
-        if w.room() < fixed {
-            return Err(Dhcpv6Drop::OutputTooSmall);
-        }
-        let client_id_opt: &[&[u8]] = &[client_id];
+        w.message_header(msg::REPLY, xid);
+        w.option(opt::SERVER_ID, &[&self.duid]);
+        let at = w.header(code);
+        w.bytes(&ia[..fixed_len]);
+        w.option(
+            opt::STATUS_CODE,
+            &[&STATUS_NOT_ON_LINK.to_be_bytes(), NOT_ON_LINK_MSG],
+        );
+        w.close(at);
+        w.option(opt::CLIENT_ID, &[client_id]);
+    }
 
-        if check_link {
-            if let Some((code, ia)) = foreign_ia(opts, addr) {
-                log::info!("DHCPv6: requested address not on link, sending NotOnLink");
-                let fixed_len = if code == opt::IA_NA {
-                    IA_NA_FIXED
-                } else {
-                    IA_TA_FIXED
-                };
-                w.bytes(&[msg::REPLY, x0, x1, x2]);
-                w.option(opt::SERVER_ID, &[&self.duid]);
-                let at = w.header(code);
-                w.bytes(&ia[..fixed_len]);
-                w.option(
-                    opt::STATUS_CODE,
-                    &[&STATUS_NOT_ON_LINK.to_be_bytes(), NOT_ON_LINK_MSG],
-                );
-                w.close(at);
-                w.option(opt::CLIENT_ID, client_id_opt);
-                return Ok(Some(w.pos));
-            }
-        }
-
-        let iaid = match req.ia_na {
+    /// The fixed part of an answer: header, our Server Identifier, an IA_NA
+    /// (the client's IAID, or 1) with the guest's address, all lifetimes
+    /// infinite, and the client's identifier.
+    fn write_lease(
+        &self,
+        w: &mut Writer,
+        reply_type: u8,
+        xid: [u8; 3],
+        ia_na: Option<&[u8]>,
+        addr: Ipv6Addr,
+        client_id: &[u8],
+    ) {
+        let iaid = match ia_na {
             Some(ia) => &ia[..4],
             None => &1u32.to_be_bytes()[..],
         };
-        w.bytes(&[reply_type, x0, x1, x2]);
+        w.message_header(reply_type, xid);
         w.option(opt::SERVER_ID, &[&self.duid]);
         let at = w.header(opt::IA_NA);
         w.bytes(iaid);
@@ -433,51 +538,57 @@ impl Dhcpv6Server {
             ],
         );
         w.close(at);
-        w.option(opt::CLIENT_ID, client_id_opt);
+        w.option(opt::CLIENT_ID, &[client_id]);
+    }
+}
 
-        if !conf.no_dhcp_dns {
-            let mut dns = [0u8; 16 * MAX_DNS];
-            let mut n = 0;
-            for a in ip6.dns.iter().filter(|a| !a.is_unspecified()).take(MAX_DNS) {
-                dns[n..n + 16].copy_from_slice(&a.octets());
-                n += 16;
-            }
-            if n > 0 {
-                w.option(opt::DNS_SERVERS, &[&dns[..n]]);
-            }
+/// DNS Recursive Name Server option: the first [`MAX_DNS`] specified
+/// addresses, if any.
+fn write_dns(w: &mut Writer, servers: &[Ipv6Addr]) {
+    let mut dns = [0u8; 16 * MAX_DNS];
+    let mut n = 0;
+    for a in servers.iter().filter(|a| !a.is_unspecified()).take(MAX_DNS) {
+        dns[n..n + 16].copy_from_slice(&a.octets());
+        n += 16;
+    }
+    if n > 0 {
+        w.option(opt::DNS_SERVERS, &[&dns[..n]]);
+    }
+}
+
+/// Domain Search List option: the names that fit, none if none does.
+fn write_domain_list(w: &mut Writer, search: &[String]) {
+    if w.room() <= OPT_HDR {
+        return;
+    }
+    let at = w.pos;
+    let hdr = w.header(opt::DOMAIN_LIST);
+    for name in search {
+        // Root-only names say nothing: skip them.
+        if name.is_empty() || name == "." {
+            continue;
         }
-
-        if !conf.no_dhcp_search && w.room() > OPT_HDR {
-            let at = w.pos;
-            let hdr = w.header(opt::DOMAIN_LIST);
-            for name in &conf.search {
-                // Root-only names say nothing: skip them.
-                if name.is_empty() || name == "." {
-                    continue;
-                }
-                if let Some(len) = dns_name::encode(name, &mut w.buf[w.pos..]) {
-                    w.pos += len;
-                }
-            }
-            if w.pos == hdr + 2 {
-                w.pos = at;
-            } else {
-                w.close(hdr);
-            }
+        if let Some(len) = dns_name::encode(name, &mut w.buf[w.pos..]) {
+            w.pos += len;
         }
+    }
+    if w.pos == hdr + 2 {
+        w.pos = at;
+    } else {
+        w.close(hdr);
+    }
+}
 
-        if let Some(fqdn) = conf.fqdn.as_deref().filter(|f| !f.is_empty()) {
-            let flags = match req.fqdn_flags {
-                Some(f) if f & FQDN_S != 0 => FQDN_O,
-                _ => 0,
-            };
-            let mut name = [0u8; dns_name::MAX_NAME];
-            if let Some(len) = dns_name::encode(fqdn, &mut name) {
-                w.option(opt::CLIENT_FQDN, &[&[flags], &name[..len]]);
-            }
-        }
-
-        Ok(Some(w.pos))
+/// Client FQDN option, with the O flag if the client asked us (S flag) to
+/// do the DNS update, which we never do.
+fn write_fqdn(w: &mut Writer, fqdn: &str, client_flags: Option<u8>) {
+    let flags = match client_flags {
+        Some(f) if f & FQDN_S != 0 => FQDN_O,
+        _ => 0,
+    };
+    let mut name = [0u8; dns_name::MAX_NAME];
+    if let Some(len) = dns_name::encode(fqdn, &mut name) {
+        w.option(opt::CLIENT_FQDN, &[&[flags], &name[..len]]);
     }
 }
 
@@ -925,5 +1036,98 @@ mod tests {
             }
         }
         assert!(answered > 100, "{answered}");
+    }
+
+    /// A frame from the client's link-local address, port 546, to
+    /// All_DHCP_Relay_Agents_and_Servers, port `dport`.
+    fn client_frame(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(GUEST_MAC, [0x33, 0x33, 0, 1, 0, 2])
+            .ipv6(CLIENT_LL.octets(), ALL_SERVERS.octets(), 1)
+            .udp(546, dport);
+        let mut frame = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut frame, payload).unwrap();
+        frame
+    }
+
+    const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+    #[test]
+    fn handle_answers_solicit_frame_with_advertise_frame() {
+        use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+        let (conf, s) = server();
+        let frame = client_frame(547, &request(MessageType::Solicit, vec![ia_na(None)]));
+        let c = crate::wire::classify(&frame).unwrap();
+        let mut out = [0u8; 1500];
+        let n = s.handle(&conf, &c, &mut out).unwrap();
+
+        let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
+        let Some(LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!("not Ethernet II")
+        };
+        assert_eq!(
+            (e.source(), e.destination()),
+            (crate::conf::DEFAULT_MAC, GUEST_MAC)
+        );
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            panic!("not IPv6")
+        };
+        let h = ip.header().to_header();
+        assert_eq!(
+            (
+                Ipv6Addr::from(h.source),
+                Ipv6Addr::from(h.destination),
+                h.hop_limit
+            ),
+            ("fe80::1".parse().unwrap(), CLIENT_LL, 255)
+        );
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!("not UDP")
+        };
+        assert_eq!((u.source_port(), u.destination_port()), (547, 546));
+        let csum = u.to_header().calc_checksum_ipv6(&h, u.payload()).unwrap();
+        assert_eq!(csum, u.checksum());
+
+        let m = decode(u.payload());
+        assert_eq!(m.msg_type(), MessageType::Advertise);
+        assert_eq!(m.xid(), [0xab, 0xcd, 0xef]);
+        let Some(DhcpOption::ServerId(sid)) = m.opts().get(OptionCode::ServerId) else {
+            panic!("no server id")
+        };
+        assert_eq!(sid.as_slice(), s.duid());
+        let Some(DhcpOption::ClientId(cid)) = m.opts().get(OptionCode::ClientId) else {
+            panic!("no client id")
+        };
+        assert_eq!(*cid, client_duid());
+        let Some(DhcpOption::IANA(ia)) = m.opts().get(OptionCode::IANA) else {
+            panic!("no IA_NA")
+        };
+        assert_eq!(ia.id, 0x1234_5678);
+        let Some(DhcpOption::IAAddr(a)) = ia.opts.get(OptionCode::IAAddr) else {
+            panic!("no IA address")
+        };
+        assert_eq!(a.addr, guest());
+        assert!(crate::wire::classify(&out[..n]).is_ok());
+    }
+
+    #[test]
+    fn handle_ignores_other_frames_and_bad_requests() {
+        let (conf, s) = server();
+        let mut out = [0u8; 1500];
+        // UDP to another port.
+        let frame = client_frame(548, &request(MessageType::Solicit, vec![]));
+        let c = crate::wire::classify(&frame).unwrap();
+        assert_eq!(s.handle(&conf, &c, &mut out), None);
+        // Too short for a DHCPv6 header: dropped.
+        let frame = client_frame(547, &[1, 2]);
+        let c = crate::wire::classify(&frame).unwrap();
+        assert_eq!(s.handle(&conf, &c, &mut out), None);
+        // DHCPv6 disabled.
+        let conf = Config {
+            no_dhcpv6: true,
+            ..conf
+        };
+        let frame = client_frame(547, &request(MessageType::Solicit, vec![]));
+        let c = crate::wire::classify(&frame).unwrap();
+        assert_eq!(s.handle(&conf, &c, &mut out), None);
     }
 }

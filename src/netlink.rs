@@ -259,7 +259,7 @@ impl Route {
         }
         let mut best: Option<&NextHop> = None;
         for nh in self.multipath.iter().filter(|nh| nh.gateway.is_some()) {
-            if best.map_or(true, |b| nh.weight >= b.weight) {
+            if best.is_none_or(|b| nh.weight >= b.weight) {
                 best = Some(nh);
             }
         }

@@ -822,7 +822,7 @@ fn bad_records_reset_the_connection_and_passt_serves_the_next_client() {
     std::thread::sleep(Duration::from_millis(50));
     g.send_raw(&rec[20..]);
     g.expect("ARP reply (split record)", |f| f[20..22] == [0, 2]);
-    let many: Vec<u8> = std::iter::repeat(rec.clone()).take(50).flatten().collect();
+    let many: Vec<u8> = std::iter::repeat_n(rec.clone(), 50).flatten().collect();
     g.send_raw(&many);
     let mut replies = 0;
     let end = Instant::now() + T;

@@ -885,36 +885,185 @@ fn passt_only(o: &Occurrence, mode: Mode) -> Result<()> {
 }
 
 /// Parse argv (without argv[0]) for `mode`.
+///
+/// Three passes, as upstream: every option in order (stopping at
+/// `--help`/`--version`, deferring port specs and `-D`), the checks on the
+/// whole line, then the deferred options around the namespace target.
 pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
-    let mut o = Options::new(mode);
-
-    // `--vhost-user` changes the mode for the whole line, wherever it is:
-    // look for it first (stopping, like the real pass, at the first error).
-    o.vhost_user = Getopt::new(args)
-        .map_while(|r| r.ok())
-        .any(|occ| occ.opt == Opt::VhostUser);
-    let vu = o.vhost_user;
-
-    // State only needed while parsing.
-    let mut last_a_had_prefix = false;
-    let mut prefix_from_n: Option<u8> = None;
-    let mut netns: Option<PathBuf> = None;
-    let mut deferred: Vec<Occurrence> = Vec::new();
-
+    let mut p = Parser::new(mode, vhost_user_given(args));
     let mut getopt = Getopt::new(args);
     for occ in getopt.by_ref() {
-        let occ = occ?;
-        let v = occ.val();
+        if let Some(stop) = p.option(occ?)? {
+            return Ok(stop);
+        }
+    }
+    let operands = getopt.operands();
+    p.check_whole_line()?;
+    let deferred = std::mem::take(&mut p.deferred);
+    let mut seen = PortModes::default();
+    for occ in deferred.iter().filter(|d| !is_ns_port_option(d.opt)) {
         match occ.opt {
-            Opt::Help => return Ok(Parsed::Help(usage(mode))),
-            Opt::Version => return Ok(Parsed::Version(version(mode))),
-            Opt::PrintCapabilities => return Ok(Parsed::PrintCapabilities),
+            Opt::Dns => p.dns(occ.val())?,
+            _ => p.port_option(occ, &mut seen)?,
+        }
+    }
+    p.set_target(operands)?;
+    for occ in deferred.iter().filter(|d| is_ns_port_option(d.opt)) {
+        p.port_option(occ, &mut seen)?;
+    }
+    Ok(Parsed::Run(p.o))
+}
+
+/// Whether `--vhost-user` is on the line: it changes the mode for the whole
+/// line, wherever it is, so it is looked for first (stopping, like the real
+/// passt, at the first error).
+fn vhost_user_given(args: &[String]) -> bool {
+    Getopt::new(args)
+        .map_while(|r| r.ok())
+        .any(|occ| occ.opt == Opt::VhostUser)
+}
+
+/// `-T`/`-U`: forwarded from the namespace, handled after the target.
+fn is_ns_port_option(opt: Opt) -> bool {
+    matches!(opt, Opt::TcpNs | Opt::UdpNs)
+}
+
+/// What each of the four port options has been set to so far.
+struct PortModes {
+    tcp_in: FwdMode,
+    udp_in: FwdMode,
+    tcp_out: FwdMode,
+    udp_out: FwdMode,
+}
+
+impl Default for PortModes {
+    fn default() -> Self {
+        PortModes {
+            tcp_in: FwdMode::Unset,
+            udp_in: FwdMode::Unset,
+            tcp_out: FwdMode::Unset,
+            udp_out: FwdMode::Unset,
+        }
+    }
+}
+
+/// The options being built, and the state only needed while parsing.
+struct Parser<'a> {
+    o: Options,
+    /// The last `-a` had a `/LEN`.
+    last_a_had_prefix: bool,
+    /// Prefix length given by `-n`.
+    prefix_from_n: Option<u8>,
+    /// `--netns` path.
+    netns: Option<PathBuf>,
+    /// `-t`, `-u`, `-T`, `-U` and `-D`, checked after the other options.
+    deferred: Vec<Occurrence<'a>>,
+}
+
+impl<'a> Parser<'a> {
+    fn new(mode: Mode, vhost_user: bool) -> Self {
+        let mut o = Options::new(mode);
+        o.vhost_user = vhost_user;
+        Parser {
+            o,
+            last_a_had_prefix: false,
+            prefix_from_n: None,
+            netns: None,
+            deferred: Vec::new(),
+        }
+    }
+
+    /// First pass: one option, in order. `Some` ends parsing there
+    /// (`--help`, `--version`, `--print-capabilities`).
+    fn option(&mut self, occ: Occurrence<'a>) -> Result<Option<Parsed>> {
+        let mode = self.o.mode;
+        match occ.opt {
+            Opt::Help => return Ok(Some(Parsed::Help(usage(mode)))),
+            Opt::Version => return Ok(Some(Parsed::Version(version(mode)))),
+            Opt::PrintCapabilities => return Ok(Some(Parsed::PrintCapabilities)),
+            Opt::TcpPorts | Opt::UdpPorts | Opt::Dns => self.deferred.push(occ),
+            Opt::TcpNs | Opt::UdpNs => {
+                pasta_only(&occ, mode)?;
+                self.deferred.push(occ);
+            }
+            Opt::Debug
+            | Opt::Trace
+            | Opt::Quiet
+            | Opt::Foreground
+            | Opt::Stderr
+            | Opt::LogFile
+            | Opt::LogSize
+            | Opt::Runas
+            | Opt::Pcap
+            | Opt::Pid => self.process_option(&occ)?,
+            Opt::Socket
+            | Opt::Fd
+            | Opt::OneOff
+            | Opt::VhostUser
+            | Opt::RepairPath
+            | Opt::MigrateExit
+            | Opt::MigrateNoLinger
+            | Opt::Stats => self.frontend_option(occ)?,
+            Opt::Mtu
+            | Opt::Address
+            | Opt::Netmask
+            | Opt::MacAddr
+            | Opt::Gateway
+            | Opt::Interface
+            | Opt::Outbound
+            | Opt::OutboundIf4
+            | Opt::OutboundIf6
+            | Opt::Ipv4Only
+            | Opt::Ipv6Only => self.address_option(&occ)?,
+            Opt::Search
+            | Opt::Hostname
+            | Opt::Fqdn
+            | Opt::DnsForward
+            | Opt::DnsHost
+            | Opt::DhcpDns
+            | Opt::NoDhcpDns
+            | Opt::DhcpSearch
+            | Opt::NoDhcpSearch => self.name_option(&occ)?,
+            Opt::NoTcp
+            | Opt::NoUdp
+            | Opt::NoIcmp
+            | Opt::NoDhcp
+            | Opt::NoDhcpv6
+            | Opt::NoNdp
+            | Opt::NoRa
+            | Opt::NoSplice
+            | Opt::SpliceOnly
+            | Opt::Freebind
+            | Opt::NoMapGw
+            | Opt::MapHostLoopback
+            | Opt::MapGuestAddr => self.feature_option(&occ)?,
+            Opt::NsIfname
+            | Opt::NsMacAddr
+            | Opt::Userns
+            | Opt::Netns
+            | Opt::NetnsOnly
+            | Opt::NoNetnsQuit
+            | Opt::ConfigNet
+            | Opt::NoCopyRoutes
+            | Opt::NoCopyAddrs
+            | Opt::HostLoToNsLo => {
+                pasta_only(&occ, mode)?;
+                self.namespace_option(&occ)?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Logging, PID file, capture file, user to run as.
+    fn process_option(&mut self, occ: &Occurrence) -> Result<()> {
+        let (o, v) = (&mut self.o, occ.val());
+        match occ.opt {
             Opt::Debug => o.log_level = LogLevel::Debug,
             Opt::Trace => o.log_level = LogLevel::Trace,
             Opt::Quiet => o.log_level = LogLevel::Quiet,
             Opt::Foreground => o.foreground = true,
             Opt::Stderr => log::warn!("--stderr will be dropped soon"),
-            Opt::LogFile => o.log_file = Some(path_value(&occ, "log file")?),
+            Opt::LogFile => o.log_file = Some(path_value(occ, "log file")?),
             Opt::LogSize => {
                 let n = parse_c_number(v)
                     .filter(|&n| n >= LOG_SIZE_MIN)
@@ -927,6 +1076,19 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
                 }
                 o.runas = Some(v.to_string());
             }
+            Opt::Pcap => o.pcap = Some(path_value(occ, "pcap path")?),
+            Opt::Pid => o.pid_file = Some(path_value(occ, "PID file")?),
+            _ => unreachable!("{:?} is dispatched elsewhere", occ.opt),
+        }
+        Ok(())
+    }
+
+    /// How the guest connects (passt socket, file descriptor, vhost-user)
+    /// and the migration options we do not support.
+    fn frontend_option(&mut self, occ: Occurrence) -> Result<()> {
+        let (o, v) = (&mut self.o, occ.val());
+        let (mode, vu) = (o.mode, o.vhost_user);
+        match occ.opt {
             Opt::Stats => return Err(CliError::NotSupported(occ.spelt)),
             Opt::Socket => {
                 if mode == Mode::Pasta {
@@ -962,8 +1124,16 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
                 }
                 return Err(CliError::NotSupported(occ.spelt));
             }
-            Opt::Pcap => o.pcap = Some(path_value(&occ, "pcap path")?),
-            Opt::Pid => o.pid_file = Some(path_value(&occ, "PID file")?),
+            _ => unreachable!("{:?} is dispatched elsewhere", occ.opt),
+        }
+        Ok(())
+    }
+
+    /// The guest's link: MTU, addresses, MACs, gateway, host interfaces,
+    /// address families.
+    fn address_option(&mut self, occ: &Occurrence) -> Result<()> {
+        let v = occ.val();
+        match occ.opt {
             Opt::Mtu => {
                 let mtu = parse_c_number(v)
                     .ok_or_else(|| CliError::Invalid(format!("Invalid MTU: {v}")))?;
@@ -972,191 +1142,133 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
                         "Invalid MTU: {v} too large (max {MAX_MTU})"
                     )));
                 }
-                o.mtu = u16::try_from(mtu).ok();
+                self.o.mtu = u16::try_from(mtu).ok();
             }
-            Opt::Address => {
-                let bad = || CliError::Invalid(format!("Invalid address: {v}"));
-                let (addr_s, plen_s) = match v.split_once('/') {
-                    Some((a, p)) => (a, Some(p)),
-                    None => (v, None),
-                };
-                let addr: IpAddr = match addr_s.parse().map_err(|_| bad())? {
-                    IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
-                    a => a,
-                };
-                let plen = match plen_s {
-                    Some(p) => {
-                        let max = if addr.is_ipv4() { 32 } else { 128 };
-                        Some(parse_decimal(p).filter(|&n| n <= max).ok_or_else(bad)? as u8)
-                    }
-                    None => None,
-                };
-                last_a_had_prefix = plen.is_some();
-                if last_a_had_prefix && prefix_from_n.is_some() {
-                    return Err(CliError::Invalid(
-                        "Redundant prefix length specification".into(),
-                    ));
-                }
-                if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-                    return Err(bad());
-                }
-                match addr {
-                    IpAddr::V4(a) => {
-                        o.addr4 = Some(a);
-                        o.prefix4 = Some(prefix_from_n.or(plen).unwrap_or(class_prefix_len(a)));
-                    }
-                    IpAddr::V6(a) => {
-                        if v6_v4compat(a) {
-                            return Err(bad());
-                        }
-                        o.addr6 = Some(a);
-                    }
-                }
-            }
-            Opt::Netmask => {
-                if last_a_had_prefix {
-                    return Err(CliError::Invalid(
-                        "Redundant prefix length specification".into(),
-                    ));
-                }
-                let len = parse_netmask(v)
-                    .ok_or_else(|| CliError::Invalid(format!("Invalid prefix length: {v}")))?;
-                prefix_from_n = Some(len);
-                o.prefix4 = Some(len);
-            }
-            Opt::MacAddr => {
-                o.mac = Some(
-                    parse_mac(v)
-                        .ok_or_else(|| CliError::Invalid(format!("Invalid MAC address: {v}")))?,
-                );
-            }
-            Opt::NsMacAddr => {
-                pasta_only(&occ, mode)?;
-                o.ns_mac = Some(
-                    parse_mac(v)
-                        .ok_or_else(|| CliError::Invalid(format!("Invalid MAC address: {v}")))?,
-                );
-            }
+            Opt::Address => self.address(v)?,
+            Opt::Netmask => self.netmask(v)?,
+            Opt::MacAddr => self.o.mac = Some(mac_value(v)?),
             Opt::Gateway => match v.parse::<IpAddr>() {
-                Ok(IpAddr::V6(a)) if !a.is_unspecified() && !a.is_loopback() => o.gw6 = Some(a),
+                Ok(IpAddr::V6(a)) if !a.is_unspecified() && !a.is_loopback() => {
+                    self.o.gw6 = Some(a)
+                }
                 Ok(IpAddr::V4(a))
                     if !a.is_unspecified() && !v4_broadcast(a) && !a.is_loopback() =>
                 {
-                    o.gw4 = Some(a)
+                    self.o.gw4 = Some(a)
                 }
                 _ => {
                     return Err(CliError::Invalid(format!("Invalid gateway address: {v}")));
                 }
             },
-            Opt::Interface => o.ifname = Some(ifname_value(&occ)?),
-            Opt::Outbound => match v.parse::<IpAddr>() {
-                Ok(IpAddr::V6(a))
-                    if !a.is_unspecified()
-                        && !a.is_loopback()
-                        && !a.is_multicast()
-                        && !v6_v4mapped(a)
-                        && !v6_v4compat(a) =>
-                {
-                    o.addr_out6 = Some(a)
-                }
-                Ok(IpAddr::V4(a))
-                    if !a.is_unspecified() && !v4_broadcast(a) && !a.is_multicast() =>
-                {
-                    o.addr_out4 = Some(a)
-                }
-                _ => {
-                    return Err(CliError::Invalid(format!(
-                        "Invalid or redundant outbound address: {v}"
-                    )));
-                }
-            },
-            Opt::OutboundIf4 => o.ifname_out4 = Some(ifname_value(&occ)?),
-            Opt::OutboundIf6 => o.ifname_out6 = Some(ifname_value(&occ)?),
-            Opt::Search => {
-                if v == "none" {
-                    o.no_search = true;
-                    o.search.clear();
-                } else {
-                    o.no_search = false;
-                    for d in v.split_whitespace() {
-                        if o.search.len() >= MAX_SEARCH || d.len() > MAXDNAME {
-                            return Err(CliError::Invalid(format!(
-                                "Cannot use DNS search domain {d}"
-                            )));
-                        }
-                        o.search.push(d.to_string());
-                    }
-                }
-            }
-            Opt::Hostname => o.hostname = Some(name_value(&occ, "hostname")?),
-            Opt::Fqdn => o.fqdn = Some(name_value(&occ, "FQDN")?),
-            Opt::NoTcp => o.no_tcp = true,
-            Opt::NoUdp => o.no_udp = true,
-            Opt::NoIcmp => o.no_icmp = true,
-            Opt::NoDhcp => o.no_dhcp = true,
-            Opt::NoDhcpv6 => o.no_dhcpv6 = true,
-            Opt::NoNdp => o.no_ndp = true,
-            Opt::NoRa => o.no_ra = true,
-            Opt::NoSplice => o.no_splice = true,
-            Opt::SpliceOnly => o.splice_only = true,
-            Opt::Freebind => o.freebind = true,
-            Opt::NoMapGw => o.no_map_gw = true,
+            Opt::Interface => self.o.ifname = Some(ifname_value(occ)?),
+            Opt::Outbound => self.outbound(v)?,
+            Opt::OutboundIf4 => self.o.ifname_out4 = Some(ifname_value(occ)?),
+            Opt::OutboundIf6 => self.o.ifname_out6 = Some(ifname_value(occ)?),
             Opt::Ipv4Only => {
-                o.v4_only = true;
-                o.v6_only = false;
+                self.o.v4_only = true;
+                self.o.v6_only = false;
             }
             Opt::Ipv6Only => {
-                o.v6_only = true;
-                o.v4_only = false;
+                self.o.v6_only = true;
+                self.o.v4_only = false;
             }
-            Opt::TcpPorts | Opt::UdpPorts | Opt::Dns => deferred.push(occ),
-            Opt::TcpNs | Opt::UdpNs => {
-                pasta_only(&occ, mode)?;
-                deferred.push(occ);
+            _ => unreachable!("{:?} is dispatched elsewhere", occ.opt),
+        }
+        Ok(())
+    }
+
+    /// `-a ADDR[/LEN]`: the guest's address; an IPv4 prefix length comes
+    /// from `-n`, `/LEN` (not both) or the address class.
+    fn address(&mut self, v: &str) -> Result<()> {
+        let bad = || CliError::Invalid(format!("Invalid address: {v}"));
+        let (addr_s, plen_s) = match v.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (v, None),
+        };
+        let addr: IpAddr = match addr_s.parse().map_err(|_| bad())? {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+            a => a,
+        };
+        let plen = match plen_s {
+            Some(p) => {
+                let max = if addr.is_ipv4() { 32 } else { 128 };
+                Some(parse_decimal(p).filter(|&n| n <= max).ok_or_else(bad)? as u8)
             }
-            Opt::NsIfname => {
-                pasta_only(&occ, mode)?;
-                o.ns_ifname = Some(ifname_value(&occ)?);
+            None => None,
+        };
+        self.last_a_had_prefix = plen.is_some();
+        if self.last_a_had_prefix && self.prefix_from_n.is_some() {
+            return Err(CliError::Invalid(
+                "Redundant prefix length specification".into(),
+            ));
+        }
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            return Err(bad());
+        }
+        match addr {
+            IpAddr::V4(a) => {
+                self.o.addr4 = Some(a);
+                let len = self.prefix_from_n.or(plen).unwrap_or(class_prefix_len(a));
+                self.o.prefix4 = Some(len);
             }
-            Opt::Userns => {
-                pasta_only(&occ, mode)?;
-                o.userns = Some(path_value(&occ, "userns")?);
-                o.netns_only = false;
-            }
-            Opt::Netns => {
-                pasta_only(&occ, mode)?;
-                if v.is_empty() || v.len() >= PATH_MAX {
-                    return Err(CliError::Invalid(format!(
-                        "Network namespace name/path {v} too long"
-                    )));
+            IpAddr::V6(a) => {
+                if v6_v4compat(a) {
+                    return Err(bad());
                 }
-                netns = Some(if v.contains('/') {
-                    PathBuf::from(v)
-                } else {
-                    PathBuf::from("/run/netns").join(v)
-                });
+                self.o.addr6 = Some(a);
             }
-            Opt::NetnsOnly => {
-                pasta_only(&occ, mode)?;
-                o.netns_only = true;
-                o.userns = None;
+        }
+        Ok(())
+    }
+
+    /// `-n`: the IPv4 prefix length, unless `-a` gave one.
+    fn netmask(&mut self, v: &str) -> Result<()> {
+        if self.last_a_had_prefix {
+            return Err(CliError::Invalid(
+                "Redundant prefix length specification".into(),
+            ));
+        }
+        let len = parse_netmask(v)
+            .ok_or_else(|| CliError::Invalid(format!("Invalid prefix length: {v}")))?;
+        self.prefix_from_n = Some(len);
+        self.o.prefix4 = Some(len);
+        Ok(())
+    }
+
+    /// `-o`: the source address of outbound sockets, per family.
+    fn outbound(&mut self, v: &str) -> Result<()> {
+        match v.parse::<IpAddr>() {
+            Ok(IpAddr::V6(a))
+                if !a.is_unspecified()
+                    && !a.is_loopback()
+                    && !a.is_multicast()
+                    && !v6_v4mapped(a)
+                    && !v6_v4compat(a) =>
+            {
+                self.o.addr_out6 = Some(a)
             }
-            Opt::DhcpDns => {
-                pasta_only(&occ, mode)?;
-                o.no_dhcp_dns = false;
+            Ok(IpAddr::V4(a)) if !a.is_unspecified() && !v4_broadcast(a) && !a.is_multicast() => {
+                self.o.addr_out4 = Some(a)
             }
-            Opt::NoDhcpDns => {
-                passt_only(&occ, mode)?;
-                o.no_dhcp_dns = true;
+            _ => {
+                return Err(CliError::Invalid(format!(
+                    "Invalid or redundant outbound address: {v}"
+                )));
             }
-            Opt::DhcpSearch => {
-                pasta_only(&occ, mode)?;
-                o.no_dhcp_search = false;
-            }
-            Opt::NoDhcpSearch => {
-                passt_only(&occ, mode)?;
-                o.no_dhcp_search = true;
-            }
+        }
+        Ok(())
+    }
+
+    /// Names and nameservers told to the guest, and where DNS goes.
+    fn name_option(&mut self, occ: &Occurrence) -> Result<()> {
+        if occ.opt == Opt::Search {
+            return self.search(occ.val());
+        }
+        let (mode, v) = (self.o.mode, occ.val());
+        let o = &mut self.o;
+        match occ.opt {
+            Opt::Hostname => o.hostname = Some(name_value(occ, "hostname")?),
+            Opt::Fqdn => o.fqdn = Some(name_value(occ, "FQDN")?),
             Opt::DnsForward => match v.parse::<IpAddr>() {
                 Ok(IpAddr::V6(a)) if !a.is_unspecified() && !a.is_loopback() => {
                     o.dns_forward6 = Some(a)
@@ -1183,234 +1295,296 @@ pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
                     )));
                 }
             },
-            Opt::NoNetnsQuit => {
-                pasta_only(&occ, mode)?;
-                o.no_netns_quit = true;
+            Opt::DhcpDns => {
+                pasta_only(occ, mode)?;
+                o.no_dhcp_dns = false;
             }
-            Opt::ConfigNet => {
-                pasta_only(&occ, mode)?;
-                o.config_net = true;
+            Opt::NoDhcpDns => {
+                passt_only(occ, mode)?;
+                o.no_dhcp_dns = true;
             }
+            Opt::DhcpSearch => {
+                pasta_only(occ, mode)?;
+                o.no_dhcp_search = false;
+            }
+            Opt::NoDhcpSearch => {
+                passt_only(occ, mode)?;
+                o.no_dhcp_search = true;
+            }
+            _ => unreachable!("{:?} is dispatched elsewhere", occ.opt),
+        }
+        Ok(())
+    }
+
+    /// `-S`: search domains, added to those before unless `none`.
+    fn search(&mut self, v: &str) -> Result<()> {
+        let o = &mut self.o;
+        if v == "none" {
+            o.no_search = true;
+            o.search.clear();
+            return Ok(());
+        }
+        o.no_search = false;
+        for d in v.split_whitespace() {
+            if o.search.len() >= MAX_SEARCH || d.len() > MAXDNAME {
+                return Err(CliError::Invalid(format!(
+                    "Cannot use DNS search domain {d}"
+                )));
+            }
+            o.search.push(d.to_string());
+        }
+        Ok(())
+    }
+
+    /// Protocols and services switched off, splicing, address mapping.
+    fn feature_option(&mut self, occ: &Occurrence) -> Result<()> {
+        let o = &mut self.o;
+        match occ.opt {
+            Opt::NoTcp => o.no_tcp = true,
+            Opt::NoUdp => o.no_udp = true,
+            Opt::NoIcmp => o.no_icmp = true,
+            Opt::NoDhcp => o.no_dhcp = true,
+            Opt::NoDhcpv6 => o.no_dhcpv6 = true,
+            Opt::NoNdp => o.no_ndp = true,
+            Opt::NoRa => o.no_ra = true,
+            Opt::NoSplice => o.no_splice = true,
+            Opt::SpliceOnly => o.splice_only = true,
+            Opt::Freebind => o.freebind = true,
+            Opt::NoMapGw => o.no_map_gw = true,
+            Opt::MapHostLoopback | Opt::MapGuestAddr => self.map_address(occ)?,
+            _ => unreachable!("{:?} is dispatched elsewhere", occ.opt),
+        }
+        Ok(())
+    }
+
+    /// `--map-host-loopback` / `--map-guest-addr`: an address, per family,
+    /// or `none`.
+    fn map_address(&mut self, occ: &Occurrence) -> Result<()> {
+        let (o, v) = (&mut self.o, occ.val());
+        let host = occ.opt == Opt::MapHostLoopback;
+        if v == "none" {
+            if host {
+                o.map_host_loopback4 = None;
+                o.map_host_loopback6 = None;
+                o.no_map_gw = true;
+            } else {
+                o.map_guest_addr4 = None;
+                o.map_guest_addr6 = None;
+            }
+            return Ok(());
+        }
+        match v.parse::<IpAddr>() {
+            Ok(IpAddr::V6(a)) if !a.is_unspecified() && !a.is_loopback() && !a.is_multicast() => {
+                if host {
+                    o.map_host_loopback6 = Some(a);
+                } else {
+                    o.map_guest_addr6 = Some(a);
+                }
+            }
+            Ok(IpAddr::V4(a)) if !a.is_unspecified() && !a.is_loopback() && !a.is_multicast() => {
+                if host {
+                    o.map_host_loopback4 = Some(a);
+                } else {
+                    o.map_guest_addr4 = Some(a);
+                }
+            }
+            _ => {
+                return Err(CliError::Invalid(format!(
+                    "Invalid address to remap to host: {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// pasta's namespace options (the mode is already checked).
+    fn namespace_option(&mut self, occ: &Occurrence) -> Result<()> {
+        let (o, v) = (&mut self.o, occ.val());
+        match occ.opt {
+            Opt::NsIfname => o.ns_ifname = Some(ifname_value(occ)?),
+            Opt::NsMacAddr => o.ns_mac = Some(mac_value(v)?),
+            Opt::Userns => {
+                o.userns = Some(path_value(occ, "userns")?);
+                o.netns_only = false;
+            }
+            Opt::Netns => {
+                if v.is_empty() || v.len() >= PATH_MAX {
+                    return Err(CliError::Invalid(format!(
+                        "Network namespace name/path {v} too long"
+                    )));
+                }
+                self.netns = Some(if v.contains('/') {
+                    PathBuf::from(v)
+                } else {
+                    PathBuf::from("/run/netns").join(v)
+                });
+            }
+            Opt::NetnsOnly => {
+                o.netns_only = true;
+                o.userns = None;
+            }
+            Opt::NoNetnsQuit => o.no_netns_quit = true,
+            Opt::ConfigNet => o.config_net = true,
             Opt::NoCopyRoutes => {
-                pasta_only(&occ, mode)?;
                 log::warn!("--no-copy-routes will be dropped soon");
                 o.no_copy_routes = true;
             }
             Opt::NoCopyAddrs => {
-                pasta_only(&occ, mode)?;
                 log::warn!("--no-copy-addrs will be dropped soon");
                 o.no_copy_addrs = true;
             }
-            Opt::HostLoToNsLo => {
-                pasta_only(&occ, mode)?;
-                o.host_lo_to_ns_lo = true;
-            }
-            Opt::MapHostLoopback | Opt::MapGuestAddr => {
-                let host = occ.opt == Opt::MapHostLoopback;
-                if v == "none" {
-                    if host {
-                        o.map_host_loopback4 = None;
-                        o.map_host_loopback6 = None;
-                        o.no_map_gw = true;
-                    } else {
-                        o.map_guest_addr4 = None;
-                        o.map_guest_addr6 = None;
-                    }
-                    continue;
-                }
-                match v.parse::<IpAddr>() {
-                    Ok(IpAddr::V6(a))
-                        if !a.is_unspecified() && !a.is_loopback() && !a.is_multicast() =>
-                    {
-                        if host {
-                            o.map_host_loopback6 = Some(a);
-                        } else {
-                            o.map_guest_addr6 = Some(a);
-                        }
-                    }
-                    Ok(IpAddr::V4(a))
-                        if !a.is_unspecified() && !a.is_loopback() && !a.is_multicast() =>
-                    {
-                        if host {
-                            o.map_host_loopback4 = Some(a);
-                        } else {
-                            o.map_guest_addr4 = Some(a);
-                        }
-                    }
-                    _ => {
-                        return Err(CliError::Invalid(format!(
-                            "Invalid address to remap to host: {v}"
-                        )));
-                    }
-                }
+            Opt::HostLoToNsLo => o.host_lo_to_ns_lo = true,
+            _ => unreachable!("{:?} is dispatched elsewhere", occ.opt),
+        }
+        Ok(())
+    }
+
+    /// Checks on the whole line, as upstream does after its first pass,
+    /// and what `--splice-only` implies.
+    fn check_whole_line(&mut self) -> Result<()> {
+        let o = &mut self.o;
+        if o.mode == Mode::Passt {
+            o.no_splice = true;
+            if o.splice_only {
+                return Err(CliError::WrongMode("--splice-only".into(), "pasta"));
             }
         }
-    }
-    let operands = getopt.operands();
-
-    // Checks on the whole line, as upstream does after its first pass.
-    if mode == Mode::Passt {
-        o.no_splice = true;
+        if o.mode == Mode::Pasta && !o.config_net {
+            if o.no_copy_routes {
+                return Err(CliError::Invalid(
+                    "--no-copy-routes needs --config-net".into(),
+                ));
+            }
+            if o.no_copy_addrs {
+                return Err(CliError::Invalid(
+                    "--no-copy-addrs needs --config-net".into(),
+                ));
+            }
+        }
         if o.splice_only {
-            return Err(CliError::WrongMode("--splice-only".into(), "pasta"));
+            if o.no_splice {
+                return Err(CliError::Invalid(
+                    "--splice-only is incompatible with --no-splice".into(),
+                ));
+            }
+            o.host_lo_to_ns_lo = true;
+            o.no_icmp = true;
+            o.no_dns = true;
+            o.no_search = true;
+            o.search.clear();
         }
-    }
-    if mode == Mode::Pasta && !o.config_net {
-        if o.no_copy_routes {
-            return Err(CliError::Invalid(
-                "--no-copy-routes needs --config-net".into(),
-            ));
-        }
-        if o.no_copy_addrs {
-            return Err(CliError::Invalid(
-                "--no-copy-addrs needs --config-net".into(),
-            ));
-        }
-    }
-    if o.splice_only {
-        if o.no_splice {
-            return Err(CliError::Invalid(
-                "--splice-only is incompatible with --no-splice".into(),
-            ));
-        }
-        o.host_lo_to_ns_lo = true;
-        o.no_icmp = true;
-        o.no_dns = true;
-        o.no_search = true;
-        o.search.clear();
+        Ok(())
     }
 
-    // Second pass: inbound ports and nameservers.
-    let (mut st_t, mut st_u, mut st_tn, mut st_un) = (
-        FwdMode::Unset,
-        FwdMode::Unset,
-        FwdMode::Unset,
-        FwdMode::Unset,
-    );
-    for occ in deferred
-        .iter()
-        .filter(|d| d.opt != Opt::TcpNs && d.opt != Opt::UdpNs)
-    {
+    /// `-t`, `-u`, `-T`, `-U`: checked against the protocol switches and
+    /// the same option's earlier occurrences, then recorded.
+    fn port_option(&mut self, occ: &Occurrence, seen: &mut PortModes) -> Result<()> {
         let v = occ.val();
-        match occ.opt {
-            Opt::TcpPorts => {
-                if o.no_tcp && v != "none" {
-                    return Err(CliError::Invalid(format!(
-                        "TCP port forwarding requested but TCP is disabled: {} {v}",
-                        occ.spelt
-                    )));
-                }
-                check_port_spec(occ, &o, &mut st_t)?;
-                o.fwd.tcp_in.push(v.to_string());
-            }
-            Opt::UdpPorts => {
-                if o.no_udp && v != "none" {
-                    return Err(CliError::Invalid(format!(
-                        "UDP port forwarding requested but UDP is disabled: {} {v}",
-                        occ.spelt
-                    )));
-                }
-                check_port_spec(occ, &o, &mut st_u)?;
-                o.fwd.udp_in.push(v.to_string());
-            }
-            Opt::Dns => {
-                if v == "none" {
-                    o.no_dns = true;
-                    o.dns4.clear();
-                    o.dns6.clear();
-                    o.dns_forward4 = None;
-                    o.dns_forward6 = None;
-                    o.dns_host4 = None;
-                    o.dns_host6 = None;
-                    continue;
-                }
-                o.no_dns = false;
-                match v.parse::<IpAddr>() {
-                    Ok(IpAddr::V4(a)) if o.dns4.len() < MAX_DNS => o.dns4.push(a),
-                    Ok(IpAddr::V6(a)) if o.dns6.len() < MAX_DNS => o.dns6.push(a),
-                    Ok(_) => log::warn!("Too many DNS servers, dropping {v}"),
-                    Err(_) => {
-                        return Err(CliError::Invalid(format!("Cannot use DNS address {v}")));
-                    }
-                }
-            }
-            _ => {}
+        let (proto, disabled, state) = match occ.opt {
+            Opt::TcpPorts => ("TCP", self.o.no_tcp, &mut seen.tcp_in),
+            Opt::UdpPorts => ("UDP", self.o.no_udp, &mut seen.udp_in),
+            Opt::TcpNs => ("TCP", self.o.no_tcp, &mut seen.tcp_out),
+            _ => ("UDP", self.o.no_udp, &mut seen.udp_out),
+        };
+        if disabled && v != "none" {
+            return Err(CliError::Invalid(format!(
+                "{proto} port forwarding requested but {proto} is disabled: {} {v}",
+                occ.spelt
+            )));
         }
+        check_port_spec(occ, &self.o, state)?;
+        let specs = match occ.opt {
+            Opt::TcpPorts => &mut self.o.fwd.tcp_in,
+            Opt::UdpPorts => &mut self.o.fwd.udp_in,
+            Opt::TcpNs => &mut self.o.fwd.tcp_out,
+            _ => &mut self.o.fwd.udp_out,
+        };
+        specs.push(v.to_string());
+        Ok(())
     }
 
-    // Namespace target.
-    match mode {
-        Mode::Passt => {
+    /// `-D`: a nameserver (at most [`MAX_DNS`] per family), or `none`.
+    fn dns(&mut self, v: &str) -> Result<()> {
+        let o = &mut self.o;
+        if v == "none" {
+            o.no_dns = true;
+            o.dns4.clear();
+            o.dns6.clear();
+            o.dns_forward4 = None;
+            o.dns_forward6 = None;
+            o.dns_host4 = None;
+            o.dns_host6 = None;
+            return Ok(());
+        }
+        o.no_dns = false;
+        match v.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) if o.dns4.len() < MAX_DNS => o.dns4.push(a),
+            Ok(IpAddr::V6(a)) if o.dns6.len() < MAX_DNS => o.dns6.push(a),
+            Ok(_) => log::warn!("Too many DNS servers, dropping {v}"),
+            Err(_) => {
+                return Err(CliError::Invalid(format!("Cannot use DNS address {v}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The non-option arguments: none in passt; in pasta the namespace
+    /// target (`--netns`, a PID, or a command to spawn).
+    fn set_target(&mut self, operands: &[String]) -> Result<()> {
+        if self.o.mode == Mode::Passt {
             if let Some(extra) = operands.first() {
                 return Err(CliError::Invalid(format!(
                     "Extra non-option argument: {extra}"
                 )));
             }
+            return Ok(());
         }
-        Mode::Pasta => {
-            if netns.is_some() && !operands.is_empty() {
-                return Err(CliError::Invalid(
-                    "Both --netns and PID or command given".into(),
-                ));
-            }
-            let pid = match operands {
-                [one] => match parse_decimal(one) {
-                    Some(p) if p <= i32::MAX as u64 => Some(p as u32),
-                    Some(_) => return Err(CliError::Invalid(format!("Invalid PID {one}"))),
-                    None if !one.is_empty() && one.bytes().all(|b| b.is_ascii_digit()) => {
-                        return Err(CliError::Invalid(format!("Invalid PID {one}")));
-                    }
-                    None => None,
-                },
-                _ => None,
-            };
-            let target = if let Some(path) = netns {
-                if o.userns.is_none() {
-                    o.netns_only = true;
-                }
-                NsTarget::Path(path)
-            } else if let Some(pid) = pid {
-                if o.userns.is_none() && !o.netns_only {
-                    o.userns = Some(PathBuf::from(format!("/proc/{pid}/ns/user")));
-                }
-                NsTarget::Pid(pid)
-            } else {
-                NsTarget::Spawn {
-                    command: operands.to_vec(),
-                }
-            };
-            o.target = Some(target);
+        if self.netns.is_some() && !operands.is_empty() {
+            return Err(CliError::Invalid(
+                "Both --netns and PID or command given".into(),
+            ));
         }
-    }
-
-    // Third pass: outbound (namespace to host) ports.
-    for occ in deferred
-        .iter()
-        .filter(|d| d.opt == Opt::TcpNs || d.opt == Opt::UdpNs)
-    {
-        let v = occ.val().to_string();
-        if occ.opt == Opt::TcpNs {
-            if o.no_tcp && v != "none" {
-                return Err(CliError::Invalid(format!(
-                    "TCP port forwarding requested but TCP is disabled: {} {v}",
-                    occ.spelt
-                )));
+        let pid = match operands {
+            [one] => pid_operand(one)?,
+            _ => None,
+        };
+        let o = &mut self.o;
+        let target = if let Some(path) = self.netns.take() {
+            if o.userns.is_none() {
+                o.netns_only = true;
             }
-            check_port_spec(occ, &o, &mut st_tn)?;
-            o.fwd.tcp_out.push(v);
+            NsTarget::Path(path)
+        } else if let Some(pid) = pid {
+            if o.userns.is_none() && !o.netns_only {
+                o.userns = Some(PathBuf::from(format!("/proc/{pid}/ns/user")));
+            }
+            NsTarget::Pid(pid)
         } else {
-            if o.no_udp && v != "none" {
-                return Err(CliError::Invalid(format!(
-                    "UDP port forwarding requested but UDP is disabled: {} {v}",
-                    occ.spelt
-                )));
+            NsTarget::Spawn {
+                command: operands.to_vec(),
             }
-            check_port_spec(occ, &o, &mut st_un)?;
-            o.fwd.udp_out.push(v);
-        }
+        };
+        o.target = Some(target);
+        Ok(())
     }
+}
 
-    Ok(Parsed::Run(o))
+/// A lone pasta operand: a PID if it is all digits (an error if too
+/// large), else `None` (a command).
+fn pid_operand(one: &str) -> Result<Option<u32>> {
+    match parse_decimal(one) {
+        Some(p) if p <= i32::MAX as u64 => Ok(Some(p as u32)),
+        Some(_) => Err(CliError::Invalid(format!("Invalid PID {one}"))),
+        None if !one.is_empty() && one.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(CliError::Invalid(format!("Invalid PID {one}")))
+        }
+        None => Ok(None),
+    }
+}
+
+/// `-M`, `--ns-mac-addr`.
+fn mac_value(v: &str) -> Result<[u8; 6]> {
+    parse_mac(v).ok_or_else(|| CliError::Invalid(format!("Invalid MAC address: {v}")))
 }
 
 /// The `--version` text.

@@ -44,8 +44,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::cli::Options;
 use super::host::{Host4, Host6, HostInfo};
 use super::{
-    Config, Ip4Conf, Ip6Conf, LogLevel, Mode, NsTarget, PasstConf, PastaConf, DEFAULT_LOG_SIZE,
-    DEFAULT_MAC, DEFAULT_MTU,
+    Config, FwdSpecs, Ip4Conf, Ip6Conf, LogLevel, Mode, NsTarget, PasstConf, PastaConf,
+    DEFAULT_LOG_SIZE, DEFAULT_MAC, DEFAULT_MTU,
 };
 
 /// Errors merging the command line with the host.
@@ -84,80 +84,26 @@ pub fn resolve(opts: Options, host: &HostInfo) -> Result<Config> {
     let pasta = o.mode == Mode::Pasta;
     let v4_on = !o.v6_only && !o.splice_only;
     let v6_on = !o.v4_only && !o.splice_only;
-
-    if v4_on && host.v4.is_none() {
-        if let Some(name) = &o.ifname_out4 {
-            return Err(ConfError::InterfaceNotUsable(name.clone()));
-        }
-    }
-    if v6_on && host.v6.is_none() {
-        if let Some(name) = &o.ifname_out6 {
-            return Err(ConfError::InterfaceNotUsable(name.clone()));
-        }
-    }
+    check_outbound_interfaces(o, host, v4_on, v6_on)?;
 
     let mut ip4 = v4_on.then(|| resolve_ip4(o, host.v4.as_ref()));
     let mut ip6 = v6_on.then(|| resolve_ip6(o, host.v6.as_ref()));
-
-    // Nameservers: -D wins over resolv.conf, for both families at once.
-    let dns_given = !o.dns4.is_empty() || !o.dns6.is_empty();
-    if let Some(c) = ip4.as_mut() {
-        if !o.no_dns {
-            c.dns_match = o.dns_forward4;
-            c.dns_host = o.dns_host4;
-            if dns_given {
-                c.dns = o.dns4.clone();
-            } else {
-                let ns = host.resolv.nameservers.iter().filter_map(|a| match a {
-                    IpAddr::V4(a) => Some(*a),
-                    IpAddr::V6(_) => None,
-                });
-                resolv_dns4(c, ns);
-            }
+    if !o.no_dns {
+        if let Some(c) = ip4.as_mut() {
+            nameservers4(c, o, host);
+        }
+        if let Some(c) = ip6.as_mut() {
+            nameservers6(c, o, host);
         }
     }
-    if let Some(c) = ip6.as_mut() {
-        if !o.no_dns {
-            c.dns_match = o.dns_forward6;
-            c.dns_host = o.dns_host6;
-            if dns_given {
-                c.dns = o.dns6.clone();
-            } else {
-                let ns = host.resolv.nameservers.iter().filter_map(|a| match a {
-                    IpAddr::V6(a) if !v6_link_local(a) => Some(*a),
-                    _ => None,
-                });
-                resolv_dns6(c, ns);
-            }
-        }
-    }
-
-    let search = if o.no_search {
-        Vec::new()
-    } else if !o.search.is_empty() {
-        o.search.clone()
-    } else {
-        host.resolv
-            .search
-            .iter()
-            .take(MAX_SEARCH)
-            .cloned()
-            .collect()
-    };
+    let search = search_domains(o, host);
 
     let no_dhcp = o.no_dhcp || !matches!(&ip4, Some(c) if !c.gw.is_unspecified());
     let no_ndp = o.no_ndp || o.no_icmp || ip6.is_none();
     let no_dhcpv6 = o.no_dhcpv6 || !matches!(&ip6, Some(c) if c.addr.is_some());
     let no_ra = o.no_ra || o.config_net;
 
-    let spawn = matches!(o.target, Some(NsTarget::Spawn { .. }));
-    let foreground = o.foreground || (pasta && spawn);
-    let log_level = if pasta && spawn && o.log_level == LogLevel::Info {
-        LogLevel::Quiet
-    } else {
-        o.log_level
-    };
-
+    let (foreground, log_level) = foreground_and_log_level(o);
     let runas = match &o.runas {
         None => None,
         Some(spec) => {
@@ -166,49 +112,8 @@ pub fn resolve(opts: Options, host: &HostInfo) -> Result<Config> {
             Some(resolve_runas(spec, &passwd, &group)?)
         }
     };
-
-    let mut fwd = o.fwd.clone();
-    let default = if pasta { "auto" } else { "none" };
-    for (list, off) in [
-        (&mut fwd.tcp_in, o.no_tcp),
-        (&mut fwd.udp_in, o.no_udp),
-        (&mut fwd.tcp_out, o.no_tcp || !pasta),
-        (&mut fwd.udp_out, o.no_udp || !pasta),
-    ] {
-        if list.is_empty() {
-            list.push(if off { "none" } else { default }.to_string());
-        }
-    }
-
-    let pasta_conf = if pasta {
-        let ns_ifname = o
-            .ns_ifname
-            .clone()
-            .or_else(|| {
-                let v4 = ip4.as_ref().map(|c| c.ifname.clone());
-                let v6 = ip6.as_ref().map(|c| c.ifname.clone());
-                v4.into_iter().chain(v6).find(|n| !n.is_empty())
-            })
-            .unwrap_or_else(|| PASTA_DEFAULT_IFNAME.to_string());
-        Some(PastaConf {
-            target: o.target.clone().unwrap_or(NsTarget::Spawn {
-                command: Vec::new(),
-            }),
-            userns: o.userns.clone(),
-            netns_only: o.netns_only,
-            no_netns_quit: o.no_netns_quit,
-            config_net: o.config_net,
-            ns_ifname,
-            ns_mac: o.ns_mac,
-            no_copy_routes: o.no_copy_routes,
-            no_copy_addrs: o.no_copy_addrs,
-            no_splice: o.no_splice,
-            splice_only: o.splice_only,
-            host_lo_to_ns_lo: o.host_lo_to_ns_lo,
-        })
-    } else {
-        None
-    };
+    let fwd = forwarding_with_defaults(o);
+    let pasta_conf = pasta.then(|| pasta_conf(o, ip4.as_ref(), ip6.as_ref()));
     let passt_conf = (!pasta).then(|| PasstConf {
         socket: o.socket.clone(),
         one_off: o.one_off,
@@ -247,6 +152,137 @@ pub fn resolve(opts: Options, host: &HostInfo) -> Result<Config> {
         passt: passt_conf,
         test: Default::default(),
     })
+}
+
+/// An outbound interface given with `--outbound-if4/6` must have been
+/// found usable for its (enabled) family.
+fn check_outbound_interfaces(o: &Options, host: &HostInfo, v4_on: bool, v6_on: bool) -> Result<()> {
+    if v4_on && host.v4.is_none() {
+        if let Some(name) = &o.ifname_out4 {
+            return Err(ConfError::InterfaceNotUsable(name.clone()));
+        }
+    }
+    if v6_on && host.v6.is_none() {
+        if let Some(name) = &o.ifname_out6 {
+            return Err(ConfError::InterfaceNotUsable(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether any `-D` was given: it wins over resolv.conf, for both families
+/// at once.
+fn dns_given(o: &Options) -> bool {
+    !o.dns4.is_empty() || !o.dns6.is_empty()
+}
+
+/// IPv4 nameservers to announce, DNS match address and host resolver.
+fn nameservers4(c: &mut Ip4Conf, o: &Options, host: &HostInfo) {
+    c.dns_match = o.dns_forward4;
+    c.dns_host = o.dns_host4;
+    if dns_given(o) {
+        c.dns = o.dns4.clone();
+    } else {
+        let ns = host.resolv.nameservers.iter().filter_map(|a| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        });
+        resolv_dns4(c, ns);
+    }
+}
+
+/// IPv6 nameservers to announce, DNS match address and host resolver
+/// (link-local resolvers from resolv.conf are left out).
+fn nameservers6(c: &mut Ip6Conf, o: &Options, host: &HostInfo) {
+    c.dns_match = o.dns_forward6;
+    c.dns_host = o.dns_host6;
+    if dns_given(o) {
+        c.dns = o.dns6.clone();
+    } else {
+        let ns = host.resolv.nameservers.iter().filter_map(|a| match a {
+            IpAddr::V6(a) if !v6_link_local(a) => Some(*a),
+            _ => None,
+        });
+        resolv_dns6(c, ns);
+    }
+}
+
+/// `-S` if given, else the host's search list (at most [`MAX_SEARCH`]).
+fn search_domains(o: &Options, host: &HostInfo) -> Vec<String> {
+    if o.no_search {
+        Vec::new()
+    } else if !o.search.is_empty() {
+        o.search.clone()
+    } else {
+        host.resolv
+            .search
+            .iter()
+            .take(MAX_SEARCH)
+            .cloned()
+            .collect()
+    }
+}
+
+/// pasta spawning a command stays in the foreground, and quiet unless
+/// another log level was asked for.
+fn foreground_and_log_level(o: &Options) -> (bool, LogLevel) {
+    let spawn = o.mode == Mode::Pasta && matches!(o.target, Some(NsTarget::Spawn { .. }));
+    let log_level = if spawn && o.log_level == LogLevel::Info {
+        LogLevel::Quiet
+    } else {
+        o.log_level
+    };
+    (o.foreground || spawn, log_level)
+}
+
+/// Port specs with the mode's default (`auto` in pasta, `none` in passt)
+/// for every direction not given, and `none` where the protocol is off.
+fn forwarding_with_defaults(o: &Options) -> FwdSpecs {
+    let pasta = o.mode == Mode::Pasta;
+    let mut fwd = o.fwd.clone();
+    let default = if pasta { "auto" } else { "none" };
+    for (list, off) in [
+        (&mut fwd.tcp_in, o.no_tcp),
+        (&mut fwd.udp_in, o.no_udp),
+        (&mut fwd.tcp_out, o.no_tcp || !pasta),
+        (&mut fwd.udp_out, o.no_udp || !pasta),
+    ] {
+        if list.is_empty() {
+            list.push(if off { "none" } else { default }.to_string());
+        }
+    }
+    fwd
+}
+
+/// pasta's part: the namespace target and options, and the tap name
+/// (`--ns-ifname`, else the template interface's, IPv4 first, else
+/// [`PASTA_DEFAULT_IFNAME`]).
+fn pasta_conf(o: &Options, ip4: Option<&Ip4Conf>, ip6: Option<&Ip6Conf>) -> PastaConf {
+    let ns_ifname = o
+        .ns_ifname
+        .clone()
+        .or_else(|| {
+            let v4 = ip4.map(|c| c.ifname.clone());
+            let v6 = ip6.map(|c| c.ifname.clone());
+            v4.into_iter().chain(v6).find(|n| !n.is_empty())
+        })
+        .unwrap_or_else(|| PASTA_DEFAULT_IFNAME.to_string());
+    PastaConf {
+        target: o.target.clone().unwrap_or(NsTarget::Spawn {
+            command: Vec::new(),
+        }),
+        userns: o.userns.clone(),
+        netns_only: o.netns_only,
+        no_netns_quit: o.no_netns_quit,
+        config_net: o.config_net,
+        ns_ifname,
+        ns_mac: o.ns_mac,
+        no_copy_routes: o.no_copy_routes,
+        no_copy_addrs: o.no_copy_addrs,
+        no_splice: o.no_splice,
+        splice_only: o.splice_only,
+        host_lo_to_ns_lo: o.host_lo_to_ns_lo,
+    }
 }
 
 fn resolve_ip4(o: &Options, host: Option<&Host4>) -> Ip4Conf {

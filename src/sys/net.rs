@@ -3,6 +3,26 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
+/// Sets an `int` socket option (`setsockopt(2)` with an `int` value), for
+/// the options rustix has no setter for.
+pub(super) fn setsockopt_int(fd: impl AsFd, level: i32, name: i32, val: i32) -> io::Result<()> {
+    // SAFETY: `val` lives for the call and its size is passed; the
+    // descriptor is borrowed, hence open.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            (&val as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `SO_BINDTODEVICE`: only send and receive through interface `name`.
 pub fn bind_to_device(fd: impl AsFd, name: &str) -> io::Result<()> {
     let b = name.as_bytes();

@@ -4,23 +4,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
-fn setsockopt_int(fd: impl AsFd, level: i32, name: i32, val: i32) -> io::Result<()> {
-    // SAFETY: `val` lives for the call and its size is passed; the
-    // descriptor is borrowed, hence open.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_fd().as_raw_fd(),
-            level,
-            name,
-            (&val as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+use super::net::setsockopt_int;
 
 fn getsockopt_int(fd: impl AsFd, level: i32, name: i32) -> io::Result<i32> {
     let mut val: i32 = 0;

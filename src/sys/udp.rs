@@ -10,29 +10,13 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd};
 
+use super::net::setsockopt_int;
+
 /// Most datagrams moved by one `recvmmsg` or `sendmmsg`.
 pub const UDP_BATCH: usize = 64;
 
 /// Marks a datagram that did not fit its buffer in [`recvmmsg_strided`].
 pub const TRUNCATED: usize = usize::MAX;
-
-fn setsockopt_int(fd: impl AsFd, level: i32, name: i32, val: i32) -> io::Result<()> {
-    // SAFETY: `val` lives for the call and its size is passed; the
-    // descriptor is borrowed, hence open.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_fd().as_raw_fd(),
-            level,
-            name,
-            (&val as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 /// `IP_RECVERR` / `IPV6_RECVERR`: ICMP errors about what the socket sent
 /// are queued on its error queue (and reported as `EPOLLERR`).
