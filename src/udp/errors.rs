@@ -8,12 +8,12 @@
 //! before any NAT) and append the start of the payload: 8 bytes for ICMP
 //! (RFC 792), and as much as fits in 1280 bytes for ICMPv6 (RFC 4443).
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use crate::conf::Config;
 use crate::flow::FlowSide;
 use crate::sys::udp::{SockErr, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6};
-use crate::wire::{build, checksum, Mac};
+use crate::wire::{build, Mac};
 
 /// Most bytes of the original datagram (IP header included) an ICMPv6
 /// error quotes: the error packet stays within the IPv6 minimum MTU.
@@ -66,53 +66,18 @@ pub fn icmp_error_frame(
         _ => tap.oaddr,
     };
     let udp_len = 8 + payload.len();
+    // RFC 792: ICMP quotes the IP header and 64 bits of the datagram; RFC
+    // 4443: ICMPv6 as much as fits the minimum MTU.
+    let quote = if v6 { QUOTE_MAX } else { 20 + 8 + 8 };
     let mut msg = [0u8; 8 + QUOTE_MAX];
     msg[0] = ty;
     msg[1] = code;
     msg[4..8].copy_from_slice(&rest.to_be_bytes());
-    let q = &mut msg[8..];
-    let (ip_len, quoted_payload) = match (tap.eaddr, tap.oaddr) {
-        (IpAddr::V4(g), IpAddr::V4(d)) => {
-            let total = (20 + udp_len).min(65535) as u16;
-            q[0] = 0x45;
-            q[2..4].copy_from_slice(&total.to_be_bytes());
-            q[6] = 0x40; // DF
-            q[8] = 64;
-            q[9] = crate::udp::IPPROTO_UDP;
-            q[12..16].copy_from_slice(&g.octets());
-            q[16..20].copy_from_slice(&d.octets());
-            let c = checksum::finish(checksum::sum(&q[..20]));
-            q[10..12].copy_from_slice(&c.to_be_bytes());
-            (20, payload.len().min(8))
-        }
-        (IpAddr::V6(g), IpAddr::V6(d)) => {
-            q[0] = 0x60;
-            q[4..6].copy_from_slice(&(udp_len.min(65535) as u16).to_be_bytes());
-            q[6] = crate::udp::IPPROTO_UDP;
-            q[7] = 64;
-            q[8..24].copy_from_slice(&g.octets());
-            q[24..40].copy_from_slice(&d.octets());
-            (40, payload.len().min(QUOTE_MAX - 48))
-        }
-        _ => return None,
-    };
-    let u = &mut q[ip_len..];
-    u[0..2].copy_from_slice(&tap.eport.to_be_bytes());
-    u[2..4].copy_from_slice(&tap.oport.to_be_bytes());
-    u[4..6].copy_from_slice(&(udp_len.min(65535) as u16).to_be_bytes());
-    u[8..8 + quoted_payload].copy_from_slice(&payload[..quoted_payload]);
-    let msg_len = 8 + ip_len + 8 + quoted_payload;
-    let message = &msg[..msg_len];
-    let r = match (src, tap.eaddr) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            build::eth_ipv4_icmp(out, conf.our_mac, guest_mac, s, d, 64, message)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            build::eth_ipv6_icmpv6(out, conf.our_mac, guest_mac, s, d, 64, message)
-        }
-        _ => return None,
-    };
-    r.ok()
+    let guest = SocketAddr::new(tap.eaddr, tap.eport);
+    let peer = SocketAddr::new(tap.oaddr, tap.oport);
+    let quoted = build::quote_ip_udp(&mut msg[8..], guest, peer, udp_len, payload, quote).ok()?;
+    let message = &msg[..8 + quoted];
+    build::eth_ip_icmp(out, conf.our_mac, guest_mac, src, tap.eaddr, 64, message).ok()
 }
 
 #[cfg(test)]
@@ -120,7 +85,7 @@ mod tests {
     use super::*;
     use crate::arp::tests::test_config;
     use crate::wire::classify::{classify, L3, L4};
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     const GUEST_MAC: Mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 

@@ -95,7 +95,13 @@ fn write_eth(out: &mut [u8], src: Mac, dst: Mac, t: u16) {
 fn write_ipv4(out: &mut [u8], macs: (Mac, Mac), ip: (Ipv4Addr, Ipv4Addr), proto: u8, ttl: u8) {
     write_eth(out, macs.0, macs.1, ethertype::IPV4);
     let total = (out.len() - IP_OFFSET) as u16;
-    let mut p = Ipv4Packet::new_unchecked(&mut out[IP_OFFSET..]);
+    write_ipv4_header(&mut out[IP_OFFSET..], total, ip, proto, ttl);
+}
+
+/// Writes an IPv4 header (no options) announcing `total` bytes at the
+/// start of `out`.
+fn write_ipv4_header(out: &mut [u8], total: u16, ip: (Ipv4Addr, Ipv4Addr), proto: u8, ttl: u8) {
+    let mut p = Ipv4Packet::new_unchecked(out);
     p.set_version_header_len(ipv4::HEADER_LEN);
     p.set_tos(0);
     p.set_total_len(total);
@@ -111,7 +117,13 @@ fn write_ipv4(out: &mut [u8], macs: (Mac, Mac), ip: (Ipv4Addr, Ipv4Addr), proto:
 fn write_ipv6(out: &mut [u8], macs: (Mac, Mac), ip: (Ipv6Addr, Ipv6Addr), nh: u8, hop: u8) {
     write_eth(out, macs.0, macs.1, ethertype::IPV6);
     let plen = (out.len() - L4_OFFSET_V6) as u16;
-    let mut p = Ipv6Packet::new_unchecked(&mut out[IP_OFFSET..]);
+    write_ipv6_header(&mut out[IP_OFFSET..], plen, ip, nh, hop);
+}
+
+/// Writes an IPv6 header announcing `plen` payload bytes at the start of
+/// `out`.
+fn write_ipv6_header(out: &mut [u8], plen: u16, ip: (Ipv6Addr, Ipv6Addr), nh: u8, hop: u8) {
+    let mut p = Ipv6Packet::new_unchecked(out);
     p.set_version_tc_flow(0, 0);
     p.set_payload_len(plen);
     p.set_next_header(nh);
@@ -143,6 +155,56 @@ fn write_ip(
         }
         _ => Err(WireError::FamilyMismatch),
     }
+}
+
+/// Writes into `out` the start of a UDP datagram as an ICMP error quotes
+/// it (RFC 792, RFC 4443 2.4 c): the IP and UDP headers of a datagram of
+/// `udp_len` bytes (header included) from `src` to `dst`, sent with a TTL
+/// of 64, then as much of `payload` as `quote` bytes allow. The UDP
+/// checksum is left 0: the quoted datagram is usually cut short, and
+/// receivers match on addresses and ports. Returns the quoted length.
+pub fn quote_ip_udp(
+    out: &mut [u8],
+    src: SocketAddr,
+    dst: SocketAddr,
+    udp_len: usize,
+    payload: &[u8],
+    quote: usize,
+) -> Result<usize> {
+    let len16 = udp_len.min(65535) as u16;
+    let ip_len = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let total = (ipv4::HEADER_LEN + udp_len).min(65535) as u16;
+            let h = out
+                .get_mut(..ipv4::HEADER_LEN)
+                .ok_or(WireError::BufferTooSmall)?;
+            write_ipv4_header(h, total, (s, d), protocol::UDP, 64);
+            ipv4::HEADER_LEN
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let h = out
+                .get_mut(..ipv6::HEADER_LEN)
+                .ok_or(WireError::BufferTooSmall)?;
+            write_ipv6_header(h, len16, (s, d), protocol::UDP, 64);
+            ipv6::HEADER_LEN
+        }
+        _ => return Err(WireError::FamilyMismatch),
+    };
+    let room = quote
+        .min(out.len())
+        .saturating_sub(ip_len + udp::HEADER_LEN);
+    let n = payload.len().min(room);
+    let end = ip_len + udp::HEADER_LEN + n;
+    let u = out.get_mut(ip_len..end).ok_or(WireError::BufferTooSmall)?;
+    // The length field names the whole datagram, of which `n` bytes are
+    // quoted: write them past the header directly.
+    u[udp::HEADER_LEN..].copy_from_slice(&payload[..n]);
+    let mut p = UdpPacket::new_unchecked(u);
+    p.set_src_port(src.port());
+    p.set_dst_port(dst.port());
+    p.set_len(len16);
+    p.set_checksum(0);
+    Ok(end)
 }
 
 /// The frame slice of `len` bytes, if `l4_len` fits the header limit and
