@@ -12,6 +12,8 @@
 #   BENCH_CASES="in65520 out65520 in1500 out1500 rr crr spl_in spl_out"
 #   BENCH_OUT=bench/RESULTS.md
 #   BENCH_OURS=PATH      our pasta binary (default target/release/pasta)
+#   BENCH_DEBIAN=PATH    the reference pasta (default /usr/bin/pasta); another
+#                        build of ours here compares two versions side by side
 #   BENCH_SKIP_BUILD=1   use the existing target/release binaries
 #   BENCH_SKIP_INSTALL=1 do not call apt-get
 #   BENCH_NO_PASST=1     skip the passt section (bench/passt-vm.sh: a real
@@ -21,7 +23,7 @@ cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 
 . scripts/as-root.sh
-AS_ROOT_KEEP="BENCH_SECONDS BENCH_RUNS BENCH_TOOLS BENCH_CASES BENCH_OUT BENCH_OURS BENCH_SKIP_BUILD BENCH_SKIP_INSTALL BENCH_NO_PASST" \
+AS_ROOT_KEEP="BENCH_SECONDS BENCH_RUNS BENCH_TOOLS BENCH_CASES BENCH_OUT BENCH_OURS BENCH_DEBIAN BENCH_SKIP_BUILD BENCH_SKIP_INSTALL BENCH_NO_PASST" \
 	as_root "$ROOT/bench/run.sh" "$@"
 trap give_back EXIT
 
@@ -32,7 +34,7 @@ CASES=${BENCH_CASES:-"in65520 out65520 in1500 out1500 rr crr spl_in spl_out"}
 OUT=${BENCH_OUT:-bench/RESULTS.md}
 OURS=${BENCH_OURS:-$ROOT/target/release/pasta}
 TCP_RR=$ROOT/target/release/examples/tcp_rr
-DEBIAN_PASTA=/usr/bin/pasta
+DEBIAN_PASTA=${BENCH_DEBIAN:-/usr/bin/pasta}
 
 case "$SECS$RUNS" in *[!0-9]*) echo "BENCH_SECONDS and BENCH_RUNS are integers" >&2; exit 2 ;; esac
 if [ "$SECS" -lt 1 ] || [ "$SECS" -gt 600 ] || [ "$RUNS" -lt 1 ] || [ "$RUNS" -gt 50 ]; then
