@@ -35,13 +35,15 @@
 //! A second loop (another queue, another worker) would be another `Ctx`.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use crate::conf::Config;
 use crate::event::{Epoll, EpollRef, Event, Kind};
 use crate::flow::Flows;
+use crate::fwd::Fwd;
+pub use crate::guest::GuestState;
 use crate::icmp::Icmp;
 use crate::pasta::{QuitWatch, Spawned};
 use crate::tap::{RxBatch, RxEnd, Tap};
@@ -49,19 +51,6 @@ use crate::tcp::{Tcp, TcpCtx};
 use crate::wire::build;
 use crate::wire::classify::{classify_with, DropReason, L3, L4};
 use crate::wire::Mac;
-
-/// What we learned about the guest from its frames.
-#[derive(Clone, Debug)]
-pub struct GuestState {
-    /// The guest's MAC address (broadcast until learned).
-    pub mac: Mac,
-    /// Last IPv4 source address the guest used.
-    pub addr4_seen: Option<Ipv4Addr>,
-    /// Last global IPv6 source address the guest used.
-    pub addr6_seen: Option<Ipv6Addr>,
-    /// Last link-local IPv6 source address the guest used.
-    pub addr6_ll_seen: Option<Ipv6Addr>,
-}
 
 /// Counters of the L2/L3 path.
 #[derive(Clone, Debug, Default)]
@@ -96,8 +85,8 @@ pub struct Ctx<'c> {
     pub counters: Counters,
     /// pasta: the namespace, to open sockets in it at run time.
     pub netns: Option<crate::pasta::NetNs>,
-    /// pasta: the port scanner of `auto` forwarding rules.
-    pub scan: Option<crate::fwd::scan::Scanner>,
+    /// The forwarding tables and their listening sockets.
+    pub fwd: Fwd,
     signals: OwnedFd,
     spawned: Option<Spawned>,
     quit: Option<QuitWatch>,
@@ -123,8 +112,9 @@ impl<'c> Ctx<'c> {
         spawned: Option<Spawned>,
         quit: Option<QuitWatch>,
         tcp: Tcp,
+        fwd: Fwd,
     ) -> io::Result<Self> {
-        tcp.register(&epoll)?;
+        fwd.register(&epoll)?;
         epoll.add(&signals, EpollRef::new(Kind::Signal, 0))?;
         if let Some(s) = &spawned {
             epoll.add(&s.pidfd, EpollRef::new(Kind::Child, 0))?;
@@ -173,7 +163,7 @@ impl<'c> Ctx<'c> {
             rng: u64::from_ne_bytes(seed) | 1,
             counters: Counters::default(),
             netns: None,
-            scan: None,
+            fwd,
             signals,
             spawned,
             quit,
@@ -310,13 +300,23 @@ impl<'c> Ctx<'c> {
                 let (tcp, mut c) = self.tcp_ctx();
                 tcp.sock_event(&mut c, ev.r.index, &ev);
             }
-            Kind::TcpListen => {
-                let (tcp, mut c) = self.tcp_ctx();
-                tcp.listen_event(&mut c, ev.r.index);
-            }
-            Kind::TcpListenNs => {
-                let (tcp, mut c) = self.tcp_ctx();
-                tcp.listen_ns_event(&mut c, ev.r.index);
+            Kind::TcpListen | Kind::TcpListenNs => {
+                // The table names the socket and its rule (nothing if it
+                // was closed earlier in this batch).
+                if let Some(l) = self.fwd.listening(ev.r.index) {
+                    let mut c = TcpCtx {
+                        conf: self.conf,
+                        flows: &mut self.flows,
+                        epoll: &self.epoll,
+                        tap: &mut self.tap,
+                        guest: &self.guest,
+                    };
+                    if ev.r.kind == Kind::TcpListen {
+                        self.tcp.listen_event(&mut c, &l);
+                    } else {
+                        self.tcp.listen_ns_event(&mut c, &l);
+                    }
+                }
             }
             Kind::TcpSplice => {
                 self.tcp
@@ -327,8 +327,17 @@ impl<'c> Ctx<'c> {
                 udp.sock_event(&mut c, ev.r.index, &ev);
             }
             Kind::UdpListen => {
-                let (udp, mut c) = self.udp_ctx();
-                udp.listen_event(&mut c, ev.r.index);
+                if let Some(l) = self.fwd.listening(ev.r.index) {
+                    let mut c = crate::udp::UdpCtx {
+                        conf: self.conf,
+                        flows: &mut self.flows,
+                        epoll: &self.epoll,
+                        tap: &mut self.tap,
+                        guest: &self.guest,
+                        netns: self.netns.as_ref(),
+                    };
+                    self.udp.listen_event(&mut c, &l);
+                }
             }
         }
         None
@@ -629,17 +638,7 @@ impl<'c> Ctx<'c> {
 
     /// Scans the ports of `auto` rules and follows them (pasta).
     pub fn scan_ports(&mut self) {
-        if let Some(s) = self.scan.as_mut() {
-            let families = crate::fwd::rules::Families::of(self.conf);
-            crate::fwd::scan::tick(
-                s,
-                &mut self.tcp,
-                &mut self.udp,
-                self.netns.as_ref(),
-                &self.epoll,
-                families,
-            );
-        }
+        self.fwd.scan(&self.epoll, self.netns.as_ref());
     }
 
     fn timer(&mut self, now: Instant) {

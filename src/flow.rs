@@ -73,6 +73,23 @@ pub const TGTSIDE: u8 = 1;
 /// index and the side in 32 bits, and the bucket array is 4 x capacity.
 pub const CAPACITY_LIMIT: usize = 1 << 28;
 
+/// IP protocol numbers, as in [`FlowKey::proto`].
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Name of IP protocol `proto` for log messages.
+pub fn proto_name(proto: u8) -> &'static str {
+    match proto {
+        IPPROTO_ICMP => "ICMP",
+        IPPROTO_TCP => "TCP",
+        IPPROTO_UDP => "UDP",
+        IPPROTO_ICMPV6 => "ICMPv6",
+        _ => "?",
+    }
+}
+
 /// Packet interface: where one side of a flow lives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]

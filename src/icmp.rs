@@ -8,8 +8,8 @@
 //! kernel lets unprivileged users send echo requests through it (subject to
 //! `net.ipv4.ping_group_range`), picks the identifier itself and fixes the
 //! checksum. The request goes out as the guest wrote it (header and
-//! payload), to the destination after NAT (`fwd::nat_from_tap`, so the
-//! gateway address reaches the host's loopback).
+//! payload), to where [`crate::fwd::from_tap`] sends the flow (so the
+//! gateway address, and our link-local one, reach the host's loopback).
 //!
 //! Replies come back on the flow's socket with the kernel's identifier: we
 //! put the guest's identifier back, recompute the checksum and send the
@@ -24,7 +24,7 @@
 //! periodic timer.
 
 use std::io;
-use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::conf::{Config, Mode};
 use crate::event::{Epoll, EpollRef, Kind};
-use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
+use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif, IPPROTO_ICMP, IPPROTO_ICMPV6};
 /// Idle time after which a ping flow is closed (upstream's 60 s).
 pub const ICMP_ECHO_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -56,6 +56,8 @@ pub struct PingFlow {
     guest: IpAddr,
     /// The address the guest pinged (source of replies).
     dst: IpAddr,
+    /// Where the requests go on the host ([`crate::fwd::from_tap`]).
+    target: IpAddr,
     /// The guest's echo identifier.
     id: u16,
     last_seq: Option<u16>,
@@ -136,7 +138,7 @@ impl Icmp {
             return;
         };
         flow.last_used = Instant::now();
-        let target = crate::fwd::nat_from_tap(conf, dst);
+        let target = flow.target;
         let r = match target {
             IpAddr::V4(a) => rustix::net::sendto(
                 &flow.sock,
@@ -174,41 +176,35 @@ impl Icmp {
         if flows.len() >= flows.capacity() {
             return Err(io::Error::other("flow table full"));
         }
+        let tgt = crate::fwd::from_tap(conf, key.proto, &key.side)
+            .ok_or_else(|| io::Error::other("not forwarded"))?;
+        let (target, local) = (tgt.side.eaddr, tgt.side.oaddr);
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let sock = if dst.is_ipv4() {
-            let s = rustix::net::socket_with(
+        let (family, proto, ifname) = match target {
+            IpAddr::V4(_) => (
                 AddressFamily::INET,
-                SocketType::DGRAM,
-                flags,
-                Some(rustix::net::ipproto::ICMP),
-            )?;
-            if let Some(a) = conf.ip4.as_ref().and_then(|c| c.addr_out) {
-                rustix::net::bind(&s, &SocketAddrV4::new(a, 0))?;
-            }
-            if let Some(ifn) = conf.ip4.as_ref().and_then(|c| c.ifname_out.as_ref()) {
-                crate::sys::bind_to_device(&s, ifn)?;
-            }
-            s
-        } else {
-            let s = rustix::net::socket_with(
+                rustix::net::ipproto::ICMP,
+                conf.ip4.as_ref().and_then(|c| c.ifname_out.as_ref()),
+            ),
+            IpAddr::V6(_) => (
                 AddressFamily::INET6,
-                SocketType::DGRAM,
-                flags,
-                Some(rustix::net::ipproto::ICMPV6),
-            )?;
-            if let Some(a) = conf.ip6.as_ref().and_then(|c| c.addr_out) {
-                rustix::net::bind(&s, &SocketAddrV6::new(a, 0, 0, 0))?;
-            }
-            if let Some(ifn) = conf.ip6.as_ref().and_then(|c| c.ifname_out.as_ref()) {
-                crate::sys::bind_to_device(&s, ifn)?;
-            }
-            s
+                rustix::net::ipproto::ICMPV6,
+                conf.ip6.as_ref().and_then(|c| c.ifname_out.as_ref()),
+            ),
         };
+        let sock = rustix::net::socket_with(family, SocketType::DGRAM, flags, Some(proto))?;
+        if !local.is_unspecified() {
+            rustix::net::bind(&sock, &SocketAddr::new(local, 0))?;
+        }
+        if let Some(ifn) = ifname {
+            crate::sys::bind_to_device(&sock, ifn)?;
+        }
         let idx = flows
             .insert(Flow::Ping(PingFlow {
                 sock,
                 guest,
                 dst,
+                target,
                 id,
                 last_seq: None,
                 last_used: Instant::now(),
@@ -222,7 +218,7 @@ impl Icmp {
                 return Err(e);
             }
         }
-        log::debug!("ICMP: new ping flow {guest} -> {dst}, id {id}");
+        crate::fwd::log_decision(idx, key.proto, Pif::Tap, &key.side, &tgt);
         Ok(idx)
     }
 
@@ -295,7 +291,11 @@ impl Icmp {
 /// address it pings.
 fn ping_key(guest: IpAddr, dst: IpAddr, id: u16) -> FlowKey {
     FlowKey {
-        proto: if dst.is_ipv4() { 1 } else { 58 },
+        proto: if dst.is_ipv4() {
+            IPPROTO_ICMP
+        } else {
+            IPPROTO_ICMPV6
+        },
         pif: Pif::Tap,
         side: FlowSide {
             eaddr: guest,

@@ -345,12 +345,12 @@ impl Splice {
         accepted: OwnedFd,
         target: SocketAddr,
         into_ns: bool,
-    ) {
+    ) -> Option<u32> {
         if flows.len() >= flows.capacity() {
             self.stats.refused += 1;
             log::debug!("TCP splice: flow table full, refusing connection to {target}");
             let _ = sys::set_linger_zero(&accepted);
-            return;
+            return None;
         }
         let sock = if into_ns {
             self.ns_socket(target.is_ipv6())
@@ -373,7 +373,7 @@ impl Splice {
             Err(e) => {
                 log::debug!("TCP splice: no socket for {target}: {e}");
                 let _ = sys::set_linger_zero(&accepted);
-                return;
+                return None;
             }
         };
         for s in [&accepted, &sock] {
@@ -384,7 +384,7 @@ impl Splice {
             Err(e) => {
                 log::debug!("TCP splice: connect to {target}: {e}");
                 let _ = sys::set_linger_zero(&accepted);
-                return;
+                return None;
             }
         }
         let conn = SpliceConn {
@@ -400,12 +400,10 @@ impl Splice {
         };
         let Ok(idx) = flows.insert(Flow::TcpSplice(conn)) else {
             self.stats.refused += 1;
-            return;
+            return None;
         };
         self.stats.opened += 1;
-        let Some(conn) = flows.splice_mut(idx) else {
-            return;
-        };
+        let conn = flows.splice_mut(idx)?;
         for s in 0..2 {
             let r = EpollRef::new(Kind::TcpSplice, idx | if s == 1 { SIDE_BIT } else { 0 });
             if epoll.add_flags(&conn.sock[s], r, conn.flags(s)).is_err() {
@@ -415,13 +413,10 @@ impl Splice {
                 // Never registered both: free it now, nothing refers to it.
                 flows.remove(idx);
                 self.stats.closed += 1;
-                return;
+                return None;
             }
         }
-        log::trace!(
-            "TCP splice {idx}: {} connection to {target}",
-            if into_ns { "host" } else { "namespace" }
-        );
+        Some(idx)
     }
 
     /// An event on one side of a spliced connection.
