@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use crate::conf::Config;
 use crate::event::{Epoll, EpollRef, Event, Kind};
-use crate::flow::Flows;
+use crate::flow::{FlowKind, FlowTable};
 use crate::fwd::Fwd;
 pub use crate::guest::GuestState;
 use crate::icmp::Icmp;
@@ -51,6 +51,55 @@ use crate::tcp::{Tcp, TcpCtx};
 use crate::wire::build;
 use crate::wire::classify::{classify_with, DropReason, L3, L4};
 use crate::wire::Mac;
+
+/// What a flow is, per protocol: the one table holds them all. Defined
+/// here, above the protocols, so that the table ([`crate::flow`]) names
+/// none of them; each protocol sees it through
+/// [`ProtoFlows`](crate::flow::ProtoFlows) of its own flow type.
+pub enum Flow {
+    /// A TCP connection between the guest and a host socket.
+    Tcp(crate::tcp::TcpConn),
+    /// An ICMP/ICMPv6 echo flow through a ping socket.
+    Ping(crate::icmp::PingFlow),
+    /// A spliced TCP connection between the host's and the namespace's
+    /// loopback (pasta).
+    TcpSplice(crate::tcp::splice::SpliceConn),
+    /// A UDP flow (tap or spliced).
+    Udp(crate::udp::UdpFlow),
+}
+
+/// The flow table of one loop.
+pub type Flows = FlowTable<Flow>;
+
+/// [`FlowKind`] for each variant of [`Flow`].
+macro_rules! flow_kind {
+    ($variant:ident, $t:ty) => {
+        impl FlowKind<$t> for Flow {
+            fn wrap(t: $t) -> Self {
+                Flow::$variant(t)
+            }
+
+            fn peek(&self) -> Option<&$t> {
+                match self {
+                    Flow::$variant(f) => Some(f),
+                    _ => None,
+                }
+            }
+
+            fn peek_mut(&mut self) -> Option<&mut $t> {
+                match self {
+                    Flow::$variant(f) => Some(f),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+flow_kind!(Tcp, crate::tcp::TcpConn);
+flow_kind!(Ping, crate::icmp::PingFlow);
+flow_kind!(TcpSplice, crate::tcp::splice::SpliceConn);
+flow_kind!(Udp, crate::udp::UdpFlow);
 
 /// Counters of the L2/L3 path.
 #[derive(Clone, Debug, Default)]

@@ -32,7 +32,17 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::conf::{Config, Mode};
 use crate::event::{Epoll, EpollRef, Kind};
-use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif, IPPROTO_ICMP, IPPROTO_ICMPV6};
+use crate::flow::{FlowKey, FlowSide, Pif, ProtoFlows, IPPROTO_ICMP, IPPROTO_ICMPV6};
+/// The flow table as ICMP sees it.
+pub type Flows = dyn ProtoFlows<PingFlow>;
+
+impl dyn ProtoFlows<PingFlow> {
+    /// The echo flow at `idx`, if that flow is one.
+    pub fn ping_mut(&mut self, idx: u32) -> Option<&mut PingFlow> {
+        self.get_mut(idx)
+    }
+}
+
 /// Idle time after which a ping flow is closed (upstream's 60 s).
 pub const ICMP_ECHO_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -200,7 +210,7 @@ impl Icmp {
             crate::sys::bind_to_device(&sock, ifn)?;
         }
         let idx = flows
-            .insert(Flow::Ping(PingFlow {
+            .insert(PingFlow {
                 sock,
                 guest,
                 dst,
@@ -208,7 +218,7 @@ impl Icmp {
                 id,
                 last_seq: None,
                 last_used: Instant::now(),
-            }))
+            })
             .map_err(|_| io::Error::other("flow table full"))?;
         flows.hash_insert(&key, idx, 0);
         if let Some(f) = flows.ping_mut(idx) {

@@ -84,7 +84,7 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::conf::Config;
 use crate::event::{Epoll, EpollRef, Kind};
-use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
+use crate::flow::{FlowKey, FlowSide, Pif, ProtoFlows};
 use crate::fwd::{self, rules::Listening};
 use crate::guest::GuestState;
 use crate::sys;
@@ -119,6 +119,33 @@ const DUP_ACK_THRESHOLD: u8 = 3;
 /// With delayed ACKs, ACK at once when this much guest data is
 /// unacknowledged.
 const ACK_DELAY_BYTES: u32 = 64 << 10;
+
+/// The flow table as TCP sees it: its connections, and the spliced ones
+/// of the splice path ([`TcpFlows::splice`]).
+pub trait TcpFlows: ProtoFlows<TcpConn> {
+    /// The same table, as the splice path sees it.
+    fn splice(&mut self) -> &mut splice::Flows;
+}
+
+impl<X: ProtoFlows<TcpConn> + ProtoFlows<splice::SpliceConn> + 'static> TcpFlows for X {
+    fn splice(&mut self) -> &mut splice::Flows {
+        self
+    }
+}
+
+/// The flow table of TCP's handlers.
+pub type Flows = dyn TcpFlows;
+
+impl dyn TcpFlows {
+    /// The TCP connection at `idx`, if that flow is one.
+    pub fn tcp(&self, idx: u32) -> Option<&TcpConn> {
+        self.get(idx)
+    }
+
+    pub fn tcp_mut(&mut self, idx: u32) -> Option<&mut TcpConn> {
+        self.get_mut(idx)
+    }
+}
 
 /// Counters for tests and statistics.
 #[derive(Clone, Copy, Debug, Default)]
@@ -304,7 +331,7 @@ impl Tcp {
         };
         conn.wnd_from_tap = u32::from(seg.window()).max(1);
         conn.mss = clamp_mss(conf, key.side.oaddr, seg.mss().unwrap_or(536));
-        let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
+        let Ok(idx) = c.flows.insert(conn) else {
             self.stats.refused_table_full += 1;
             frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
             return;
@@ -853,7 +880,10 @@ impl Tcp {
             match fwd::from_host(c.conf, c.guest, l.rule, IPPROTO_TCP, &ini) {
                 Some(tgt) if tgt.pif == Pif::Splice => {
                     let target = SocketAddr::new(tgt.side.eaddr, tgt.side.eport);
-                    if let Some(idx) = self.splice.open(c.flows, c.epoll, sock, target, true) {
+                    if let Some(idx) =
+                        self.splice
+                            .open(c.flows.splice(), c.epoll, sock, target, true)
+                    {
                         fwd::log_decision(idx, IPPROTO_TCP, l.pif, &ini, &tgt);
                     }
                 }
@@ -875,7 +905,10 @@ impl Tcp {
                 continue;
             };
             let target = SocketAddr::new(tgt.side.eaddr, tgt.side.eport);
-            if let Some(idx) = self.splice.open(c.flows, c.epoll, sock, target, false) {
+            if let Some(idx) = self
+                .splice
+                .open(c.flows.splice(), c.epoll, sock, target, false)
+            {
                 fwd::log_decision(idx, IPPROTO_TCP, l.pif, &ini, &tgt);
             }
         }
@@ -889,7 +922,7 @@ impl Tcp {
         index: u32,
         ev: &crate::event::Event,
     ) {
-        self.splice.event(flows, epoll, index, ev);
+        self.splice.event(flows.splice(), epoll, index, ev);
         self.stats.spliced = self.splice.stats;
     }
 
@@ -926,7 +959,7 @@ impl Tcp {
         conn.ws_to_tap = MAX_WS;
         conn.wnd_from_tap = WINDOW_DEFAULT;
         conn.mss = clamp_mss(conf, src, u16::MAX);
-        let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
+        let Ok(idx) = c.flows.insert(conn) else {
             self.stats.refused_table_full += 1;
             return;
         };
@@ -995,7 +1028,7 @@ impl Tcp {
 
     /// Frees closed connections (end of loop iteration).
     pub fn defer(&mut self, flows: &mut Flows, epoll: &Epoll) {
-        self.splice.defer(flows, epoll);
+        self.splice.defer(flows.splice(), epoll);
         self.stats.spliced = self.splice.stats;
         while let Some(idx) = self.closing.pop() {
             if let Some(conn) = flows.tcp(idx) {
@@ -1011,7 +1044,7 @@ impl Tcp {
 
     /// Periodic work: retransmissions, keepalives, inactivity.
     pub fn timer(&mut self, c: &mut TcpCtx<'_>, now: Instant) {
-        self.splice.timer(c.flows, c.epoll);
+        self.splice.timer(c.flows.splice(), c.epoll);
         let keepalive_tick = now >= self.next_keepalive;
         if keepalive_tick {
             self.next_keepalive = now + self.keepalive;

@@ -82,9 +82,19 @@ use rustix::event::epoll::EventFlags;
 use rustix::net::{AddressFamily, Shutdown, SocketFlags, SocketType};
 
 use crate::event::{Epoll, EpollRef, Event, Kind};
-use crate::flow::{Flow, Flows};
+use crate::flow::ProtoFlows;
 use crate::pasta::NetNs;
 use crate::sys;
+
+/// The flow table as the splice path sees it.
+pub type Flows = dyn ProtoFlows<SpliceConn>;
+
+impl dyn ProtoFlows<SpliceConn> {
+    /// The spliced connection at `idx`, if that flow is one.
+    pub fn splice_mut(&mut self, idx: u32) -> Option<&mut SpliceConn> {
+        self.get_mut(idx)
+    }
+}
 
 /// Largest pipe we ask for (upstream's `MAX_PIPE_SIZE`).
 pub const MAX_PIPE_SIZE: usize = 8 << 20;
@@ -398,7 +408,7 @@ impl Splice {
             lowat_act: [false; 2],
             from_ns: !into_ns,
         };
-        let Ok(idx) = flows.insert(Flow::TcpSplice(conn)) else {
+        let Ok(idx) = flows.insert(conn) else {
             self.stats.refused += 1;
             return None;
         };

@@ -92,7 +92,7 @@ use std::time::{Duration, Instant};
 
 use crate::conf::Config;
 use crate::event::{Epoll, EpollRef, Event, Kind};
-use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
+use crate::flow::{FlowKey, FlowSide, Pif, ProtoFlows};
 use crate::fwd::{self, rules::Listening};
 use crate::guest::GuestState;
 use crate::pasta::NetNs;
@@ -102,6 +102,16 @@ use crate::wire::build;
 
 use flow::{open_connected, unmap, SockSpec};
 pub use flow::{UdpFlow, IPPROTO_UDP};
+
+/// The flow table as UDP sees it.
+pub type Flows = dyn ProtoFlows<UdpFlow>;
+
+impl dyn ProtoFlows<UdpFlow> {
+    /// The UDP flow at `idx`, if that flow is one.
+    pub fn udp_mut(&mut self, idx: u32) -> Option<&mut UdpFlow> {
+        self.get_mut(idx)
+    }
+}
 
 /// Conntrack's default UDP timeout.
 pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
@@ -733,7 +743,7 @@ fn close(flows: &mut Flows, epoll: &Epoll, idx: u32) {
 /// Stores a new flow, hashes both sides and watches its sockets.
 fn insert(c: &mut UdpCtx<'_>, flow: UdpFlow, stats: &mut UdpStats) -> Option<u32> {
     let keys = [flow.key(0), flow.key(1)];
-    let idx = c.flows.insert(Flow::Udp(flow)).ok()?;
+    let idx = c.flows.insert(flow).ok()?;
     for (s, k) in keys.iter().enumerate() {
         if k.pif != Pif::None {
             c.flows.hash_insert(k, idx, s as u8);
