@@ -49,7 +49,7 @@ use crate::pasta::{QuitWatch, Spawned};
 use crate::tap::{RxBatch, RxEnd, Tap};
 use crate::tcp::{Tcp, TcpCtx};
 use crate::wire::build;
-use crate::wire::classify::{classify_with, DropReason, L3, L4};
+use crate::wire::classify::{classify_with, Classified, DropReason, L3, L4};
 use crate::wire::Mac;
 
 /// What a flow is, per protocol: the one table holds them all. Defined
@@ -502,187 +502,126 @@ impl<'c> Ctx<'c> {
         None
     }
 
-    /// One frame from the guest, by index in the receive batch.
+    /// One frame from the guest, by index in the receive batch: checked,
+    /// then learnt from (the guest's MAC and addresses), then handed to
+    /// the service or protocol for its L4 header.
     fn frame_in(&mut self, i: usize) {
         let conf = self.conf;
-        let frame = self.rx.frame(i);
-        if conf.mtu != 0 && frame.len() > usize::from(conf.mtu) + 14 {
-            self.counters.over_mtu += 1;
-            log::trace!(
-                "tap: dropped frame of {} bytes: exceeds the MTU",
-                frame.len()
-            );
+        let Some(c) = checked_frame(conf, &self.rx, i, &mut self.counters) else {
             return;
-        }
-        let c = match classify_with(frame, self.rx.csum_partial(i)) {
-            Ok(c) => c,
-            Err(reason) => {
-                self.counters.drops[reason.index()] += 1;
-                log::trace!("tap: dropped frame of {} bytes: {reason}", frame.len());
-                return;
-            }
         };
         // The guest's MAC is whatever it sends from (unicast sources only).
         if c.src_mac[0] & 1 == 0 {
             self.guest.mac = c.src_mac;
         }
-        let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &mut self.guest);
-        match c.l3 {
+        // L3, once: ARP is answered here, IP gives its two addresses.
+        let (src, dst, l4) = match c.l3 {
             L3::Arp(_) => {
-                let mut sent = false;
-                tap.send_with(|out| {
-                    let r = crate::arp::handle(conf, &c, out);
-                    sent = r.is_some();
-                    r
+                let sent = answer(&mut self.tap, |out| crate::arp::handle(conf, &c, out));
+                self.counters.arp_replies += u64::from(sent);
+                return;
+            }
+            L3::Ipv4 { src, dst, l4, .. } => (IpAddr::V4(src), IpAddr::V4(dst), l4),
+            L3::Ipv6 { src, dst, l4, .. } => (IpAddr::V6(src), IpAddr::V6(dst), l4),
+        };
+        learn_address(&mut self.guest, src);
+        let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &self.guest);
+        // L4, once.
+        match (l4, src, dst) {
+            (
+                L4::Icmpv6 {
+                    msg_type: t @ 133..=136,
+                    ..
+                },
+                _,
+                _,
+            ) => {
+                if conf.no_ndp {
+                    return;
+                }
+                let sent = answer(tap, |out| crate::ndp::handle(conf, &c, out));
+                log::trace!(
+                    "NDP: type {t} from {src}: {}",
+                    if sent { "answered" } else { "not answered" }
+                );
+                counters.ndp_replies += u64::from(sent);
+            }
+            (
+                L4::Udp {
+                    dport: 67, payload, ..
+                },
+                IpAddr::V4(_),
+                _,
+            ) => {
+                let mac = guest.mac;
+                let sent = answer(tap, |out| dhcp_frame(conf, mac, payload, out));
+                counters.dhcp_replies += u64::from(sent);
+            }
+            (
+                L4::Udp {
+                    dport: 547,
+                    payload,
+                    ..
+                },
+                IpAddr::V6(s),
+                IpAddr::V6(d),
+            ) => {
+                let (server, mac) = (&self.dhcpv6, guest.mac);
+                let sent = answer(tap, |out| {
+                    dhcpv6_frame(conf, server, mac, s, d, payload, out)
                 });
-                counters.arp_replies += u64::from(sent);
+                counters.dhcpv6_replies += u64::from(sent);
             }
-            L3::Ipv4 { src, dst, l4, .. } => {
-                if !src.is_unspecified() {
-                    guest.addr4_seen = Some(src);
-                }
-                match l4 {
-                    L4::Udp {
-                        dport: 67, payload, ..
-                    } => Self::dhcp(conf, tap, counters, guest.mac, payload),
-                    L4::Icmp {
-                        msg_type: 8,
-                        message,
-                        ..
-                    } => self.icmp.from_tap(
-                        conf,
-                        &mut self.flows,
-                        &self.epoll,
-                        IpAddr::V4(src),
-                        IpAddr::V4(dst),
-                        message,
-                    ),
-                    L4::Tcp(seg) if !conf.no_tcp => {
-                        let mut c = TcpCtx {
-                            conf,
-                            flows: &mut self.flows,
-                            epoll: &self.epoll,
-                            tap,
-                            guest,
-                        };
-                        self.tcp
-                            .from_tap(&mut c, IpAddr::V4(src), IpAddr::V4(dst), &seg);
-                    }
-                    L4::Udp {
-                        sport,
-                        dport,
-                        payload,
-                    } if !conf.no_udp => {
-                        let mut c = crate::udp::UdpCtx {
-                            conf,
-                            flows: &mut self.flows,
-                            epoll: &self.epoll,
-                            tap,
-                            guest,
-                            netns: self.netns.as_ref(),
-                        };
-                        let (s, d) = (IpAddr::V4(src), IpAddr::V4(dst));
-                        self.udp
-                            .from_tap(&mut c, &self.rx, i, s, d, sport, dport, payload);
-                    }
-                    _ => counters.unhandled_l4 += 1,
-                }
+            (
+                L4::Icmp {
+                    msg_type: 8,
+                    message,
+                    ..
+                },
+                ..,
+            )
+            | (
+                L4::Icmpv6 {
+                    msg_type: 128,
+                    message,
+                    ..
+                },
+                ..,
+            ) => {
+                self.icmp
+                    .from_tap(conf, &mut self.flows, &self.epoll, src, dst, message);
             }
-            L3::Ipv6 { src, dst, l4, .. } => {
-                if is_link_local(src) {
-                    guest.addr6_ll_seen = Some(src);
-                } else if !src.is_unspecified() {
-                    guest.addr6_seen = Some(src);
-                }
-                match l4 {
-                    L4::Icmpv6 {
-                        msg_type: t @ 133..=136,
-                        ..
-                    } => {
-                        if conf.no_ndp {
-                            return;
-                        }
-                        let mut sent = false;
-                        tap.send_with(|out| {
-                            let r = crate::ndp::handle(conf, &c, out);
-                            sent = r.is_some();
-                            r
-                        });
-                        log::trace!(
-                            "NDP: type {t} from {src}: {}",
-                            if sent { "answered" } else { "not answered" }
-                        );
-                        counters.ndp_replies += u64::from(sent);
-                    }
-                    L4::Icmpv6 {
-                        msg_type: 128,
-                        message,
-                        ..
-                    } => self.icmp.from_tap(
-                        conf,
-                        &mut self.flows,
-                        &self.epoll,
-                        IpAddr::V6(src),
-                        IpAddr::V6(dst),
-                        message,
-                    ),
-                    L4::Tcp(seg) if !conf.no_tcp => {
-                        let mut c = TcpCtx {
-                            conf,
-                            flows: &mut self.flows,
-                            epoll: &self.epoll,
-                            tap,
-                            guest,
-                        };
-                        self.tcp
-                            .from_tap(&mut c, IpAddr::V6(src), IpAddr::V6(dst), &seg);
-                    }
-                    L4::Udp {
-                        dport: 547,
-                        payload,
-                        ..
-                    } => {
-                        let dhcpv6 = &self.dhcpv6;
-                        let mac = guest.mac;
-                        let mut sent = false;
-                        tap.send_with(|out| {
-                            let r = dhcpv6_frame(conf, dhcpv6, mac, src, dst, payload, out);
-                            sent = r.is_some();
-                            r
-                        });
-                        counters.dhcpv6_replies += u64::from(sent);
-                    }
-                    L4::Udp {
-                        sport,
-                        dport,
-                        payload,
-                    } if !conf.no_udp => {
-                        let mut c = crate::udp::UdpCtx {
-                            conf,
-                            flows: &mut self.flows,
-                            epoll: &self.epoll,
-                            tap,
-                            guest,
-                            netns: self.netns.as_ref(),
-                        };
-                        let (s, d) = (IpAddr::V6(src), IpAddr::V6(dst));
-                        self.udp
-                            .from_tap(&mut c, &self.rx, i, s, d, sport, dport, payload);
-                    }
-                    _ => counters.unhandled_l4 += 1,
-                }
+            (L4::Tcp(seg), ..) if !conf.no_tcp => {
+                let mut c = TcpCtx {
+                    conf,
+                    flows: &mut self.flows,
+                    epoll: &self.epoll,
+                    tap,
+                    guest,
+                };
+                self.tcp.from_tap(&mut c, src, dst, &seg);
             }
+            (
+                L4::Udp {
+                    sport,
+                    dport,
+                    payload,
+                },
+                ..,
+            ) if !conf.no_udp => {
+                let mut c = crate::udp::UdpCtx {
+                    conf,
+                    flows: &mut self.flows,
+                    epoll: &self.epoll,
+                    tap,
+                    guest,
+                    netns: self.netns.as_ref(),
+                };
+                self.udp
+                    .from_tap(&mut c, &self.rx, i, src, dst, sport, dport, payload);
+            }
+            _ => counters.unhandled_l4 += 1,
         }
-    }
-
-    fn dhcp(conf: &Config, tap: &mut Tap, counters: &mut Counters, mac: Mac, payload: &[u8]) {
-        let mut sent = false;
-        tap.send_with(|out| {
-            let r = dhcp_frame(conf, mac, payload, out);
-            sent = r.is_some();
-            r
-        });
-        counters.dhcp_replies += u64::from(sent);
     }
 
     /// Scans the ports of `auto` rules and follows them (pasta).
@@ -706,6 +645,57 @@ impl<'c> Ctx<'c> {
                 .send_with(|out| crate::ndp::unsolicited_ra(conf, out));
         }
     }
+}
+
+/// Frame `i` of `rx`, classified, unless it is too long for the MTU or
+/// fails a check (counted under its reason).
+fn checked_frame<'r>(
+    conf: &Config,
+    rx: &'r RxBatch,
+    i: usize,
+    counters: &mut Counters,
+) -> Option<Classified<'r>> {
+    let frame = rx.frame(i);
+    if conf.mtu != 0 && frame.len() > usize::from(conf.mtu) + 14 {
+        counters.over_mtu += 1;
+        log::trace!(
+            "tap: dropped frame of {} bytes: exceeds the MTU",
+            frame.len()
+        );
+        return None;
+    }
+    match classify_with(frame, rx.csum_partial(i)) {
+        Ok(c) => Some(c),
+        Err(reason) => {
+            counters.drops[reason.index()] += 1;
+            log::trace!("tap: dropped frame of {} bytes: {reason}", frame.len());
+            None
+        }
+    }
+}
+
+/// Learns the address the guest sent from: the last IPv4, global IPv6 and
+/// link-local IPv6 source it used.
+fn learn_address(guest: &mut GuestState, src: IpAddr) {
+    match src {
+        IpAddr::V4(a) if !a.is_unspecified() => guest.addr4_seen = Some(a),
+        IpAddr::V6(a) if is_link_local(a) => guest.addr6_ll_seen = Some(a),
+        IpAddr::V6(a) if !a.is_unspecified() => guest.addr6_seen = Some(a),
+        _ => {}
+    }
+}
+
+/// Sends the reply a service handler writes into the transmit queue, if
+/// it writes one (ARP, NDP, DHCP, DHCPv6 all have this shape): whether it
+/// did.
+fn answer(tap: &mut Tap, handle: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+    let mut sent = false;
+    tap.send_with(|out| {
+        let r = handle(out);
+        sent = r.is_some();
+        r
+    });
+    sent
 }
 
 /// Frames an echo reply from a ping socket for the guest.
