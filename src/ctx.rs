@@ -18,6 +18,9 @@
 //! - TCP → [`tcp`](crate::tcp), other UDP → [`udp`](crate::udp): flows
 //!   toward host sockets.
 //!
+//! `Ctx::frame_in` checks the frame, learns the guest's MAC and source
+//! address, reads L3 once, then has one match on L4.
+//!
 //! Replies are built in place in the tap's [`TxQueue`](crate::tap::TxQueue)
 //! and flushed once at the end of the loop iteration.
 //!
@@ -31,8 +34,16 @@
 //! ## Ownership
 //!
 //! [`Ctx`] owns everything mutable: the epoll set, the tap and its buffers,
-//! flows, service state, counters. The [`Config`] is borrowed read-only.
-//! A second loop (another queue, another worker) would be another `Ctx`.
+//! flows, the forwarding tables with their listening sockets ([`Fwd`]),
+//! service state, counters. The [`Config`] is borrowed read-only. A second
+//! loop (another queue, another worker) would be another `Ctx`.
+//!
+//! The flow table is generic ([`crate::flow`]); its slot type, [`Flow`],
+//! is defined here, the one module above every protocol, and each
+//! protocol's handlers see the table as `dyn ProtoFlows` of their own flow
+//! type. A listener's event goes from its epoll reference to
+//! [`Fwd::listening`] (table, rule and slot: indexing, no search) and on to
+//! the protocol's accept or receive function.
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddrV4, SocketAddrV6};

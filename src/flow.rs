@@ -10,6 +10,13 @@
 //! 32-bit *flow index*, so that epoll references and timers can name a flow
 //! with a plain integer.
 //!
+//! The table names no protocol: it is generic over its slot type, an enum
+//! of every protocol's flow defined above the protocols (`ctx::Flow`),
+//! which implements [`FlowKind`] for each. A protocol takes the table as
+//! `dyn` [`ProtoFlows`] of its own flow type: the shared index, and its
+//! own flows. So the protocols import the table, not each other, and the
+//! table imports none of them.
+//!
 //! A flow has two *sides*: [`INISIDE`] (0), the side that initiated it, and
 //! [`TGTSIDE`] (1), the side we forwarded it to. Each side lives on a packet
 //! interface, a [`Pif`]: the guest ([`Pif::Tap`]), host sockets

@@ -3,6 +3,27 @@
 //!
 //! Start reading at [`ctx`]: it follows a frame from the guest to a service
 //! and back, and names the module for each step.
+//!
+//! # Layers
+//!
+//! Each module imports only modules of its own layer or the layers below
+//! (`python3 /work/shared/tools/modgraph.py src` checks there is no
+//! circle):
+//!
+//! 1. [`wire`], [`sys`], [`event`], [`pcap`], [`dns_name`]: headers,
+//!    system calls, epoll;
+//! 2. [`netlink`], [`conf`], [`log`]: the configuration, read-only
+//!    afterwards, and logging;
+//! 3. [`pasta`] (namespaces), [`tap`] (the guest's link), [`daemon`],
+//!    [`isolation`];
+//! 4. [`flow`] (the generic flow table, naming no protocol) and [`guest`]
+//!    (what we learnt about the guest);
+//! 5. [`fwd`]: where each flow goes, the forwarding tables and their
+//!    listening sockets;
+//! 6. services and protocols: [`arp`], [`ndp`], [`dhcp`], [`dhcpv6`],
+//!    [`icmp`], [`tcp`], [`udp`];
+//! 7. [`ctx`]: the loop, the `Flow` enum of every protocol's flow, and
+//!    dispatch; this file's `main` on top.
 
 pub mod arp;
 pub mod conf;

@@ -28,7 +28,7 @@
 //!   ([`super::scan`]: pasta, once a second, `/proc/net/{tcp,udp}[6]` of
 //!   the other side) opens and closes listeners on the rule's ports while
 //!   the other side listens on them, one port at a time through
-//!   [`open_port`]. [`open_listeners`] skips such rules.
+//!   [`open_port`]. [`FwdTable::open`] skips such rules.
 //!
 //! Rules of a table must not overlap: same protocol, a shared port and an
 //! overlapping address (either unbound, or equal, or one is the unspecified
@@ -36,16 +36,16 @@
 //! bound to different interfaces. A table holds at most [`MAX_RULES`]
 //! rules, so that a rule index fits in 8 bits of an epoll reference.
 //!
-//! # Listeners and epoll references
+//! # Sockets and epoll references
 //!
-//! Each [`Listener`] records the index of its rule in the table, its port
-//! and its family. The event loop packs the three into the listener's
-//! epoll reference index ([`listen_ref`]: rule in bits 17–24, family in
-//! bit 16, port below), and the table by the epoll kind (`TcpListen` for
-//! the host, `TcpListenNs` for the namespace). So an accept or a datagram
-//! maps to its rule with an index, not a search, and the port scanner
-//! finds the sockets of a (rule, port) to close them;
-//! [`FwdTable::find`] is for the other cases (and checks).
+//! Each rule holds its listening sockets ([`Listener`]: port and family),
+//! each in a *slot* of the rule; a closed socket frees its slot, and a
+//! removed rule frees its index (the next added rule takes it), so the
+//! indices of the others never change. A socket's epoll reference index
+//! is (table, rule, slot) ([`listen_ref`]); the event loop gets the socket
+//! and its rule back by indexing ([`FwdTable::listening`], through
+//! [`super::Fwd::listening`]), and the protocol its target port from the
+//! rule. [`FwdTable::find`] is for the other cases (and checks).
 //!
 //! Unbound rules get **two sockets per port**, `0.0.0.0` and `::` with
 //! `IPV6_V6ONLY`, rather than one dual-stack socket: each socket then has

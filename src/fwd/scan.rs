@@ -25,9 +25,9 @@
 //!
 //! - the ephemeral range (`ip_local_port_range`): client sockets, not
 //!   services;
-//! - the ports *we* listen on in that namespace (passed in by the caller
-//!   through [`Scanner::own_mut`]) and the ports the other table forwards
-//!   (which may have been opened earlier in the same scan): without this,
+//! - the ports *we* listen on in that namespace (the sockets of the other
+//!   table, read from it) and the ports the other table forwards (which
+//!   may have been opened earlier in the same scan): without this,
 //!   a port we forward one way would be seen as bound and forwarded back,
 //!   and the two listeners would keep each other alive forever.
 //!
@@ -44,15 +44,13 @@
 //! fixed port).
 //!
 //! The result, one port bitmap per (table, protocol), is compared with
-//! what is forwarded now: each port that appears is handed to the caller
-//! to open ([`Change`] with `open`), each that went away to close. The
-//! caller answers whether the port is now forwarded; a port that could not
-//! be opened (somebody else holds it on our side) is tried again at the
-//! next scan. [`tick`] is that caller for the event loop: TCP changes open
-//! and close listeners through [`Tcp::scan_open`] and [`Tcp::scan_close`],
-//! UDP changes through [`Udp::scan_open`] and [`Udp::scan_close`] (inside
-//! the namespace for the `splice` table). Before each scan, [`tick`] hands
-//! the scanner the ports of our own TCP and UDP listeners on each side.
+//! what is forwarded now: for each port that appears, and each that went
+//! away, the caller's `apply` opens or closes the sockets of that port in
+//! the rule's table ([`super::Fwd::scan`]: inside the namespace for the
+//! `splice` table), and answers whether the port is now forwarded; a port
+//! that could not be opened (somebody else holds it on our side) is tried
+//! again at the next scan. The sockets live in the tables only: the
+//! scanner keeps bitmaps, nothing else.
 //!
 //! Closing a forward closes only its listeners. TCP connections accepted
 //! through them go on; so do UDP flows: each has its own sockets

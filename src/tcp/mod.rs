@@ -41,15 +41,27 @@
 //!
 //! ## Opening
 //!
+//! Where a connection goes is never decided here: [`crate::fwd`] decides
+//! (`from_tap`, `from_host`, `from_splice`) and logs it; TCP opens what it
+//! is told.
+//!
 //! - Guest connects out: its SYN creates a flow; a non-blocking socket
-//!   connects to the destination after address translation
-//!   ([`crate::fwd::nat_from_tap`]: the gateway reaches the host's
-//!   loopback). The guest gets a SYN,ACK only once the connect succeeded,
-//!   a RST if it failed.
-//! - A host peer connects in through a `-t` listener: the accepted socket
-//!   becomes a SYN to the guest, from the peer's own address (no NAT, but
-//!   loopback peers appear as the gateway); the guest's SYN,ACK
-//!   establishes it.
+//!   connects to the target [`crate::fwd::from_tap`] gives (the gateway
+//!   reaches the host's loopback, DNS may go to another resolver). The
+//!   guest gets a SYN,ACK only once the connect succeeded, a RST if it
+//!   failed.
+//! - A host peer connects in through a `-t` listener (a socket of the
+//!   forwarding table, which [`crate::fwd::Fwd`] owns; the event loop
+//!   hands [`Tcp::listen_event`] the socket and its rule): the accepted
+//!   socket becomes a SYN to the guest, with the addresses
+//!   [`crate::fwd::from_host`] gives (the peer's own, loopback peers
+//!   appearing as the gateway), or is spliced into pasta's namespace
+//!   ([`splice`]) for a loopback peer; the guest's SYN,ACK establishes it.
+//! - A `-T` listener in the namespace accepts: spliced to the host's
+//!   loopback ([`crate::fwd::from_splice`]).
+//!
+//! Connections live in the shared flow table, which TCP sees as
+//! [`TcpFlows`]: its own connections, and the splice path's.
 //!
 //! ## Timers
 //!

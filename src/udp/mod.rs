@@ -19,13 +19,13 @@
 //! - **From the guest**: a datagram from the tap that matches no flow opens
 //!   a host socket bound to the guest's source port (as upstream: the peer
 //!   sees the guest's port; an ephemeral port if that one is taken) and
-//!   connected to the destination after NAT: `--dns-forward` DNS to the
-//!   resolver ([`fwd::dns_target`]), the mapped gateway to the host's
-//!   loopback ([`fwd::nat_from_tap`]). `IP_RECVERR` is set, so ICMP errors
-//!   about our datagrams come back (see below).
+//!   connected to the target [`fwd::from_tap`] gives (`--dns-forward` DNS
+//!   to the resolver, the mapped gateway to the host's loopback).
+//!   `IP_RECVERR` is set, so ICMP errors about our datagrams come back
+//!   (see below).
 //! - **Through a `-u` listener** on the host: a datagram from a peer opens
-//!   a flow toward the guest, addressed as TCP's inbound connections
-//!   ([`crate::tcp::inbound_addrs`]: loopback peers appear as the mapped
+//!   a flow toward the guest, addressed as [`fwd::from_host`] says (as
+//!   TCP's inbound connections: loopback peers appear as the mapped
 //!   gateway). The initiating side gets its own socket too, bound to the
 //!   listener's address and port (`SO_REUSEADDR` on both) and connected to
 //!   the peer: replies leave from the port the peer wrote to, and Linux
@@ -36,13 +36,16 @@
 //!   (or its loopback with `--host-lo-to-ns-lo`).
 //! - **Through a `-U` listener** inside the namespace (bound to `lo`): the
 //!   target is a host socket connected to the host's loopback, port
-//!   mapped by the rule, source port kept if free.
+//!   mapped by the rule, source port kept if free ([`fwd::from_splice`]).
 //!
-//! Listeners of `auto` rules (pasta) come and go with the ports bound on
-//! the other side: the port scanner ([`crate::fwd::scan`]) opens them with
-//! [`Udp::scan_open`] and closes them with [`Udp::scan_close`]. Closing a
-//! listener leaves its flows alone: their sockets are their own, so they
-//! go on until they time out.
+//! Where a flow goes is never decided here: [`crate::fwd`] decides and
+//! logs it. The listening sockets are not UDP's either: they belong to
+//! the rules of the forwarding tables ([`crate::fwd::Fwd`]), which open
+//! and close them (pasta's `auto` rules follow the ports bound on the
+//! other side); the event loop hands [`Udp::listen_event`] the socket and
+//! its rule. Closing a listener leaves its flows alone: their sockets are
+//! their own, so they go on until they time out. Flows live in the shared
+//! flow table, which UDP sees as [`Flows`].
 //!
 //! ## Data paths, and batching
 //!
