@@ -18,6 +18,9 @@
 //! - TCP → [`tcp`](crate::tcp), other UDP → [`udp`](crate::udp): flows
 //!   toward host sockets.
 //!
+//! `Ctx::frame_in` checks the frame, learns the guest's MAC and source
+//! address, reads L3 once, then has one match on L4.
+//!
 //! Replies are built in place in the tap's [`TxQueue`](crate::tap::TxQueue)
 //! and flushed once at the end of the loop iteration.
 //!
@@ -31,17 +34,27 @@
 //! ## Ownership
 //!
 //! [`Ctx`] owns everything mutable: the epoll set, the tap and its buffers,
-//! flows, service state, counters. The [`Config`] is borrowed read-only.
-//! A second loop (another queue, another worker) would be another `Ctx`.
+//! flows, the forwarding tables with their listening sockets ([`Fwd`]),
+//! service state, counters. The [`Config`] is borrowed read-only. A second
+//! loop (another queue, another worker) would be another `Ctx`.
+//!
+//! The flow table is generic ([`crate::flow`]); its slot type, [`Flow`],
+//! is defined here, the one module above every protocol, and each
+//! protocol's handlers see the table as `dyn ProtoFlows` of their own flow
+//! type. A listener's event goes from its epoll reference to
+//! [`Fwd::listening`] (table, rule and slot: indexing, no search) and on to
+//! the protocol's accept or receive function.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use crate::conf::Config;
 use crate::event::{Epoll, EpollRef, Event, Kind};
-use crate::flow::Flows;
+use crate::flow::{FlowKind, FlowTable};
+use crate::fwd::Fwd;
+pub use crate::guest::GuestState;
 use crate::icmp::Icmp;
 use crate::pasta::{QuitWatch, Spawned};
 use crate::tap::{RxBatch, RxEnd, Tap};
@@ -49,18 +62,54 @@ use crate::tcp::{Tcp, TcpCtx};
 use crate::wire::classify::{classify_with, Classified, DropReason, L3, L4};
 use crate::wire::Mac;
 
-/// What we learned about the guest from its frames.
-#[derive(Clone, Debug)]
-pub struct GuestState {
-    /// The guest's MAC address (broadcast until learned).
-    pub mac: Mac,
-    /// Last IPv4 source address the guest used.
-    pub addr4_seen: Option<Ipv4Addr>,
-    /// Last global IPv6 source address the guest used.
-    pub addr6_seen: Option<Ipv6Addr>,
-    /// Last link-local IPv6 source address the guest used.
-    pub addr6_ll_seen: Option<Ipv6Addr>,
+/// What a flow is, per protocol: the one table holds them all. Defined
+/// here, above the protocols, so that the table ([`crate::flow`]) names
+/// none of them; each protocol sees it through
+/// [`ProtoFlows`](crate::flow::ProtoFlows) of its own flow type.
+pub enum Flow {
+    /// A TCP connection between the guest and a host socket.
+    Tcp(crate::tcp::TcpConn),
+    /// An ICMP/ICMPv6 echo flow through a ping socket.
+    Ping(crate::icmp::PingFlow),
+    /// A spliced TCP connection between the host's and the namespace's
+    /// loopback (pasta).
+    TcpSplice(crate::tcp::splice::SpliceConn),
+    /// A UDP flow (tap or spliced).
+    Udp(crate::udp::UdpFlow),
 }
+
+/// The flow table of one loop.
+pub type Flows = FlowTable<Flow>;
+
+/// [`FlowKind`] for each variant of [`Flow`].
+macro_rules! flow_kind {
+    ($variant:ident, $t:ty) => {
+        impl FlowKind<$t> for Flow {
+            fn wrap(t: $t) -> Self {
+                Flow::$variant(t)
+            }
+
+            fn peek(&self) -> Option<&$t> {
+                match self {
+                    Flow::$variant(f) => Some(f),
+                    _ => None,
+                }
+            }
+
+            fn peek_mut(&mut self) -> Option<&mut $t> {
+                match self {
+                    Flow::$variant(f) => Some(f),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+flow_kind!(Tcp, crate::tcp::TcpConn);
+flow_kind!(Ping, crate::icmp::PingFlow);
+flow_kind!(TcpSplice, crate::tcp::splice::SpliceConn);
+flow_kind!(Udp, crate::udp::UdpFlow);
 
 /// Counters of the L2/L3 path.
 #[derive(Clone, Debug, Default)]
@@ -95,8 +144,8 @@ pub struct Ctx<'c> {
     pub counters: Counters,
     /// pasta: the namespace, to open sockets in it at run time.
     pub netns: Option<crate::pasta::NetNs>,
-    /// pasta: the port scanner of `auto` forwarding rules.
-    pub scan: Option<crate::fwd::scan::Scanner>,
+    /// The forwarding tables and their listening sockets.
+    pub fwd: Fwd,
     signals: OwnedFd,
     spawned: Option<Spawned>,
     quit: Option<QuitWatch>,
@@ -122,8 +171,9 @@ impl<'c> Ctx<'c> {
         spawned: Option<Spawned>,
         quit: Option<QuitWatch>,
         tcp: Tcp,
+        fwd: Fwd,
     ) -> io::Result<Self> {
-        tcp.register(&epoll)?;
+        fwd.register(&epoll)?;
         epoll.add(&signals, EpollRef::new(Kind::Signal, 0))?;
         if let Some(s) = &spawned {
             epoll.add(&s.pidfd, EpollRef::new(Kind::Child, 0))?;
@@ -172,7 +222,7 @@ impl<'c> Ctx<'c> {
             rng: u64::from_ne_bytes(seed) | 1,
             counters: Counters::default(),
             netns: None,
-            scan: None,
+            fwd,
             signals,
             spawned,
             quit,
@@ -309,13 +359,23 @@ impl<'c> Ctx<'c> {
                 let (tcp, mut c) = self.tcp_ctx();
                 tcp.sock_event(&mut c, ev.r.index, &ev);
             }
-            Kind::TcpListen => {
-                let (tcp, mut c) = self.tcp_ctx();
-                tcp.listen_event(&mut c, ev.r.index);
-            }
-            Kind::TcpListenNs => {
-                let (tcp, mut c) = self.tcp_ctx();
-                tcp.listen_ns_event(&mut c, ev.r.index);
+            Kind::TcpListen | Kind::TcpListenNs => {
+                // The table names the socket and its rule (nothing if it
+                // was closed earlier in this batch).
+                if let Some(l) = self.fwd.listening(ev.r.index) {
+                    let mut c = TcpCtx {
+                        conf: self.conf,
+                        flows: &mut self.flows,
+                        epoll: &self.epoll,
+                        tap: &mut self.tap,
+                        guest: &self.guest,
+                    };
+                    if ev.r.kind == Kind::TcpListen {
+                        self.tcp.listen_event(&mut c, &l);
+                    } else {
+                        self.tcp.listen_ns_event(&mut c, &l);
+                    }
+                }
             }
             Kind::TcpSplice => {
                 self.tcp
@@ -326,8 +386,17 @@ impl<'c> Ctx<'c> {
                 udp.sock_event(&mut c, ev.r.index, &ev);
             }
             Kind::UdpListen => {
-                let (udp, mut c) = self.udp_ctx();
-                udp.listen_event(&mut c, ev.r.index);
+                if let Some(l) = self.fwd.listening(ev.r.index) {
+                    let mut c = crate::udp::UdpCtx {
+                        conf: self.conf,
+                        flows: &mut self.flows,
+                        epoll: &self.epoll,
+                        tap: &mut self.tap,
+                        guest: &self.guest,
+                        netns: self.netns.as_ref(),
+                    };
+                    self.udp.listen_event(&mut c, &l);
+                }
             }
         }
         None
@@ -443,195 +512,114 @@ impl<'c> Ctx<'c> {
         None
     }
 
-    /// One frame from the guest, by index in the receive batch.
+    /// One frame from the guest, by index in the receive batch: checked,
+    /// then learnt from (the guest's MAC and addresses), then handed to
+    /// the service or protocol for its L4 header.
     fn frame_in(&mut self, i: usize) {
         let conf = self.conf;
-        let frame = self.rx.frame(i);
-        if conf.mtu != 0 && frame.len() > usize::from(conf.mtu) + 14 {
-            self.counters.over_mtu += 1;
-            log::trace!(
-                "tap: dropped frame of {} bytes: exceeds the MTU",
-                frame.len()
-            );
+        let Some(c) = checked_frame(conf, &self.rx, i, &mut self.counters) else {
             return;
-        }
-        let c = match classify_with(frame, self.rx.csum_partial(i)) {
-            Ok(c) => c,
-            Err(reason) => {
-                self.counters.drops[reason.index()] += 1;
-                log::trace!("tap: dropped frame of {} bytes: {reason}", frame.len());
-                return;
-            }
         };
         // The guest's MAC is whatever it sends from (unicast sources only).
         if c.src_mac[0] & 1 == 0 {
             self.guest.mac = c.src_mac;
         }
-        let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &mut self.guest);
-        match c.l3 {
+        // L3, once: ARP is answered here, IP gives its two addresses.
+        let (src, dst, l4) = match c.l3 {
             L3::Arp(_) => {
-                let mut sent = false;
-                tap.send_with(|out| {
-                    let r = crate::arp::handle(conf, &c, out);
-                    sent = r.is_some();
-                    r
-                });
-                counters.arp_replies += u64::from(sent);
+                let sent = answer(&mut self.tap, |out| crate::arp::handle(conf, &c, out));
+                self.counters.arp_replies += u64::from(sent);
+                return;
             }
-            L3::Ipv4 { src, dst, l4, .. } => {
-                if !src.is_unspecified() {
-                    guest.addr4_seen = Some(src);
+            L3::Ipv4 { src, dst, l4, .. } => (IpAddr::V4(src), IpAddr::V4(dst), l4),
+            L3::Ipv6 { src, dst, l4, .. } => (IpAddr::V6(src), IpAddr::V6(dst), l4),
+        };
+        learn_address(&mut self.guest, src);
+        let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &self.guest);
+        // L4, once.
+        match (l4, src, dst) {
+            (
+                L4::Icmpv6 {
+                    msg_type: t @ 133..=136,
+                    ..
+                },
+                _,
+                _,
+            ) => {
+                if conf.no_ndp {
+                    return;
                 }
-                match l4 {
-                    L4::Udp { dport: 67, .. } => Self::dhcp(conf, tap, counters, &c),
-                    L4::Icmp {
-                        msg_type: 8,
-                        message,
-                        ..
-                    } => self.icmp.from_tap(
-                        conf,
-                        &mut self.flows,
-                        &self.epoll,
-                        IpAddr::V4(src),
-                        IpAddr::V4(dst),
-                        message,
-                    ),
-                    L4::Tcp(seg) if !conf.no_tcp => {
-                        let mut c = TcpCtx {
-                            conf,
-                            flows: &mut self.flows,
-                            epoll: &self.epoll,
-                            tap,
-                            guest,
-                        };
-                        self.tcp
-                            .from_tap(&mut c, IpAddr::V4(src), IpAddr::V4(dst), &seg);
-                    }
-                    L4::Udp {
-                        sport,
-                        dport,
-                        payload,
-                    } if !conf.no_udp => {
-                        let mut c = crate::udp::UdpCtx {
-                            conf,
-                            flows: &mut self.flows,
-                            epoll: &self.epoll,
-                            tap,
-                            guest,
-                            netns: self.netns.as_ref(),
-                        };
-                        let (s, d) = (IpAddr::V4(src), IpAddr::V4(dst));
-                        self.udp
-                            .from_tap(&mut c, &self.rx, i, s, d, sport, dport, payload);
-                    }
-                    _ => counters.unhandled_l4 += 1,
-                }
+                let sent = answer(tap, |out| crate::ndp::handle(conf, &c, out));
+                log::trace!(
+                    "NDP: type {t} from {src}: {}",
+                    if sent { "answered" } else { "not answered" }
+                );
+                counters.ndp_replies += u64::from(sent);
             }
-            L3::Ipv6 { src, dst, l4, .. } => {
-                if crate::wire::ipv6::is_link_local(src) {
-                    guest.addr6_ll_seen = Some(src);
-                } else if !src.is_unspecified() {
-                    guest.addr6_seen = Some(src);
-                }
-                match l4 {
-                    L4::Icmpv6 {
-                        msg_type: t @ 133..=136,
-                        ..
-                    } => {
-                        if conf.no_ndp {
-                            return;
-                        }
-                        let mut sent = false;
-                        tap.send_with(|out| {
-                            let r = crate::ndp::handle(conf, &c, out);
-                            sent = r.is_some();
-                            r
-                        });
-                        log::trace!(
-                            "NDP: type {t} from {src}: {}",
-                            if sent { "answered" } else { "not answered" }
-                        );
-                        counters.ndp_replies += u64::from(sent);
-                    }
-                    L4::Icmpv6 {
-                        msg_type: 128,
-                        message,
-                        ..
-                    } => self.icmp.from_tap(
-                        conf,
-                        &mut self.flows,
-                        &self.epoll,
-                        IpAddr::V6(src),
-                        IpAddr::V6(dst),
-                        message,
-                    ),
-                    L4::Tcp(seg) if !conf.no_tcp => {
-                        let mut c = TcpCtx {
-                            conf,
-                            flows: &mut self.flows,
-                            epoll: &self.epoll,
-                            tap,
-                            guest,
-                        };
-                        self.tcp
-                            .from_tap(&mut c, IpAddr::V6(src), IpAddr::V6(dst), &seg);
-                    }
-                    L4::Udp { dport: 547, .. } => {
-                        let dhcpv6 = &self.dhcpv6;
-                        let mut sent = false;
-                        tap.send_with(|out| {
-                            let r = dhcpv6.handle(conf, &c, out);
-                            sent = r.is_some();
-                            r
-                        });
-                        counters.dhcpv6_replies += u64::from(sent);
-                    }
-                    L4::Udp {
-                        sport,
-                        dport,
-                        payload,
-                    } if !conf.no_udp => {
-                        let mut c = crate::udp::UdpCtx {
-                            conf,
-                            flows: &mut self.flows,
-                            epoll: &self.epoll,
-                            tap,
-                            guest,
-                            netns: self.netns.as_ref(),
-                        };
-                        let (s, d) = (IpAddr::V6(src), IpAddr::V6(dst));
-                        self.udp
-                            .from_tap(&mut c, &self.rx, i, s, d, sport, dport, payload);
-                    }
-                    _ => counters.unhandled_l4 += 1,
-                }
+            (L4::Udp { dport: 67, .. }, IpAddr::V4(_), _) => {
+                let sent = answer(tap, |out| crate::dhcp::handle(conf, &c, out));
+                counters.dhcp_replies += u64::from(sent);
             }
+            (L4::Udp { dport: 547, .. }, IpAddr::V6(_), _) => {
+                let server = &self.dhcpv6;
+                let sent = answer(tap, |out| server.handle(conf, &c, out));
+                counters.dhcpv6_replies += u64::from(sent);
+            }
+            (
+                L4::Icmp {
+                    msg_type: 8,
+                    message,
+                    ..
+                },
+                ..,
+            )
+            | (
+                L4::Icmpv6 {
+                    msg_type: 128,
+                    message,
+                    ..
+                },
+                ..,
+            ) => {
+                self.icmp
+                    .from_tap(conf, &mut self.flows, &self.epoll, src, dst, message);
+            }
+            (L4::Tcp(seg), ..) if !conf.no_tcp => {
+                let mut c = TcpCtx {
+                    conf,
+                    flows: &mut self.flows,
+                    epoll: &self.epoll,
+                    tap,
+                    guest,
+                };
+                self.tcp.from_tap(&mut c, src, dst, &seg);
+            }
+            (
+                L4::Udp {
+                    sport,
+                    dport,
+                    payload,
+                },
+                ..,
+            ) if !conf.no_udp => {
+                let mut c = crate::udp::UdpCtx {
+                    conf,
+                    flows: &mut self.flows,
+                    epoll: &self.epoll,
+                    tap,
+                    guest,
+                    netns: self.netns.as_ref(),
+                };
+                self.udp
+                    .from_tap(&mut c, &self.rx, i, src, dst, sport, dport, payload);
+            }
+            _ => counters.unhandled_l4 += 1,
         }
-    }
-
-    fn dhcp(conf: &Config, tap: &mut Tap, counters: &mut Counters, frame: &Classified<'_>) {
-        let mut sent = false;
-        tap.send_with(|out| {
-            let r = crate::dhcp::handle(conf, frame, out);
-            sent = r.is_some();
-            r
-        });
-        counters.dhcp_replies += u64::from(sent);
     }
 
     /// Scans the ports of `auto` rules and follows them (pasta).
     pub fn scan_ports(&mut self) {
-        if let Some(s) = self.scan.as_mut() {
-            let families = crate::fwd::rules::Families::of(self.conf);
-            crate::fwd::scan::tick(
-                s,
-                &mut self.tcp,
-                &mut self.udp,
-                self.netns.as_ref(),
-                &self.epoll,
-                families,
-            );
-        }
+        self.fwd.scan(&self.epoll, self.netns.as_ref());
     }
 
     fn timer(&mut self, now: Instant) {
@@ -650,4 +638,55 @@ impl<'c> Ctx<'c> {
                 .send_with(|out| crate::ndp::unsolicited_ra(conf, out));
         }
     }
+}
+
+/// Frame `i` of `rx`, classified, unless it is too long for the MTU or
+/// fails a check (counted under its reason).
+fn checked_frame<'r>(
+    conf: &Config,
+    rx: &'r RxBatch,
+    i: usize,
+    counters: &mut Counters,
+) -> Option<Classified<'r>> {
+    let frame = rx.frame(i);
+    if conf.mtu != 0 && frame.len() > usize::from(conf.mtu) + 14 {
+        counters.over_mtu += 1;
+        log::trace!(
+            "tap: dropped frame of {} bytes: exceeds the MTU",
+            frame.len()
+        );
+        return None;
+    }
+    match classify_with(frame, rx.csum_partial(i)) {
+        Ok(c) => Some(c),
+        Err(reason) => {
+            counters.drops[reason.index()] += 1;
+            log::trace!("tap: dropped frame of {} bytes: {reason}", frame.len());
+            None
+        }
+    }
+}
+
+/// Learns the address the guest sent from: the last IPv4, global IPv6 and
+/// link-local IPv6 source it used.
+fn learn_address(guest: &mut GuestState, src: IpAddr) {
+    match src {
+        IpAddr::V4(a) if !a.is_unspecified() => guest.addr4_seen = Some(a),
+        IpAddr::V6(a) if crate::wire::ipv6::is_link_local(a) => guest.addr6_ll_seen = Some(a),
+        IpAddr::V6(a) if !a.is_unspecified() => guest.addr6_seen = Some(a),
+        _ => {}
+    }
+}
+
+/// Sends the reply a service handler writes into the transmit queue, if
+/// it writes one (ARP, NDP, DHCP, DHCPv6 all have this shape): whether it
+/// did.
+fn answer(tap: &mut Tap, handle: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+    let mut sent = false;
+    tap.send_with(|out| {
+        let r = handle(out);
+        sent = r.is_some();
+        r
+    });
+    sent
 }

@@ -31,7 +31,7 @@ pub enum Kind {
     /// A TCP connection's socket; the index is the flow.
     TcpSock = 7,
     /// A TCP listening socket on the host (`-t`); the index is
-    /// [`crate::fwd::rules::listen_ref`] (rule, family, port).
+    /// [`crate::fwd::rules::listen_ref`] (table, rule, slot).
     TcpListen = 8,
     /// One side of a spliced TCP connection; the index is the flow and
     /// the side ([`EpollRef::flow_side`]).
@@ -44,7 +44,8 @@ pub enum Kind {
     /// A UDP flow's socket; the index is the flow and the side
     /// ([`EpollRef::flow_side`]).
     UdpSock = 9,
-    /// A UDP listening socket (`-u`, `-U`); the index is the listener.
+    /// A UDP listening socket (`-u`, `-U`); the index as for
+    /// [`Kind::TcpListen`].
     UdpListen = 10,
 }
 

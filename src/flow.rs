@@ -10,6 +10,13 @@
 //! 32-bit *flow index*, so that epoll references and timers can name a flow
 //! with a plain integer.
 //!
+//! The table names no protocol: it is generic over its slot type, an enum
+//! of every protocol's flow defined above the protocols (`ctx::Flow`),
+//! which implements [`FlowKind`] for each. A protocol takes the table as
+//! `dyn` [`ProtoFlows`] of its own flow type: the shared index, and its
+//! own flows. So the protocols import the table, not each other, and the
+//! table imports none of them.
+//!
 //! A flow has two *sides*: [`INISIDE`] (0), the side that initiated it, and
 //! [`TGTSIDE`] (1), the side we forwarded it to. Each side lives on a packet
 //! interface, a [`Pif`]: the guest ([`Pif::Tap`]), host sockets
@@ -72,6 +79,23 @@ pub const TGTSIDE: u8 = 1;
 /// Largest capacity [`FlowTable::new`] accepts: a bucket packs the flow
 /// index and the side in 32 bits, and the bucket array is 4 x capacity.
 pub const CAPACITY_LIMIT: usize = 1 << 28;
+
+/// IP protocol numbers, as in [`FlowKey::proto`].
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Name of IP protocol `proto` for log messages.
+pub fn proto_name(proto: u8) -> &'static str {
+    match proto {
+        IPPROTO_ICMP => "ICMP",
+        IPPROTO_TCP => "TCP",
+        IPPROTO_UDP => "UDP",
+        IPPROTO_ICMPV6 => "ICMPv6",
+        _ => "?",
+    }
+}
 
 /// Packet interface: where one side of a flow lives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -507,58 +531,88 @@ impl<T> FlowTable<T> {
     }
 }
 
-/// What a flow is, per protocol: the one table holds them all.
-pub enum Flow {
-    /// A TCP connection between the guest and a host socket.
-    Tcp(crate::tcp::TcpConn),
-    /// An ICMP/ICMPv6 echo flow through a ping socket.
-    Ping(crate::icmp::PingFlow),
-    /// A spliced TCP connection between the host's and the namespace's
-    /// loopback (pasta).
-    TcpSplice(crate::tcp::splice::SpliceConn),
-    /// A UDP flow (tap or spliced).
-    Udp(crate::udp::UdpFlow),
+/// How the table's flow type `F` holds the flows of one protocol, `T`.
+///
+/// The table is generic: it knows no protocol. The type of its slots is
+/// an enum of every protocol's flow, defined above the protocols (in
+/// [`crate::ctx`]), which implements this for each of them; a protocol
+/// sees the table as [`ProtoFlows`] of its own flow type.
+pub trait FlowKind<T>: Sized {
+    /// `t` as a flow of the table.
+    fn wrap(t: T) -> Self;
+    /// The flow, if it is a `T`.
+    fn peek(&self) -> Option<&T>;
+    fn peek_mut(&mut self) -> Option<&mut T>;
 }
 
-/// The flow table of one loop.
-pub type Flows = FlowTable<Flow>;
+/// The flow table as one protocol sees it: the shared hash index, and
+/// the flows of its type `T` (other protocols' flows are `None`).
+/// Protocols take it as `dyn ProtoFlows<T>`, so that they need not name
+/// the table's flow type, which names them.
+pub trait ProtoFlows<T> {
+    /// Maximum number of flows, of any protocol.
+    fn capacity(&self) -> usize;
+    /// Number of flows, of any protocol.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Stores a new flow: see [`FlowTable::insert`].
+    fn insert(&mut self, t: T) -> Result<u32, TableFull>;
+    /// The flow at `idx`, if it is a `T`.
+    fn get(&self, idx: u32) -> Option<&T>;
+    fn get_mut(&mut self, idx: u32) -> Option<&mut T>;
+    /// Frees the slot of flow `idx`: see [`FlowTable::remove`].
+    fn remove(&mut self, idx: u32);
+    /// See [`FlowTable::hash_insert`].
+    fn hash_insert(&mut self, key: &FlowKey, idx: u32, side: u8);
+    /// See [`FlowTable::hash_remove`].
+    fn hash_remove(&mut self, key: &FlowKey);
+    /// See [`FlowTable::lookup`].
+    fn lookup(&self, key: &FlowKey) -> Option<(u32, u8)>;
+    /// See [`FlowTable::next_index`].
+    fn next_index(&self, from: u32) -> Option<u32>;
+}
 
-impl FlowTable<Flow> {
-    /// The TCP connection at `idx`, if that flow is one.
-    pub fn tcp(&self, idx: u32) -> Option<&crate::tcp::TcpConn> {
-        match self.get(idx)? {
-            Flow::Tcp(c) => Some(c),
-            _ => None,
-        }
+impl<F: FlowKind<T>, T> ProtoFlows<T> for FlowTable<F> {
+    fn capacity(&self) -> usize {
+        FlowTable::capacity(self)
     }
 
-    pub fn tcp_mut(&mut self, idx: u32) -> Option<&mut crate::tcp::TcpConn> {
-        match self.get_mut(idx)? {
-            Flow::Tcp(c) => Some(c),
-            _ => None,
-        }
+    fn len(&self) -> usize {
+        FlowTable::len(self)
     }
 
-    /// The spliced TCP connection at `idx`, if that flow is one.
-    pub fn splice_mut(&mut self, idx: u32) -> Option<&mut crate::tcp::splice::SpliceConn> {
-        match self.get_mut(idx)? {
-            Flow::TcpSplice(c) => Some(c),
-            _ => None,
-        }
+    fn insert(&mut self, t: T) -> Result<u32, TableFull> {
+        FlowTable::insert(self, F::wrap(t))
     }
 
-    pub fn udp_mut(&mut self, idx: u32) -> Option<&mut crate::udp::UdpFlow> {
-        match self.get_mut(idx)? {
-            Flow::Udp(f) => Some(f),
-            _ => None,
-        }
+    fn get(&self, idx: u32) -> Option<&T> {
+        FlowTable::get(self, idx)?.peek()
     }
 
-    pub fn ping_mut(&mut self, idx: u32) -> Option<&mut crate::icmp::PingFlow> {
-        match self.get_mut(idx)? {
-            Flow::Ping(p) => Some(p),
-            _ => None,
-        }
+    fn get_mut(&mut self, idx: u32) -> Option<&mut T> {
+        FlowTable::get_mut(self, idx)?.peek_mut()
+    }
+
+    fn remove(&mut self, idx: u32) {
+        FlowTable::remove(self, idx);
+    }
+
+    fn hash_insert(&mut self, key: &FlowKey, idx: u32, side: u8) {
+        FlowTable::hash_insert(self, key, idx, side)
+    }
+
+    fn hash_remove(&mut self, key: &FlowKey) {
+        FlowTable::hash_remove(self, key)
+    }
+
+    fn lookup(&self, key: &FlowKey) -> Option<(u32, u8)> {
+        FlowTable::lookup(self, key)
+    }
+
+    fn next_index(&self, from: u32) -> Option<u32> {
+        FlowTable::next_index(self, from)
     }
 }
 

@@ -8,9 +8,10 @@
 //! kernel lets unprivileged users send echo requests through it (subject to
 //! `net.ipv4.ping_group_range`), picks the identifier itself and fixes the
 //! checksum. The request goes out as the guest wrote it (header and
-//! payload), to the destination after NAT (`fwd::nat_from_tap`, so the
-//! gateway address reaches the host's loopback; `fwd::host_sockaddr` gives
-//! a link-local destination, such as the guest's router, its scope).
+//! payload), to where [`crate::fwd::from_tap`] sends the flow (so the
+//! gateway address reaches the host's loopback, and a link-local
+//! destination, such as the guest's router, gets its scope from
+//! `fwd::host_sockaddr`).
 //!
 //! Replies come back on the flow's socket with the kernel's identifier: we
 //! put the guest's identifier back, recompute the checksum and send the
@@ -25,7 +26,7 @@
 //! periodic timer.
 
 use std::io;
-use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -33,10 +34,18 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::conf::{Config, Mode};
 use crate::event::{Epoll, EpollRef, Kind};
-use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
+use crate::flow::{FlowKey, FlowSide, Pif, ProtoFlows, IPPROTO_ICMP, IPPROTO_ICMPV6};
 use crate::wire::icmp::IcmpPacket;
-use crate::wire::ipv4::protocol;
 use crate::wire::{build, icmp, icmpv6, Mac};
+/// The flow table as ICMP sees it.
+pub type Flows = dyn ProtoFlows<PingFlow>;
+
+impl dyn ProtoFlows<PingFlow> {
+    /// The echo flow at `idx`, if that flow is one.
+    pub fn ping_mut(&mut self, idx: u32) -> Option<&mut PingFlow> {
+        self.get_mut(idx)
+    }
+}
 
 /// Idle time after which a ping flow is closed (upstream's 60 s).
 pub const ICMP_ECHO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -50,6 +59,8 @@ pub struct PingFlow {
     guest: IpAddr,
     /// The address the guest pinged (source of replies).
     dst: IpAddr,
+    /// Where the requests go on the host ([`crate::fwd::from_tap`]).
+    target: IpAddr,
     /// The guest's echo identifier.
     id: u16,
     last_seq: Option<u16>,
@@ -130,7 +141,7 @@ impl Icmp {
             return;
         };
         flow.last_used = Instant::now();
-        let target = crate::fwd::nat_from_tap(conf, dst);
+        let target = flow.target;
         let r = rustix::net::sendto(
             &flow.sock,
             msg,
@@ -160,45 +171,39 @@ impl Icmp {
         if flows.len() >= flows.capacity() {
             return Err(io::Error::other("flow table full"));
         }
+        let tgt = crate::fwd::from_tap(conf, key.proto, &key.side)
+            .ok_or_else(|| io::Error::other("not forwarded"))?;
+        let (target, local) = (tgt.side.eaddr, tgt.side.oaddr);
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
-        let sock = if dst.is_ipv4() {
-            let s = rustix::net::socket_with(
+        let (family, proto, ifname) = match target {
+            IpAddr::V4(_) => (
                 AddressFamily::INET,
-                SocketType::DGRAM,
-                flags,
-                Some(rustix::net::ipproto::ICMP),
-            )?;
-            if let Some(a) = conf.ip4.as_ref().and_then(|c| c.addr_out) {
-                rustix::net::bind(&s, &SocketAddrV4::new(a, 0))?;
-            }
-            if let Some(ifn) = conf.ip4.as_ref().and_then(|c| c.ifname_out.as_ref()) {
-                crate::sys::bind_to_device(&s, ifn)?;
-            }
-            s
-        } else {
-            let s = rustix::net::socket_with(
+                rustix::net::ipproto::ICMP,
+                conf.ip4.as_ref().and_then(|c| c.ifname_out.as_ref()),
+            ),
+            IpAddr::V6(_) => (
                 AddressFamily::INET6,
-                SocketType::DGRAM,
-                flags,
-                Some(rustix::net::ipproto::ICMPV6),
-            )?;
-            if let Some(a) = conf.ip6.as_ref().and_then(|c| c.addr_out) {
-                rustix::net::bind(&s, &SocketAddrV6::new(a, 0, 0, 0))?;
-            }
-            if let Some(ifn) = conf.ip6.as_ref().and_then(|c| c.ifname_out.as_ref()) {
-                crate::sys::bind_to_device(&s, ifn)?;
-            }
-            s
+                rustix::net::ipproto::ICMPV6,
+                conf.ip6.as_ref().and_then(|c| c.ifname_out.as_ref()),
+            ),
         };
+        let sock = rustix::net::socket_with(family, SocketType::DGRAM, flags, Some(proto))?;
+        if !local.is_unspecified() {
+            rustix::net::bind(&sock, &SocketAddr::new(local, 0))?;
+        }
+        if let Some(ifn) = ifname {
+            crate::sys::bind_to_device(&sock, ifn)?;
+        }
         let idx = flows
-            .insert(Flow::Ping(PingFlow {
+            .insert(PingFlow {
                 sock,
                 guest,
                 dst,
+                target,
                 id,
                 last_seq: None,
                 last_used: Instant::now(),
-            }))
+            })
             .map_err(|_| io::Error::other("flow table full"))?;
         flows.hash_insert(&key, idx, 0);
         if let Some(f) = flows.ping_mut(idx) {
@@ -208,7 +213,7 @@ impl Icmp {
                 return Err(e);
             }
         }
-        log::debug!("ICMP: new ping flow {guest} -> {dst}, id {id}");
+        crate::fwd::log_decision(idx, key.proto, Pif::Tap, &key.side, &tgt);
         Ok(idx)
     }
 
@@ -310,9 +315,9 @@ fn echo<T: AsRef<[u8]>>(msg: T) -> Option<IcmpPacket<T>> {
 fn ping_key(guest: IpAddr, dst: IpAddr, id: u16) -> FlowKey {
     FlowKey {
         proto: if dst.is_ipv4() {
-            protocol::ICMP
+            IPPROTO_ICMP
         } else {
-            protocol::ICMPV6
+            IPPROTO_ICMPV6
         },
         pif: Pif::Tap,
         side: FlowSide {

@@ -3,6 +3,27 @@
 //!
 //! Start reading at [`ctx`]: it follows a frame from the guest to a service
 //! and back, and names the module for each step.
+//!
+//! # Layers
+//!
+//! Each module imports only modules of its own layer or the layers below
+//! (`python3 /work/shared/tools/modgraph.py src` checks there is no
+//! circle):
+//!
+//! 1. [`wire`], [`sys`], [`event`], [`pcap`], [`dns_name`]: headers,
+//!    system calls, epoll;
+//! 2. [`netlink`], [`conf`], [`log`]: the configuration, read-only
+//!    afterwards, and logging;
+//! 3. [`pasta`] (namespaces), [`tap`] (the guest's link), [`daemon`],
+//!    [`isolation`];
+//! 4. [`flow`] (the generic flow table, naming no protocol) and [`guest`]
+//!    (what we learnt about the guest);
+//! 5. [`fwd`]: where each flow goes, the forwarding tables and their
+//!    listening sockets;
+//! 6. services and protocols: [`arp`], [`ndp`], [`dhcp`], [`dhcpv6`],
+//!    [`icmp`], [`tcp`], [`udp`];
+//! 7. [`ctx`]: the loop, the `Flow` enum of every protocol's flow, and
+//!    dispatch; this file's `main` on top.
 
 // `unsafe` lives in `sys` only, each block with its `// SAFETY:` comment
 // (clippy's `undocumented_unsafe_blocks`); the compiler holds everything
@@ -19,6 +40,7 @@ pub mod dns_name;
 pub mod event;
 pub mod flow;
 pub mod fwd;
+pub mod guest;
 pub mod icmp;
 pub mod isolation;
 pub mod log;
@@ -154,78 +176,6 @@ fn log_summary(conf: &Config) {
     }
 }
 
-/// The forwarding table, and TCP with the listening sockets of its inbound
-/// rules (opened now, while we may still bind low ports).
-fn tcp_with_listeners(
-    conf: &Config,
-) -> Result<(tcp::Tcp, fwd::rules::FwdTables), Box<dyn std::error::Error>> {
-    let tables = fwd::rules::build(conf)?;
-    for r in &tables.host.rules {
-        ::log::info!("Inbound forwarding: {r}");
-    }
-    for r in &tables.splice.rules {
-        ::log::info!("Outbound forwarding: {r}");
-    }
-    let mut listeners = Vec::new();
-    if !conf.no_tcp {
-        let opened = fwd::rules::open_listeners_in(
-            &tables.host,
-            conf::Proto::Tcp,
-            conf.freebind,
-            fwd::rules::Families::of(conf),
-        )?;
-        for l in opened {
-            let Some(rule) = tables.host.rules.get(l.rule as usize) else {
-                continue;
-            };
-            let Some(target_port) = rule.target(l.port) else {
-                continue;
-            };
-            listeners.push(tcp::Listener {
-                fd: l.fd,
-                rule: l.rule,
-                port: l.port,
-                v6: l.v6,
-                target_port,
-            });
-        }
-    }
-    Ok((tcp::Tcp::new(conf, listeners), tables))
-}
-
-/// pasta: the namespace side of forwarding: `-T` listeners opened inside
-/// the namespace, the splice path's handle on it, the port scanner (whose
-/// `/proc` files must be opened before the filesystem goes).
-fn ns_forwarding(
-    conf: &Config,
-    tcp: &mut tcp::Tcp,
-    tables: &fwd::rules::FwdTables,
-    netns: &pasta::NetNs,
-) -> Result<Option<fwd::scan::Scanner>, Box<dyn std::error::Error>> {
-    if !conf.no_tcp {
-        let families = fwd::rules::Families::of(conf);
-        let table = &tables.splice;
-        let opened = netns
-            .run(|| fwd::rules::open_listeners_in(table, conf::Proto::Tcp, false, families))??;
-        let listeners = opened
-            .into_iter()
-            .filter_map(|l| {
-                let target_port = table.rules.get(l.rule as usize)?.target(l.port)?;
-                Some(tcp::Listener {
-                    fd: l.fd,
-                    rule: l.rule,
-                    port: l.port,
-                    v6: l.v6,
-                    target_port,
-                })
-            })
-            .collect();
-        tcp.add_ns_listeners(listeners);
-    }
-    tcp.splice.set_netns(netns.try_clone()?);
-    Ok(fwd::scan::Scanner::new(tables, netns))
-}
-
 /// Raises the soft limit of open files to the hard limit, as upstream:
 /// each spliced connection holds six descriptors.
 fn raise_nofile() {
@@ -239,21 +189,6 @@ fn raise_nofile() {
             ::log::debug!("Can't raise RLIMIT_NOFILE: {e}");
         }
     }
-}
-
-/// UDP listening sockets of the table of `-u` rules (on the host, when
-/// `netns` is None) or of `-U` rules (inside the namespace).
-fn udp_listeners(
-    conf: &Config,
-    netns: Option<&pasta::NetNs>,
-) -> Result<Vec<udp::UdpListener>, Box<dyn std::error::Error>> {
-    let tables = fwd::rules::build(conf)?;
-    let table = if netns.is_some() {
-        &tables.splice
-    } else {
-        &tables.host
-    };
-    udp::open_table(conf, table, netns)
 }
 
 /// What both modes open first: the log, the PID file, the pcap file and
@@ -295,8 +230,10 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     let (pid_file, pcap, signals) = open_outputs(conf)?;
 
     raise_nofile();
-    let (mut tcp, tables) = tcp_with_listeners(conf)?;
-    let mut udp_listen = udp_listeners(conf, None)?;
+    // Built once; the host's sockets are opened now, while we may still
+    // bind low ports, the namespace's once it exists.
+    let mut fwd = fwd::Fwd::build(conf)?;
+    fwd.open_host(conf, true)?;
     let routes = pasta::host_routes(conf)?;
     let ns = pasta::setup(conf)?;
     let splice_only = conf.pasta.as_ref().is_some_and(|p| p.splice_only);
@@ -307,8 +244,10 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
         ::log::info!("Namespace interface: {}", tap.ifname);
         tap
     };
-    udp_listen.extend(udp_listeners(conf, Some(&ns.netns))?);
-    let scanner = ns_forwarding(conf, &mut tcp, &tables, &ns.netns)?;
+    fwd.open_ns(conf, &ns.netns)?;
+    fwd.start_scan(&ns.netns);
+    let mut tcp = tcp::Tcp::new(conf);
+    tcp.splice.set_netns(ns.netns.try_clone()?);
 
     let devnull = daemon::open_devnull(conf.foreground)?;
     isolation::switch_user(conf);
@@ -331,11 +270,10 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
         ns.spawned,
         ns.quit,
         tcp,
+        fwd,
     )?;
     ctx.guest.addr6_ll_seen = tap.ll6;
     ctx.netns = Some(ns.netns);
-    ctx.udp.add_listeners(&ctx.epoll, udp_listen)?;
-    ctx.scan = scanner;
     ctx.scan_ports();
     if configured {
         ctx.probe_guest();
@@ -359,7 +297,10 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     }
     let (pid_file, pcap, signals) = open_outputs(conf)?;
 
-    let (mut tcp, _tables) = tcp_with_listeners(conf)?;
+    // TCP only: passt has no `-u` listeners (yet).
+    let mut fwd = fwd::Fwd::build(conf)?;
+    fwd.open_host(conf, false)?;
+    let mut tcp = tcp::Tcp::new(conf);
     // A VM pays for every ACK: hold them briefly (see `Tcp::ack_delay`).
     tcp.ack_delay = Some(std::time::Duration::from_millis(10));
     let stream = match conf.fd {
@@ -387,7 +328,7 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
 
     let mut guest_link = tap::Tap::new(tap::Backend::Stream(stream));
     guest_link.pcap = pcap;
-    let mut ctx = ctx::Ctx::new(conf, epoll, guest_link, None, signals, None, None, tcp)?;
+    let mut ctx = ctx::Ctx::new(conf, epoll, guest_link, None, signals, None, None, tcp, fwd)?;
     if connected {
         ctx.probe_guest();
     }

@@ -141,11 +141,11 @@ fn log_file_has_a_header_and_timestamped_lines() {
         n += 1;
     }
     assert!(n >= 2, "too few lines:\n{text}");
-    // Debugging was asked for: debug lines are there (the ping flow), with
+    // Debugging was asked for: debug lines are there (the ping flow's forwarding decision), with
     // upstream's blank level prefix.
     assert!(
         text.lines().any(|l| timestamp(l)
-            .is_some_and(|(_, m)| m.starts_with("         ") && m.contains("ping flow"))),
+            .is_some_and(|(_, m)| m.starts_with("         ") && m.contains("(ICMP"))),
         "{text}"
     );
 }
@@ -184,8 +184,8 @@ fn quiet_and_debug_on_stderr() {
     );
     // -d: every line timestamped, more of them than by default, among them
     // the debug line about the ping flow.
-    assert!(!default.stderr.contains("ping flow"), "{}", default.stderr);
-    assert!(debug.stderr.contains("ping flow"), "{}", debug.stderr);
+    assert!(!default.stderr.contains("(ICMP"), "{}", default.stderr);
+    assert!(debug.stderr.contains("(ICMP"), "{}", debug.stderr);
     let lines: Vec<&str> = debug.stderr.lines().collect();
     assert!(
         lines.iter().all(|l| timestamp(l).is_some()),

@@ -28,7 +28,7 @@
 //!   ([`super::scan`]: pasta, once a second, `/proc/net/{tcp,udp}[6]` of
 //!   the other side) opens and closes listeners on the rule's ports while
 //!   the other side listens on them, one port at a time through
-//!   [`open_port`]. [`open_listeners`] skips such rules.
+//!   [`open_port`]. [`FwdTable::open`] skips such rules.
 //!
 //! Rules of a table must not overlap: same protocol, a shared port and an
 //! overlapping address (either unbound, or equal, or one is the unspecified
@@ -36,16 +36,16 @@
 //! bound to different interfaces. A table holds at most [`MAX_RULES`]
 //! rules, so that a rule index fits in 8 bits of an epoll reference.
 //!
-//! # Listeners and epoll references
+//! # Sockets and epoll references
 //!
-//! Each [`Listener`] records the index of its rule in the table, its port
-//! and its family. The event loop packs the three into the listener's
-//! epoll reference index ([`listen_ref`]: rule in bits 17–24, family in
-//! bit 16, port below), and the table by the epoll kind (`TcpListen` for
-//! the host, `TcpListenNs` for the namespace). So an accept or a datagram
-//! maps to its rule with an index, not a search, and the port scanner
-//! finds the sockets of a (rule, port) to close them;
-//! [`FwdTable::find`] is for the other cases (and checks).
+//! Each rule holds its listening sockets ([`Listener`]: port and family),
+//! each in a *slot* of the rule; a closed socket frees its slot, and a
+//! removed rule frees its index (the next added rule takes it), so the
+//! indices of the others never change. A socket's epoll reference index
+//! is (table, rule, slot) ([`listen_ref`]); the event loop gets the socket
+//! and its rule back by indexing ([`FwdTable::listening`], through
+//! [`super::Fwd::listening`]), and the protocol its target port from the
+//! rule. [`FwdTable::find`] is for the other cases (and checks).
 //!
 //! Unbound rules get **two sockets per port**, `0.0.0.0` and `::` with
 //! `IPV6_V6ONLY`, rather than one dual-stack socket: each socket then has
@@ -67,6 +67,7 @@ use thiserror::Error;
 
 use super::spec::{self, ParseOpts, PortSpec, SpecError, SpecMode};
 use crate::conf::{Config, Mode, Proto};
+use crate::flow::Pif;
 
 /// Most rules in one table (the rule index fits in 8 bits).
 pub const MAX_RULES: usize = 255;
@@ -187,48 +188,283 @@ impl fmt::Display for FwdRule {
     }
 }
 
-/// The rules of one source pif.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Which table a rule is in: its source interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// `-t`/`-u`: sockets on the host.
+    Host = 0,
+    /// `-T`/`-U`: sockets in pasta's namespace.
+    Splice = 1,
+}
+
+impl Table {
+    pub const BOTH: [Table; 2] = [Table::Host, Table::Splice];
+
+    /// The interface its sockets are on, where its flows start.
+    pub fn pif(self) -> Pif {
+        match self {
+            Table::Host => Pif::Host,
+            Table::Splice => Pif::Splice,
+        }
+    }
+
+    /// Where its sockets live, for log messages.
+    pub fn side(self) -> &'static str {
+        match self {
+            Table::Host => "host",
+            Table::Splice => "namespace",
+        }
+    }
+
+    /// Its name in errors.
+    fn name(self) -> &'static str {
+        match self {
+            Table::Host => "the host",
+            Table::Splice => "the namespace",
+        }
+    }
+}
+
+/// A listening socket of a rule: bound to one port, in one family.
+#[derive(Debug)]
+pub struct Listener {
+    pub fd: OwnedFd,
+    pub port: u16,
+    pub v6: bool,
+}
+
+/// A rule and the sockets it listens on, by slot (a closed socket leaves
+/// its slot free: the slots of the others, in their epoll references,
+/// stay valid).
+#[derive(Debug)]
+struct Entry {
+    rule: FwdRule,
+    socks: Vec<Option<Listener>>,
+}
+
+/// The rules of one source pif, each with its listening sockets. A rule
+/// keeps its index for its lifetime (removing one leaves a hole that the
+/// next added rule fills), because epoll references carry it.
+#[derive(Debug, Default)]
 pub struct FwdTable {
-    pub rules: Vec<FwdRule>,
+    entries: Vec<Option<Entry>>,
+}
+
+/// The rule of a socket, and what its flows need of it: what the epoll
+/// reference of a listening socket leads to.
+#[derive(Clone, Copy, Debug)]
+pub struct Listening<'a> {
+    pub fd: &'a OwnedFd,
+    pub rule: &'a FwdRule,
+    /// The table's interface: [`Pif::Host`] or [`Pif::Splice`].
+    pub pif: Pif,
+    pub port: u16,
+    /// The address the socket is bound to (unspecified: any).
+    pub addr: IpAddr,
 }
 
 impl FwdTable {
     /// Adds `rule` unless it conflicts with one already there; `table`
-    /// names the table in errors.
-    pub fn add(&mut self, rule: FwdRule, table: &'static str) -> Result<()> {
-        if let Some(old) = self.rules.iter().find(|r| r.conflicts(&rule)) {
+    /// names the table in errors. Returns its index. No socket is opened.
+    pub fn add(&mut self, rule: FwdRule, table: &'static str) -> Result<usize> {
+        if let Some((_, old)) = self.rules().find(|(_, r)| r.conflicts(&rule)) {
             return Err(FwdError::Conflict {
                 new: rule.to_string(),
                 existing: old.to_string(),
             });
         }
-        if self.rules.len() >= MAX_RULES {
+        let entry = Entry {
+            rule,
+            socks: Vec::new(),
+        };
+        if let Some(i) = self.entries.iter().position(Option::is_none) {
+            self.entries[i] = Some(entry);
+            return Ok(i);
+        }
+        if self.entries.len() >= MAX_RULES {
             return Err(FwdError::TooManyRules { table });
         }
-        self.rules.push(rule);
-        Ok(())
+        self.entries.push(Some(entry));
+        Ok(self.entries.len() - 1)
+    }
+
+    /// Removes rule `idx` and hands back its sockets (the caller takes
+    /// them out of epoll; dropping them closes them).
+    pub fn remove(&mut self, idx: usize) -> Option<(FwdRule, Vec<Listener>)> {
+        let e = self.entries.get_mut(idx)?.take()?;
+        Some((e.rule, e.socks.into_iter().flatten().collect()))
+    }
+
+    /// The rules, with their indices.
+    pub fn rules(&self) -> impl Iterator<Item = (usize, &FwdRule)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, &e.as_ref()?.rule)))
+    }
+
+    /// Rule `idx`.
+    pub fn rule(&self, idx: usize) -> Option<&FwdRule> {
+        Some(&self.entries.get(idx)?.as_ref()?.rule)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.entries.iter().flatten().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One past the highest rule index.
+    pub fn end(&self) -> usize {
+        self.entries.len()
     }
 
     /// The first rule for `proto` covering `port` on `local_addr`: its
     /// index and the target port.
     pub fn find(&self, proto: Proto, port: u16, local_addr: IpAddr) -> Option<(usize, u16)> {
-        self.rules.iter().enumerate().find_map(|(i, r)| {
+        self.rules().find_map(|(i, r)| {
             if r.proto != proto || !r.matches_addr(local_addr) {
                 return None;
             }
             r.target(port).map(|t| (i, t))
         })
     }
+
+    /// The socket in slot `slot` of rule `rule`, with its rule.
+    pub fn listening(&self, pif: Pif, rule: usize, slot: usize) -> Option<Listening<'_>> {
+        let e = self.entries.get(rule)?.as_ref()?;
+        let l = e.socks.get(slot)?.as_ref()?;
+        let any = if l.v6 {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        Some(Listening {
+            fd: &l.fd,
+            rule: &e.rule,
+            pif,
+            port: l.port,
+            addr: e.rule.addr.unwrap_or(any),
+        })
+    }
+
+    /// Every socket: (rule, slot, its rule, the socket).
+    pub fn sockets(&self) -> impl Iterator<Item = (usize, usize, &FwdRule, &Listener)> {
+        self.entries.iter().enumerate().flat_map(|(i, e)| {
+            e.iter().flat_map(move |e| {
+                e.socks
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(s, l)| Some((i, s, &e.rule, l.as_ref()?)))
+            })
+        })
+    }
+
+    /// Whether rule `rule` has a socket on `port` in the family `v6`.
+    pub fn has_socket(&self, rule: usize, port: u16, v6: bool) -> bool {
+        self.entries
+            .get(rule)
+            .and_then(Option::as_ref)
+            .is_some_and(|e| {
+                e.socks
+                    .iter()
+                    .flatten()
+                    .any(|l| l.port == port && l.v6 == v6)
+            })
+    }
+
+    /// Stores `l` in a free slot of rule `rule`: its slot.
+    pub fn insert_socket(&mut self, rule: usize, l: Listener) -> Option<usize> {
+        let socks = &mut self.entries.get_mut(rule)?.as_mut()?.socks;
+        match socks.iter().position(Option::is_none) {
+            Some(s) => {
+                socks[s] = Some(l);
+                Some(s)
+            }
+            None if socks.len() < SLOTS_MAX => {
+                socks.push(Some(l));
+                Some(socks.len() - 1)
+            }
+            None => None,
+        }
+    }
+
+    /// Takes the socket in slot `slot` of rule `rule` out of the table.
+    pub fn take_slot(&mut self, rule: usize, slot: usize) -> Option<Listener> {
+        self.entries
+            .get_mut(rule)?
+            .as_mut()?
+            .socks
+            .get_mut(slot)?
+            .take()
+    }
+
+    /// Takes the sockets of rule `rule` on `port` out of the table.
+    pub fn take_sockets(&mut self, rule: usize, port: u16) -> Vec<Listener> {
+        let Some(e) = self.entries.get_mut(rule).and_then(Option::as_mut) else {
+            return Vec::new();
+        };
+        e.socks
+            .iter_mut()
+            .filter(|s| s.as_ref().is_some_and(|l| l.port == port))
+            .filter_map(Option::take)
+            .collect()
+    }
+
+    /// Opens the listening sockets of every `proto` rule except `scan`
+    /// ones, for every port. A bind failure is an error on a normal rule
+    /// and is skipped on a weak one (which must still bind one port);
+    /// running out of descriptors is always an error.
+    ///
+    /// Unbound rules listen on each enabled family. A host without one
+    /// family (`EAFNOSUPPORT`) just gets no sockets of that family. Rules
+    /// bound to an address of a disabled family are rejected by [`build`].
+    pub fn open(&mut self, proto: Proto, freebind: bool, families: Families) -> Result<()> {
+        for idx in 0..self.entries.len() {
+            let Some(e) = self.entries[idx].as_ref() else {
+                continue;
+            };
+            if e.rule.proto != proto || e.rule.scan || !e.socks.is_empty() {
+                continue;
+            }
+            let opened = open_rule(&e.rule, freebind, families)?;
+            for l in opened {
+                self.insert_socket(idx, l);
+            }
+        }
+        Ok(())
+    }
 }
 
+/// Most sockets of one rule: two families of every port.
+pub const SLOTS_MAX: usize = 2 * 65536;
+
 /// Both tables.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct FwdTables {
     /// `-t`, `-u`: listeners on the host.
     pub host: FwdTable,
     /// `-T`, `-U`: listeners in pasta's namespace.
     pub splice: FwdTable,
+}
+
+impl FwdTables {
+    pub fn get(&self, t: Table) -> &FwdTable {
+        match t {
+            Table::Host => &self.host,
+            Table::Splice => &self.splice,
+        }
+    }
+
+    pub fn get_mut(&mut self, t: Table) -> &mut FwdTable {
+        match t {
+            Table::Host => &mut self.host,
+            Table::Splice => &mut self.splice,
+        }
+    }
 }
 
 /// The rules for the specs of one option: `-t`/`-u` when `inbound`,
@@ -297,11 +533,7 @@ pub fn build(conf: &Config) -> Result<FwdTables> {
     for (opt, proto, specs, inbound) in lists {
         let rules = from_specs(conf.mode, proto, specs, inbound)
             .map_err(|source| FwdError::Spec { opt, source })?;
-        let (table, name) = if inbound {
-            (&mut t.host, "the host")
-        } else {
-            (&mut t.splice, "the namespace")
-        };
+        let table = if inbound { Table::Host } else { Table::Splice };
         for rule in rules {
             let family = match rule.addr {
                 Some(IpAddr::V4(_)) if conf.ip4.is_none() => Some("IPv4"),
@@ -314,20 +546,10 @@ pub fn build(conf: &Config) -> Result<FwdTables> {
                     rule: rule.to_string(),
                 });
             }
-            table.add(rule, name)?;
+            t.get_mut(table).add(rule, table.name())?;
         }
     }
     Ok(t)
-}
-
-/// A listening socket of a rule.
-#[derive(Debug)]
-pub struct Listener {
-    pub fd: OwnedFd,
-    /// Index of the rule in its table.
-    pub rule: u32,
-    pub port: u16,
-    pub v6: bool,
 }
 
 /// Opens a socket for `rule` on `addr`: non-blocking, close-on-exec,
@@ -384,18 +606,6 @@ pub fn open_one(rule: &FwdRule, addr: SocketAddr, freebind: bool) -> io::Result<
     Ok(fd)
 }
 
-/// Listening sockets for every port of every `proto` rule of `table`
-/// except `scan` rules. A bind failure is an error on a normal rule and is
-/// skipped on a weak one (which must still bind one port); running out of
-/// descriptors is always an error.
-///
-/// Unbound rules open both families (see [`open_listeners_in`] for `-4`
-/// and `-6`). A host without one family (`EAFNOSUPPORT`) just gets no
-/// sockets of that family.
-pub fn open_listeners(table: &FwdTable, proto: Proto, freebind: bool) -> Result<Vec<Listener>> {
-    open_listeners_in(table, proto, freebind, Families::BOTH)
-}
-
 /// The address families enabled (`-4`: IPv4 only, `-6`: IPv6 only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Families {
@@ -446,7 +656,6 @@ fn rule_addrs<'a>(rule: &'a FwdRule, wildcard: &'a [IpAddr]) -> &'a [IpAddr] {
 /// port that somebody else holds is skipped quietly).
 pub fn open_port(
     rule: &FwdRule,
-    idx: u32,
     port: u16,
     freebind: bool,
     families: Families,
@@ -457,7 +666,6 @@ pub fn open_port(
         .map(|&ip| {
             open_one(rule, SocketAddr::new(ip, port), freebind).map(|fd| Listener {
                 fd,
-                rule: idx,
                 port,
                 v6: ip.is_ipv6(),
             })
@@ -465,88 +673,74 @@ pub fn open_port(
         .collect()
 }
 
-/// The 32-bit epoll reference index of a listening socket: rule index
-/// (8 bits), family and port, so that an event names its rule and port
-/// without a lookup, and the socket of a given rule and port can be found
-/// again (the port scanner closes them).
-pub fn listen_ref(rule: u32, v6: bool, port: u16) -> u32 {
-    (rule << 17) | (u32::from(v6) << 16) | u32::from(port)
+/// The 32-bit epoll reference index of a listening socket: its table (bit
+/// 25), its rule (bits 17-24) and its slot in the rule (bits 0-16), so
+/// that an event finds its socket and rule by indexing.
+pub fn listen_ref(table: Table, rule: usize, slot: usize) -> u32 {
+    ((table as u32) << 25) | ((rule as u32 & 0xff) << 17) | (slot as u32 & 0x1ffff)
 }
 
-/// The parts of a [`listen_ref`]: (rule, IPv6, port).
-pub fn listen_ref_parts(r: u32) -> (u32, bool, u16) {
-    (r >> 17, r & (1 << 16) != 0, r as u16)
+/// The parts of a [`listen_ref`]: (table, rule, slot).
+pub fn listen_ref_parts(r: u32) -> (Table, usize, usize) {
+    let table = if r & (1 << 25) != 0 {
+        Table::Splice
+    } else {
+        Table::Host
+    };
+    (table, ((r >> 17) & 0xff) as usize, (r & 0x1ffff) as usize)
 }
 
-/// [`open_listeners`], unbound rules listening only on the families
-/// enabled. Rules bound to an address of a disabled family are rejected
-/// by [`build`].
-pub fn open_listeners_in(
-    table: &FwdTable,
-    proto: Proto,
-    freebind: bool,
-    families: Families,
-) -> Result<Vec<Listener>> {
-    let wildcard = families.wildcards();
+/// The sockets of every port of `rule` (see [`FwdTable::open`]).
+pub fn open_rule(rule: &FwdRule, freebind: bool, families: Families) -> Result<Vec<Listener>> {
+    let addrs = rule_addrs(rule, families.wildcards());
     let mut out = Vec::new();
-    for (idx, rule) in table.rules.iter().enumerate() {
-        if rule.proto != proto || rule.scan {
-            continue;
-        }
-        let Ok(idx) = u32::try_from(idx) else { break };
-        let addrs = rule_addrs(rule, wildcard);
-        if addrs.is_empty() {
-            continue;
-        }
-        let mut bound = 0usize;
-        for port in rule.first..=rule.last {
-            for &ip in addrs {
-                match open_one(rule, SocketAddr::new(ip, port), freebind) {
-                    Ok(fd) => {
-                        bound += 1;
-                        out.push(Listener {
-                            fd,
-                            rule: idx,
-                            port,
-                            v6: ip.is_ipv6(),
-                        });
-                    }
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                        return Err(FwdError::TooManySockets {
-                            rule: rule.to_string(),
-                            source: e,
-                        })
-                    }
-                    // A wildcard rule on a host without this family.
-                    Err(e)
-                        if rule.addr.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
-                    {
-                        ::log::debug!("{rule}: no socket for {ip}: {e}");
-                    }
-                    Err(e) if rule.weak => {
-                        ::log::debug!("{rule}: skipping port {port} on {ip}: {e}");
-                    }
-                    Err(source) => {
-                        return Err(FwdError::Bind {
-                            port,
-                            addr: ip,
-                            rule: rule.to_string(),
-                            source,
-                        })
-                    }
+    if addrs.is_empty() {
+        return Ok(out);
+    }
+    for port in rule.first..=rule.last {
+        for &ip in addrs {
+            match open_one(rule, SocketAddr::new(ip, port), freebind) {
+                Ok(fd) => out.push(Listener {
+                    fd,
+                    port,
+                    v6: ip.is_ipv6(),
+                }),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    return Err(FwdError::TooManySockets {
+                        rule: rule.to_string(),
+                        source: e,
+                    })
+                }
+                // A wildcard rule on a host without this family.
+                Err(e) if rule.addr.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                    ::log::debug!("{rule}: no socket for {ip}: {e}");
+                }
+                Err(e) if rule.weak => {
+                    ::log::debug!("{rule}: skipping port {port} on {ip}: {e}");
+                }
+                Err(source) => {
+                    return Err(FwdError::Bind {
+                        port,
+                        addr: ip,
+                        rule: rule.to_string(),
+                        source,
+                    })
                 }
             }
         }
-        if bound == 0 {
-            return Err(FwdError::NoneBound {
-                rule: rule.to_string(),
-            });
-        }
-        if rule.weak {
-            let total = (usize::from(rule.last.saturating_sub(rule.first)) + 1) * addrs.len();
-            if bound < total {
-                ::log::warn!("{rule}: bound {bound} of {total} sockets, skipped the others");
-            }
+    }
+    if out.is_empty() {
+        return Err(FwdError::NoneBound {
+            rule: rule.to_string(),
+        });
+    }
+    if rule.weak {
+        let total = (usize::from(rule.last.saturating_sub(rule.first)) + 1) * addrs.len();
+        if out.len() < total {
+            ::log::warn!(
+                "{rule}: bound {} of {total} sockets, skipped the others",
+                out.len()
+            );
         }
     }
     Ok(out)
@@ -699,8 +893,8 @@ mod tests {
             udp_out: specs(&["none"]),
         };
         let t = build(&c).unwrap();
-        assert_eq!(t.host.rules.len(), 3);
-        assert_eq!(t.splice.rules.len(), 1);
+        assert_eq!(t.host.len(), 3);
+        assert_eq!(t.splice.len(), 1);
         let v4: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "198.51.100.1".parse().unwrap();
         assert_eq!(t.host.find(Proto::Tcp, 22, other), Some((0, 22)));
@@ -736,20 +930,42 @@ mod tests {
 
     #[test]
     fn listen_refs() {
-        for (rule, v6, port) in [(0, false, 1), (254, true, 65535), (7, false, 8080)] {
-            let r = listen_ref(rule, v6, port);
-            assert_eq!(listen_ref_parts(r), (rule, v6, port));
+        for (table, rule, slot) in [
+            (Table::Host, 0, 0),
+            (Table::Splice, 254, SLOTS_MAX - 1),
+            (Table::Host, 7, 8080),
+        ] {
+            let r = listen_ref(table, rule, slot);
+            assert_eq!(listen_ref_parts(r), (table, rule, slot));
             assert!(r < 1 << 31, "bit 31 is free");
         }
-        assert_ne!(listen_ref(1, false, 80), listen_ref(1, true, 80));
-        assert_ne!(listen_ref(1, false, 80), listen_ref(2, false, 80));
+        assert_ne!(
+            listen_ref(Table::Host, 1, 80),
+            listen_ref(Table::Splice, 1, 80)
+        );
+        assert_ne!(
+            listen_ref(Table::Host, 1, 80),
+            listen_ref(Table::Host, 2, 80)
+        );
+    }
+
+    /// A table of `rules`.
+    fn table(rules: Vec<FwdRule>) -> FwdTable {
+        let mut t = FwdTable::default();
+        for r in rules {
+            t.add(r, "test").unwrap();
+        }
+        t
+    }
+
+    /// (rule, port, IPv6) of each socket of `t`.
+    fn socks(t: &FwdTable) -> Vec<(usize, u16, bool)> {
+        t.sockets().map(|(i, _, _, l)| (i, l.port, l.v6)).collect()
     }
 
     #[test]
     fn find_with_mapping() {
-        let t = FwdTable {
-            rules: vec![rule(Proto::Tcp, None, 22, 80, 32)],
-        };
+        let t = table(vec![rule(Proto::Tcp, None, 22, 80, 32)]);
         let any: IpAddr = "::1".parse().unwrap();
         assert_eq!(t.find(Proto::Tcp, 22, any), Some((0, 32)));
         assert_eq!(t.find(Proto::Tcp, 80, any), Some((0, 90)));
@@ -773,41 +989,90 @@ mod tests {
         let lo = Some("127.0.0.1");
         let mut scan = rule(Proto::Tcp, lo, p[3], p[3], p[3]);
         scan.scan = true;
-        let table = FwdTable {
-            rules: vec![
-                rule(Proto::Tcp, lo, p[0], p[0], 1),
-                rule(Proto::Tcp, lo, p[1], p[1], 2),
-                rule(Proto::Udp, lo, p[2], p[2], 3),
-                scan,
-            ],
-        };
-        let ls = open_listeners(&table, Proto::Tcp, false).unwrap();
-        let got: Vec<_> = ls.iter().map(|l| (l.rule, l.port, l.v6)).collect();
-        assert_eq!(got, [(0, p[0], false), (1, p[1], false)]);
-        for l in &ls {
+        let mut t = table(vec![
+            rule(Proto::Tcp, lo, p[0], p[0], 1),
+            rule(Proto::Tcp, lo, p[1], p[1], 2),
+            rule(Proto::Udp, lo, p[2], p[2], 3),
+            scan,
+        ]);
+        t.open(Proto::Tcp, false, Families::BOTH).unwrap();
+        assert_eq!(socks(&t), [(0, p[0], false), (1, p[1], false)]);
+        for (_, _, _, l) in t.sockets() {
             TcpStream::connect(("127.0.0.1", l.port)).unwrap();
         }
-        let flags = rustix::io::fcntl_getfd(&ls[0].fd).unwrap();
+        let l = t.listening(Pif::Host, 1, 0).unwrap();
+        assert_eq!((l.port, l.rule.to), (p[1], 2));
+        let flags = rustix::io::fcntl_getfd(l.fd).unwrap();
         assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
 
         // Unbound rules: one socket per enabled family.
-        let any = FwdTable {
-            rules: vec![rule(Proto::Udp, None, p[3], p[3], p[3])],
-        };
         let v4 = Families {
             v4: true,
             v6: false,
         };
-        let us = open_listeners_in(&any, Proto::Udp, false, v4).unwrap();
-        assert_eq!(us.iter().map(|l| l.v6).collect::<Vec<_>>(), [false]);
-        drop(us);
-        let us = open_listeners(&any, Proto::Udp, false).unwrap();
-        assert!(!us.is_empty() && us.iter().all(|l| l.port == p[3]));
-        drop(us);
+        let mut any = table(vec![rule(Proto::Udp, None, p[3], p[3], p[3])]);
+        any.open(Proto::Udp, false, v4).unwrap();
+        assert_eq!(socks(&any), [(0, p[3], false)]);
+        let l = any.listening(Pif::Host, 0, 0).unwrap();
+        assert_eq!(l.addr, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        drop(any);
+        let mut any = table(vec![rule(Proto::Udp, None, p[3], p[3], p[3])]);
+        any.open(Proto::Udp, false, Families::BOTH).unwrap();
+        assert!(any.sockets().count() >= 1 && any.sockets().all(|(_, _, _, l)| l.port == p[3]));
+        drop(any);
 
-        let us = open_listeners(&table, Proto::Udp, false).unwrap();
-        assert_eq!(us.len(), 1);
-        assert_eq!((us[0].rule, us[0].port), (2, p[2]));
+        t.open(Proto::Udp, false, Families::BOTH).unwrap();
+        assert_eq!(socks(&t).len(), 3);
+        assert!(socks(&t).contains(&(2, p[2], false)));
+    }
+
+    #[test]
+    fn add_and_remove_rules() {
+        let p = free_ports(3);
+        let lo = Some("127.0.0.1");
+        let mut t = table(vec![
+            rule(Proto::Tcp, lo, p[0], p[0], p[0]),
+            rule(Proto::Tcp, lo, p[1], p[1], p[1]),
+        ]);
+        t.open(Proto::Tcp, false, Families::BOTH).unwrap();
+        let client = TcpStream::connect(("127.0.0.1", p[0])).unwrap();
+        let l = t.listening(Pif::Host, 0, 0).unwrap();
+        let (accepted, _) = rustix::net::accept(l.fd)
+            .map(|s| (s, ()))
+            .or_else(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                rustix::net::accept(l.fd).map(|s| (s, ()))
+            })
+            .unwrap();
+
+        // Removing rule 0 closes its listener: new connections are
+        // refused; the connection it accepted goes on; rule 1 keeps its
+        // index and its socket.
+        let (gone, closed) = t.remove(0).unwrap();
+        assert_eq!(gone.first, p[0]);
+        drop(closed);
+        assert!(TcpStream::connect(("127.0.0.1", p[0])).is_err());
+        rustix::io::write(&accepted, b"x").unwrap();
+        let mut b = [0u8; 1];
+        std::io::Read::read_exact(&mut &client, &mut b).unwrap();
+        assert_eq!(&b, b"x");
+        assert_eq!(t.listening(Pif::Host, 1, 0).unwrap().port, p[1]);
+        assert!(t.listening(Pif::Host, 0, 0).is_none());
+        assert_eq!(t.len(), 1);
+
+        // A new rule takes the free index; a conflicting one is refused.
+        let idx = t
+            .add(rule(Proto::Tcp, lo, p[2], p[2], p[2]), "test")
+            .unwrap();
+        assert_eq!(idx, 0);
+        assert!(t
+            .add(rule(Proto::Tcp, None, p[1], p[1], 1), "test")
+            .is_err());
+        for l in open_rule(t.rule(0).unwrap(), false, Families::BOTH).unwrap() {
+            t.insert_socket(0, l);
+        }
+        TcpStream::connect(("127.0.0.1", p[2])).unwrap();
+        assert_eq!(socks(&t), [(0, p[2], false), (1, p[1], false)]);
     }
 
     #[test]
@@ -823,7 +1088,7 @@ mod tests {
         };
         let mut weak = rule(Proto::Tcp, lo, first, last, first);
         weak.weak = true;
-        let ls = open_listeners(&FwdTable { rules: vec![weak] }, Proto::Tcp, false).unwrap();
+        let ls = open_rule(&weak, false, Families::BOTH).unwrap();
         assert!(!ls.is_empty());
         assert!(ls
             .iter()
@@ -833,19 +1098,15 @@ mod tests {
         // ... but must bind one.
         let mut weak = rule(Proto::Tcp, lo, busy, busy, busy);
         weak.weak = true;
-        let e = open_listeners(&FwdTable { rules: vec![weak] }, Proto::Tcp, false).unwrap_err();
+        let e = open_rule(&weak, false, Families::BOTH).unwrap_err();
         assert!(matches!(e, FwdError::NoneBound { .. }), "{e}");
 
-        // A normal rule fails, naming port and address.
+        // A normal rule fails, naming port and address, and so does
+        // opening its table.
         let strict = rule(Proto::Tcp, lo, busy, busy, busy);
-        let e = open_listeners(
-            &FwdTable {
-                rules: vec![strict],
-            },
-            Proto::Tcp,
-            false,
-        )
-        .unwrap_err();
+        let e = table(vec![strict])
+            .open(Proto::Tcp, false, Families::BOTH)
+            .unwrap_err();
         let msg = e.to_string();
         let want = format!("Failed to bind port {busy} on 127.0.0.1 for TCP [127.0.0.1]:{busy}");
         assert!(msg.starts_with(&want), "{msg}");

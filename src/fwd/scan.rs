@@ -25,9 +25,9 @@
 //!
 //! - the ephemeral range (`ip_local_port_range`): client sockets, not
 //!   services;
-//! - the ports *we* listen on in that namespace (passed in by the caller
-//!   through [`Scanner::own_mut`]) and the ports the other table forwards
-//!   (which may have been opened earlier in the same scan): without this,
+//! - the ports *we* listen on in that namespace (the sockets of the other
+//!   table, read from it) and the ports the other table forwards (which
+//!   may have been opened earlier in the same scan): without this,
 //!   a port we forward one way would be seen as bound and forwarded back,
 //!   and the two listeners would keep each other alive forever.
 //!
@@ -44,15 +44,13 @@
 //! fixed port).
 //!
 //! The result, one port bitmap per (table, protocol), is compared with
-//! what is forwarded now: each port that appears is handed to the caller
-//! to open ([`Change`] with `open`), each that went away to close. The
-//! caller answers whether the port is now forwarded; a port that could not
-//! be opened (somebody else holds it on our side) is tried again at the
-//! next scan. [`tick`] is that caller for the event loop: TCP changes open
-//! and close listeners through [`Tcp::scan_open`] and [`Tcp::scan_close`],
-//! UDP changes through [`Udp::scan_open`] and [`Udp::scan_close`] (inside
-//! the namespace for the `splice` table). Before each scan, [`tick`] hands
-//! the scanner the ports of our own TCP and UDP listeners on each side.
+//! what is forwarded now: for each port that appears, and each that went
+//! away, the caller's `apply` opens or closes the sockets of that port in
+//! the rule's table ([`super::Fwd::scan`]: inside the namespace for the
+//! `splice` table), and answers whether the port is now forwarded; a port
+//! that could not be opened (somebody else holds it on our side) is tried
+//! again at the next scan. The sockets live in the tables only: the
+//! scanner keeps bitmaps, nothing else.
 //!
 //! Closing a forward closes only its listeners. TCP connections accepted
 //! through them go on; so do UDP flows: each has its own sockets
@@ -67,14 +65,10 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use super::rules::{Families, FwdRule, FwdTables};
+use super::rules::{FwdRule, FwdTable, FwdTables, Table};
 use super::spec;
 use crate::conf::Proto;
-use crate::event::Epoll;
-use crate::flow::Pif;
 use crate::pasta::NetNs;
-use crate::tcp::Tcp;
-use crate::udp::Udp;
 
 /// How often ports are scanned (upstream's `FWD_PORT_SCAN_INTERVAL`).
 pub const SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -121,28 +115,6 @@ impl PortSet {
                 .map(move |b| (i * 64 + b) as u16)
         })
     }
-}
-
-/// Which table a change is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Table {
-    /// `-t`/`-u`: listeners on the host.
-    Host = 0,
-    /// `-T`/`-U`: listeners in the namespace.
-    Splice = 1,
-}
-
-/// One port to start or stop forwarding.
-#[derive(Debug)]
-pub struct Change<'a> {
-    pub table: Table,
-    pub proto: Proto,
-    /// The rule and its index in its table.
-    pub rule: &'a FwdRule,
-    pub idx: u32,
-    pub port: u16,
-    /// Start (true) or stop forwarding.
-    pub open: bool,
 }
 
 /// The `/proc/net` files of one namespace: tcp, tcp6, udp, udp6.
@@ -232,16 +204,12 @@ pub fn parse_ports(text: &[u8], state: &str, out: &mut PortSet) {
 
 /// The port scanner of pasta's `auto` rules.
 pub struct Scanner {
-    tables: FwdTables,
     /// Read for the `splice` table.
     host: ProcNet,
     /// Read for the `host` table.
     ns: ProcNet,
     /// Forwarded now, by [table][proto].
     active: [[PortSet; 2]; 2],
-    /// Our own listeners, by [table][proto]: ports we listen on in the
-    /// namespace (table `Host` scans it) or on the host (`Splice`).
-    own: [[PortSet; 2]; 2],
     ephemeral: (u16, u16),
     buf: Vec<u8>,
 }
@@ -258,76 +226,84 @@ impl Scanner {
     /// none. Opens the `/proc/net` files now (host side from this thread,
     /// namespace side from a thread inside `netns`).
     pub fn new(tables: &FwdTables, netns: &NetNs) -> Option<Scanner> {
-        let scans = |t: &super::rules::FwdTable| t.rules.iter().any(|r| r.scan);
+        let scans = |t: &FwdTable| t.rules().any(|(_, r)| r.scan);
         let (want_ns, want_host) = (scans(&tables.host), scans(&tables.splice));
         if !want_ns && !want_host {
             return None;
         }
+        let none = || ProcNet {
+            files: [None, None, None, None],
+        };
         let ns = if want_ns {
             netns
                 .run(|| ProcNet::open("/proc/thread-self/net"))
                 .unwrap_or_else(|e| {
                     log::warn!("Port scan: can't enter the namespace: {e}");
-                    ProcNet {
-                        files: [None, None, None, None],
-                    }
+                    none()
                 })
         } else {
-            ProcNet {
-                files: [None, None, None, None],
-            }
+            none()
         };
         let host = if want_host {
             ProcNet::open("/proc/thread-self/net")
         } else {
-            ProcNet {
-                files: [None, None, None, None],
-            }
+            none()
         };
         Some(Scanner {
-            tables: tables.clone(),
             host,
             ns,
             active: Default::default(),
-            own: Default::default(),
             ephemeral: spec::ephemeral_range(),
             buf: Vec::with_capacity(65536),
         })
     }
 
-    /// Our own listening ports for `table` and `proto`, to be filled by
-    /// the caller before [`Scanner::scan`] (cleared by each scan).
-    pub fn own_mut(&mut self, table: Table, proto: Proto) -> &mut PortSet {
-        &mut self.own[table as usize][pi(proto)]
+    /// Forgets the ports forwarded for `rule` of table `t` (removed: its
+    /// sockets are closed).
+    pub fn forget(&mut self, t: Table, rule: &FwdRule) {
+        if !rule.scan {
+            return;
+        }
+        let active = &mut self.active[t as usize][pi(rule.proto)];
+        for p in rule.first..=rule.last {
+            active.remove(p);
+        }
     }
 
-    /// Reads both sides and hands each change to `apply`, which returns
-    /// whether the port is forwarded afterwards.
-    pub fn scan(&mut self, mut apply: impl FnMut(Change<'_>) -> bool) {
-        for table in [Table::Host, Table::Splice] {
-            let rules = match table {
-                Table::Host => &self.tables.host.rules,
-                Table::Splice => &self.tables.splice.rules,
-            };
-            if !rules.iter().any(|r| r.scan) {
+    /// Reads both sides and brings the sockets of each `scan` rule of
+    /// `tables` in line: `apply(table, t, rule, port, open)` opens or
+    /// closes the sockets of one port and returns whether the port is
+    /// forwarded afterwards.
+    pub fn scan(
+        &mut self,
+        tables: &mut FwdTables,
+        mut apply: impl FnMut(&mut FwdTable, Table, usize, u16, bool) -> bool,
+    ) {
+        for t in Table::BOTH {
+            if !tables.get(t).rules().any(|(_, r)| r.scan) {
                 continue;
             }
-            let side = match table {
+            let side = match t {
                 Table::Host => &self.ns,
                 Table::Splice => &self.host,
             };
-            let t = table as usize;
+            let other = match t {
+                Table::Host => Table::Splice,
+                Table::Splice => Table::Host,
+            };
             let mut bound = [PortSet::default(), PortSet::default()];
             for proto in [Proto::Tcp, Proto::Udp] {
                 let b = &mut bound[pi(proto)];
                 side.read(proto, b, &mut self.buf);
-                let own = &mut self.own[t][pi(proto)];
-                for p in own.iter() {
-                    b.remove(p);
+                // Our own sockets on that side: the other table's
+                // (opened earlier in this scan too).
+                for (_, _, r, l) in tables.get(other).sockets() {
+                    if r.proto == proto {
+                        b.remove(l.port);
+                    }
                 }
-                own.clear();
-                // What we forward the other way (also opened in this scan).
-                for p in self.active[1 - t][pi(proto)].iter() {
+                // What we forward the other way.
+                for p in self.active[other as usize][pi(proto)].iter() {
                     b.remove(p);
                 }
                 for p in self.ephemeral.0..=self.ephemeral.1 {
@@ -336,95 +312,40 @@ impl Scanner {
             }
             let [tcp, mut udp] = bound;
             udp.union(&tcp);
+            let table = tables.get_mut(t);
             for (proto, bound) in [(Proto::Tcp, tcp), (Proto::Udp, udp)] {
-                for (i, rule) in rules.iter().enumerate() {
-                    if !rule.scan || rule.proto != proto {
+                for idx in 0..table.end() {
+                    let Some((first, last)) = table
+                        .rule(idx)
+                        .filter(|r| r.scan && r.proto == proto)
+                        .map(|r| (r.first, r.last))
+                    else {
                         continue;
-                    }
-                    let idx = i as u32;
-                    let active = &mut self.active[t][pi(proto)];
+                    };
+                    let active = &mut self.active[t as usize][pi(proto)];
                     // Ports that went away.
-                    for port in active.iter().collect::<Vec<_>>() {
-                        if rule.target(port).is_some() && !bound.contains(port) {
-                            apply(Change {
-                                table,
-                                proto,
-                                rule,
-                                idx,
-                                port,
-                                open: false,
-                            });
-                            active.remove(port);
-                        }
+                    let gone: Vec<u16> = active
+                        .iter()
+                        .filter(|&p| (first..=last).contains(&p) && !bound.contains(p))
+                        .collect();
+                    for port in gone {
+                        apply(table, t, idx, port, false);
+                        self.active[t as usize][pi(proto)].remove(port);
                     }
                     // Ports that appeared (or could not be opened before).
                     for port in bound.iter() {
-                        if rule.target(port).is_none() || active.contains(port) {
+                        let active = &self.active[t as usize][pi(proto)];
+                        if !(first..=last).contains(&port) || active.contains(port) {
                             continue;
                         }
-                        let ok = apply(Change {
-                            table,
-                            proto,
-                            rule,
-                            idx,
-                            port,
-                            open: true,
-                        });
-                        if ok {
-                            active.insert(port);
+                        if apply(table, t, idx, port, true) {
+                            self.active[t as usize][pi(proto)].insert(port);
                         }
                     }
                 }
             }
         }
     }
-}
-
-/// One scan applied to the event loop's state: our own listeners first
-/// (so they are not taken for the other side's), then the changes. UDP
-/// listeners in the namespace are opened inside `netns`.
-pub fn tick(
-    scanner: &mut Scanner,
-    tcp: &mut Tcp,
-    udp: &mut Udp,
-    netns: Option<&NetNs>,
-    epoll: &Epoll,
-    families: Families,
-) {
-    for p in tcp.listening_ports(true) {
-        scanner.own_mut(Table::Host, Proto::Tcp).insert(p);
-    }
-    for p in tcp.listening_ports(false) {
-        scanner.own_mut(Table::Splice, Proto::Tcp).insert(p);
-    }
-    for p in udp.listening_ports(Pif::Splice) {
-        scanner.own_mut(Table::Host, Proto::Udp).insert(p);
-    }
-    for p in udp.listening_ports(Pif::Host) {
-        scanner.own_mut(Table::Splice, Proto::Udp).insert(p);
-    }
-    scanner.scan(|c| {
-        let ns = c.table == Table::Splice;
-        match c.proto {
-            Proto::Tcp => {
-                if c.open {
-                    tcp.scan_open(epoll, ns, c.rule, c.idx, c.port, families)
-                } else {
-                    tcp.scan_close(epoll, ns, c.idx, c.port);
-                    false
-                }
-            }
-            Proto::Udp => {
-                let pif = if ns { Pif::Splice } else { Pif::Host };
-                if c.open {
-                    udp.scan_open(epoll, netns, pif, c.rule, c.idx, c.port, families)
-                } else {
-                    udp.scan_close(epoll, pif, c.idx, c.port);
-                    false
-                }
-            }
-        }
-    });
 }
 
 #[cfg(test)]

@@ -41,15 +41,27 @@
 //!
 //! ## Opening
 //!
+//! Where a connection goes is never decided here: [`crate::fwd`] decides
+//! (`from_tap`, `from_host`, `from_splice`) and logs it; TCP opens what it
+//! is told.
+//!
 //! - Guest connects out: its SYN creates a flow; a non-blocking socket
-//!   connects to the destination after address translation
-//!   ([`crate::fwd::nat_from_tap`]: the gateway reaches the host's
-//!   loopback). The guest gets a SYN,ACK only once the connect succeeded,
-//!   a RST if it failed.
-//! - A host peer connects in through a `-t` listener: the accepted socket
-//!   becomes a SYN to the guest, from the peer's own address (no NAT, but
-//!   loopback peers appear as the gateway); the guest's SYN,ACK
-//!   establishes it.
+//!   connects to the target [`crate::fwd::from_tap`] gives (the gateway
+//!   reaches the host's loopback, DNS may go to another resolver). The
+//!   guest gets a SYN,ACK only once the connect succeeded, a RST if it
+//!   failed.
+//! - A host peer connects in through a `-t` listener (a socket of the
+//!   forwarding table, which [`crate::fwd::Fwd`] owns; the event loop
+//!   hands [`Tcp::listen_event`] the socket and its rule): the accepted
+//!   socket becomes a SYN to the guest, with the addresses
+//!   [`crate::fwd::from_host`] gives (the peer's own, loopback peers
+//!   appearing as the gateway), or is spliced into pasta's namespace
+//!   ([`splice`]) for a loopback peer; the guest's SYN,ACK establishes it.
+//! - A `-T` listener in the namespace accepts: spliced to the host's
+//!   loopback ([`crate::fwd::from_splice`]).
+//!
+//! Connections live in the shared flow table, which TCP sees as
+//! [`TcpFlows`]: its own connections, and the splice path's.
 //!
 //! ## Timers
 //!
@@ -78,9 +90,8 @@ mod frame;
 pub mod splice;
 mod window;
 
-use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -88,9 +99,10 @@ use rustix::event::epoll::EventFlags;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::conf::Config;
-use crate::ctx::GuestState;
 use crate::event::{Epoll, EpollRef, Kind};
-use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
+use crate::flow::{FlowKey, FlowSide, Pif, ProtoFlows};
+use crate::fwd::{self, rules::Listening};
+use crate::guest::GuestState;
 use crate::sys;
 use crate::tap::Tap;
 use crate::wire::ipv4::protocol::TCP as IPPROTO_TCP;
@@ -114,22 +126,30 @@ const DUP_ACK_THRESHOLD: u8 = 3;
 /// unacknowledged.
 const ACK_DELAY_BYTES: u32 = 64 << 10;
 
-/// A listening socket for inbound connections (`-t` on the host, `-T` in
-/// the namespace), and the port its connections go to.
-pub struct Listener {
-    pub fd: OwnedFd,
-    /// Index of the forwarding rule it was made for.
-    pub rule: u32,
-    /// The port it listens on, and its family.
-    pub port: u16,
-    pub v6: bool,
-    pub target_port: u16,
+/// The flow table as TCP sees it: its connections, and the spliced ones
+/// of the splice path ([`TcpFlows::splice`]).
+pub trait TcpFlows: ProtoFlows<TcpConn> {
+    /// The same table, as the splice path sees it.
+    fn splice(&mut self) -> &mut splice::Flows;
 }
 
-impl Listener {
-    /// Its epoll reference index ([`crate::fwd::rules::listen_ref`]).
-    pub fn ref_index(&self) -> u32 {
-        crate::fwd::rules::listen_ref(self.rule, self.v6, self.port)
+impl<X: ProtoFlows<TcpConn> + ProtoFlows<splice::SpliceConn> + 'static> TcpFlows for X {
+    fn splice(&mut self) -> &mut splice::Flows {
+        self
+    }
+}
+
+/// The flow table of TCP's handlers.
+pub type Flows = dyn TcpFlows;
+
+impl dyn TcpFlows {
+    /// The TCP connection at `idx`, if that flow is one.
+    pub fn tcp(&self, idx: u32) -> Option<&TcpConn> {
+        self.get(idx)
+    }
+
+    pub fn tcp_mut(&mut self, idx: u32) -> Option<&mut TcpConn> {
+        self.get_mut(idx)
     }
 }
 
@@ -183,10 +203,6 @@ impl std::fmt::Display for TcpStats {
 
 /// All TCP state of one loop.
 pub struct Tcp {
-    /// Host listeners (`-t`), by epoll reference index.
-    listeners: HashMap<u32, Listener>,
-    /// Namespace listeners (`-T`), by epoll reference index.
-    ns_listeners: HashMap<u32, Listener>,
     /// The splice path (pasta): loopback connections socket to socket.
     pub splice: splice::Splice,
     /// Connections to close at the end of the loop iteration (so that a
@@ -226,7 +242,7 @@ pub struct TcpCtx<'a> {
 }
 
 impl Tcp {
-    pub fn new(conf: &Config, listeners: Vec<Listener>) -> Self {
+    pub fn new(conf: &Config) -> Self {
         let mut isn_key = [0u8; 16];
         let _ = getrandom::fill(&mut isn_key);
         let now = Instant::now();
@@ -239,8 +255,6 @@ impl Tcp {
             .tcp_inactivity
             .map_or(INACTIVITY_INTERVAL, Duration::from_secs);
         Tcp {
-            listeners: listeners.into_iter().map(|l| (l.ref_index(), l)).collect(),
-            ns_listeners: HashMap::new(),
             splice: splice::Splice::new(None),
             closing: Vec::with_capacity(1024),
             ack_due: Vec::with_capacity(1024),
@@ -263,134 +277,6 @@ impl Tcp {
     pub fn open_conns(&self) -> u64 {
         (self.stats.opened_from_tap + self.stats.opened_from_sock).saturating_sub(self.stats.closed)
             + self.splice.open_conns()
-    }
-
-    /// Registers the listening sockets with epoll.
-    pub fn register(&self, epoll: &Epoll) -> io::Result<()> {
-        for (r, l) in &self.listeners {
-            epoll.add(&l.fd, EpollRef::new(Kind::TcpListen, *r))?;
-        }
-        for (r, l) in &self.ns_listeners {
-            epoll.add(&l.fd, EpollRef::new(Kind::TcpListenNs, *r))?;
-        }
-        Ok(())
-    }
-
-    /// Adds the namespace's listeners (`-T`), opened in the namespace;
-    /// before [`Tcp::register`].
-    pub fn add_ns_listeners(&mut self, listeners: Vec<Listener>) {
-        self.ns_listeners
-            .extend(listeners.into_iter().map(|l| (l.ref_index(), l)));
-    }
-
-    /// Ports we listen on in the namespace (`ns`) or on the host: the port
-    /// scanner must not take them for somebody else's.
-    pub fn listening_ports(&self, ns: bool) -> impl Iterator<Item = u16> + '_ {
-        let map = if ns {
-            &self.ns_listeners
-        } else {
-            &self.listeners
-        };
-        map.values().map(|l| l.port)
-    }
-
-    /// The port scanner wants `port` of `rule` (index `idx`) forwarded:
-    /// opens its listeners (in the namespace if `ns`), skipping families
-    /// already open; returns whether one is open. Failures are quiet: the
-    /// port may well be taken on this side.
-    pub fn scan_open(
-        &mut self,
-        epoll: &Epoll,
-        ns: bool,
-        rule: &crate::fwd::rules::FwdRule,
-        idx: u32,
-        port: u16,
-        families: crate::fwd::rules::Families,
-    ) -> bool {
-        use crate::fwd::rules::{listen_ref, open_port, Families};
-        let Some(target_port) = rule.target(port) else {
-            return false;
-        };
-        let map = if ns {
-            &self.ns_listeners
-        } else {
-            &self.listeners
-        };
-        let missing = Families {
-            v4: families.v4 && !map.contains_key(&listen_ref(idx, false, port)),
-            v6: families.v6 && !map.contains_key(&listen_ref(idx, true, port)),
-        };
-        if missing.v4 || missing.v6 {
-            let opened = if ns {
-                match self.splice.netns() {
-                    Some(n) => n
-                        .run(|| open_port(rule, idx, port, false, missing))
-                        .unwrap_or_default(),
-                    None => Vec::new(),
-                }
-            } else {
-                open_port(rule, idx, port, false, missing)
-            };
-            let kind = if ns {
-                Kind::TcpListenNs
-            } else {
-                Kind::TcpListen
-            };
-            for l in opened {
-                match l {
-                    Ok(l) => {
-                        let r = listen_ref(idx, l.v6, port);
-                        if epoll.add(&l.fd, EpollRef::new(kind, r)).is_ok() {
-                            log::debug!(
-                                "TCP: {} forwarding port {port} ({})",
-                                if ns { "namespace" } else { "host" },
-                                if l.v6 { "IPv6" } else { "IPv4" }
-                            );
-                            let l = Listener {
-                                fd: l.fd,
-                                rule: idx,
-                                port,
-                                v6: l.v6,
-                                target_port,
-                            };
-                            let map = if ns {
-                                &mut self.ns_listeners
-                            } else {
-                                &mut self.listeners
-                            };
-                            map.insert(r, l);
-                        }
-                    }
-                    Err(e) => log::trace!("TCP: can't listen on port {port}: {e}"),
-                }
-            }
-        }
-        let map = if ns {
-            &self.ns_listeners
-        } else {
-            &self.listeners
-        };
-        map.contains_key(&listen_ref(idx, false, port))
-            || map.contains_key(&listen_ref(idx, true, port))
-    }
-
-    /// The port scanner no longer wants `port` of rule `idx`: closes its
-    /// listeners. Connections already accepted stay.
-    pub fn scan_close(&mut self, epoll: &Epoll, ns: bool, idx: u32, port: u16) {
-        let map = if ns {
-            &mut self.ns_listeners
-        } else {
-            &mut self.listeners
-        };
-        for v6 in [false, true] {
-            if let Some(l) = map.remove(&crate::fwd::rules::listen_ref(idx, v6, port)) {
-                let _ = epoll.del(&l.fd);
-                log::debug!(
-                    "TCP: {} port {port} no longer forwarded",
-                    if ns { "namespace" } else { "host" }
-                );
-            }
-        }
     }
 
     fn isn(&self, key: &FlowKey) -> u32 {
@@ -441,27 +327,29 @@ impl Tcp {
 
     fn conn_from_tap(&mut self, c: &mut TcpCtx<'_>, key: FlowKey, seg: &TcpPacket<&[u8]>) {
         let conf = c.conf;
-        let dst = key.side.oaddr;
-        let dport = key.side.oport;
-        if dport == 0 || key.side.eport == 0 || is_multicast_or_bcast(dst) {
+        let Some(tgt) = fwd::from_tap(conf, IPPROTO_TCP, &key.side) else {
             return;
-        }
+        };
         if c.flows.len() >= c.flows.capacity() {
             self.stats.refused_table_full += 1;
             log::debug!(
-                "TCP: flow table full, refusing {}:{} -> {dst}:{dport}",
+                "TCP: flow table full, refusing {}:{} -> {}:{}",
                 key.side.eaddr,
-                key.side.eport
+                key.side.eport,
+                key.side.oaddr,
+                key.side.oport
             );
             frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
             return;
         }
-        let target = crate::fwd::dns_target(conf, dst, dport)
-            .unwrap_or_else(|| crate::fwd::nat_from_tap(conf, dst));
-        let sock = match connect_socket(conf, target, dport, seg.mss()) {
+        let sock = match connect_socket(conf, &tgt.side, seg.mss()) {
             Ok(s) => s,
             Err(e) => {
-                log::debug!("TCP: connect to {target}:{dport} failed: {e}");
+                log::debug!(
+                    "TCP: connect to {}:{} failed: {e}",
+                    tgt.side.eaddr,
+                    tgt.side.eport
+                );
                 frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
                 return;
             }
@@ -477,7 +365,7 @@ impl Tcp {
         conn.wnd_from_tap = window::wnd_from_syn(seg.window());
         conn.mss =
             LinkMss::new(conf.mtu, key.side.oaddr).to_guest(seg.mss().unwrap_or(MSS_DEFAULT));
-        let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
+        let Ok(idx) = c.flows.insert(conn) else {
             self.stats.refused_table_full += 1;
             frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
             return;
@@ -500,11 +388,7 @@ impl Tcp {
             return;
         }
         conn.epoll_flags = flags;
-        log::trace!(
-            "TCP {idx}: {}:{} -> {dst}:{dport} (to {target})",
-            key.side.eaddr,
-            key.side.eport
-        );
+        fwd::log_decision(idx, IPPROTO_TCP, Pif::Tap, &key.side, &tgt);
         if connected {
             self.connected(c, idx);
         }
@@ -960,85 +844,45 @@ impl Tcp {
         let _ = modify(c.epoll, conn, idx, want);
     }
 
-    /// A host listening socket is readable: accept, and open toward the
-    /// guest, or splice into the namespace if the peer is the host's
-    /// loopback (pasta, unless `--no-splice`).
-    pub fn listen_event(&mut self, c: &mut TcpCtx<'_>, lref: u32) {
-        let Some(l) = self.listeners.get(&lref) else {
-            return;
-        };
-        let target_port = l.target_port;
-        let splice = c
-            .conf
-            .pasta
-            .as_ref()
-            .is_some_and(|p| !p.no_splice && self.splice.has_netns());
-        loop {
-            let Some(l) = self.listeners.get(&lref) else {
-                return;
-            };
-            let (sock, peer) = match rustix::net::acceptfrom_with(
-                &l.fd,
-                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            ) {
-                Ok((s, Some(p))) => (s, p),
-                Ok((_, None)) => continue,
-                Err(rustix::io::Errno::AGAIN) => return,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    log::debug!("TCP: accept: {e}");
-                    return;
+    /// A listening socket of the host's table (`-t`) is readable: accept,
+    /// and open each connection where [`fwd::from_host`] sends it: toward
+    /// the guest, or spliced into the namespace.
+    pub fn listen_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>) {
+        while let Some((sock, ini)) = accept(l) {
+            match fwd::from_host(c.conf, c.guest, l.rule, IPPROTO_TCP, &ini) {
+                Some(tgt) if tgt.pif == Pif::Splice => {
+                    let target = SocketAddr::new(tgt.side.eaddr, tgt.side.eport);
+                    if let Some(idx) =
+                        self.splice
+                            .open(c.flows.splice(), c.epoll, sock, target, true)
+                    {
+                        fwd::log_decision(idx, IPPROTO_TCP, l.pif, &ini, &tgt);
+                    }
                 }
-            };
-            let Some(peer) = sockaddr_to_std(&peer) else {
-                continue;
-            };
-            if splice && unmap(peer.ip()).is_loopback() {
-                if let Some(target) = splice_target(c.conf, c.guest, peer.ip(), target_port) {
-                    self.splice.open(c.flows, c.epoll, sock, target, true);
-                    continue;
+                Some(tgt) => self.conn_from_sock(c, sock, &ini, &tgt),
+                None => {
+                    let _ = sys::set_linger_zero(&sock);
                 }
             }
-            self.conn_from_sock(c, sock, peer, target_port);
         }
     }
 
-    /// A namespace listening socket (`-T`) is readable: accept, and splice
-    /// each loopback connection to the host's loopback.
-    pub fn listen_ns_event(&mut self, c: &mut TcpCtx<'_>, lref: u32) {
-        loop {
-            let Some(l) = self.ns_listeners.get(&lref) else {
-                return;
-            };
-            let target_port = l.target_port;
-            let (sock, peer) = match rustix::net::acceptfrom_with(
-                &l.fd,
-                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            ) {
-                Ok((s, Some(p))) => (s, p),
-                Ok((_, None)) => continue,
-                Err(rustix::io::Errno::AGAIN) => return,
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    log::debug!("TCP: accept in namespace: {e}");
-                    return;
-                }
-            };
-            let Some(peer) = sockaddr_to_std(&peer) else {
-                continue;
-            };
-            let ip = unmap(peer.ip());
-            if !ip.is_loopback() {
-                log::debug!("TCP: dropped non-loopback connection from {peer} in namespace");
+    /// A listening socket of the namespace's table (`-T`) is readable:
+    /// accept, and splice each loopback connection to the host's loopback
+    /// ([`fwd::from_splice`]); others are reset.
+    pub fn listen_ns_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>) {
+        while let Some((sock, ini)) = accept(l) {
+            let Some(tgt) = fwd::from_splice(l.rule, IPPROTO_TCP, &ini) else {
                 let _ = sys::set_linger_zero(&sock);
                 continue;
-            }
-            let host_lo = match ip {
-                IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
             };
-            let target = SocketAddr::new(host_lo, target_port);
-            self.splice.open(c.flows, c.epoll, sock, target, false);
+            let target = SocketAddr::new(tgt.side.eaddr, tgt.side.eport);
+            if let Some(idx) = self
+                .splice
+                .open(c.flows.splice(), c.epoll, sock, target, false)
+            {
+                fwd::log_decision(idx, IPPROTO_TCP, l.pif, &ini, &tgt);
+            }
         }
     }
 
@@ -1050,42 +894,44 @@ impl Tcp {
         index: u32,
         ev: &crate::event::Event,
     ) {
-        self.splice.event(flows, epoll, index, ev);
+        self.splice.event(flows.splice(), epoll, index, ev);
         self.stats.spliced = self.splice.stats;
     }
 
-    fn conn_from_sock(&mut self, c: &mut TcpCtx<'_>, sock: OwnedFd, peer: SocketAddr, port: u16) {
+    /// A connection accepted from a host peer, `ini` its side, goes to the
+    /// guest as `tgt`: a SYN to the guest.
+    fn conn_from_sock(
+        &mut self,
+        c: &mut TcpCtx<'_>,
+        sock: OwnedFd,
+        ini: &FlowSide,
+        tgt: &fwd::Target,
+    ) {
         let conf = c.conf;
         if c.flows.len() >= c.flows.capacity() {
             self.stats.refused_table_full += 1;
-            log::debug!("TCP: flow table full, refusing {peer}");
+            log::debug!(
+                "TCP: flow table full, refusing [{}]:{}",
+                ini.eaddr,
+                ini.eport
+            );
             let _ = sys::set_linger_zero(&sock);
             return;
         }
-        let peer_ip = unmap(peer.ip());
-        let Some((src, dst)) = inbound_addrs(conf, c.guest, peer_ip) else {
-            log::debug!("TCP: no guest address for a connection from {peer}");
-            let _ = sys::set_linger_zero(&sock);
-            return;
-        };
         let _ = rustix::net::sockopt::set_tcp_nodelay(&sock, true);
         let key = FlowKey {
             proto: IPPROTO_TCP,
             pif: Pif::Tap,
-            side: FlowSide {
-                eaddr: dst,
-                eport: port,
-                oaddr: src,
-                oport: peer.port(),
-            },
+            side: tgt.side,
         };
+        let src = tgt.side.oaddr;
         let isn = self.isn(&key);
         let mut conn = TcpConn::new(sock, key, isn);
         conn.events = SOCK_ACCEPTED;
         conn.ws_to_tap = MAX_WS;
         conn.wnd_from_tap = WINDOW_DEFAULT;
         conn.mss = LinkMss::new(conf.mtu, src).to_guest(u16::MAX);
-        let Ok(idx) = c.flows.insert(Flow::Tcp(conn)) else {
+        let Ok(idx) = c.flows.insert(conn) else {
             self.stats.refused_table_full += 1;
             return;
         };
@@ -1105,7 +951,7 @@ impl Tcp {
         conn.epoll_flags = flags;
         conn.seq_to_tap = isn.wrapping_add(1);
         conn.wnd_to_tap = WINDOW_DEFAULT as u16;
-        log::trace!("TCP {idx}: {peer} -> guest {dst}:{port} (as {src})");
+        fwd::log_decision(idx, IPPROTO_TCP, Pif::Host, ini, tgt);
         frame::send_flags(conf, c.guest.mac, c.tap, conn, SYN, isn);
         conn.arm_rto(Instant::now());
     }
@@ -1154,7 +1000,7 @@ impl Tcp {
 
     /// Frees closed connections (end of loop iteration).
     pub fn defer(&mut self, flows: &mut Flows, epoll: &Epoll) {
-        self.splice.defer(flows, epoll);
+        self.splice.defer(flows.splice(), epoll);
         self.stats.spliced = self.splice.stats;
         while let Some(idx) = self.closing.pop() {
             if let Some(conn) = flows.tcp(idx) {
@@ -1170,7 +1016,7 @@ impl Tcp {
 
     /// Periodic work: retransmissions, keepalives, inactivity.
     pub fn timer(&mut self, c: &mut TcpCtx<'_>, now: Instant) {
-        self.splice.timer(c.flows, c.epoll);
+        self.splice.timer(c.flows.splice(), c.epoll);
         let keepalive_tick = now >= self.next_keepalive;
         if keepalive_tick {
             self.next_keepalive = now + self.keepalive;
@@ -1503,14 +1349,14 @@ enum ConnectState {
     InProgress,
 }
 
-/// A non-blocking socket connecting to `addr:port` from the configured
-/// outbound address and interface.
+/// A non-blocking socket connecting to the target side `tgt` (from its
+/// own address, if set), through the configured outbound interface.
 fn connect_socket(
     conf: &Config,
-    addr: IpAddr,
-    port: u16,
+    tgt: &FlowSide,
     guest_mss: Option<u16>,
 ) -> io::Result<(OwnedFd, ConnectState)> {
+    let addr = tgt.eaddr;
     let family = if addr.is_ipv4() {
         AddressFamily::INET
     } else {
@@ -1527,32 +1373,18 @@ fn connect_socket(
         let max = if addr.is_ipv4() { 65492 } else { 65472 };
         let _ = sys::set_tcp_maxseg(&s, i32::from(mss).min(max));
     }
-    match addr {
-        IpAddr::V4(a) => {
-            if let Some(c) = &conf.ip4 {
-                if let Some(o) = c.addr_out {
-                    rustix::net::bind(&s, &SocketAddrV4::new(o, 0))?;
-                }
-                if let Some(ifn) = &c.ifname_out {
-                    sys::bind_to_device(&s, ifn)?;
-                }
-            }
-            let r = rustix::net::connect(&s, &SocketAddrV4::new(a, port));
-            finish_connect(s, r)
-        }
-        IpAddr::V6(a) => {
-            if let Some(c) = &conf.ip6 {
-                if let Some(o) = c.addr_out {
-                    rustix::net::bind(&s, &SocketAddrV6::new(o, 0, 0, 0))?;
-                }
-                if let Some(ifn) = &c.ifname_out {
-                    sys::bind_to_device(&s, ifn)?;
-                }
-            }
-            let r = rustix::net::connect(&s, &crate::fwd::host_sockaddr(conf, IpAddr::V6(a), port));
-            finish_connect(s, r)
-        }
+    if !tgt.oaddr.is_unspecified() {
+        rustix::net::bind(&s, &SocketAddr::new(tgt.oaddr, 0))?;
     }
+    let ifname = match addr {
+        IpAddr::V4(_) => conf.ip4.as_ref().and_then(|c| c.ifname_out.as_ref()),
+        IpAddr::V6(_) => conf.ip6.as_ref().and_then(|c| c.ifname_out.as_ref()),
+    };
+    if let Some(ifn) = ifname {
+        sys::bind_to_device(&s, ifn)?;
+    }
+    let r = rustix::net::connect(&s, &crate::fwd::host_sockaddr(conf, addr, tgt.eport));
+    finish_connect(s, r)
 }
 
 fn finish_connect(s: OwnedFd, r: rustix::io::Result<()>) -> io::Result<(OwnedFd, ConnectState)> {
@@ -1563,82 +1395,29 @@ fn finish_connect(s: OwnedFd, r: rustix::io::Result<()>) -> io::Result<(OwnedFd,
     }
 }
 
-fn is_multicast_or_bcast(a: IpAddr) -> bool {
-    match a {
-        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
-        IpAddr::V6(a) => a.is_multicast() || a.is_unspecified(),
-    }
-}
-
-fn unmap(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-fn sockaddr_to_std(a: &rustix::net::SocketAddrAny) -> Option<SocketAddr> {
-    SocketAddr::try_from(a.clone()).ok()
-}
-
-/// Addresses of an inbound connection as the guest sees them: (source,
-/// destination). Loopback peers appear as the map-host-loopback address
-/// (or our own tap address); the host itself, via its external address, as
-/// the map-guest-addr address; everybody else as themselves.
-pub fn inbound_addrs(conf: &Config, guest: &GuestState, peer: IpAddr) -> Option<(IpAddr, IpAddr)> {
-    match peer {
-        IpAddr::V4(p) => {
-            let c = conf.ip4.as_ref()?;
-            let dst = guest.addr4_seen.unwrap_or(c.addr);
-            let src = if p.is_loopback() {
-                c.map_host_loopback.unwrap_or(c.our_tap_addr)
-            } else if p == c.addr || p == dst {
-                c.map_guest_addr.unwrap_or(c.our_tap_addr)
-            } else if p.is_unspecified() {
-                c.our_tap_addr
-            } else {
-                p
-            };
-            Some((IpAddr::V4(src), IpAddr::V4(dst)))
-        }
-        IpAddr::V6(p) => {
-            let c = conf.ip6.as_ref()?;
-            let src = if p.is_loopback() {
-                c.map_host_loopback.unwrap_or(c.our_tap_ll)
-            } else if Some(p) == c.addr {
-                c.map_guest_addr.unwrap_or(c.our_tap_ll)
-            } else if p.is_unspecified() {
-                c.our_tap_ll
-            } else {
-                p
-            };
-            let dst = if crate::wire::ipv6::is_link_local(src) {
-                guest.addr6_ll_seen.or(guest.addr6_seen).or(c.addr)?
-            } else {
-                guest.addr6_seen.or(c.addr)?
-            };
-            Some((IpAddr::V6(src), IpAddr::V6(dst)))
+/// Accepts the next connection on `l`: the socket, and the flow's
+/// initiating side (the peer, and the listener's address and port).
+fn accept(l: &Listening<'_>) -> Option<(OwnedFd, FlowSide)> {
+    loop {
+        match rustix::net::acceptfrom_with(l.fd, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+            Ok((s, Some(p))) => {
+                let Ok(peer) = SocketAddr::try_from(p) else {
+                    continue;
+                };
+                let ini = FlowSide {
+                    eaddr: peer.ip().to_canonical(),
+                    eport: peer.port(),
+                    oaddr: l.addr,
+                    oport: l.port,
+                };
+                return Some((s, ini));
+            }
+            Ok((_, None)) | Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => return None,
+            Err(e) => {
+                log::debug!("TCP: accept on {} port {}: {e}", l.pif.name(), l.port);
+                return None;
+            }
         }
     }
-}
-
-/// Where a connection from the host's loopback goes inside the namespace
-/// (upstream's rule): the namespace's loopback with `--host-lo-to-ns-lo`
-/// (implied by `--splice-only`), else the address the guest uses for that
-/// family, so that services listening only on the namespace's loopback
-/// stay private. `None` if the guest has no address of that family yet.
-pub fn splice_target(
-    conf: &Config,
-    guest: &GuestState,
-    peer: IpAddr,
-    port: u16,
-) -> Option<SocketAddr> {
-    let lo_to_lo = conf.pasta.as_ref().is_some_and(|p| p.host_lo_to_ns_lo);
-    let ip = match unmap(peer) {
-        IpAddr::V4(_) if lo_to_lo => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        IpAddr::V6(_) if lo_to_lo => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        IpAddr::V4(_) => IpAddr::V4(guest.addr4_seen.filter(|a| !a.is_unspecified())?),
-        IpAddr::V6(_) => IpAddr::V6(guest.addr6_seen.filter(|a| !a.is_unspecified())?),
-    };
-    Some(SocketAddr::new(ip, port))
 }

@@ -82,9 +82,19 @@ use rustix::event::epoll::EventFlags;
 use rustix::net::{AddressFamily, Shutdown, SocketFlags, SocketType};
 
 use crate::event::{split_flow_side, Epoll, EpollRef, Event, Kind};
-use crate::flow::{Flow, Flows};
+use crate::flow::ProtoFlows;
 use crate::pasta::NetNs;
 use crate::sys;
+
+/// The flow table as the splice path sees it.
+pub type Flows = dyn ProtoFlows<SpliceConn>;
+
+impl dyn ProtoFlows<SpliceConn> {
+    /// The spliced connection at `idx`, if that flow is one.
+    pub fn splice_mut(&mut self, idx: u32) -> Option<&mut SpliceConn> {
+        self.get_mut(idx)
+    }
+}
 
 /// Largest pipe we ask for (upstream's `MAX_PIPE_SIZE`).
 pub const MAX_PIPE_SIZE: usize = 8 << 20;
@@ -360,12 +370,12 @@ impl Splice {
         accepted: OwnedFd,
         target: SocketAddr,
         into_ns: bool,
-    ) {
+    ) -> Option<u32> {
         if flows.len() >= flows.capacity() {
             self.stats.refused += 1;
             log::debug!("TCP splice: flow table full, refusing connection to {target}");
             let _ = sys::set_linger_zero(&accepted);
-            return;
+            return None;
         }
         let sock = if into_ns {
             self.ns_socket(target.is_ipv6())
@@ -388,7 +398,7 @@ impl Splice {
             Err(e) => {
                 log::debug!("TCP splice: no socket for {target}: {e}");
                 let _ = sys::set_linger_zero(&accepted);
-                return;
+                return None;
             }
         };
         for s in [&accepted, &sock] {
@@ -399,7 +409,7 @@ impl Splice {
             Err(e) => {
                 log::debug!("TCP splice: connect to {target}: {e}");
                 let _ = sys::set_linger_zero(&accepted);
-                return;
+                return None;
             }
         }
         let conn = SpliceConn {
@@ -413,14 +423,12 @@ impl Splice {
             lowat_act: [false; 2],
             from_ns: !into_ns,
         };
-        let Ok(idx) = flows.insert(Flow::TcpSplice(conn)) else {
+        let Ok(idx) = flows.insert(conn) else {
             self.stats.refused += 1;
-            return;
+            return None;
         };
         self.stats.opened += 1;
-        let Some(conn) = flows.splice_mut(idx) else {
-            return;
-        };
+        let conn = flows.splice_mut(idx)?;
         for s in 0..2 {
             let r = EpollRef::flow_side(Kind::TcpSplice, idx, s);
             if epoll.add_flags(&conn.sock[s], r, conn.flags(s)).is_err() {
@@ -430,13 +438,10 @@ impl Splice {
                 // Never registered both: free it now, nothing refers to it.
                 flows.remove(idx);
                 self.stats.closed += 1;
-                return;
+                return None;
             }
         }
-        log::trace!(
-            "TCP splice {idx}: {} connection to {target}",
-            if into_ns { "host" } else { "namespace" }
-        );
+        Some(idx)
     }
 
     /// An event on one side of a spliced connection.

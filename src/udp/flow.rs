@@ -1,7 +1,7 @@
 //! One UDP flow, and the sockets that carry it.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -150,22 +150,6 @@ pub fn open_connected(spec: &SockSpec<'_>) -> io::Result<(OwnedFd, SocketAddr)> 
     Ok((s, local))
 }
 
-/// The unspecified address of `a`'s family.
-pub fn any_of(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    }
-}
-
-/// The loopback address of `a`'s family.
-pub fn loopback_of(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-    }
-}
-
 /// IPv4-mapped IPv6 addresses as IPv4.
 pub fn unmap(a: IpAddr) -> IpAddr {
     a.to_canonical()
@@ -174,6 +158,7 @@ pub fn unmap(a: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn flow() -> UdpFlow {
         let side = FlowSide {

@@ -19,13 +19,13 @@
 //! - **From the guest**: a datagram from the tap that matches no flow opens
 //!   a host socket bound to the guest's source port (as upstream: the peer
 //!   sees the guest's port; an ephemeral port if that one is taken) and
-//!   connected to the destination after NAT: `--dns-forward` DNS to the
-//!   resolver ([`fwd::dns_target`]), the mapped gateway to the host's
-//!   loopback ([`fwd::nat_from_tap`]). `IP_RECVERR` is set, so ICMP errors
-//!   about our datagrams come back (see below).
+//!   connected to the target [`fwd::from_tap`] gives (`--dns-forward` DNS
+//!   to the resolver, the mapped gateway to the host's loopback).
+//!   `IP_RECVERR` is set, so ICMP errors about our datagrams come back
+//!   (see below).
 //! - **Through a `-u` listener** on the host: a datagram from a peer opens
-//!   a flow toward the guest, addressed as TCP's inbound connections
-//!   ([`crate::tcp::inbound_addrs`]: loopback peers appear as the mapped
+//!   a flow toward the guest, addressed as [`fwd::from_host`] says (as
+//!   TCP's inbound connections: loopback peers appear as the mapped
 //!   gateway). The initiating side gets its own socket too, bound to the
 //!   listener's address and port (`SO_REUSEADDR` on both) and connected to
 //!   the peer: replies leave from the port the peer wrote to, and Linux
@@ -36,13 +36,16 @@
 //!   (or its loopback with `--host-lo-to-ns-lo`).
 //! - **Through a `-U` listener** inside the namespace (bound to `lo`): the
 //!   target is a host socket connected to the host's loopback, port
-//!   mapped by the rule, source port kept if free.
+//!   mapped by the rule, source port kept if free ([`fwd::from_splice`]).
 //!
-//! Listeners of `auto` rules (pasta) come and go with the ports bound on
-//! the other side: the port scanner ([`crate::fwd::scan`]) opens them with
-//! [`Udp::scan_open`] and closes them with [`Udp::scan_close`]. Closing a
-//! listener leaves its flows alone: their sockets are their own, so they
-//! go on until they time out.
+//! Where a flow goes is never decided here: [`crate::fwd`] decides and
+//! logs it. The listening sockets are not UDP's either: they belong to
+//! the rules of the forwarding tables ([`crate::fwd::Fwd`]), which open
+//! and close them (pasta's `auto` rules follow the ports bound on the
+//! other side); the event loop hands [`Udp::listen_event`] the socket and
+//! its rule. Closing a listener leaves its flows alone: their sockets are
+//! their own, so they go on until they time out. Flows live in the shared
+//! flow table, which UDP sees as [`Flows`].
 //!
 //! ## Data paths, and batching
 //!
@@ -90,19 +93,28 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::conf::{Config, Mode, Proto};
-use crate::ctx::GuestState;
+use crate::conf::Config;
 use crate::event::{Epoll, EpollRef, Event, Kind};
-use crate::flow::{Flow, FlowKey, FlowSide, Flows, Pif};
-use crate::fwd;
-use crate::fwd::rules::{Families, FwdTable};
+use crate::flow::{FlowKey, FlowSide, Pif, ProtoFlows};
+use crate::fwd::{self, rules::Listening};
+use crate::guest::GuestState;
 use crate::pasta::NetNs;
 use crate::sys::udp::{recvmmsg_strided, sendmmsg_slices, TRUNCATED, UDP_BATCH};
 use crate::tap::{RxBatch, Tap, FRAME_MAX};
 use crate::wire::build;
 
-use flow::{any_of, loopback_of, open_connected, unmap, SockSpec};
+use flow::{open_connected, unmap, SockSpec};
 pub use flow::{UdpFlow, IPPROTO_UDP};
+
+/// The flow table as UDP sees it.
+pub type Flows = dyn ProtoFlows<UdpFlow>;
+
+impl dyn ProtoFlows<UdpFlow> {
+    /// The UDP flow at `idx`, if that flow is one.
+    pub fn udp_mut(&mut self, idx: u32) -> Option<&mut UdpFlow> {
+        self.get_mut(idx)
+    }
+}
 
 /// Conntrack's default UDP timeout.
 pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
@@ -128,21 +140,6 @@ const FLUSH_BYTES: usize = 128 << 10;
 /// Datagrams per batch for datagrams of about `avg` bytes.
 fn batch_for(avg: usize) -> usize {
     (BATCH_BYTES / avg.max(1)).clamp(4, UDP_BATCH)
-}
-
-/// A listening socket for `-u` (on the host) or `-U` (in the namespace).
-#[derive(Debug)]
-pub struct UdpListener {
-    pub fd: OwnedFd,
-    /// Where the socket lives: [`Pif::Host`] or [`Pif::Splice`].
-    pub pif: Pif,
-    /// Index of its rule in the table of its pif.
-    pub rule: u32,
-    pub port: u16,
-    pub target_port: u16,
-    /// The address it is bound to (unspecified: any).
-    pub addr: IpAddr,
-    pub ifname: Option<String>,
 }
 
 /// Counters.
@@ -180,9 +177,6 @@ pub struct UdpCtx<'a> {
 
 /// All UDP state of one loop (the flows are in the flow table).
 pub struct Udp {
-    listeners: Vec<Option<UdpListener>>,
-    /// `--no-udp`: the port scanner opens nothing.
-    disabled: bool,
     pending: Vec<Pending>,
     /// Datagram slots for listener reads and splicing.
     buf: Vec<u8>,
@@ -215,8 +209,6 @@ impl Udp {
             ),
         };
         Udp {
-            listeners: Vec::new(),
-            disabled: conf.no_udp,
             pending: Vec::with_capacity(PENDING_MAX),
             buf: vec![0; STRIDE * UDP_BATCH],
             timeout,
@@ -224,135 +216,6 @@ impl Udp {
             avg_len: 1500,
             stats: UdpStats::default(),
         }
-    }
-
-    /// Registers listening sockets; returns their indices.
-    pub fn add_listeners(
-        &mut self,
-        epoll: &Epoll,
-        listeners: Vec<UdpListener>,
-    ) -> io::Result<Vec<u32>> {
-        let mut out = Vec::with_capacity(listeners.len());
-        for l in listeners {
-            let i = match self.listeners.iter().position(Option::is_none) {
-                Some(i) => i,
-                None => {
-                    self.listeners.push(None);
-                    self.listeners.len() - 1
-                }
-            };
-            epoll.add(&l.fd, EpollRef::new(Kind::UdpListen, i as u32))?;
-            self.listeners[i] = Some(l);
-            out.push(i as u32);
-        }
-        Ok(out)
-    }
-
-    /// Closes the listeners of rule `rule`, port `port` of `pif`'s table
-    /// (for the port scanner). Flows already open keep going until they
-    /// time out.
-    pub fn close_forward(&mut self, epoll: &Epoll, pif: Pif, rule: u32, port: u16) {
-        for slot in &mut self.listeners {
-            if slot
-                .as_ref()
-                .is_some_and(|l| l.pif == pif && l.rule == rule && l.port == port)
-            {
-                if let Some(l) = slot.take() {
-                    let _ = epoll.del(&l.fd);
-                }
-            }
-        }
-    }
-
-    /// The port scanner wants `port` of rule `rule` (index `idx` in the
-    /// table of `pif`) forwarded: opens its listeners — on the host for
-    /// [`Pif::Host`], inside `netns` for [`Pif::Splice`] — one per address
-    /// family that can be bound, unless some are open already. Returns
-    /// whether the port is forwarded. Failures are quiet (the port may
-    /// well be taken on this side); the scanner tries again at its next
-    /// scan.
-    #[allow(clippy::too_many_arguments)]
-    pub fn scan_open(
-        &mut self,
-        epoll: &Epoll,
-        netns: Option<&NetNs>,
-        pif: Pif,
-        rule: &fwd::rules::FwdRule,
-        idx: u32,
-        port: u16,
-        families: Families,
-    ) -> bool {
-        if self.disabled || rule.proto != Proto::Udp || rule.target(port).is_none() {
-            return false;
-        }
-        let mine = |l: &UdpListener| l.pif == pif && l.rule == idx && l.port == port;
-        if self.listeners.iter().flatten().any(mine) {
-            return true;
-        }
-        let open = || fwd::rules::open_port(rule, idx, port, false, families);
-        let opened = match (pif, netns) {
-            (Pif::Host, _) => open(),
-            (Pif::Splice, Some(ns)) => ns.run(open).unwrap_or_else(|e| {
-                log::debug!("UDP: can't enter the namespace: {e}");
-                Vec::new()
-            }),
-            _ => Vec::new(),
-        };
-        let where_ = if pif == Pif::Splice {
-            "namespace"
-        } else {
-            "host"
-        };
-        let mut ok = Vec::with_capacity(opened.len());
-        for l in opened {
-            match l {
-                Ok(l) => {
-                    log::debug!(
-                        "UDP: {where_} forwarding port {port} ({})",
-                        if l.v6 { "IPv6" } else { "IPv4" }
-                    );
-                    ok.extend(listener_of(rule, pif, l));
-                }
-                Err(e) => log::trace!("UDP: can't bind {where_} port {port}: {e}"),
-            }
-        }
-        if let Err(e) = self.add_listeners(epoll, ok) {
-            log::debug!("UDP: epoll: {e}");
-        }
-        self.listeners.iter().flatten().any(mine)
-    }
-
-    /// The port scanner no longer wants `port` of rule `idx` of `pif`'s
-    /// table: closes its listeners. Flows opened through them keep their
-    /// own sockets and go on until they time out (see the module doc).
-    pub fn scan_close(&mut self, epoll: &Epoll, pif: Pif, idx: u32, port: u16) {
-        let before = self.listener_count();
-        self.close_forward(epoll, pif, idx, port);
-        if self.listener_count() != before {
-            log::debug!(
-                "UDP: {} port {port} no longer forwarded",
-                if pif == Pif::Splice {
-                    "namespace"
-                } else {
-                    "host"
-                }
-            );
-        }
-    }
-
-    /// The ports our listeners of `pif` are bound to (the port scanner
-    /// must not take them for the other side's).
-    pub fn listening_ports(&self, pif: Pif) -> impl Iterator<Item = u16> + '_ {
-        self.listeners
-            .iter()
-            .flatten()
-            .filter(move |l| l.pif == pif)
-            .map(|l| l.port)
-    }
-
-    /// Number of listening sockets.
-    pub fn listener_count(&self) -> usize {
-        self.listeners.iter().flatten().count()
     }
 
     // ------------------------------------------------------------------
@@ -697,15 +560,12 @@ impl Udp {
 
     /// A listening socket is readable: each datagram finds or opens its
     /// flow and goes to the other side.
-    pub fn listen_event(&mut self, c: &mut UdpCtx<'_>, lidx: u32) {
+    pub fn listen_event(&mut self, c: &mut UdpCtx<'_>, l: &Listening<'_>) {
         for _ in 0..ROUNDS {
-            let Some(l) = self.listeners.get(lidx as usize).and_then(Option::as_ref) else {
-                return;
-            };
             let mut lens = [0usize; UDP_BATCH];
             let mut addrs: [Option<SocketAddr>; UDP_BATCH] = [None; UDP_BATCH];
             let n = match recvmmsg_strided(
-                &l.fd,
+                l.fd,
                 &mut self.buf,
                 STRIDE,
                 0,
@@ -715,7 +575,7 @@ impl Udp {
             ) {
                 Ok(n) => n,
                 Err(e) => {
-                    log::trace!("UDP: listener {lidx}: {e}");
+                    log::trace!("UDP: listener on {} port {}: {e}", l.pif.name(), l.port);
                     return;
                 }
             };
@@ -887,7 +747,7 @@ fn close(flows: &mut Flows, epoll: &Epoll, idx: u32) {
 /// Stores a new flow, hashes both sides and watches its sockets.
 fn insert(c: &mut UdpCtx<'_>, flow: UdpFlow, stats: &mut UdpStats) -> Option<u32> {
     let keys = [flow.key(0), flow.key(1)];
-    let idx = c.flows.insert(Flow::Udp(flow)).ok()?;
+    let idx = c.flows.insert(flow).ok()?;
     for (s, k) in keys.iter().enumerate() {
         if k.pif != Pif::None {
             c.flows.hash_insert(k, idx, s as u8);
@@ -907,256 +767,174 @@ fn insert(c: &mut UdpCtx<'_>, flow: UdpFlow, stats: &mut UdpStats) -> Option<u32
         }
     }
     stats.flows_opened += 1;
-    if let Some(f) = c.flows.udp_mut(idx) {
-        log::debug!(
-            "UDP {idx}: new flow {} {}:{} -> {}:{} => {} {}:{} -> {}:{}",
-            f.pif[0].name(),
-            f.side[0].eaddr,
-            f.side[0].eport,
-            f.side[0].oaddr,
-            f.side[0].oport,
-            f.pif[1].name(),
-            f.side[1].oaddr,
-            f.side[1].oport,
-            f.side[1].eaddr,
-            f.side[1].eport
-        );
-    }
     Some(idx)
-}
-
-fn is_multicast_or_bcast(a: IpAddr) -> bool {
-    match a {
-        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
-        IpAddr::V6(a) => a.is_multicast(),
-    }
 }
 
 /// A new flow for a datagram from the guest, `key` its tap side.
 fn flow_from_tap(c: &mut UdpCtx<'_>, key: FlowKey, stats: &mut UdpStats) -> Option<u32> {
-    let conf = c.conf;
-    let FlowSide {
-        eaddr: src,
-        eport: sport,
-        oaddr: dst,
-        oport: dport,
-    } = key.side;
-    if conf.pasta.as_ref().is_some_and(|p| p.splice_only) {
-        return None;
-    }
-    if sport == 0
-        || dport == 0
-        || src.is_unspecified()
-        || dst.is_unspecified()
-        || is_multicast_or_bcast(dst)
-    {
-        log::trace!("UDP: not forwarding {src}:{sport} -> {dst}:{dport}");
-        return None;
-    }
+    let mut tgt = fwd::from_tap(c.conf, IPPROTO_UDP, &key.side)?;
     if c.flows.len() >= c.flows.capacity() {
-        log::debug!("UDP: flow table full, dropping {src}:{sport} -> {dst}:{dport}");
+        log::debug!("UDP: flow table full, dropping a datagram from the guest");
         return None;
     }
-    let target = fwd::dns_target(conf, dst, dport).unwrap_or_else(|| fwd::nat_from_tap(conf, dst));
-    let (bind, ifname) = match target {
-        IpAddr::V4(_) => {
-            let c4 = conf.ip4.as_ref();
-            (
-                c4.and_then(|c| c.addr_out).map(IpAddr::V4),
-                c4.and_then(|c| c.ifname_out.as_deref()),
-            )
-        }
-        IpAddr::V6(_) => {
-            let c6 = conf.ip6.as_ref();
-            (
-                c6.and_then(|c| c.addr_out).map(IpAddr::V6),
-                c6.and_then(|c| c.ifname_out.as_deref()),
-            )
-        }
-    };
-    let spec = SockSpec {
-        local: SocketAddr::new(bind.unwrap_or(any_of(target)), sport),
-        fallback: true,
-        reuse: false,
-        ifname,
-        recverr: true,
-        peer: fwd::host_sockaddr(conf, target, dport),
-    };
-    let (sock, local) = match open_connected(&spec) {
-        Ok(s) => s,
-        Err(e) => {
-            log::debug!("UDP: socket to {target}:{dport}: {e}");
-            return None;
-        }
-    };
-    let flow = UdpFlow {
-        pif: [Pif::Tap, Pif::Host],
-        side: [
-            key.side,
-            FlowSide {
-                eaddr: target,
-                eport: dport,
-                oaddr: local.ip(),
-                oport: local.port(),
-            },
-        ],
-        sock: [None, Some(sock)],
-        last: Instant::now(),
-        activity: [0, 0],
-        ttl: 0,
-        gso: true,
-    };
-    insert(c, flow, stats)
+    let sock = open_target(c, Pif::Tap, &mut tgt)?;
+    open_flow(c, (Pif::Tap, key.side, None), tgt, sock, stats)
 }
 
-/// The flow of a datagram from `peer` on listener `l`: found, or opened.
-/// Returns the flow and the side the datagram came from.
+/// The flow of a datagram from `peer` on listener `l`: found, or opened
+/// where [`fwd::from_host`] or [`fwd::from_splice`] sends it. Returns the
+/// flow and the side the datagram came from.
 fn flow_from_listener(
     c: &mut UdpCtx<'_>,
-    l: &UdpListener,
+    l: &Listening<'_>,
     peer: SocketAddr,
     stats: &mut UdpStats,
 ) -> Option<(u32, usize)> {
-    let conf = c.conf;
+    let ini = FlowSide {
+        eaddr: peer.ip(),
+        eport: peer.port(),
+        oaddr: l.addr,
+        oport: l.port,
+    };
     let key = FlowKey {
         proto: IPPROTO_UDP,
         pif: l.pif,
-        side: FlowSide {
-            eaddr: peer.ip(),
-            eport: peer.port(),
-            oaddr: l.addr,
-            oport: l.port,
-        },
+        side: ini,
     };
     if let Some((idx, s)) = c.flows.lookup(&key) {
         return Some((idx, usize::from(s)));
     }
-    if peer.port() == 0 || peer.ip().is_unspecified() {
-        return None;
-    }
+    let mut tgt = match l.pif {
+        Pif::Host => fwd::from_host(c.conf, c.guest, l.rule, IPPROTO_UDP, &ini)?,
+        Pif::Splice => fwd::from_splice(l.rule, IPPROTO_UDP, &ini)?,
+        Pif::Tap | Pif::None => return None,
+    };
     if c.flows.len() >= c.flows.capacity() {
         log::debug!("UDP: flow table full, dropping a datagram from {peer}");
         return None;
     }
-    let pasta = conf.pasta.as_ref().filter(|_| conf.mode == Mode::Pasta);
-    let splice = pasta.is_some_and(|p| !p.no_splice) && peer.ip().is_loopback();
-    let in_ns = |f: &(dyn Fn() -> io::Result<(OwnedFd, SocketAddr)> + Sync)| -> io::Result<_> {
-        match c.netns {
-            Some(ns) => ns.run(f)?,
-            None => Err(io::Error::other("no namespace")),
-        }
-    };
     // The target side first: nothing to undo if it fails.
-    let (tgt_pif, tgt_side, tgt_sock) = match l.pif {
-        Pif::Host if splice => {
-            let p = pasta?;
-            let dst = if p.host_lo_to_ns_lo {
-                loopback_of(peer.ip())
-            } else {
-                match peer.ip() {
-                    IpAddr::V4(_) => c.guest.addr4_seen.map(IpAddr::V4),
-                    IpAddr::V6(_) => c.guest.addr6_seen.map(IpAddr::V6),
-                }
-                .unwrap_or(loopback_of(peer.ip()))
-            };
-            let spec = SockSpec {
-                local: SocketAddr::new(any_of(dst), peer.port()),
-                fallback: true,
-                reuse: false,
-                ifname: None,
-                recverr: false,
-                peer: SocketAddr::new(dst, l.target_port),
-            };
-            let (sock, local) = match in_ns(&|| open_connected(&spec)) {
-                Ok(s) => s,
-                Err(e) => {
-                    log::debug!("UDP: namespace socket to {dst}:{}: {e}", l.target_port);
-                    return None;
-                }
-            };
-            let side = FlowSide {
-                eaddr: dst,
-                eport: l.target_port,
-                oaddr: local.ip(),
-                oport: local.port(),
-            };
-            (Pif::Splice, side, Some(sock))
-        }
-        Pif::Host => {
-            if pasta.is_some_and(|p| p.splice_only) {
-                return None;
-            }
-            let Some((src, dst)) = crate::tcp::inbound_addrs(conf, c.guest, peer.ip()) else {
-                log::debug!("UDP: no guest address for a datagram from {peer}");
-                return None;
-            };
-            let side = FlowSide {
-                eaddr: dst,
-                eport: l.target_port,
-                oaddr: src,
-                oport: peer.port(),
-            };
-            (Pif::Tap, side, None)
-        }
-        Pif::Splice => {
-            let dst = loopback_of(peer.ip());
-            let spec = SockSpec {
-                local: SocketAddr::new(dst, peer.port()),
-                fallback: true,
-                reuse: false,
-                ifname: None,
-                recverr: false,
-                peer: SocketAddr::new(dst, l.target_port),
-            };
-            let (sock, local) = match open_connected(&spec) {
-                Ok(s) => s,
-                Err(e) => {
-                    log::debug!("UDP: socket to {dst}:{}: {e}", l.target_port);
-                    return None;
-                }
-            };
-            let side = FlowSide {
-                eaddr: dst,
-                eport: l.target_port,
-                oaddr: local.ip(),
-                oport: local.port(),
-            };
-            (Pif::Host, side, Some(sock))
-        }
-        Pif::Tap | Pif::None => return None,
+    let tgt_sock = open_target(c, l.pif, &mut tgt)?;
+    let ini_sock = open_reply(c, l, peer, tgt.pif)?;
+    open_flow(c, (l.pif, ini, Some(ini_sock)), tgt, tgt_sock, stats).map(|i| (i, 0))
+}
+
+/// The socket of the target side `tgt` of a flow from `ini_pif`, if that
+/// side has one (the tap has none): bound to the side's own address and
+/// port (any port if that one is taken), connected to its endpoint, in
+/// the namespace for [`Pif::Splice`]. Sets the side's own address and
+/// port to what the kernel chose.
+fn open_target(c: &UdpCtx<'_>, ini_pif: Pif, tgt: &mut fwd::Target) -> Option<Option<OwnedFd>> {
+    if tgt.pif == Pif::Tap {
+        return Some(None);
+    }
+    let t = tgt.side;
+    // Datagrams from the guest leave through the outbound interface, and
+    // ICMP errors about them go back to it.
+    let from_guest = ini_pif == Pif::Tap;
+    let ifname = match t.eaddr {
+        IpAddr::V4(_) => c.conf.ip4.as_ref().and_then(|c| c.ifname_out.as_deref()),
+        IpAddr::V6(_) => c.conf.ip6.as_ref().and_then(|c| c.ifname_out.as_deref()),
     };
-    // The initiating side: a socket sharing the listener's port, connected
-    // to the peer.
+    let spec = SockSpec {
+        local: SocketAddr::new(t.oaddr, t.oport),
+        fallback: true,
+        reuse: false,
+        ifname: ifname.filter(|_| from_guest),
+        recverr: from_guest,
+        peer: if tgt.pif == Pif::Host {
+            fwd::host_sockaddr(c.conf, t.eaddr, t.eport)
+        } else {
+            SocketAddr::new(t.eaddr, t.eport)
+        },
+    };
+    let opened = if tgt.pif == Pif::Splice {
+        in_ns(c.netns, &|| open_connected(&spec))
+    } else {
+        open_connected(&spec)
+    };
+    match opened {
+        Ok((sock, local)) => {
+            tgt.side.oaddr = local.ip();
+            tgt.side.oport = local.port();
+            Some(Some(sock))
+        }
+        Err(e) => {
+            log::debug!(
+                "UDP: {} socket to {}:{}: {e}",
+                tgt.pif.name(),
+                t.eaddr,
+                t.eport
+            );
+            None
+        }
+    }
+}
+
+/// The initiating side's socket of a flow from listener `l`: sharing the
+/// listener's address and port, connected to `peer`, so that replies
+/// leave from the port the peer wrote to and its next datagrams reach the
+/// flow directly.
+fn open_reply(
+    c: &UdpCtx<'_>,
+    l: &Listening<'_>,
+    peer: SocketAddr,
+    tgt_pif: Pif,
+) -> Option<OwnedFd> {
     let spec = SockSpec {
         local: SocketAddr::new(l.addr, l.port),
         fallback: false,
         reuse: true,
-        ifname: l.ifname.as_deref(),
+        ifname: l.rule.ifname.as_deref(),
         recverr: tgt_pif == Pif::Tap,
         peer,
     };
     let opened = if l.pif == Pif::Splice {
-        in_ns(&|| open_connected(&spec))
+        in_ns(c.netns, &|| open_connected(&spec))
     } else {
         open_connected(&spec)
     };
-    let ini_sock = match opened {
-        Ok((s, _)) => s,
+    match opened {
+        Ok((s, _)) => Some(s),
         Err(e) => {
             log::debug!("UDP: reply socket for {peer} on port {}: {e}", l.port);
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Runs `f` inside the namespace.
+fn in_ns(
+    netns: Option<&NetNs>,
+    f: &(dyn Fn() -> io::Result<(OwnedFd, SocketAddr)> + Sync),
+) -> io::Result<(OwnedFd, SocketAddr)> {
+    match netns {
+        Some(ns) => ns.run(f)?,
+        None => Err(io::Error::other("no namespace")),
+    }
+}
+
+/// Stores the flow from `ini` (its pif, side and socket) to `tgt`, and
+/// logs the decision.
+fn open_flow(
+    c: &mut UdpCtx<'_>,
+    (ini_pif, ini, ini_sock): (Pif, FlowSide, Option<OwnedFd>),
+    tgt: fwd::Target,
+    tgt_sock: Option<OwnedFd>,
+    stats: &mut UdpStats,
+) -> Option<u32> {
     let flow = UdpFlow {
-        pif: [l.pif, tgt_pif],
-        side: [key.side, tgt_side],
-        sock: [Some(ini_sock), tgt_sock],
+        pif: [ini_pif, tgt.pif],
+        side: [ini, tgt.side],
+        sock: [ini_sock, tgt_sock],
         last: Instant::now(),
         activity: [0, 0],
         ttl: 0,
         gso: true,
     };
-    insert(c, flow, stats).map(|i| (i, 0))
+    let idx = insert(c, flow, stats)?;
+    fwd::log_decision(idx, IPPROTO_UDP, ini_pif, &ini, &tgt);
+    Some(idx)
 }
 
 /// Forwards one datagram from side `s` of flow `idx` to the other side.
@@ -1205,110 +983,4 @@ fn forward_one(c: &mut UdpCtx<'_>, idx: u32, s: usize, payload: &[u8], stats: &m
         stats.spliced += sent as u64;
         stats.dropped += dropped as u64;
     }
-}
-
-// ----------------------------------------------------------------------
-// Opening listeners
-// ----------------------------------------------------------------------
-
-/// A generic listener of `rule` as a UDP listener of `pif`.
-fn listener_of(
-    rule: &fwd::rules::FwdRule,
-    pif: Pif,
-    l: fwd::rules::Listener,
-) -> Option<UdpListener> {
-    let target_port = rule.target(l.port)?;
-    let addr = rule.addr.unwrap_or(if l.v6 {
-        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-    });
-    Some(UdpListener {
-        fd: l.fd,
-        pif,
-        rule: l.rule,
-        port: l.port,
-        target_port,
-        addr,
-        ifname: rule.ifname.clone(),
-    })
-}
-
-/// Turns the generic listeners of `table` into UDP listeners of `pif`.
-fn to_udp_listeners(
-    table: &FwdTable,
-    pif: Pif,
-    opened: Vec<fwd::rules::Listener>,
-) -> Vec<UdpListener> {
-    opened
-        .into_iter()
-        .filter_map(|l| listener_of(table.rules.get(l.rule as usize)?, pif, l))
-        .collect()
-}
-
-/// The listeners of every UDP rule of `table` (`-u` rules on the host,
-/// `-U` rules in the namespace when `netns` is given), opened at start.
-pub fn open_table(
-    conf: &Config,
-    table: &FwdTable,
-    netns: Option<&NetNs>,
-) -> Result<Vec<UdpListener>, Box<dyn std::error::Error>> {
-    if conf.no_udp || !table.rules.iter().any(|r| r.proto == Proto::Udp) {
-        return Ok(Vec::new());
-    }
-    let families = Families::of(conf);
-    let open = || fwd::rules::open_listeners_in(table, Proto::Udp, conf.freebind, families);
-    Ok(match netns {
-        Some(ns) => to_udp_listeners(table, Pif::Splice, ns.run(open)??),
-        None => to_udp_listeners(table, Pif::Host, open()?),
-    })
-}
-
-/// The listeners of one port of one rule (for the port scanner of `auto`
-/// forwarding): rule `rule` of `table`, in the namespace if `netns` is
-/// given (a `-U` table), else on the host. Register them with
-/// [`Udp::add_listeners`]; [`Udp::close_forward`] closes them.
-pub fn open_forward(
-    conf: &Config,
-    table: &FwdTable,
-    rule: usize,
-    port: u16,
-    netns: Option<&NetNs>,
-) -> io::Result<Vec<UdpListener>> {
-    let r = table
-        .rules
-        .get(rule)
-        .filter(|r| r.proto == Proto::Udp && r.target(port).is_some())
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let fam = Families::of(conf);
-    let mut addrs = Vec::with_capacity(2);
-    match r.addr {
-        Some(a) => addrs.push(a),
-        None => {
-            if fam.v4 {
-                addrs.push(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-            }
-            if fam.v6 {
-                addrs.push(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
-            }
-        }
-    }
-    let open = || -> io::Result<Vec<fwd::rules::Listener>> {
-        let mut out = Vec::new();
-        for &a in &addrs {
-            let fd = fwd::rules::open_one(r, SocketAddr::new(a, port), conf.freebind)?;
-            out.push(fwd::rules::Listener {
-                fd,
-                rule: rule as u32,
-                port,
-                v6: a.is_ipv6(),
-            });
-        }
-        Ok(out)
-    };
-    let (pif, opened) = match netns {
-        Some(ns) => (Pif::Splice, ns.run(open)??),
-        None => (Pif::Host, open()?),
-    };
-    Ok(to_udp_listeners(table, pif, opened))
 }
