@@ -89,7 +89,7 @@ pub mod errors;
 pub mod flow;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -267,14 +267,8 @@ impl Udp {
         }
         let bytes = rx.frame(frame);
         if f.pif[other] == Pif::Host {
-            // The classifier checked the headers: TTL or hop limit at its
-            // fixed offset.
-            let at = if src.is_ipv6() {
-                build::IP_OFFSET + 7
-            } else {
-                build::IP_OFFSET + 8
-            };
-            f.apply_ttl(other, bytes.get(at).copied().unwrap_or(0));
+            // The classifier checked the headers.
+            f.apply_ttl(other, build::ttl_of(bytes).unwrap_or(0));
         }
         let base = bytes.as_ptr() as usize;
         let off = (payload.as_ptr() as usize).wrapping_sub(base);
@@ -360,18 +354,14 @@ impl Udp {
             let Some(sock) = f.sock[s].as_ref() else {
                 return;
             };
-            let off = if t.eaddr.is_ipv6() {
-                build::UDP6_PAYLOAD_OFFSET
-            } else {
-                build::UDP4_PAYLOAD_OFFSET
-            };
+            let off = build::l4_offset(t.eaddr) + crate::wire::udp::HEADER_LEN;
             let (csum, offload) = if c.tap.csum_offload() {
                 (
-                    build::UdpCsum::Partial,
+                    build::L4Csum::Partial,
                     build::udp_csum_offload(t.eaddr.is_ipv6()),
                 )
             } else {
-                (build::UdpCsum::Full, (0, 0))
+                (build::L4Csum::Full, (0, 0))
             };
             let want = batch_for(self.avg_len);
             if c.tap.tx.region(STRIDE, want).1 == 0 {
@@ -410,29 +400,16 @@ impl Udp {
                     region.copy_within(i * STRIDE + off..i * STRIDE + off + len, w * STRIDE + off);
                 }
                 let slot = &mut region[w * STRIDE..(w + 1) * STRIDE];
-                let r = match (t.oaddr, t.eaddr) {
-                    (IpAddr::V4(a), IpAddr::V4(b)) => build::finish_ipv4_udp_csum(
-                        slot,
-                        our_mac,
-                        guest_mac,
-                        SocketAddrV4::new(a, t.oport),
-                        SocketAddrV4::new(b, t.eport),
-                        64,
-                        len,
-                        csum,
-                    ),
-                    (IpAddr::V6(a), IpAddr::V6(b)) => build::finish_ipv6_udp_csum(
-                        slot,
-                        our_mac,
-                        guest_mac,
-                        SocketAddrV6::new(a, t.oport, 0, 0),
-                        SocketAddrV6::new(b, t.eport, 0, 0),
-                        64,
-                        len,
-                        csum,
-                    ),
-                    _ => Err(crate::wire::WireError::BufferTooSmall),
-                };
+                let r = build::finish_ip_udp_csum(
+                    slot,
+                    our_mac,
+                    guest_mac,
+                    SocketAddr::new(t.oaddr, t.oport),
+                    SocketAddr::new(t.eaddr, t.eport),
+                    64,
+                    len,
+                    csum,
+                );
                 match r {
                     Ok(l) => {
                         flens[w] = l;
@@ -949,27 +926,15 @@ fn forward_one(c: &mut UdpCtx<'_>, idx: u32, s: usize, payload: &[u8], stats: &m
         let (our_mac, guest_mac) = (c.conf.our_mac, c.guest.mac);
         let mut sent = false;
         c.tap.send_with(|out| {
-            let r = match (t.oaddr, t.eaddr) {
-                (IpAddr::V4(a), IpAddr::V4(b)) => build::eth_ipv4_udp(
-                    out,
-                    our_mac,
-                    guest_mac,
-                    SocketAddrV4::new(a, t.oport),
-                    SocketAddrV4::new(b, t.eport),
-                    64,
-                    payload,
-                ),
-                (IpAddr::V6(a), IpAddr::V6(b)) => build::eth_ipv6_udp(
-                    out,
-                    our_mac,
-                    guest_mac,
-                    SocketAddrV6::new(a, t.oport, 0, 0),
-                    SocketAddrV6::new(b, t.eport, 0, 0),
-                    64,
-                    payload,
-                ),
-                _ => return None,
-            };
+            let r = build::eth_ip_udp(
+                out,
+                our_mac,
+                guest_mac,
+                SocketAddr::new(t.oaddr, t.oport),
+                SocketAddr::new(t.eaddr, t.eport),
+                64,
+                payload,
+            );
             sent = r.is_ok();
             r.ok()
         });

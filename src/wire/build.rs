@@ -157,6 +157,16 @@ fn write_ip(
     }
 }
 
+/// The TTL (IPv4) or hop limit (IPv6) of a frame the classifier accepted.
+pub fn ttl_of(frame: &[u8]) -> Option<u8> {
+    let ip = frame.get(IP_OFFSET..)?;
+    match ip.first()? >> 4 {
+        4 => Ipv4Packet::new_checked(ip).ok().map(|p| p.ttl()),
+        6 => Ipv6Packet::new_checked(ip).ok().map(|p| p.hop_limit()),
+        _ => None,
+    }
+}
+
 /// Writes into `out` the start of a UDP datagram as an ICMP error quotes
 /// it (RFC 792, RFC 4443 2.4 c): the IP and UDP headers of a datagram of
 /// `udp_len` bytes (header included) from `src` to `dst`, sent with a TTL
