@@ -22,7 +22,8 @@
 //! address, reads L3 once, then has one match on L4.
 //!
 //! Replies are built in place in the tap's [`TxQueue`](crate::tap::TxQueue)
-//! and flushed once at the end of the loop iteration.
+//! and flushed at the end of the loop iteration, or earlier when the queue
+//! fills up (a batch of data larger than the queue).
 //!
 //! ## A socket's data out
 //!

@@ -245,7 +245,7 @@ pub fn finish_ipv4_udp(
         dst,
         ttl,
         payload_len,
-        UdpCsum::Full,
+        L4Csum::Full,
     )
 }
 
@@ -259,7 +259,7 @@ pub fn finish_ipv4_udp_csum(
     dst: SocketAddrV4,
     ttl: u8,
     payload_len: usize,
-    csum: UdpCsum,
+    csum: L4Csum,
 ) -> Result<usize> {
     let (s, d) = (src.into(), dst.into());
     finish_ip_udp_csum(out, src_mac, dst_mac, s, d, ttl, payload_len, csum)
@@ -277,9 +277,6 @@ pub enum L4Csum {
     /// [`tcp_csum_offload`].
     Partial,
 }
-
-/// The UDP builders' name for [`L4Csum`].
-pub type UdpCsum = L4Csum;
 
 /// Where the partial TCP checksum of a segment without options starts (the
 /// TCP header), and the offset of the checksum field from there, for the
@@ -417,7 +414,7 @@ pub fn finish_ipv6_udp(
         dst,
         hop_limit,
         payload_len,
-        UdpCsum::Full,
+        L4Csum::Full,
     )
 }
 
@@ -431,7 +428,7 @@ pub fn finish_ipv6_udp_csum(
     dst: SocketAddrV6,
     hop_limit: u8,
     payload_len: usize,
-    csum: UdpCsum,
+    csum: L4Csum,
 ) -> Result<usize> {
     let (s, d) = (src.into(), dst.into());
     finish_ip_udp_csum(out, src_mac, dst_mac, s, d, hop_limit, payload_len, csum)
@@ -589,7 +586,7 @@ mod tests {
         for v6 in [false, true] {
             let mut full = vec![0u8; 1200];
             let mut part = vec![0u8; 1200];
-            for (buf, csum) in [(&mut full, UdpCsum::Full), (&mut part, UdpCsum::Partial)] {
+            for (buf, csum) in [(&mut full, L4Csum::Full), (&mut part, L4Csum::Partial)] {
                 let off = if v6 {
                     UDP6_PAYLOAD_OFFSET
                 } else {
