@@ -28,7 +28,7 @@ use crate::event::{Epoll, EpollRef, Kind};
 use crate::pasta::NetNs;
 
 /// Both tables, their sockets and pasta's port scanner.
-pub struct Fwd {
+pub(crate) struct Fwd {
     tables: FwdTables,
     scanner: Option<Scanner>,
     families: Families,
@@ -48,7 +48,7 @@ fn kind(table: Table, proto: Proto) -> Kind {
 impl Fwd {
     /// Both tables from the configuration, no socket open yet. Logs the
     /// rules.
-    pub fn build(conf: &Config) -> rules::Result<Fwd> {
+    pub(crate) fn build(conf: &Config) -> rules::Result<Fwd> {
         let tables = rules::build(conf)?;
         for (_, r) in tables.host.rules() {
             ::log::info!("Inbound forwarding: {r}");
@@ -60,7 +60,7 @@ impl Fwd {
     }
 
     /// A table set as given (tests, and [`Fwd::build`]).
-    pub fn with_tables(conf: &Config, tables: FwdTables) -> Fwd {
+    pub(crate) fn with_tables(conf: &Config, tables: FwdTables) -> Fwd {
         Fwd {
             tables,
             scanner: None,
@@ -70,13 +70,13 @@ impl Fwd {
     }
 
     /// The table `t`.
-    pub fn table(&self, t: Table) -> &FwdTable {
+    pub(crate) fn table(&self, t: Table) -> &FwdTable {
         self.tables.get(t)
     }
 
     /// The host table's sockets (`-t` unless `--no-tcp`; `-u` if `udp`,
     /// unless `--no-udp`), opened now, from this namespace.
-    pub fn open_host(&mut self, conf: &Config, udp: bool) -> rules::Result<()> {
+    pub(crate) fn open_host(&mut self, conf: &Config, udp: bool) -> rules::Result<()> {
         let host = &mut self.tables.host;
         if !conf.no_tcp {
             host.open(Proto::Tcp, conf.freebind, self.families)?;
@@ -89,7 +89,7 @@ impl Fwd {
 
     /// pasta: the namespace table's sockets (`-U`, `-T`), opened by a
     /// thread inside `netns`.
-    pub fn open_ns(
+    pub(crate) fn open_ns(
         &mut self,
         conf: &Config,
         netns: &NetNs,
@@ -106,12 +106,12 @@ impl Fwd {
 
     /// pasta: starts the port scanner if there are `auto` rules (its
     /// `/proc` files are opened now, before the filesystem goes).
-    pub fn start_scan(&mut self, netns: &NetNs) {
+    pub(crate) fn start_scan(&mut self, netns: &NetNs) {
         self.scanner = Scanner::new(&self.tables, netns);
     }
 
     /// Registers every socket with epoll.
-    pub fn register(&self, epoll: &Epoll) -> io::Result<()> {
+    pub(crate) fn register(&self, epoll: &Epoll) -> io::Result<()> {
         for t in Table::BOTH {
             for (rule, slot, r, l) in self.tables.get(t).sockets() {
                 let er = EpollRef::new(kind(t, r.proto), listen_ref(t, rule, slot));
@@ -122,7 +122,7 @@ impl Fwd {
     }
 
     /// The socket and rule an epoll reference index names.
-    pub fn listening(&self, r: u32) -> Option<Listening<'_>> {
+    pub(crate) fn listening(&self, r: u32) -> Option<Listening<'_>> {
         let (t, rule, slot) = listen_ref_parts(r);
         self.tables.get(t).listening(t.pif(), rule, slot)
     }
@@ -130,7 +130,7 @@ impl Fwd {
     /// Adds `rule` to table `t` while flows run, and opens and registers
     /// its sockets (inside `netns` for the namespace's table) unless it is
     /// an `auto` rule, which the scanner serves. Returns its index.
-    pub fn add_rule(
+    pub(crate) fn add_rule(
         &mut self,
         t: Table,
         rule: FwdRule,
@@ -163,7 +163,7 @@ impl Fwd {
     /// Removes rule `idx` of table `t`: its sockets are closed, the flows
     /// it started go on (they have their own sockets). An `auto` rule's
     /// ports are forgotten by the scanner.
-    pub fn remove_rule(&mut self, t: Table, idx: usize, epoll: &Epoll) -> Option<FwdRule> {
+    pub(crate) fn remove_rule(&mut self, t: Table, idx: usize, epoll: &Epoll) -> Option<FwdRule> {
         let (rule, socks) = self.tables.get_mut(t).remove(idx)?;
         for l in socks {
             let _ = epoll.del(&l.fd);
@@ -185,7 +185,7 @@ impl Fwd {
     /// One scan of pasta's `auto` rules: listeners follow the ports bound
     /// on the other side (see [`super::scan`]); namespace sockets are
     /// opened inside `netns`.
-    pub fn scan(&mut self, epoll: &Epoll, netns: Option<&NetNs>) {
+    pub(crate) fn scan(&mut self, epoll: &Epoll, netns: Option<&NetNs>) {
         let Some(scanner) = self.scanner.as_mut() else {
             return;
         };

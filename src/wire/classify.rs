@@ -37,13 +37,13 @@ use super::{arp::ArpPacket, checksum, icmp::IcmpPacket, Mac};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Largest frame we accept: an Ethernet header and a maximum IP packet.
-pub const MAX_FRAME_LEN: usize = eth::HEADER_LEN + 65535;
+pub(crate) const MAX_FRAME_LEN: usize = eth::HEADER_LEN + 65535;
 
 /// A checked frame from the guest.
 #[derive(Clone, Copy, Debug)]
 pub struct Classified<'a> {
-    pub src_mac: Mac,
-    pub dst_mac: Mac,
+    pub(crate) src_mac: Mac,
+    pub(crate) dst_mac: Mac,
     pub l3: L3<'a>,
 }
 
@@ -103,19 +103,19 @@ macro_rules! drop_reasons {
 
         impl DropReason {
             /// Every reason, in [`DropReason::index`] order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            pub(crate) const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
             /// Number of reasons: the size of a counter array.
-            pub const COUNT: usize = Self::ALL.len();
+            pub(crate) const COUNT: usize = Self::ALL.len();
 
             /// A short description for logs and statistics.
-            pub const fn as_str(self) -> &'static str {
+            pub(crate) const fn as_str(self) -> &'static str {
                 match self {
                     $(DropReason::$name => $text,)*
                 }
             }
 
             /// Index into a `[u64; DropReason::COUNT]` counter array.
-            pub const fn index(self) -> usize {
+            pub(crate) const fn index(self) -> usize {
                 self as usize
             }
         }
@@ -172,7 +172,10 @@ pub fn classify(frame: &[u8]) -> Result<Classified<'_>, DropReason> {
 /// As [`classify`]; with `l4_csum_partial` the guest's kernel told us (tap
 /// offload header) that the TCP or UDP checksum is only partial, so it is
 /// not verified: the payload goes to a socket, never on as a frame.
-pub fn classify_with(frame: &[u8], l4_csum_partial: bool) -> Result<Classified<'_>, DropReason> {
+pub(crate) fn classify_with(
+    frame: &[u8],
+    l4_csum_partial: bool,
+) -> Result<Classified<'_>, DropReason> {
     if frame.len() > MAX_FRAME_LEN {
         return Err(DropReason::FrameTooLong);
     }
