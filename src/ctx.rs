@@ -538,14 +538,7 @@ impl<'c> Ctx<'c> {
         let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &self.guest);
         // L4, once.
         match (l4, src, dst) {
-            (
-                L4::Icmpv6 {
-                    msg_type: t @ 133..=136,
-                    ..
-                },
-                _,
-                _,
-            ) => {
+            (L4::Icmpv6 { msg_type: t, .. }, _, _) if crate::ndp::is_ndp(t) => {
                 if conf.no_ndp {
                     return;
                 }

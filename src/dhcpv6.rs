@@ -336,6 +336,7 @@ impl Dhcpv6Server {
     }
 
     /// Our DUID, as sent in the Server Identifier option.
+    #[cfg(test)]
     pub(crate) fn duid(&self) -> &[u8] {
         &self.duid
     }

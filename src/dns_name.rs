@@ -168,6 +168,7 @@ impl<'b, 'n> CompressedList<'b, 'n> {
     }
 
     /// The bytes written so far.
+    #[cfg(test)]
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }

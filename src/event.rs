@@ -172,15 +172,8 @@ impl Epoll {
         Ok(())
     }
 
-    /// Waits up to `timeout_ms` and returns the events (an empty slice on
-    /// timeout or EINTR).
-    pub(crate) fn wait(&mut self, timeout_ms: i32) -> io::Result<Vec<Event>> {
-        let mut out = Vec::new();
-        self.wait_into(timeout_ms, &mut out)?;
-        Ok(out)
-    }
-
-    /// As [`Epoll::wait`], into a reused vector (no allocation once it has
+    /// Waits up to `timeout_ms` and puts the events into `out` (left empty on
+    /// timeout or EINTR), a reused vector (no allocation once it has
     /// grown to the batch size).
     pub(crate) fn wait_into(&mut self, timeout_ms: i32, out: &mut Vec<Event>) -> io::Result<()> {
         out.clear();

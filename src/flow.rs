@@ -17,8 +17,8 @@
 //! own flows. So the protocols import the table, not each other, and the
 //! table imports none of them.
 //!
-//! A flow has two *sides*: [`INISIDE`] (0), the side that initiated it, and
-//! [`TGTSIDE`] (1), the side we forwarded it to. Each side lives on a packet
+//! A flow has two *sides*: `INISIDE` (0), the side that initiated it, and
+//! `TGTSIDE` (1), the side we forwarded it to. Each side lives on a packet
 //! interface, a [`Pif`]: the guest ([`Pif::Tap`]), host sockets
 //! ([`Pif::Host`]), or sockets inside pasta's namespace ([`Pif::Splice`]).
 //! A [`FlowSide`] describes one side as seen on its interface: the
@@ -64,7 +64,7 @@
 //! still present as a safety net, so no key ever refers to a reused slot.
 
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use siphasher::sip::SipHasher13;
 
@@ -72,8 +72,10 @@ use siphasher::sip::SipHasher13;
 pub(crate) const FLOW_MAX: usize = 131071;
 
 /// The side of a flow that initiated it.
+#[cfg(test)]
 pub(crate) const INISIDE: u8 = 0;
 /// The side of a flow we forwarded it to.
+#[cfg(test)]
 pub(crate) const TGTSIDE: u8 = 1;
 
 /// Largest capacity [`FlowTable::new`] accepts: a bucket packs the flow
@@ -152,11 +154,12 @@ fn octets16(addr: IpAddr) -> [u8; 16] {
 impl FlowSide {
     /// The side with addresses in canonical form: IPv4-mapped IPv6
     /// addresses become IPv4.
+    #[cfg(test)]
     pub(crate) fn canonical(&self) -> FlowSide {
         FlowSide {
-            eaddr: IpAddr::V6(Ipv6Addr::from(octets16(self.eaddr))).to_canonical(),
+            eaddr: IpAddr::V6(std::net::Ipv6Addr::from(octets16(self.eaddr))).to_canonical(),
             eport: self.eport,
-            oaddr: IpAddr::V6(Ipv6Addr::from(octets16(self.oaddr))).to_canonical(),
+            oaddr: IpAddr::V6(std::net::Ipv6Addr::from(octets16(self.oaddr))).to_canonical(),
             oport: self.oport,
         }
     }
@@ -316,6 +319,7 @@ impl<T> FlowTable<T> {
     }
 
     /// Whether the table holds no flow.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -366,6 +370,7 @@ impl<T> FlowTable<T> {
     }
 
     /// The key indexing side `side` of flow `idx`, if any.
+    #[cfg(test)]
     pub(crate) fn key(&self, idx: u32, side: u8) -> Option<&FlowKey> {
         self.hooked(idx, side).map(|h| &h.key)
     }
@@ -396,7 +401,7 @@ impl<T> FlowTable<T> {
         Some(value)
     }
 
-    /// Indexes side `side` ([`INISIDE`] or [`TGTSIDE`]) of flow `idx` by
+    /// Indexes side `side` (0, `INISIDE`, or 1, `TGTSIDE`) of flow `idx` by
     /// `key`.
     ///
     /// A side has one key: a previous key of that side is removed. A key
@@ -456,6 +461,7 @@ impl<T> FlowTable<T> {
 
     /// Indices of used slots, in increasing order, skipping free runs 64
     /// slots at a time.
+    #[cfg(test)]
     pub(crate) fn indices(&self) -> impl Iterator<Item = u32> + '_ {
         std::iter::successors(self.next_index(0), move |&i| self.next_index(i + 1))
     }
@@ -554,9 +560,6 @@ pub(crate) trait ProtoFlows<T> {
     fn capacity(&self) -> usize;
     /// Number of flows, of any protocol.
     fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
     /// Stores a new flow: see [`FlowTable::insert`].
     fn insert(&mut self, t: T) -> Result<u32, TableFull>;
     /// The flow at `idx`, if it is a `T`.

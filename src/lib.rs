@@ -312,7 +312,7 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
             let path = conf.passt.as_ref().and_then(|p| p.socket.as_deref());
             let (l, path) = tap::stream::listen(path)?;
             tap::stream::announce(&path);
-            tap::stream::Stream::listening(l, path)
+            tap::stream::Stream::listening(l)
         }
     };
     let connected = stream.is_connected();

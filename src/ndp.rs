@@ -362,6 +362,7 @@ impl RaTimer {
     }
 
     /// When the next RA is due, once armed.
+    #[cfg(test)]
     pub(crate) fn next_due(&self) -> Option<Instant> {
         self.next
     }

@@ -175,14 +175,9 @@ pub(crate) struct Addr {
 impl Addr {
     pub(crate) const F_NODAD: u32 = 0x02;
     pub(crate) const F_DEPRECATED: u32 = 0x20;
-    pub(crate) const F_PERMANENT: u32 = 0x80;
 
     pub(crate) fn deprecated(&self) -> bool {
         self.flags & Self::F_DEPRECATED != 0
-    }
-
-    pub(crate) fn permanent(&self) -> bool {
-        self.flags & Self::F_PERMANENT != 0
     }
 
     /// Link scope (IPv6 link-local, IPv4 169.254/16 set up with scope link).

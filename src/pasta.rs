@@ -127,25 +127,6 @@ impl NetNs {
                 .collect()
         })?
     }
-
-    /// Opens a socket that lives in this namespace (non-blocking,
-    /// close-on-exec). Usable at run time: pasta keeps the capability to
-    /// enter the namespace.
-    pub(crate) fn socket(
-        &self,
-        domain: rustix::net::AddressFamily,
-        kind: rustix::net::SocketType,
-    ) -> io::Result<OwnedFd> {
-        self.run(|| {
-            rustix::net::socket_with(
-                domain,
-                kind,
-                rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
-                None,
-            )
-            .map_err(io::Error::from)
-        })?
-    }
 }
 
 /// The command pasta spawned, and the pipe that lets it start.

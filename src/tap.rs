@@ -133,10 +133,6 @@ impl RxBatch {
         self.frames.len()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
     /// The `i`-th frame of the batch.
     pub(crate) fn frame(&self, i: usize) -> &[u8] {
         match self.frames.get(i) {
@@ -235,12 +231,9 @@ impl TxQueue {
         self.used += (len + 7) & !7;
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.frames.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.frames.is_empty()
     }
 
     /// Room for up to `n` frames of `stride` bytes laid out back to back

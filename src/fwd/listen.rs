@@ -12,15 +12,17 @@
 //!
 //! Sockets come and go only here: pasta's port scanner ([`Fwd::scan`])
 //! opens and closes the sockets of `auto` rules, and rules can be added
-//! ([`Fwd::add_rule`]) and removed ([`Fwd::remove_rule`]) while flows run.
+//! (`Fwd::add_rule`) and removed (`Fwd::remove_rule`) while flows run.
 //! Removing a rule closes its sockets; flows it started have sockets of
-//! their own and go on.
+//! their own and go on. Nothing changes rules at run time yet: those two
+//! are built for the run-time rule changes to come and exercised by the
+//! unit tests only, hence `cfg(test)` until then.
 
 use std::io;
 
 use super::rules::{
-    self, listen_ref, listen_ref_parts, open_port, Families, FwdRule, FwdTable, FwdTables,
-    Listener, Listening, Table,
+    self, listen_ref, listen_ref_parts, open_port, Families, FwdTable, FwdTables, Listener,
+    Listening, Table,
 };
 use super::scan::Scanner;
 use crate::conf::{Config, Proto};
@@ -70,6 +72,7 @@ impl Fwd {
     }
 
     /// The table `t`.
+    #[cfg(test)]
     pub(crate) fn table(&self, t: Table) -> &FwdTable {
         self.tables.get(t)
     }
@@ -130,10 +133,11 @@ impl Fwd {
     /// Adds `rule` to table `t` while flows run, and opens and registers
     /// its sockets (inside `netns` for the namespace's table) unless it is
     /// an `auto` rule, which the scanner serves. Returns its index.
+    #[cfg(test)]
     pub(crate) fn add_rule(
         &mut self,
         t: Table,
-        rule: FwdRule,
+        rule: rules::FwdRule,
         epoll: &Epoll,
         netns: Option<&NetNs>,
         freebind: bool,
@@ -163,7 +167,13 @@ impl Fwd {
     /// Removes rule `idx` of table `t`: its sockets are closed, the flows
     /// it started go on (they have their own sockets). An `auto` rule's
     /// ports are forgotten by the scanner.
-    pub(crate) fn remove_rule(&mut self, t: Table, idx: usize, epoll: &Epoll) -> Option<FwdRule> {
+    #[cfg(test)]
+    pub(crate) fn remove_rule(
+        &mut self,
+        t: Table,
+        idx: usize,
+        epoll: &Epoll,
+    ) -> Option<rules::FwdRule> {
         let (rule, socks) = self.tables.get_mut(t).remove(idx)?;
         for l in socks {
             let _ = epoll.del(&l.fd);
@@ -316,6 +326,7 @@ fn close_port(table: &mut FwdTable, epoll: &Epoll, t: Table, idx: usize, port: u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fwd::rules::FwdRule;
     use std::net::TcpStream;
 
     #[test]

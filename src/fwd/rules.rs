@@ -290,6 +290,7 @@ impl FwdTable {
 
     /// Removes rule `idx` and hands back its sockets (the caller takes
     /// them out of epoll; dropping them closes them).
+    #[cfg(test)]
     pub(crate) fn remove(&mut self, idx: usize) -> Option<(FwdRule, Vec<Listener>)> {
         let e = self.entries.get_mut(idx)?.take()?;
         Some((e.rule, e.socks.into_iter().flatten().collect()))
@@ -309,10 +310,12 @@ impl FwdTable {
     }
 
     /// Number of rules.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.iter().flatten().count()
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -324,6 +327,7 @@ impl FwdTable {
 
     /// The first rule for `proto` covering `port` on `local_addr`: its
     /// index and the target port.
+    #[cfg(test)]
     pub(crate) fn find(&self, proto: Proto, port: u16, local_addr: IpAddr) -> Option<(usize, u16)> {
         self.rules().find_map(|(i, r)| {
             if r.proto != proto || !r.matches_addr(local_addr) {

@@ -65,13 +65,10 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use super::rules::{FwdRule, FwdTable, FwdTables, Table};
+use super::rules::{FwdTable, FwdTables, Table};
 use super::spec;
 use crate::conf::Proto;
 use crate::pasta::NetNs;
-
-/// How often ports are scanned (upstream's `FWD_PORT_SCAN_INTERVAL`).
-pub(crate) const SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A set of ports, as a bitmap.
 #[derive(Clone)]
@@ -94,10 +91,6 @@ impl PortSet {
 
     pub(crate) fn contains(&self, p: u16) -> bool {
         self.0[usize::from(p >> 6)] & (1 << (p & 63)) != 0
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.0.fill(0);
     }
 
     /// Adds every port of `o`.
@@ -260,7 +253,8 @@ impl Scanner {
 
     /// Forgets the ports forwarded for `rule` of table `t` (removed: its
     /// sockets are closed).
-    pub(crate) fn forget(&mut self, t: Table, rule: &FwdRule) {
+    #[cfg(test)]
+    pub(crate) fn forget(&mut self, t: Table, rule: &super::rules::FwdRule) {
         if !rule.scan {
             return;
         }

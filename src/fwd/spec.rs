@@ -95,18 +95,6 @@ pub(crate) enum SpecMode {
     Ports,
 }
 
-impl SpecMode {
-    /// The keyword, or "ports".
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            SpecMode::None => "none",
-            SpecMode::All => "all",
-            SpecMode::Auto => "auto",
-            SpecMode::Ports => "ports",
-        }
-    }
-}
-
 /// Ports `first..=last` go to `to_first..`, port by port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PortRange {
@@ -123,11 +111,6 @@ impl PortRange {
             last,
             to_first: first,
         }
-    }
-
-    /// Whether the two ranges share a port.
-    pub(crate) fn overlaps(&self, o: &PortRange) -> bool {
-        self.first <= o.last && o.first <= self.last
     }
 }
 

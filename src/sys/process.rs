@@ -158,18 +158,6 @@ pub(crate) fn lookup_user(name: &str) -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-/// Looks up a group name: its gid.
-pub(crate) fn lookup_group(name: &str) -> Option<u32> {
-    let cname = CString::new(name).ok()?;
-    // SAFETY: as for getpwnam.
-    let gr = unsafe { libc::getgrnam(cname.as_ptr()) };
-    if gr.is_null() {
-        return None;
-    }
-    // SAFETY: `gr` is non-null and points to a valid group record.
-    Some(unsafe { (*gr).gr_gid })
-}
-
 /// `unshare(2)` of namespaces (never `CLONE_FILES`/`CLONE_FS` sharing
 /// games): only called while single-threaded.
 pub(crate) fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {

@@ -93,8 +93,6 @@ pub(crate) enum Accepted {
 pub(crate) struct Stream {
     listener: Option<OwnedFd>,
     conn: Option<OwnedFd>,
-    /// The bound path, for messages.
-    pub(crate) path: Option<PathBuf>,
     /// Length prefixes of the frames being sent.
     prefixes: Vec<[u8; 4]>,
     /// Bytes of an incomplete record at the end of the receive buffer.
@@ -173,7 +171,7 @@ fn size_buffers(fd: impl AsFd) -> usize {
 }
 
 impl Stream {
-    fn with(listener: Option<OwnedFd>, conn: Option<OwnedFd>, path: Option<PathBuf>) -> Self {
+    fn with(listener: Option<OwnedFd>, conn: Option<OwnedFd>) -> Self {
         let snd = conn.as_ref().map(size_buffers);
         if let Some(snd) = snd {
             low_hint(snd);
@@ -181,15 +179,14 @@ impl Stream {
         Stream {
             listener,
             conn,
-            path,
             prefixes: vec![[0; 4]; TX_FRAMES],
             carry: (0, 0),
         }
     }
 
     /// Socket mode: waits for clients on `listener`.
-    pub(crate) fn listening(listener: OwnedFd, path: PathBuf) -> Self {
-        Self::with(Some(listener), None, Some(path))
+    pub(crate) fn listening(listener: OwnedFd) -> Self {
+        Self::with(Some(listener), None)
     }
 
     /// `--fd`: an already connected socket.
@@ -205,7 +202,7 @@ impl Stream {
             Err(e) => return Err(io::Error::new(e.kind(), format!("--fd: not a socket: {e}"))),
         }
         rustix::io::ioctl_fionbio(&conn, true)?;
-        Ok(Self::with(None, Some(conn), None))
+        Ok(Self::with(None, Some(conn)))
     }
 
     pub(crate) fn listener(&self) -> Option<&OwnedFd> {

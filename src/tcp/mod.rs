@@ -296,6 +296,9 @@ impl Tcp {
     // ------------------------------------------------------------------
 
     /// A TCP segment from the guest (already checked by the classifier).
+    // `from_tap`: what came from the guest (upstream's name), not a
+    // conversion.
+    #[allow(clippy::wrong_self_convention)]
     pub(crate) fn from_tap(
         &mut self,
         c: &mut TcpCtx<'_>,

@@ -165,8 +165,6 @@ pub(crate) struct SpliceConn {
     /// timer tick.
     lowat_set: [bool; 2],
     lowat_act: [bool; 2],
-    /// Side 0 is in the namespace (`-T`), else on the host (`-t`).
-    pub(crate) from_ns: bool,
 }
 
 impl SpliceConn {
@@ -321,16 +319,6 @@ impl Splice {
         }
     }
 
-    /// Whether connections can be spliced into the namespace.
-    pub(crate) fn has_netns(&self) -> bool {
-        self.netns.is_some()
-    }
-
-    /// The namespace, once known.
-    pub(crate) fn netns(&self) -> Option<&NetNs> {
-        self.netns.as_ref()
-    }
-
     /// Sets the namespace (pasta, once it exists) and fills the socket
     /// pools.
     pub(crate) fn set_netns(&mut self, netns: NetNs) {
@@ -421,7 +409,6 @@ impl Splice {
             events: 0,
             lowat_set: [false; 2],
             lowat_act: [false; 2],
-            from_ns: !into_ns,
         };
         let Ok(idx) = flows.insert(conn) else {
             self.stats.refused += 1;

@@ -17,11 +17,11 @@ pub(crate) const IPPROTO_UDP: u8 = 17;
 
 /// A UDP pseudo-connection between two sides.
 ///
-/// Side 0 ([`crate::flow::INISIDE`]) sent the first datagram, side 1
-/// ([`crate::flow::TGTSIDE`]) is where we forwarded it. A side on the tap
-/// has no socket; a side on [`Pif::Host`] or [`Pif::Splice`] has one,
-/// connected to that side's endpoint, so the kernel delivers the peer's
-/// datagrams to it and nothing else.
+/// Side 0 (`INISIDE`) sent the first datagram, side 1 (`TGTSIDE`) is
+/// where we forwarded it. A side on the tap has no socket; a side on
+/// [`Pif::Host`] or [`Pif::Splice`] has one, connected to that side's
+/// endpoint, so the kernel delivers the peer's datagrams to it and nothing
+/// else.
 pub(crate) struct UdpFlow {
     pub(crate) pif: [Pif; 2],
     /// Each side as seen on its interface: the endpoint is the peer there,

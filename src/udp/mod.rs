@@ -224,6 +224,9 @@ impl Udp {
 
     /// A UDP datagram from the guest (checked by the classifier): frame
     /// `frame` of `rx`, payload `payload` within it.
+    // `from_tap`: what came from the guest (upstream's name), not a
+    // conversion.
+    #[allow(clippy::wrong_self_convention)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_tap(
         &mut self,
@@ -626,13 +629,6 @@ impl Udp {
                 self.stats.flows_closed += 1;
             }
         }
-    }
-
-    /// Flows open now.
-    pub(crate) fn open_flows(&self) -> u64 {
-        self.stats
-            .flows_opened
-            .saturating_sub(self.stats.flows_closed)
     }
 }
 

@@ -55,10 +55,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         Ok(())
     }
 
-    pub(crate) fn into_inner(self) -> T {
-        self.buffer
-    }
-
     pub(crate) fn htype(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::HTYPE)
     }
@@ -90,6 +86,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     /// Target hardware address.
+    #[cfg(test)]
     pub(crate) fn tha(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::THA)
     }
@@ -151,6 +148,7 @@ pub struct ArpRepr {
 
 impl ArpRepr {
     /// Reads the variable fields of a packet (any htype/ptype).
+    #[cfg(test)]
     pub(crate) fn parse<T: AsRef<[u8]>>(p: &ArpPacket<T>) -> Self {
         ArpRepr {
             oper: p.oper(),

@@ -45,10 +45,6 @@ pub(crate) const L4_OFFSET_V6: usize = IP_OFFSET + ipv6::HEADER_LEN;
 pub(crate) const UDP4_PAYLOAD_OFFSET: usize = L4_OFFSET_V4 + udp::HEADER_LEN;
 /// Offset of the UDP payload in an IPv6 frame.
 pub(crate) const UDP6_PAYLOAD_OFFSET: usize = L4_OFFSET_V6 + udp::HEADER_LEN;
-/// Offset of the payload of a TCP segment without options in an IPv4 frame.
-pub(crate) const TCP4_PAYLOAD_OFFSET: usize = L4_OFFSET_V4 + tcp::HEADER_LEN;
-/// Offset of the payload of a TCP segment without options in an IPv6 frame.
-pub(crate) const TCP6_PAYLOAD_OFFSET: usize = L4_OFFSET_V6 + tcp::HEADER_LEN;
 /// Offset of the ICMP message (its header included) in an IPv4 frame.
 pub(crate) const ICMP4_OFFSET: usize = L4_OFFSET_V4;
 /// Offset of the ICMPv6 message (its header included) in an IPv6 frame.
@@ -360,6 +356,7 @@ pub(crate) fn finish_ip_udp_csum(
 }
 
 /// Builds an Ethernet/IP/UDP frame carrying `payload`, checksum computed.
+#[cfg(test)]
 pub(crate) fn eth_ip_udp(
     out: &mut [u8],
     src_mac: Mac,
@@ -781,7 +778,7 @@ mod tests {
             window_scale: Some(7),
         };
         let n = finish_ip_tcp(&mut out, A, B, s.into(), d.into(), 255, &r, 0, L4Csum::Full);
-        assert_eq!(n, Ok(TCP6_PAYLOAD_OFFSET + 8));
+        assert_eq!(n, Ok(tcp_payload_offset(IpAddr::V6(*s.ip())) + 8));
         let p = SlicedPacket::from_ethernet(&out[..n.unwrap()]).unwrap();
         let Some(TransportSlice::Tcp(t)) = &p.transport else {
             panic!()

@@ -43,7 +43,6 @@ pub(crate) const MAX_FRAME_LEN: usize = eth::HEADER_LEN + 65535;
 #[derive(Clone, Copy, Debug)]
 pub struct Classified<'a> {
     pub(crate) src_mac: Mac,
-    pub(crate) dst_mac: Mac,
     pub l3: L3<'a>,
 }
 
@@ -180,7 +179,7 @@ pub(crate) fn classify_with(
         return Err(DropReason::FrameTooLong);
     }
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::FrameTooShort)?;
-    let (src_mac, dst_mac) = (eth.src(), eth.dst());
+    let src_mac = eth.src();
     // Views borrow their buffer: re-slice the frame for the 'a lifetime.
     let payload = frame.get(eth::HEADER_LEN..).unwrap_or(&[]);
     let l3 = match eth.ethertype() {
@@ -191,11 +190,7 @@ pub(crate) fn classify_with(
         eth::ethertype::IPV6 => classify_ipv6(payload, l4_csum_partial)?,
         _ => return Err(DropReason::UnknownEtherType),
     };
-    Ok(Classified {
-        src_mac,
-        dst_mac,
-        l3,
-    })
+    Ok(Classified { src_mac, l3 })
 }
 
 fn classify_ipv4(buf: &[u8], partial: bool) -> Result<L3<'_>, DropReason> {
@@ -466,7 +461,7 @@ mod tests {
     fn valid_frames() {
         let f = udp4(b"query");
         let c = classify(&f).unwrap();
-        assert_eq!((c.src_mac, c.dst_mac), (GUEST, US));
+        assert_eq!(c.src_mac, GUEST);
         let L3::Ipv4 {
             src, dst, ttl, l4, ..
         } = c.l3

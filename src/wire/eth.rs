@@ -51,10 +51,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         Ok(())
     }
 
-    pub(crate) fn into_inner(self) -> T {
-        self.buffer
-    }
-
+    #[cfg(test)]
     pub(crate) fn dst(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::DST)
     }
@@ -67,6 +64,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         get_u16(self.buffer.as_ref(), field::ETHERTYPE)
     }
 
+    #[cfg(test)]
     pub(crate) fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[field::PAYLOAD..]
     }
@@ -85,6 +83,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
         set_u16(self.buffer.as_mut(), field::ETHERTYPE, t);
     }
 
+    #[cfg(test)]
     pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::PAYLOAD..]
     }

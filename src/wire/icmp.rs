@@ -23,9 +23,7 @@ pub(crate) const HEADER_LEN: usize = field::DATA;
 /// Message types.
 pub(crate) mod msg_type {
     pub(crate) const ECHO_REPLY: u8 = 0;
-    pub(crate) const DEST_UNREACH: u8 = 3;
     pub(crate) const ECHO_REQUEST: u8 = 8;
-    pub(crate) const TIME_EXCEEDED: u8 = 11;
 }
 
 /// A view of an ICMP message.
@@ -64,6 +62,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
         self.buffer.as_ref()[field::CODE]
     }
 
+    #[cfg(test)]
     pub(crate) fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -80,6 +79,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
         checksum::verify(checksum::sum(self.buffer.as_ref()))
     }
 
+    #[cfg(test)]
     pub(crate) fn data(&self) -> &[u8] {
         &self.buffer.as_ref()[field::DATA..]
     }

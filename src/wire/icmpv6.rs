@@ -7,7 +7,7 @@
 //! pseudo-header, passed in as a partial sum.
 
 use super::checksum;
-use super::{get_u16, set_u16, Result, WireError};
+use super::{set_u16, Result, WireError};
 use std::net::Ipv6Addr;
 
 mod field {
@@ -16,8 +16,6 @@ mod field {
     pub(crate) const CODE: usize = 1;
     pub(crate) const CHECKSUM: usize = 2;
     pub(crate) const BODY: usize = 4;
-    pub(crate) const ECHO_IDENT: usize = 4;
-    pub(crate) const ECHO_SEQ: usize = 6;
     /// Target address of a Neighbour Solicitation or Advertisement.
     pub(crate) const NDP_TARGET: Field = 8..24;
 }
@@ -27,9 +25,6 @@ pub(crate) const HEADER_LEN: usize = field::BODY;
 
 /// Message types.
 pub(crate) mod msg_type {
-    pub(crate) const DEST_UNREACH: u8 = 1;
-    pub(crate) const PACKET_TOO_BIG: u8 = 2;
-    pub(crate) const TIME_EXCEEDED: u8 = 3;
     pub(crate) const ECHO_REQUEST: u8 = 128;
     pub(crate) const ECHO_REPLY: u8 = 129;
     pub(crate) const ROUTER_SOLICIT: u8 = 133;
@@ -62,38 +57,12 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         Ok(())
     }
 
-    pub(crate) fn into_inner(self) -> T {
-        self.buffer
-    }
-
     pub(crate) fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
 
     pub(crate) fn code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
-    }
-
-    pub(crate) fn checksum(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::CHECKSUM)
-    }
-
-    /// Echo identifier, if the message is long enough to carry one.
-    pub(crate) fn echo_ident(&self) -> Option<u16> {
-        let b = self
-            .buffer
-            .as_ref()
-            .get(field::ECHO_IDENT..field::ECHO_IDENT + 2)?;
-        Some(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    /// Echo sequence number, if the message is long enough to carry one.
-    pub(crate) fn echo_seq(&self) -> Option<u16> {
-        let b = self
-            .buffer
-            .as_ref()
-            .get(field::ECHO_SEQ..field::ECHO_SEQ + 2)?;
-        Some(u16::from_be_bytes([b[0], b[1]]))
     }
 
     /// Target address of an NS or NA, if the message is long enough.
@@ -113,22 +82,9 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
             checksum::sum(self.buffer.as_ref()),
         ))
     }
-
-    /// Everything after the common header.
-    pub(crate) fn body(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::BODY..]
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
-    pub(crate) fn set_msg_type(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TYPE] = v;
-    }
-
-    pub(crate) fn set_code(&mut self, v: u8) {
-        self.buffer.as_mut()[field::CODE] = v;
-    }
-
     pub(crate) fn set_checksum(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
     }
@@ -141,10 +97,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
             checksum::sum(self.buffer.as_ref()),
         ));
         self.set_checksum(c);
-    }
-
-    pub(crate) fn body_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::BODY..]
     }
 }
 
@@ -169,7 +121,6 @@ mod tests {
         assert_eq!(p.ndp_target(), Some(t));
         let p = Icmpv6Packet::new_checked(&b[..23]).unwrap();
         assert_eq!(p.ndp_target(), None);
-        assert_eq!(p.echo_ident(), Some(0));
         assert!(Icmpv6Packet::new_checked(&b[..3]).is_err());
     }
 }

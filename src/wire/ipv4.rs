@@ -71,10 +71,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(())
     }
 
-    pub(crate) fn into_inner(self) -> T {
-        self.buffer
-    }
-
     pub(crate) fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
@@ -93,10 +89,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         get_u16(self.buffer.as_ref(), field::TOTAL_LEN)
     }
 
-    pub(crate) fn ident(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::IDENT)
-    }
-
+    #[cfg(test)]
     pub(crate) fn dont_frag(&self) -> bool {
         get_u16(self.buffer.as_ref(), field::FLAGS_FRAG) & FLAG_DF != 0
     }
@@ -118,6 +111,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
+    #[cfg(test)]
     pub(crate) fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -137,6 +131,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     /// The L4 payload: from the end of the header to the total length.
+    #[cfg(test)]
     pub(crate) fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
     }
@@ -192,11 +187,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         let hlen = self.header_len();
         let c = checksum::finish(checksum::sum(&self.buffer.as_ref()[..hlen]));
         self.set_checksum(c);
-    }
-
-    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
-        let (h, t) = (self.header_len(), usize::from(self.total_len()));
-        &mut self.buffer.as_mut()[h..t]
     }
 }
 

@@ -49,10 +49,6 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         Ok(())
     }
 
-    pub(crate) fn into_inner(self) -> T {
-        self.buffer
-    }
-
     pub(crate) fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_TC_FLOW] >> 4
     }
@@ -85,6 +81,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         Ipv6Addr::from(get_array::<16>(self.buffer.as_ref(), field::DST))
     }
 
+    #[cfg(test)]
     pub(crate) fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]
     }
@@ -117,6 +114,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
         self.buffer.as_mut()[field::DST].copy_from_slice(&a.octets());
     }
 
+    #[cfg(test)]
     pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
         let end = HEADER_LEN + usize::from(self.payload_len());
         &mut self.buffer.as_mut()[HEADER_LEN..end]

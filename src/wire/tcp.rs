@@ -35,9 +35,6 @@ pub(crate) mod flags {
     pub(crate) const RST: u16 = 0x004;
     pub(crate) const PSH: u16 = 0x008;
     pub(crate) const ACK: u16 = 0x010;
-    pub(crate) const URG: u16 = 0x020;
-    pub(crate) const ECE: u16 = 0x040;
-    pub(crate) const CWR: u16 = 0x080;
     pub(crate) const ALL: u16 = 0x1ff;
 }
 
@@ -196,10 +193,6 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         Ok(())
     }
 
-    pub(crate) fn into_inner(self) -> T {
-        self.buffer
-    }
-
     pub fn src_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
@@ -238,24 +231,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         self.flags() & flags::RST != 0
     }
 
-    pub(crate) fn psh(&self) -> bool {
-        self.flags() & flags::PSH != 0
-    }
-
     pub(crate) fn ack_flag(&self) -> bool {
         self.flags() & flags::ACK != 0
     }
 
     pub(crate) fn window(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::WINDOW)
-    }
-
-    pub(crate) fn checksum(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::CHECKSUM)
-    }
-
-    pub(crate) fn urgent(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::URGENT)
     }
 
     /// The raw option bytes.

@@ -65,11 +65,6 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         get_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
-    /// Whether the length field says there is no payload.
-    pub(crate) fn is_empty(&self) -> bool {
-        usize::from(self.len()) <= HEADER_LEN
-    }
-
     pub(crate) fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
@@ -81,6 +76,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         checksum::verify(checksum::combine(pseudo, checksum::sum(data)))
     }
 
+    #[cfg(test)]
     pub(crate) fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..usize::from(self.len())]
     }
@@ -110,11 +106,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
         let data = &self.buffer.as_ref()[..usize::from(self.len())];
         let c = checksum::finish(checksum::combine(pseudo, checksum::sum(data)));
         self.set_checksum(if c == 0 { 0xffff } else { c });
-    }
-
-    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
-        let end = usize::from(self.len());
-        &mut self.buffer.as_mut()[HEADER_LEN..end]
     }
 }
 
