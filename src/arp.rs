@@ -35,7 +35,7 @@ use std::net::Ipv4Addr;
 /// goes there. Returns the length of the reply frame written to `out`, or
 /// `None` if the request must not be answered (or IPv4 is disabled, or
 /// `out` is too small).
-pub fn reply(
+pub(crate) fn reply(
     conf: &Config,
     req_src_mac: Mac,
     req: &ArpPacket<&[u8]>,
@@ -63,7 +63,7 @@ pub fn reply(
 }
 
 /// [`reply`] for a classified guest frame: `None` unless it is ARP.
-pub fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
     match &frame.l3 {
         L3::Arp(req) => reply(conf, frame.src_mac, req, out),
         _ => None,
@@ -72,7 +72,7 @@ pub fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<u
 
 /// Builds the broadcast ARP request asking for the guest's address, from our
 /// MAC and tap address. `None` if IPv4 is disabled.
-pub fn probe_guest(conf: &Config, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn probe_guest(conf: &Config, out: &mut [u8]) -> Option<usize> {
     let ip4 = conf.ip4.as_ref()?;
     let repr = ArpRepr {
         oper: OP_REQUEST,

@@ -55,7 +55,7 @@ use crate::conf::Config;
 use crate::event::{Epoll, EpollRef, Event, Kind};
 use crate::flow::{FlowKind, FlowTable};
 use crate::fwd::Fwd;
-pub use crate::guest::GuestState;
+pub(crate) use crate::guest::GuestState;
 use crate::icmp::Icmp;
 use crate::pasta::{QuitWatch, Spawned};
 use crate::tap::{RxBatch, RxEnd, Tap};
@@ -67,7 +67,7 @@ use crate::wire::Mac;
 /// here, above the protocols, so that the table ([`crate::flow`]) names
 /// none of them; each protocol sees it through
 /// [`ProtoFlows`](crate::flow::ProtoFlows) of its own flow type.
-pub enum Flow {
+pub(crate) enum Flow {
     /// A TCP connection between the guest and a host socket.
     Tcp(crate::tcp::TcpConn),
     /// An ICMP/ICMPv6 echo flow through a ping socket.
@@ -80,7 +80,7 @@ pub enum Flow {
 }
 
 /// The flow table of one loop.
-pub type Flows = FlowTable<Flow>;
+pub(crate) type Flows = FlowTable<Flow>;
 
 /// [`FlowKind`] for each variant of [`Flow`].
 macro_rules! flow_kind {
@@ -114,39 +114,39 @@ flow_kind!(Udp, crate::udp::UdpFlow);
 
 /// Counters of the L2/L3 path.
 #[derive(Clone, Debug, Default)]
-pub struct Counters {
-    pub drops: [u64; DropReason::COUNT],
-    pub over_mtu: u64,
-    pub arp_replies: u64,
-    pub ndp_replies: u64,
-    pub dhcp_replies: u64,
-    pub dhcpv6_replies: u64,
-    pub unhandled_l4: u64,
+pub(crate) struct Counters {
+    pub(crate) drops: [u64; DropReason::COUNT],
+    pub(crate) over_mtu: u64,
+    pub(crate) arp_replies: u64,
+    pub(crate) ndp_replies: u64,
+    pub(crate) dhcp_replies: u64,
+    pub(crate) dhcpv6_replies: u64,
+    pub(crate) unhandled_l4: u64,
 }
 
 /// Why the loop ended: the process exit status.
-pub type ExitCode = i32;
+pub(crate) type ExitCode = i32;
 
 /// Everything one event loop owns.
-pub struct Ctx<'c> {
-    pub conf: &'c Config,
-    pub epoll: Epoll,
-    pub tap: Tap,
+pub(crate) struct Ctx<'c> {
+    pub(crate) conf: &'c Config,
+    pub(crate) epoll: Epoll,
+    pub(crate) tap: Tap,
     rx: RxBatch,
-    pub guest: GuestState,
-    pub flows: Flows,
-    pub icmp: Icmp,
-    pub tcp: Tcp,
-    pub udp: crate::udp::Udp,
-    pub dhcpv6: crate::dhcpv6::Dhcpv6Server,
-    pub ra: crate::ndp::RaTimer,
+    pub(crate) guest: GuestState,
+    pub(crate) flows: Flows,
+    pub(crate) icmp: Icmp,
+    pub(crate) tcp: Tcp,
+    pub(crate) udp: crate::udp::Udp,
+    pub(crate) dhcpv6: crate::dhcpv6::Dhcpv6Server,
+    pub(crate) ra: crate::ndp::RaTimer,
     /// xorshift state for RA jitter.
     rng: u64,
-    pub counters: Counters,
+    pub(crate) counters: Counters,
     /// pasta: the namespace, to open sockets in it at run time.
-    pub netns: Option<crate::pasta::NetNs>,
+    pub(crate) netns: Option<crate::pasta::NetNs>,
     /// The forwarding tables and their listening sockets.
-    pub fwd: Fwd,
+    pub(crate) fwd: Fwd,
     signals: OwnedFd,
     spawned: Option<Spawned>,
     quit: Option<QuitWatch>,
@@ -163,7 +163,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 impl<'c> Ctx<'c> {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         conf: &'c Config,
         epoll: Epoll,
         tap: Tap,
@@ -234,7 +234,7 @@ impl<'c> Ctx<'c> {
     /// Sends the probes that teach us the guest's MAC quickly (an ARP
     /// request and a neighbour solicitation for its addresses), once the
     /// link is configured.
-    pub fn probe_guest(&mut self) {
+    pub(crate) fn probe_guest(&mut self) {
         let conf = self.conf;
         if conf.ip4.is_some() {
             self.tap.send_with(|out| crate::arp::probe_guest(conf, out));
@@ -276,14 +276,14 @@ impl<'c> Ctx<'c> {
     }
 
     /// Lets a spawned command start (pasta spawn mode).
-    pub fn start_command(&mut self) {
+    pub(crate) fn start_command(&mut self) {
         if let Some(s) = self.spawned.as_mut() {
             s.start();
         }
     }
 
     /// Runs until a signal, the guest or the namespace ends us.
-    pub fn run(&mut self) -> ExitCode {
+    pub(crate) fn run(&mut self) -> ExitCode {
         let mut events: Vec<Event> = Vec::with_capacity(64);
         let mut next_tick = Instant::now() + TICK;
         loop {
@@ -539,14 +539,7 @@ impl<'c> Ctx<'c> {
         let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &self.guest);
         // L4, once.
         match (l4, src, dst) {
-            (
-                L4::Icmpv6 {
-                    msg_type: t @ 133..=136,
-                    ..
-                },
-                _,
-                _,
-            ) => {
+            (L4::Icmpv6 { msg_type: t, .. }, _, _) if crate::ndp::is_ndp(t) => {
                 if conf.no_ndp {
                     return;
                 }
@@ -619,7 +612,7 @@ impl<'c> Ctx<'c> {
     }
 
     /// Scans the ports of `auto` rules and follows them (pasta).
-    pub fn scan_ports(&mut self) {
+    pub(crate) fn scan_ports(&mut self) {
         self.fwd.scan(&self.epoll, self.netns.as_ref());
     }
 

@@ -19,7 +19,7 @@ use std::path::Path;
 use crate::sys;
 
 /// Opens the PID file early, while we may still write there.
-pub fn open_pid_file(path: &Path) -> io::Result<File> {
+pub(crate) fn open_pid_file(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -39,7 +39,7 @@ fn write_pid(file: Option<File>, pid: i32) {
 
 /// Opens `/dev/null` for [`daemonize`], unless `foreground`: early, since
 /// the daemon forks once the filesystem is gone.
-pub fn open_devnull(foreground: bool) -> io::Result<Option<File>> {
+pub(crate) fn open_devnull(foreground: bool) -> io::Result<Option<File>> {
     if foreground {
         return Ok(None);
     }
@@ -54,7 +54,7 @@ pub fn open_devnull(foreground: bool) -> io::Result<Option<File>> {
 /// Daemonizes unless `foreground`: returns in the daemon only. The PID
 /// file gets the daemon's PID before the launcher exits. `devnull` (from
 /// [`open_devnull`]) becomes the daemon's standard streams.
-pub fn daemonize(
+pub(crate) fn daemonize(
     foreground: bool,
     pid_file: Option<File>,
     devnull: Option<File>,
@@ -86,7 +86,7 @@ pub fn daemonize(
 /// Blocks SIGTERM, SIGQUIT, SIGCHLD and SIGINT (pasta spawn mode: the
 /// command owns the terminal, its Ctrl-C is not ours) and returns a
 /// signalfd for them; ignores SIGPIPE.
-pub fn signals() -> io::Result<OwnedFd> {
+pub(crate) fn signals() -> io::Result<OwnedFd> {
     sys::ignore_sigpipe();
     let set = sys::SigSet::new(&[libc::SIGTERM, libc::SIGQUIT, libc::SIGCHLD, libc::SIGINT]);
     sys::block_signals(&set)?;

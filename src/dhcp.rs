@@ -58,22 +58,22 @@ const CLIENT_PORT: u16 = 68;
 mod field {
     use std::ops::Range;
 
-    pub const OP: usize = 0;
-    pub const HTYPE: usize = 1;
-    pub const HLEN: usize = 2;
-    pub const HOPS: usize = 3;
-    pub const XID: Range<usize> = 4..8;
-    pub const SECS: Range<usize> = 8..10;
-    pub const FLAGS: Range<usize> = 10..12;
-    pub const CIADDR: Range<usize> = 12..16;
-    pub const YIADDR: Range<usize> = 16..20;
-    pub const SIADDR: Range<usize> = 20..24;
-    pub const GIADDR: Range<usize> = 24..28;
-    pub const CHADDR: Range<usize> = 28..44;
+    pub(crate) const OP: usize = 0;
+    pub(crate) const HTYPE: usize = 1;
+    pub(crate) const HLEN: usize = 2;
+    pub(crate) const HOPS: usize = 3;
+    pub(crate) const XID: Range<usize> = 4..8;
+    pub(crate) const SECS: Range<usize> = 8..10;
+    pub(crate) const FLAGS: Range<usize> = 10..12;
+    pub(crate) const CIADDR: Range<usize> = 12..16;
+    pub(crate) const YIADDR: Range<usize> = 16..20;
+    pub(crate) const SIADDR: Range<usize> = 20..24;
+    pub(crate) const GIADDR: Range<usize> = 24..28;
+    pub(crate) const CHADDR: Range<usize> = 28..44;
     /// `sname` and `file`, both zero in replies.
-    pub const SNAME_FILE: Range<usize> = 44..236;
-    pub const MAGIC: Range<usize> = 236..240;
-    pub const OPTIONS: usize = 240;
+    pub(crate) const SNAME_FILE: Range<usize> = 44..236;
+    pub(crate) const MAGIC: Range<usize> = 236..240;
+    pub(crate) const OPTIONS: usize = 240;
 }
 
 const BOOTREQUEST: u8 = 1;
@@ -89,46 +89,46 @@ const OPT_MIN: usize = 60;
 
 /// Option codes we read or write.
 mod opt {
-    pub const PAD: u8 = 0;
-    pub const SUBNET_MASK: u8 = 1;
-    pub const ROUTER: u8 = 3;
-    pub const DNS: u8 = 6;
-    pub const HOSTNAME: u8 = 12;
-    pub const MTU: u8 = 26;
-    pub const LEASE_TIME: u8 = 51;
-    pub const MESSAGE_TYPE: u8 = 53;
-    pub const SERVER_ID: u8 = 54;
-    pub const PARAMETER_REQUEST_LIST: u8 = 55;
-    pub const RAPID_COMMIT: u8 = 80;
-    pub const CLIENT_FQDN: u8 = 81;
-    pub const DOMAIN_SEARCH: u8 = 119;
-    pub const CLASSLESS_ROUTE: u8 = 121;
-    pub const END: u8 = 255;
+    pub(crate) const PAD: u8 = 0;
+    pub(crate) const SUBNET_MASK: u8 = 1;
+    pub(crate) const ROUTER: u8 = 3;
+    pub(crate) const DNS: u8 = 6;
+    pub(crate) const HOSTNAME: u8 = 12;
+    pub(crate) const MTU: u8 = 26;
+    pub(crate) const LEASE_TIME: u8 = 51;
+    pub(crate) const MESSAGE_TYPE: u8 = 53;
+    pub(crate) const SERVER_ID: u8 = 54;
+    pub(crate) const PARAMETER_REQUEST_LIST: u8 = 55;
+    pub(crate) const RAPID_COMMIT: u8 = 80;
+    pub(crate) const CLIENT_FQDN: u8 = 81;
+    pub(crate) const DOMAIN_SEARCH: u8 = 119;
+    pub(crate) const CLASSLESS_ROUTE: u8 = 121;
+    pub(crate) const END: u8 = 255;
 }
 
 /// DHCP message types (option 53).
 mod msg {
-    pub const DISCOVER: u8 = 1;
-    pub const OFFER: u8 = 2;
-    pub const REQUEST: u8 = 3;
-    pub const ACK: u8 = 5;
+    pub(crate) const DISCOVER: u8 = 1;
+    pub(crate) const OFFER: u8 = 2;
+    pub(crate) const REQUEST: u8 = 3;
+    pub(crate) const ACK: u8 = 5;
 }
 
 /// A reply built into the caller's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DhcpReply {
+pub(crate) struct DhcpReply {
     /// Length of the UDP payload written.
-    pub len: usize,
+    pub(crate) len: usize,
     /// IPv4 destination: broadcast if the client set the broadcast flag,
     /// the assigned address otherwise. Port 68.
-    pub dst: Ipv4Addr,
+    pub(crate) dst: Ipv4Addr,
     /// IPv4 source: our address on the tap. Port 67.
-    pub src: Ipv4Addr,
+    pub(crate) src: Ipv4Addr,
 }
 
 /// Why a request was dropped without reply.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-pub enum DhcpDrop {
+pub(crate) enum DhcpDrop {
     #[error("message shorter than the BOOTP header")]
     TooShort,
     #[error("not a BOOTREQUEST")]
@@ -370,7 +370,11 @@ fn write_options(so: &ServerOpts, prl: &[u8], area: &mut [u8]) -> usize {
 /// payload goes to the start of `out` (at least 548 bytes; 576 is plenty).
 /// Returns `Ok(None)` if there is nothing to answer: DHCP disabled, no IPv4,
 /// or a message type we ignore.
-pub fn reply(conf: &Config, request: &[u8], out: &mut [u8]) -> Result<Option<DhcpReply>, DhcpDrop> {
+pub(crate) fn reply(
+    conf: &Config,
+    request: &[u8],
+    out: &mut [u8],
+) -> Result<Option<DhcpReply>, DhcpDrop> {
     let Some(ip4) = conf.ip4.as_ref().filter(|_| !conf.no_dhcp) else {
         return Ok(None);
     };
@@ -432,7 +436,7 @@ pub fn reply(conf: &Config, request: &[u8], out: &mut [u8]) -> Result<Option<Dhc
 /// headers, which are then completed around it. Returns the length of the
 /// reply frame in `out`; `None` if the frame is not DHCP or gets no answer
 /// (a malformed request is logged at trace level).
-pub fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
     let L3::Ipv4 {
         l4: L4::Udp {
             dport: SERVER_PORT,

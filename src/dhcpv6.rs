@@ -80,27 +80,27 @@ const INFINITE: u32 = u32::MAX;
 
 /// Message types (RFC 8415, 7.3).
 mod msg {
-    pub const SOLICIT: u8 = 1;
-    pub const ADVERTISE: u8 = 2;
-    pub const REQUEST: u8 = 3;
-    pub const CONFIRM: u8 = 4;
-    pub const RENEW: u8 = 5;
-    pub const REBIND: u8 = 6;
-    pub const REPLY: u8 = 7;
-    pub const INFORMATION_REQUEST: u8 = 11;
+    pub(crate) const SOLICIT: u8 = 1;
+    pub(crate) const ADVERTISE: u8 = 2;
+    pub(crate) const REQUEST: u8 = 3;
+    pub(crate) const CONFIRM: u8 = 4;
+    pub(crate) const RENEW: u8 = 5;
+    pub(crate) const REBIND: u8 = 6;
+    pub(crate) const REPLY: u8 = 7;
+    pub(crate) const INFORMATION_REQUEST: u8 = 11;
 }
 
 /// Option codes.
 mod opt {
-    pub const CLIENT_ID: u16 = 1;
-    pub const SERVER_ID: u16 = 2;
-    pub const IA_NA: u16 = 3;
-    pub const IA_TA: u16 = 4;
-    pub const IAADDR: u16 = 5;
-    pub const STATUS_CODE: u16 = 13;
-    pub const DNS_SERVERS: u16 = 23;
-    pub const DOMAIN_LIST: u16 = 24;
-    pub const CLIENT_FQDN: u16 = 39;
+    pub(crate) const CLIENT_ID: u16 = 1;
+    pub(crate) const SERVER_ID: u16 = 2;
+    pub(crate) const IA_NA: u16 = 3;
+    pub(crate) const IA_TA: u16 = 4;
+    pub(crate) const IAADDR: u16 = 5;
+    pub(crate) const STATUS_CODE: u16 = 13;
+    pub(crate) const DNS_SERVERS: u16 = 23;
+    pub(crate) const DOMAIN_LIST: u16 = 24;
+    pub(crate) const CLIENT_FQDN: u16 = 39;
 }
 
 const STATUS_NOT_ON_LINK: u16 = 4;
@@ -111,7 +111,7 @@ const FQDN_O: u8 = 0x02;
 
 /// Why a request was dropped without reply.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-pub enum Dhcpv6Drop {
+pub(crate) enum Dhcpv6Drop {
     #[error("destination is not ff02::1:2")]
     NotAllServers,
     #[error("message shorter than its header")]
@@ -318,7 +318,7 @@ impl<'a> Writer<'a> {
 
 /// The DHCPv6 server: our identity, the rest comes from [`Config`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dhcpv6Server {
+pub(crate) struct Dhcpv6Server {
     /// DUID-LLT: type 1, hardware type 1 (Ethernet), time, MAC.
     duid: [u8; DUID_LEN],
 }
@@ -326,7 +326,7 @@ pub struct Dhcpv6Server {
 impl Dhcpv6Server {
     /// A server identified by our MAC address and `secs_since_2000`, the
     /// start-up time in seconds since 2000-01-01 00:00 UTC.
-    pub fn new(conf: &Config, secs_since_2000: u32) -> Self {
+    pub(crate) fn new(conf: &Config, secs_since_2000: u32) -> Self {
         let mut duid = [0u8; DUID_LEN];
         duid[0..2].copy_from_slice(&1u16.to_be_bytes());
         duid[2..4].copy_from_slice(&1u16.to_be_bytes());
@@ -336,7 +336,8 @@ impl Dhcpv6Server {
     }
 
     /// Our DUID, as sent in the Server Identifier option.
-    pub fn duid(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn duid(&self) -> &[u8] {
         &self.duid
     }
 
@@ -345,7 +346,12 @@ impl Dhcpv6Server {
     /// the headers, which are then completed around it. Returns the length
     /// of the reply frame in `out`; `None` if the frame is not DHCPv6 or
     /// gets no answer (a dropped request is logged at trace level).
-    pub fn handle(&self, conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+    pub(crate) fn handle(
+        &self,
+        conf: &Config,
+        frame: &Classified<'_>,
+        out: &mut [u8],
+    ) -> Option<usize> {
         let L3::Ipv6 {
             src,
             dst,
@@ -386,7 +392,7 @@ impl Dhcpv6Server {
     /// `out` (at least 256 bytes; 1232 leaves room for every option) and
     /// its length returned. `Ok(None)`: nothing to answer (DHCPv6 disabled,
     /// no address to give, or a message type we ignore).
-    pub fn reply(
+    pub(crate) fn reply(
         &self,
         conf: &Config,
         src_ll: Ipv6Addr,

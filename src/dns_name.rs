@@ -26,7 +26,7 @@
 /// Longest label, RFC 1035 section 2.3.4.
 const MAX_LABEL: usize = 63;
 /// Longest encoded name, including length bytes and the root label.
-pub const MAX_NAME: usize = 255;
+pub(crate) const MAX_NAME: usize = 255;
 /// How many suffixes a [`CompressedList`] remembers as pointer targets.
 /// Once full, later names are still encoded, only less compactly.
 const MAX_MARKS: usize = 128;
@@ -39,7 +39,7 @@ fn strip_root(name: &str) -> &str {
 /// Length of `name` in wire format (labels and the final zero byte), or
 /// `None` if it cannot be encoded. The root name (`""` or `"."`) is one
 /// byte.
-pub fn encoded_len(name: &str) -> Option<usize> {
+pub(crate) fn encoded_len(name: &str) -> Option<usize> {
     let name = strip_root(name);
     if name.is_empty() {
         return Some(1);
@@ -57,7 +57,7 @@ pub fn encoded_len(name: &str) -> Option<usize> {
 /// Writes `name` uncompressed at the start of `out` and returns the number
 /// of bytes written, or `None` (and `out` possibly partly written) if the
 /// name is invalid or `out` is too short.
-pub fn encode(name: &str, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn encode(name: &str, out: &mut [u8]) -> Option<usize> {
     let len = encoded_len(name)?;
     let out = out.get_mut(..len)?;
     let mut pos = 0;
@@ -75,7 +75,7 @@ pub fn encode(name: &str, out: &mut [u8]) -> Option<usize> {
 
 /// Why a name was not added to a [`CompressedList`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PushError {
+pub(crate) enum PushError {
     /// Not a valid name (see the module documentation), or the root name.
     Invalid,
     /// Valid, but the rest of the buffer is too short: the list is
@@ -92,7 +92,7 @@ struct Mark<'n> {
 
 /// A list of names with RFC 1035 compression, written into a caller's
 /// buffer. Each name is written whole or not at all.
-pub struct CompressedList<'b, 'n> {
+pub(crate) struct CompressedList<'b, 'n> {
     buf: &'b mut [u8],
     len: usize,
     marks: [Mark<'n>; MAX_MARKS],
@@ -102,7 +102,7 @@ pub struct CompressedList<'b, 'n> {
 impl<'b, 'n> CompressedList<'b, 'n> {
     /// An empty list that will use at most `buf.len()` bytes (and at most
     /// 0x3fff, the reach of a pointer).
-    pub fn new(buf: &'b mut [u8]) -> Self {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
         let cap = buf.len().min(0x3fff);
         CompressedList {
             buf: &mut buf[..cap],
@@ -116,17 +116,17 @@ impl<'b, 'n> CompressedList<'b, 'n> {
     }
 
     /// Bytes written so far.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Appends `name`, ending it with a pointer to the longest suffix
     /// already written, if any.
-    pub fn push(&mut self, name: &'n str) -> Result<(), PushError> {
+    pub(crate) fn push(&mut self, name: &'n str) -> Result<(), PushError> {
         let name = strip_root(name);
         if name.is_empty() || encoded_len(name).is_none() {
             return Err(PushError::Invalid);
@@ -168,7 +168,8 @@ impl<'b, 'n> CompressedList<'b, 'n> {
     }
 
     /// The bytes written so far.
-    pub fn as_bytes(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 

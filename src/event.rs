@@ -15,7 +15,7 @@ use rustix::event::epoll::{self, EventData, EventFlags};
 /// What a descriptor in the epoll set is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// The tap device (pasta) or QEMU socket (passt): frames from the guest.
     Tap = 1,
     /// Signals (SIGTERM, SIGQUIT, SIGCHLD) through a signalfd.
@@ -76,29 +76,29 @@ const SIDE_BIT: u32 = 1 << 31;
 
 /// A kind and an index packed in epoll's 64-bit data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EpollRef {
-    pub kind: Kind,
-    pub index: u32,
+pub(crate) struct EpollRef {
+    pub(crate) kind: Kind,
+    pub(crate) index: u32,
 }
 
 impl EpollRef {
-    pub fn new(kind: Kind, index: u32) -> Self {
+    pub(crate) fn new(kind: Kind, index: u32) -> Self {
         EpollRef { kind, index }
     }
 
     /// A reference to side `side` (0 or 1) of flow `flow`: the flow index
     /// in the low 31 bits, the side in bit 31. [`split_flow_side`] reads
     /// it back.
-    pub fn flow_side(kind: Kind, flow: u32, side: usize) -> Self {
+    pub(crate) fn flow_side(kind: Kind, flow: u32, side: usize) -> Self {
         debug_assert!(flow < SIDE_BIT && side < 2);
         EpollRef::new(kind, flow | if side == 1 { SIDE_BIT } else { 0 })
     }
 
-    pub fn to_u64(self) -> u64 {
+    pub(crate) fn to_u64(self) -> u64 {
         ((self.kind as u64) << 56) | self.index as u64
     }
 
-    pub fn from_u64(v: u64) -> Option<Self> {
+    pub(crate) fn from_u64(v: u64) -> Option<Self> {
         Some(EpollRef {
             kind: Kind::from_u8((v >> 56) as u8)?,
             index: v as u32,
@@ -108,22 +108,22 @@ impl EpollRef {
 
 /// The flow index and the side of an index made by
 /// [`EpollRef::flow_side`].
-pub fn split_flow_side(index: u32) -> (u32, usize) {
+pub(crate) fn split_flow_side(index: u32) -> (u32, usize) {
     (index & !SIDE_BIT, usize::from(index & SIDE_BIT != 0))
 }
 
 /// Readiness reported for one descriptor.
 #[derive(Clone, Copy, Debug)]
-pub struct Event {
-    pub r: EpollRef,
-    pub readable: bool,
-    pub writable: bool,
-    pub hangup: bool,
-    pub error: bool,
+pub(crate) struct Event {
+    pub(crate) r: EpollRef,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    pub(crate) hangup: bool,
+    pub(crate) error: bool,
 }
 
 /// The epoll instance of one event loop, with its event buffer.
-pub struct Epoll {
+pub(crate) struct Epoll {
     fd: OwnedFd,
     events: Vec<epoll::Event>,
 }
@@ -132,7 +132,7 @@ pub struct Epoll {
 const EVENTS_MAX: usize = 64;
 
 impl Epoll {
-    pub fn new() -> io::Result<Self> {
+    pub(crate) fn new() -> io::Result<Self> {
         Ok(Epoll {
             fd: epoll::create(epoll::CreateFlags::CLOEXEC)?,
             events: Vec::with_capacity(EVENTS_MAX),
@@ -140,7 +140,7 @@ impl Epoll {
     }
 
     /// Watches `fd` for input (and errors/hang-ups).
-    pub fn add(&self, fd: impl AsFd, r: EpollRef) -> io::Result<()> {
+    pub(crate) fn add(&self, fd: impl AsFd, r: EpollRef) -> io::Result<()> {
         epoll::add(
             &self.fd,
             fd,
@@ -151,33 +151,31 @@ impl Epoll {
     }
 
     /// Watches `fd` with explicit flags.
-    pub fn add_flags(&self, fd: impl AsFd, r: EpollRef, flags: EventFlags) -> io::Result<()> {
+    pub(crate) fn add_flags(
+        &self,
+        fd: impl AsFd,
+        r: EpollRef,
+        flags: EventFlags,
+    ) -> io::Result<()> {
         epoll::add(&self.fd, fd, EventData::new_u64(r.to_u64()), flags)?;
         Ok(())
     }
 
     /// Changes the events watched on `fd`.
-    pub fn modify(&self, fd: impl AsFd, r: EpollRef, flags: EventFlags) -> io::Result<()> {
+    pub(crate) fn modify(&self, fd: impl AsFd, r: EpollRef, flags: EventFlags) -> io::Result<()> {
         epoll::modify(&self.fd, fd, EventData::new_u64(r.to_u64()), flags)?;
         Ok(())
     }
 
-    pub fn del(&self, fd: impl AsFd) -> io::Result<()> {
+    pub(crate) fn del(&self, fd: impl AsFd) -> io::Result<()> {
         epoll::delete(&self.fd, fd)?;
         Ok(())
     }
 
-    /// Waits up to `timeout_ms` and returns the events (an empty slice on
-    /// timeout or EINTR).
-    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<Vec<Event>> {
-        let mut out = Vec::new();
-        self.wait_into(timeout_ms, &mut out)?;
-        Ok(out)
-    }
-
-    /// As [`Epoll::wait`], into a reused vector (no allocation once it has
+    /// Waits up to `timeout_ms` and puts the events into `out` (left empty on
+    /// timeout or EINTR), a reused vector (no allocation once it has
     /// grown to the batch size).
-    pub fn wait_into(&mut self, timeout_ms: i32, out: &mut Vec<Event>) -> io::Result<()> {
+    pub(crate) fn wait_into(&mut self, timeout_ms: i32, out: &mut Vec<Event>) -> io::Result<()> {
         out.clear();
         let timeout = rustix::time::Timespec {
             tv_sec: i64::from(timeout_ms / 1000),

@@ -17,8 +17,8 @@
 //! own flows. So the protocols import the table, not each other, and the
 //! table imports none of them.
 //!
-//! A flow has two *sides*: [`INISIDE`] (0), the side that initiated it, and
-//! [`TGTSIDE`] (1), the side we forwarded it to. Each side lives on a packet
+//! A flow has two *sides*: `INISIDE` (0), the side that initiated it, and
+//! `TGTSIDE` (1), the side we forwarded it to. Each side lives on a packet
 //! interface, a [`Pif`]: the guest ([`Pif::Tap`]), host sockets
 //! ([`Pif::Host`]), or sockets inside pasta's namespace ([`Pif::Splice`]).
 //! A [`FlowSide`] describes one side as seen on its interface: the
@@ -64,30 +64,32 @@
 //! still present as a safety net, so no key ever refers to a reused slot.
 
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 use siphasher::sip::SipHasher13;
 
 /// Maximum number of flows, as upstream: 2^17 - 1.
-pub const FLOW_MAX: usize = 131071;
+pub(crate) const FLOW_MAX: usize = 131071;
 
 /// The side of a flow that initiated it.
-pub const INISIDE: u8 = 0;
+#[cfg(test)]
+pub(crate) const INISIDE: u8 = 0;
 /// The side of a flow we forwarded it to.
-pub const TGTSIDE: u8 = 1;
+#[cfg(test)]
+pub(crate) const TGTSIDE: u8 = 1;
 
 /// Largest capacity [`FlowTable::new`] accepts: a bucket packs the flow
 /// index and the side in 32 bits, and the bucket array is 4 x capacity.
-pub const CAPACITY_LIMIT: usize = 1 << 28;
+pub(crate) const CAPACITY_LIMIT: usize = 1 << 28;
 
 /// IP protocol numbers, as in [`FlowKey::proto`].
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMPV6: u8 = 58;
+pub(crate) const IPPROTO_ICMP: u8 = 1;
+pub(crate) const IPPROTO_TCP: u8 = 6;
+pub(crate) const IPPROTO_UDP: u8 = 17;
+pub(crate) const IPPROTO_ICMPV6: u8 = 58;
 
 /// Name of IP protocol `proto` for log messages.
-pub fn proto_name(proto: u8) -> &'static str {
+pub(crate) fn proto_name(proto: u8) -> &'static str {
     match proto {
         IPPROTO_ICMP => "ICMP",
         IPPROTO_TCP => "TCP",
@@ -100,7 +102,7 @@ pub fn proto_name(proto: u8) -> &'static str {
 /// Packet interface: where one side of a flow lives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
-pub enum Pif {
+pub(crate) enum Pif {
     /// No interface (side not set up yet).
     #[default]
     None = 0,
@@ -114,7 +116,7 @@ pub enum Pif {
 
 impl Pif {
     /// Name for log messages, as upstream's `pif_name()`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Pif::None => "<none>",
             Pif::Host => "HOST",
@@ -130,15 +132,15 @@ impl Pif {
 /// Equality and hashing treat an IPv4 address and its IPv4-mapped IPv6 form
 /// as the same address.
 #[derive(Clone, Copy, Debug)]
-pub struct FlowSide {
+pub(crate) struct FlowSide {
     /// Endpoint (peer) address.
-    pub eaddr: IpAddr,
+    pub(crate) eaddr: IpAddr,
     /// Endpoint (peer) port, or ICMP echo identifier.
-    pub eport: u16,
+    pub(crate) eport: u16,
     /// Our address on this interface (may be unspecified).
-    pub oaddr: IpAddr,
+    pub(crate) oaddr: IpAddr,
     /// Our port on this interface, or ICMP echo identifier.
-    pub oport: u16,
+    pub(crate) oport: u16,
 }
 
 /// An address as 16 bytes of IPv6, IPv4 as IPv4-mapped.
@@ -152,11 +154,12 @@ fn octets16(addr: IpAddr) -> [u8; 16] {
 impl FlowSide {
     /// The side with addresses in canonical form: IPv4-mapped IPv6
     /// addresses become IPv4.
-    pub fn canonical(&self) -> FlowSide {
+    #[cfg(test)]
+    pub(crate) fn canonical(&self) -> FlowSide {
         FlowSide {
-            eaddr: IpAddr::V6(Ipv6Addr::from(octets16(self.eaddr))).to_canonical(),
+            eaddr: IpAddr::V6(std::net::Ipv6Addr::from(octets16(self.eaddr))).to_canonical(),
             eport: self.eport,
-            oaddr: IpAddr::V6(Ipv6Addr::from(octets16(self.oaddr))).to_canonical(),
+            oaddr: IpAddr::V6(std::net::Ipv6Addr::from(octets16(self.oaddr))).to_canonical(),
             oport: self.oport,
         }
     }
@@ -184,13 +187,13 @@ impl Hash for FlowSide {
 
 /// What a flow is looked up by: protocol, interface and side addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowKey {
+pub(crate) struct FlowKey {
     /// IP protocol number (`IPPROTO_TCP`, `IPPROTO_UDP`, `IPPROTO_ICMP`...).
-    pub proto: u8,
+    pub(crate) proto: u8,
     /// Interface the side is on.
-    pub pif: Pif,
+    pub(crate) pif: Pif,
     /// Addresses and ports as seen on that interface.
-    pub side: FlowSide,
+    pub(crate) side: FlowSide,
 }
 
 /// Length of [`FlowKey::hash_input`].
@@ -214,7 +217,7 @@ impl FlowKey {
 /// The table has no free slot for a new flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("Flow table full")]
-pub struct TableFull;
+pub(crate) struct TableFull;
 
 /// A key indexing a flow side, with its hash kept for back-shifting.
 #[derive(Clone, Copy, Debug)]
@@ -253,7 +256,7 @@ fn unpack(bucket: u32) -> (u32, u8) {
 }
 
 /// Preallocated table of flows of type `T`, with a keyed hash index.
-pub struct FlowTable<T> {
+pub(crate) struct FlowTable<T> {
     slots: Vec<Slot<T>>,
     capacity: usize,
     len: usize,
@@ -283,14 +286,14 @@ fn random_key() -> (u64, u64) {
 impl<T> FlowTable<T> {
     /// A table for up to `capacity` flows (at most [`CAPACITY_LIMIT`]),
     /// hashing with a random key.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let (k0, k1) = random_key();
         Self::new_with_key(capacity, k0, k1)
     }
 
     /// A table hashing with a fixed key: for tests and reproducible runs
     /// only, as a known key lets the guest force collisions.
-    pub fn new_with_key(capacity: usize, k0: u64, k1: u64) -> Self {
+    pub(crate) fn new_with_key(capacity: usize, k0: u64, k1: u64) -> Self {
         let capacity = capacity.min(CAPACITY_LIMIT);
         let nbuckets = (capacity * 4).next_power_of_two().max(4);
         FlowTable {
@@ -306,23 +309,24 @@ impl<T> FlowTable<T> {
     }
 
     /// Maximum number of flows.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Number of flows in the table.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the table holds no flow.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Stores a new flow, returning its index: a freed slot if there is
     /// one, a never used one otherwise.
-    pub fn insert(&mut self, value: T) -> Result<u32, TableFull> {
+    pub(crate) fn insert(&mut self, value: T) -> Result<u32, TableFull> {
         if self.len >= self.capacity {
             return Err(TableFull);
         }
@@ -350,7 +354,7 @@ impl<T> FlowTable<T> {
     }
 
     /// The flow at `idx`, if that slot is used.
-    pub fn get(&self, idx: u32) -> Option<&T> {
+    pub(crate) fn get(&self, idx: u32) -> Option<&T> {
         match self.slots.get(idx as usize) {
             Some(Slot::Used { value, .. }) => Some(value),
             _ => None,
@@ -358,7 +362,7 @@ impl<T> FlowTable<T> {
     }
 
     /// The flow at `idx`, mutable, if that slot is used.
-    pub fn get_mut(&mut self, idx: u32) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, idx: u32) -> Option<&mut T> {
         match self.slots.get_mut(idx as usize) {
             Some(Slot::Used { value, .. }) => Some(value),
             _ => None,
@@ -366,7 +370,8 @@ impl<T> FlowTable<T> {
     }
 
     /// The key indexing side `side` of flow `idx`, if any.
-    pub fn key(&self, idx: u32, side: u8) -> Option<&FlowKey> {
+    #[cfg(test)]
+    pub(crate) fn key(&self, idx: u32, side: u8) -> Option<&FlowKey> {
         self.hooked(idx, side).map(|h| &h.key)
     }
 
@@ -375,7 +380,7 @@ impl<T> FlowTable<T> {
     /// Callers remove the flow's keys with [`FlowTable::hash_remove`]
     /// first; keys still present are removed here, so that no key refers to
     /// the slot once it is reused.
-    pub fn remove(&mut self, idx: u32) -> Option<T> {
+    pub(crate) fn remove(&mut self, idx: u32) -> Option<T> {
         let keys = match self.slots.get(idx as usize) {
             Some(Slot::Used { keys, .. }) => *keys,
             _ => return None,
@@ -396,14 +401,14 @@ impl<T> FlowTable<T> {
         Some(value)
     }
 
-    /// Indexes side `side` ([`INISIDE`] or [`TGTSIDE`]) of flow `idx` by
+    /// Indexes side `side` (0, `INISIDE`, or 1, `TGTSIDE`) of flow `idx` by
     /// `key`.
     ///
     /// A side has one key: a previous key of that side is removed. A key
     /// indexes one flow side: if `key` already indexes another one, it is
     /// moved here (callers look up first, this is not expected). Does
     /// nothing if `idx` is not a used slot or `side` is not 0 or 1.
-    pub fn hash_insert(&mut self, key: &FlowKey, idx: u32, side: u8) {
+    pub(crate) fn hash_insert(&mut self, key: &FlowKey, idx: u32, side: u8) {
         debug_assert!(side <= 1, "flow side {side}");
         debug_assert!(self.get(idx).is_some(), "hash_insert on free slot {idx}");
         if side > 1 || self.get(idx).is_none() {
@@ -427,20 +432,20 @@ impl<T> FlowTable<T> {
     }
 
     /// Removes `key` from the index, if present.
-    pub fn hash_remove(&mut self, key: &FlowKey) {
+    pub(crate) fn hash_remove(&mut self, key: &FlowKey) {
         let hash = self.hash(key);
         self.unhook(key, hash);
     }
 
     /// The flow index and side that `key` indexes.
-    pub fn lookup(&self, key: &FlowKey) -> Option<(u32, u8)> {
+    pub(crate) fn lookup(&self, key: &FlowKey) -> Option<(u32, u8)> {
         let hash = self.hash(key);
         self.find(key, hash).map(|i| unpack(self.buckets[i]))
     }
 
     /// The first used slot at or after `from`: lets a caller walk the table
     /// while modifying it.
-    pub fn next_index(&self, from: u32) -> Option<u32> {
+    pub(crate) fn next_index(&self, from: u32) -> Option<u32> {
         let end = self.slots.len();
         let mut i = from as usize;
         while i < end {
@@ -456,7 +461,8 @@ impl<T> FlowTable<T> {
 
     /// Indices of used slots, in increasing order, skipping free runs 64
     /// slots at a time.
-    pub fn indices(&self) -> impl Iterator<Item = u32> + '_ {
+    #[cfg(test)]
+    pub(crate) fn indices(&self) -> impl Iterator<Item = u32> + '_ {
         std::iter::successors(self.next_index(0), move |&i| self.next_index(i + 1))
     }
 
@@ -537,7 +543,7 @@ impl<T> FlowTable<T> {
 /// an enum of every protocol's flow, defined above the protocols (in
 /// [`crate::ctx`]), which implements this for each of them; a protocol
 /// sees the table as [`ProtoFlows`] of its own flow type.
-pub trait FlowKind<T>: Sized {
+pub(crate) trait FlowKind<T>: Sized {
     /// `t` as a flow of the table.
     fn wrap(t: T) -> Self;
     /// The flow, if it is a `T`.
@@ -549,14 +555,11 @@ pub trait FlowKind<T>: Sized {
 /// the flows of its type `T` (other protocols' flows are `None`).
 /// Protocols take it as `dyn ProtoFlows<T>`, so that they need not name
 /// the table's flow type, which names them.
-pub trait ProtoFlows<T> {
+pub(crate) trait ProtoFlows<T> {
     /// Maximum number of flows, of any protocol.
     fn capacity(&self) -> usize;
     /// Number of flows, of any protocol.
     fn len(&self) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
     /// Stores a new flow: see [`FlowTable::insert`].
     fn insert(&mut self, t: T) -> Result<u32, TableFull>;
     /// The flow at `idx`, if it is a `T`.

@@ -12,13 +12,13 @@ use crate::wire::Mac;
 
 /// What we learned about the guest from its frames.
 #[derive(Clone, Debug)]
-pub struct GuestState {
+pub(crate) struct GuestState {
     /// The guest's MAC address (broadcast until learned).
-    pub mac: Mac,
+    pub(crate) mac: Mac,
     /// Last IPv4 source address the guest used.
-    pub addr4_seen: Option<Ipv4Addr>,
+    pub(crate) addr4_seen: Option<Ipv4Addr>,
     /// Last global IPv6 source address the guest used.
-    pub addr6_seen: Option<Ipv6Addr>,
+    pub(crate) addr6_seen: Option<Ipv6Addr>,
     /// Last link-local IPv6 source address the guest used.
-    pub addr6_ll_seen: Option<Ipv6Addr>,
+    pub(crate) addr6_ll_seen: Option<Ipv6Addr>,
 }

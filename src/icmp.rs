@@ -38,22 +38,22 @@ use crate::flow::{FlowKey, FlowSide, Pif, ProtoFlows, IPPROTO_ICMP, IPPROTO_ICMP
 use crate::wire::icmp::IcmpPacket;
 use crate::wire::{build, icmp, icmpv6, Mac};
 /// The flow table as ICMP sees it.
-pub type Flows = dyn ProtoFlows<PingFlow>;
+pub(crate) type Flows = dyn ProtoFlows<PingFlow>;
 
 impl dyn ProtoFlows<PingFlow> {
     /// The echo flow at `idx`, if that flow is one.
-    pub fn ping_mut(&mut self, idx: u32) -> Option<&mut PingFlow> {
+    pub(crate) fn ping_mut(&mut self, idx: u32) -> Option<&mut PingFlow> {
         self.get_mut(idx)
     }
 }
 
 /// Idle time after which a ping flow is closed (upstream's 60 s).
-pub const ICMP_ECHO_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const ICMP_ECHO_TIMEOUT: Duration = Duration::from_secs(60);
 /// TTL and hop limit of the replies we frame.
 const REPLY_TTL: u8 = 64;
 
 /// One echo flow.
-pub struct PingFlow {
+pub(crate) struct PingFlow {
     sock: OwnedFd,
     /// The guest's address (destination of replies).
     guest: IpAddr,
@@ -68,31 +68,31 @@ pub struct PingFlow {
 }
 
 /// A reply ready to be framed for the guest.
-pub struct EchoReply<'a> {
-    pub src: IpAddr,
-    pub dst: IpAddr,
+pub(crate) struct EchoReply<'a> {
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
     /// The ICMP/ICMPv6 message with the guest's identifier put back; the
     /// frame builder recomputes the checksum.
-    pub message: &'a [u8],
+    pub(crate) message: &'a [u8],
 }
 
 /// Counters.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct IcmpStats {
-    pub requests: u64,
-    pub replies: u64,
-    pub dropped: u64,
+pub(crate) struct IcmpStats {
+    pub(crate) requests: u64,
+    pub(crate) replies: u64,
+    pub(crate) dropped: u64,
 }
 
 /// ICMP state of one loop (the flows themselves are in the flow table).
-pub struct Icmp {
+pub(crate) struct Icmp {
     timeout: Duration,
     buf: Vec<u8>,
-    pub stats: IcmpStats,
+    pub(crate) stats: IcmpStats,
 }
 
 impl Icmp {
-    pub fn new(conf: &Config) -> Self {
+    pub(crate) fn new(conf: &Config) -> Self {
         Icmp {
             timeout: conf
                 .test
@@ -105,8 +105,11 @@ impl Icmp {
 
     /// An echo message from the guest: `msg` is the ICMP(v6) header and
     /// payload, already checksum-verified by the classifier.
+    // `from_tap`: what came from the guest (upstream's name), not a
+    // conversion.
+    #[allow(clippy::wrong_self_convention)]
     #[allow(clippy::too_many_arguments)]
-    pub fn from_tap(
+    pub(crate) fn from_tap(
         &mut self,
         conf: &Config,
         flows: &mut Flows,
@@ -219,7 +222,7 @@ impl Icmp {
 
     /// The socket of flow `idx` is readable: each reply read is handed to
     /// `emit`, which frames it for the guest.
-    pub fn sock_readable(
+    pub(crate) fn sock_readable(
         &mut self,
         conf: &Config,
         flows: &mut Flows,
@@ -264,7 +267,7 @@ impl Icmp {
     }
 
     /// Closes flows idle for longer than the timeout.
-    pub fn timer(&mut self, flows: &mut Flows, epoll: &Epoll, now: Instant) {
+    pub(crate) fn timer(&mut self, flows: &mut Flows, epoll: &Epoll, now: Instant) {
         let mut next = flows.next_index(0);
         while let Some(idx) = next {
             next = flows.next_index(idx + 1);
@@ -284,7 +287,7 @@ impl Icmp {
 
 /// Frames an echo reply from a ping socket for the guest (the handler
 /// shape of [`crate::arp::handle`]: the frame's length, or `None`).
-pub fn reply_frame(
+pub(crate) fn reply_frame(
     conf: &Config,
     guest_mac: Mac,
     reply: &EchoReply<'_>,
@@ -354,7 +357,8 @@ mod tests {
             let mut out = [0u8; 128];
             let n = reply_frame(&conf, mac, &reply, &mut out).unwrap();
             let c = classify(&out[..n]).expect("valid, checksums included");
-            assert_eq!((c.src_mac, c.dst_mac), (conf.our_mac, mac));
+            let eth = crate::wire::eth::EthernetFrame::new_checked(&out[..n]).unwrap();
+            assert_eq!((eth.src(), eth.dst()), (conf.our_mac, mac));
             match c.l3 {
                 L3::Ipv4 {
                     src: s,

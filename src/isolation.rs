@@ -66,7 +66,7 @@ fn root_of_parent() -> bool {
 /// Switches identity if we run as root in the initial user namespace, or
 /// as a root that is also the initial one's (in the user namespace pasta
 /// spawned): root there could still signal or trace root's processes.
-pub fn switch_user(conf: &Config) {
+pub(crate) fn switch_user(conf: &Config) {
     let euid = rustix::process::geteuid().as_raw();
     if let Some((uid, gid)) = conf.runas {
         apply_ids(conf, uid, gid);
@@ -113,7 +113,7 @@ fn kept_caps(conf: &Config) -> CapsHashSet {
 }
 
 /// Drops capabilities to what the mode needs at run time.
-pub fn drop_caps(conf: &Config) {
+pub(crate) fn drop_caps(conf: &Config) {
     let keep = kept_caps(conf);
     let permitted = caps::read(None, CapSet::Permitted).unwrap_or_default();
     // Dropping from the bounding set needs CAP_SETPCAP in effect.
@@ -136,7 +136,7 @@ pub fn drop_caps(conf: &Config) {
 
 /// Closes inherited descriptors above the standard streams, but `keep`
 /// (`--fd`). Must run first, before we open anything.
-pub fn close_inherited(keep: Option<i32>) {
+pub(crate) fn close_inherited(keep: Option<i32>) {
     let keep = keep.and_then(|k| u32::try_from(k).ok());
     if let Err(e) = sys::close_from(3, keep) {
         log::debug!("Can't close inherited files: {e}");
@@ -145,7 +145,7 @@ pub fn close_inherited(keep: Option<i32>) {
 
 /// passt: moves into a new user namespace mapping our ids to themselves.
 /// Only while single-threaded.
-pub fn own_userns(conf: &Config) {
+pub(crate) fn own_userns(conf: &Config) {
     if conf.mode != Mode::Passt {
         return;
     }
@@ -173,7 +173,7 @@ pub fn own_userns(conf: &Config) {
 /// Detaches from everything but the network: new mount, IPC, UTS (and,
 /// unless a foreground pasta, PID) namespaces, the root an empty read-only
 /// tmpfs. Only while single-threaded, before daemonizing.
-pub fn detach_filesystem(conf: &Config) {
+pub(crate) fn detach_filesystem(conf: &Config) {
     use rustix::mount::{
         mount, mount_change, unmount, MountFlags, MountPropagationFlags, UnmountFlags,
     };
@@ -208,7 +208,7 @@ pub fn detach_filesystem(conf: &Config) {
 }
 
 /// Last step before the loop: no new privileges, not dumpable.
-pub fn lock_down() {
+pub(crate) fn lock_down() {
     let _ = rustix::thread::set_no_new_privs(true);
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 }

@@ -30,29 +30,29 @@
 // else to that.
 #![deny(unsafe_code)]
 
-pub mod arp;
+mod arp;
 pub mod conf;
-pub mod ctx;
-pub mod daemon;
-pub mod dhcp;
-pub mod dhcpv6;
-pub mod dns_name;
-pub mod event;
-pub mod flow;
-pub mod fwd;
-pub mod guest;
-pub mod icmp;
-pub mod isolation;
-pub mod log;
-pub mod ndp;
+mod ctx;
+mod daemon;
+mod dhcp;
+mod dhcpv6;
+mod dns_name;
+mod event;
+mod flow;
+mod fwd;
+mod guest;
+mod icmp;
+mod isolation;
+mod log;
+mod ndp;
 pub mod netlink;
-pub mod pasta;
-pub mod pcap;
+mod pasta;
+mod pcap;
 #[allow(unsafe_code)]
-pub mod sys;
-pub mod tap;
-pub mod tcp;
-pub mod udp;
+mod sys;
+mod tap;
+mod tcp;
+mod udp;
 pub mod wire;
 
 use conf::cli::Parsed;
@@ -312,7 +312,7 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
             let path = conf.passt.as_ref().and_then(|p| p.socket.as_deref());
             let (l, path) = tap::stream::listen(path)?;
             tap::stream::announce(&path);
-            tap::stream::Stream::listening(l, path)
+            tap::stream::Stream::listening(l)
         }
     };
     let connected = stream.is_connected();

@@ -43,7 +43,7 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Installs the logger, logging to stderr at info level, for the time
 /// before the command line is parsed.
-pub fn init_early(ident: &'static str) {
+pub(crate) fn init_early(ident: &'static str) {
     let logger = LOGGER.get_or_init(|| Logger {
         start: Instant::now(),
         ident,
@@ -60,7 +60,7 @@ pub fn init_early(ident: &'static str) {
 }
 
 /// Sets the level alone (before the destinations are known).
-pub fn set_level(level: LogLevel) {
+pub(crate) fn set_level(level: LogLevel) {
     log::set_max_level(filter(level));
 }
 
@@ -74,7 +74,7 @@ fn filter(level: LogLevel) -> LevelFilter {
 }
 
 /// Applies the configured level and destinations.
-pub fn configure(level: LogLevel, file: Option<&Path>, size: u64) -> std::io::Result<()> {
+pub(crate) fn configure(level: LogLevel, file: Option<&Path>, size: u64) -> std::io::Result<()> {
     log::set_max_level(filter(level));
     let Some(logger) = LOGGER.get() else {
         return Ok(());
@@ -113,7 +113,7 @@ pub fn configure(level: LogLevel, file: Option<&Path>, size: u64) -> std::io::Re
 
 /// Stops writing to stderr (after daemonizing, or once pasta's command owns
 /// the terminal), unless debugging.
-pub fn stop_stderr() {
+pub(crate) fn stop_stderr() {
     if log::max_level() >= LevelFilter::Debug {
         return;
     }
@@ -123,7 +123,7 @@ pub fn stop_stderr() {
 }
 
 /// Flushes the log file to disk (at exit).
-pub fn sync() {
+pub(crate) fn sync() {
     if let Some(logger) = LOGGER.get() {
         let sink = logger.sink.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = &sink.file {

@@ -58,12 +58,12 @@ const ALL_NODES_MAC: Mac = [0x33, 0x33, 0, 0, 0, 1];
 
 /// Option types (RFC 4861, 4191, 8106).
 mod opt {
-    pub const SRC_LL_ADDR: u8 = 1;
-    pub const TARGET_LL_ADDR: u8 = 2;
-    pub const PREFIX_INFO: u8 = 3;
-    pub const MTU: u8 = 5;
-    pub const RDNSS: u8 = 25;
-    pub const DNSSL: u8 = 31;
+    pub(crate) const SRC_LL_ADDR: u8 = 1;
+    pub(crate) const TARGET_LL_ADDR: u8 = 2;
+    pub(crate) const PREFIX_INFO: u8 = 3;
+    pub(crate) const MTU: u8 = 5;
+    pub(crate) const RDNSS: u8 = 25;
+    pub(crate) const DNSSL: u8 = 31;
 }
 
 /// NA flags in the first word of the body.
@@ -82,7 +82,7 @@ const RA_HEADER_LEN: usize = 16;
 
 /// Whether an ICMPv6 type belongs to NDP (RS, RA, NS, NA): such messages
 /// are ours, never forwarded.
-pub fn is_ndp(icmpv6_type: u8) -> bool {
+pub(crate) fn is_ndp(icmpv6_type: u8) -> bool {
     (msg_type::ROUTER_SOLICIT..=msg_type::NEIGHBOUR_ADVERT).contains(&icmpv6_type)
 }
 
@@ -91,7 +91,7 @@ pub fn is_ndp(icmpv6_type: u8) -> bool {
 /// `frame` is any classified guest frame; frames that are not IPv6 NS or
 /// RS, or that must not be answered, give `None`. Otherwise the reply frame
 /// is written to `out` and its length returned.
-pub fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
     let L3::Ipv6 {
         src,
         l4: L4::Icmpv6 {
@@ -140,7 +140,7 @@ pub fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<u
 
 /// Builds an unsolicited Router Advertisement to all nodes. `None` if RAs
 /// are disabled, IPv6 is off or `out` is too small.
-pub fn unsolicited_ra(conf: &Config, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn unsolicited_ra(conf: &Config, out: &mut [u8]) -> Option<usize> {
     if conf.no_ra || conf.no_ndp {
         return None;
     }
@@ -152,7 +152,7 @@ pub fn unsolicited_ra(conf: &Config, out: &mut [u8]) -> Option<usize> {
 /// Builds the Neighbour Solicitation for the guest's global address, sent
 /// to its solicited-node multicast group, so that the guest's answer tells
 /// us its MAC. `None` without a known guest address.
-pub fn solicit_guest(conf: &Config, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn solicit_guest(conf: &Config, out: &mut [u8]) -> Option<usize> {
     let ip6 = conf.ip6.as_ref()?;
     let target = ip6.addr?;
     let t = target.octets();
@@ -326,24 +326,24 @@ fn write_dnssl(w: &mut OptWriter<'_>, domains: &[String]) {
 /// handler with the current time and a fresh random value (it keeps no
 /// random state of its own, so tests choose the intervals).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RaTimer {
+pub(crate) struct RaTimer {
     next: Option<Instant>,
 }
 
 impl RaTimer {
     /// Longest interval between unsolicited RAs (RFC 4861 default
     /// MaxRtrAdvInterval).
-    pub const MAX_INTERVAL: Duration = Duration::from_secs(600);
+    pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(600);
     /// Shortest interval: a third of the longest.
-    pub const MIN_INTERVAL: Duration = Duration::from_secs(200);
+    pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(200);
 
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         RaTimer { next: None }
     }
 
     /// The interval chosen by a random value: uniform in [200 s, 600 s),
     /// millisecond granularity.
-    pub fn interval(random: u32) -> Duration {
+    pub(crate) fn interval(random: u32) -> Duration {
         let span = (Self::MAX_INTERVAL - Self::MIN_INTERVAL).as_millis() as u32;
         Self::MIN_INTERVAL + Duration::from_millis(u64::from(random % span))
     }
@@ -351,7 +351,7 @@ impl RaTimer {
     /// Whether an unsolicited RA is due at `now`. The first call only arms
     /// the timer (no RA at start-up); each `true` re-arms it with a new
     /// interval drawn from `random`.
-    pub fn check(&mut self, now: Instant, random: u32) -> bool {
+    pub(crate) fn check(&mut self, now: Instant, random: u32) -> bool {
         match self.next {
             Some(t) if now < t => false,
             armed => {
@@ -362,7 +362,8 @@ impl RaTimer {
     }
 
     /// When the next RA is due, once armed.
-    pub fn next_due(&self) -> Option<Instant> {
+    #[cfg(test)]
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.next
     }
 }

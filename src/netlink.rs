@@ -66,16 +66,16 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 const RECV_BUF_SIZE: usize = 65536;
 
 /// `ifindex` of the loopback interface in every namespace.
-pub const LO_IFINDEX: u32 = 1;
+pub(crate) const LO_IFINDEX: u32 = 1;
 
 /// `RT_TABLE_MAIN`.
-pub const RT_TABLE_MAIN: u32 = 254;
+pub(crate) const RT_TABLE_MAIN: u32 = 254;
 
 /// `RT_SCOPE_LINK`.
-pub const RT_SCOPE_LINK: u8 = 253;
+pub(crate) const RT_SCOPE_LINK: u8 = 253;
 
 /// `RTPROT_BOOT`: what upstream marks the routes it creates with.
-pub const RTPROT_BOOT: u8 = 3;
+pub(crate) const RTPROT_BOOT: u8 = 3;
 
 /// Errors of rtnetlink requests.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +128,7 @@ impl Family {
     }
 
     /// The unspecified address of the family, destination of default routes.
-    pub fn unspecified(self) -> IpAddr {
+    pub(crate) fn unspecified(self) -> IpAddr {
         match self {
             Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -136,7 +136,7 @@ impl Family {
     }
 
     /// "IPv4" or "IPv6", for messages.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Family::V4 => "IPv4",
             Family::V6 => "IPv6",
@@ -147,46 +147,41 @@ impl Family {
 /// One network interface, from a link dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
-    pub index: u32,
-    pub name: String,
+    pub(crate) index: u32,
+    pub(crate) name: String,
     /// `IFF_UP` is set.
     pub up: bool,
     /// All `IFF_*` flags.
     pub flags: u32,
-    pub mtu: u32,
+    pub(crate) mtu: u32,
     /// Hardware address, if the link has a 6-byte one.
-    pub mac: Option<[u8; 6]>,
+    pub(crate) mac: Option<[u8; 6]>,
 }
 
 /// One interface address, from an address dump.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Addr {
-    pub ifindex: u32,
+pub(crate) struct Addr {
+    pub(crate) ifindex: u32,
     /// `IFA_LOCAL` for IPv4 (the address itself, also on point-to-point
     /// links), `IFA_ADDRESS` for IPv6.
-    pub addr: IpAddr,
-    pub prefix: u8,
+    pub(crate) addr: IpAddr,
+    pub(crate) prefix: u8,
     /// `IFA_F_*` flags (32-bit `IFA_FLAGS` if present, else the header's).
-    pub flags: u32,
+    pub(crate) flags: u32,
     /// `RT_SCOPE_*`: 0 universe, 253 link, 254 host.
-    pub scope: u8,
+    pub(crate) scope: u8,
 }
 
 impl Addr {
-    pub const F_NODAD: u32 = 0x02;
-    pub const F_DEPRECATED: u32 = 0x20;
-    pub const F_PERMANENT: u32 = 0x80;
+    pub(crate) const F_NODAD: u32 = 0x02;
+    pub(crate) const F_DEPRECATED: u32 = 0x20;
 
-    pub fn deprecated(&self) -> bool {
+    pub(crate) fn deprecated(&self) -> bool {
         self.flags & Self::F_DEPRECATED != 0
     }
 
-    pub fn permanent(&self) -> bool {
-        self.flags & Self::F_PERMANENT != 0
-    }
-
     /// Link scope (IPv6 link-local, IPv4 169.254/16 set up with scope link).
-    pub fn link_scope(&self) -> bool {
+    pub(crate) fn link_scope(&self) -> bool {
         self.scope == RT_SCOPE_LINK
     }
 }
@@ -194,8 +189,8 @@ impl Addr {
 /// One nexthop of a multipath route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NextHop {
-    pub gateway: Option<IpAddr>,
-    pub oif: u32,
+    pub(crate) gateway: Option<IpAddr>,
+    pub(crate) oif: u32,
     /// Weight, 1 to 256 (`rtnh_hops` + 1).
     pub weight: u16,
 }
@@ -204,26 +199,26 @@ pub struct NextHop {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     /// Destination network; the unspecified address for default routes.
-    pub dst: IpAddr,
+    pub(crate) dst: IpAddr,
     pub prefix: u8,
-    pub gateway: Option<IpAddr>,
+    pub(crate) gateway: Option<IpAddr>,
     /// Output interface, 0 if none (multipath routes carry theirs per hop).
     pub oif: u32,
     pub multipath: Vec<NextHop>,
     /// Metric (`RTA_PRIORITY`).
-    pub priority: Option<u32>,
+    pub(crate) priority: Option<u32>,
     /// Path MTU (`RTAX_MTU`), the only route metric kept.
     pub mtu: Option<u32>,
     /// `RT_SCOPE_*`: 0 universe, 253 link.
-    pub scope: u8,
+    pub(crate) scope: u8,
     /// `RTPROT_*`: who installed the route (2 kernel, 3 boot, 4 static...).
-    pub protocol: u8,
+    pub(crate) protocol: u8,
 }
 
 impl Route {
     /// A default route through `gw` on interface `oif`, as upstream creates
     /// it (protocol `boot`).
-    pub fn default_via(oif: u32, gw: IpAddr) -> Route {
+    pub(crate) fn default_via(oif: u32, gw: IpAddr) -> Route {
         Route {
             dst: Family::of(&gw).unspecified(),
             prefix: 0,
@@ -237,7 +232,7 @@ impl Route {
         }
     }
 
-    pub fn family(&self) -> Family {
+    pub(crate) fn family(&self) -> Family {
         Family::of(&self.dst)
     }
 
@@ -246,14 +241,14 @@ impl Route {
     }
 
     /// Whether the route sends anything through `ifindex`.
-    pub fn uses(&self, ifindex: u32) -> bool {
+    pub(crate) fn uses(&self, ifindex: u32) -> bool {
         self.oif == ifindex || self.multipath.iter().any(|nh| nh.oif == ifindex)
     }
 
     /// Gateway of the route: its own, or for multipath routes the one of the
     /// nexthop with the highest weight (the last one of equal weights, as
     /// upstream).
-    pub fn best_gateway(&self) -> Option<IpAddr> {
+    pub(crate) fn best_gateway(&self) -> Option<IpAddr> {
         if self.gateway.is_some() {
             return self.gateway;
         }
@@ -379,7 +374,7 @@ impl Netlink {
     }
 
     /// All interfaces of the namespace.
-    pub fn links(&mut self) -> Result<Vec<Link>> {
+    pub(crate) fn links(&mut self) -> Result<Vec<Link>> {
         let replies = self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
         Ok(replies
             .into_iter()
@@ -430,12 +425,12 @@ impl Netlink {
     }
 
     /// Brings the interface up.
-    pub fn link_set_up(&mut self, index: u32) -> Result<()> {
+    pub(crate) fn link_set_up(&mut self, index: u32) -> Result<()> {
         self.link_set_flags(index, LinkFlags::Up, LinkFlags::Up)
     }
 
     /// Brings the interface up and sets `IFF_NOARP` in the same request.
-    pub fn link_set_up_noarp(&mut self, index: u32) -> Result<()> {
+    pub(crate) fn link_set_up_noarp(&mut self, index: u32) -> Result<()> {
         let f = LinkFlags::Up | LinkFlags::Noarp;
         self.link_set_flags(index, f, f)
     }
@@ -450,7 +445,7 @@ impl Netlink {
         self.link_set_flags(index, set, LinkFlags::Noarp)
     }
 
-    pub fn link_set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
+    pub(crate) fn link_set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
         self.link_set_attr(index, LinkAttribute::Mtu(mtu))
     }
 
@@ -466,7 +461,7 @@ impl Netlink {
     }
 
     /// Addresses of one family, of interface `ifindex` (0: all interfaces).
-    pub fn addrs(&mut self, family: Family, ifindex: u32) -> Result<Vec<Addr>> {
+    pub(crate) fn addrs(&mut self, family: Family, ifindex: u32) -> Result<Vec<Addr>> {
         let mut msg = AddressMessage::default();
         msg.header.family = family.af();
         msg.header.index = ifindex;
@@ -504,7 +499,7 @@ impl Netlink {
     }
 
     /// Unicast routes of the main table of one family.
-    pub fn routes(&mut self, family: Family) -> Result<Vec<Route>> {
+    pub(crate) fn routes(&mut self, family: Family) -> Result<Vec<Route>> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = family.af();
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -526,7 +521,7 @@ impl Netlink {
     }
 
     /// Adds a route to the main table (fails with `EEXIST` if present).
-    pub fn route_add(&mut self, route: &Route) -> Result<()> {
+    pub(crate) fn route_add(&mut self, route: &Route) -> Result<()> {
         self.request(
             RouteNetlinkMessage::NewRoute(route_msg(route)),
             NLM_F_CREATE | NLM_F_EXCL,
@@ -534,7 +529,7 @@ impl Netlink {
     }
 
     /// Adds a default route through `gw` on interface `index`.
-    pub fn route_add_default(&mut self, index: u32, gw: IpAddr) -> Result<()> {
+    pub(crate) fn route_add_default(&mut self, index: u32, gw: IpAddr) -> Result<()> {
         self.route_add(&Route::default_via(index, gw))
     }
 }
@@ -784,7 +779,7 @@ pub struct NsConfigured {
 
 /// The step of [`configure_ns`] that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NsConfStep {
+pub(crate) enum NsConfStep {
     Mtu,
     Up,
     Addrs(Family),
@@ -797,22 +792,22 @@ pub enum NsConfStep {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot configure {step:?} in the namespace: {source}")]
 pub struct NsConfError {
-    pub step: NsConfStep,
+    pub(crate) step: NsConfStep,
     #[source]
-    pub source: NetlinkError,
+    pub(crate) source: NetlinkError,
 }
 
 impl NsConfError {
     /// The errno of a kernel refusal (upstream disables a family in local
     /// mode on `EOPNOTSUPP`, e.g. IPv6 disabled in the namespace).
-    pub fn errno(&self) -> Option<i32> {
+    pub(crate) fn errno(&self) -> Option<i32> {
         self.source.errno()
     }
 }
 
 /// Rewrites host routes for the tap: routes through `from` now go through
 /// `to`; routes with an output interface or a nexthop elsewhere are dropped.
-pub fn rewrite_routes(routes: &[Route], from: u32, to: u32) -> Vec<Route> {
+pub(crate) fn rewrite_routes(routes: &[Route], from: u32, to: u32) -> Vec<Route> {
     routes
         .iter()
         .filter(|r| {

@@ -52,7 +52,7 @@ use crate::sys;
 
 /// Errors of namespace setup.
 #[derive(Debug, thiserror::Error)]
-pub enum NsError {
+pub(crate) enum NsError {
     #[error("{0}")]
     Msg(String),
     #[error("{what}: {source}")]
@@ -77,7 +77,7 @@ fn ctx_rx<T>(what: impl Into<String>, r: rustix::io::Result<T>) -> Result<T> {
 }
 
 /// A network namespace we can run code in.
-pub struct NetNs {
+pub(crate) struct NetNs {
     fd: OwnedFd,
 }
 
@@ -85,7 +85,7 @@ impl NetNs {
     /// Runs `f` in a thread that entered this network namespace, and
     /// returns its result. Descriptors that `f` creates belong to the
     /// namespace and stay usable from any thread.
-    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> io::Result<R> {
+    pub(crate) fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> io::Result<R> {
         let fd = self.fd.as_fd();
         std::thread::scope(|s| {
             s.spawn(move || {
@@ -99,7 +99,7 @@ impl NetNs {
     }
 
     /// Another handle to the same namespace.
-    pub fn try_clone(&self) -> io::Result<NetNs> {
+    pub(crate) fn try_clone(&self) -> io::Result<NetNs> {
         Ok(NetNs {
             fd: self.fd.try_clone()?,
         })
@@ -107,7 +107,7 @@ impl NetNs {
 
     /// Opens `n` sockets in this namespace at once (one thread for all):
     /// pools of sockets for the splice path.
-    pub fn sockets(
+    pub(crate) fn sockets(
         &self,
         domain: rustix::net::AddressFamily,
         kind: rustix::net::SocketType,
@@ -127,47 +127,28 @@ impl NetNs {
                 .collect()
         })?
     }
-
-    /// Opens a socket that lives in this namespace (non-blocking,
-    /// close-on-exec). Usable at run time: pasta keeps the capability to
-    /// enter the namespace.
-    pub fn socket(
-        &self,
-        domain: rustix::net::AddressFamily,
-        kind: rustix::net::SocketType,
-    ) -> io::Result<OwnedFd> {
-        self.run(|| {
-            rustix::net::socket_with(
-                domain,
-                kind,
-                rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
-                None,
-            )
-            .map_err(io::Error::from)
-        })?
-    }
 }
 
 /// The command pasta spawned, and the pipe that lets it start.
-pub struct Spawned {
+pub(crate) struct Spawned {
     /// Process id of the middle process, whose exit status is the
     /// command's.
-    pub pid: i32,
+    pub(crate) pid: i32,
     /// pidfd of the middle process, for the epoll set.
-    pub pidfd: OwnedFd,
+    pub(crate) pidfd: OwnedFd,
     go: Option<OwnedFd>,
 }
 
 impl Spawned {
     /// Lets the command run (after everything is set up).
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         if let Some(go) = self.go.take() {
             let _ = rustix::io::write(&go, b"g");
         }
     }
 
     /// Reaps the middle process: the exit status pasta should return.
-    pub fn exit_status(&self) -> Option<i32> {
+    pub(crate) fn exit_status(&self) -> Option<i32> {
         let pid = rustix::process::Pid::from_raw(self.pid)?;
         match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
             Ok(Some((_, st))) => Some(status_code(st)),
@@ -187,7 +168,7 @@ fn status_code(st: rustix::process::WaitStatus) -> i32 {
 }
 
 /// How pasta learns that an attached namespace is gone.
-pub enum QuitWatch {
+pub(crate) enum QuitWatch {
     /// inotify on the directory holding the namespace file, for this name.
     Inotify { fd: OwnedFd, name: String },
     /// A 1 s timer; at each expiry `name` is probed in `dir`, a descriptor
@@ -201,7 +182,7 @@ pub enum QuitWatch {
 }
 
 impl QuitWatch {
-    pub fn fd(&self) -> &OwnedFd {
+    pub(crate) fn fd(&self) -> &OwnedFd {
         match self {
             QuitWatch::Inotify { fd, .. } | QuitWatch::Timer { fd, .. } => fd,
         }
@@ -209,7 +190,7 @@ impl QuitWatch {
 
     /// Called when the watch descriptor is readable: true if the namespace
     /// is gone.
-    pub fn gone(&self) -> bool {
+    pub(crate) fn gone(&self) -> bool {
         match self {
             QuitWatch::Inotify { fd, name } => {
                 let mut buf = [0u8; 4096];
@@ -255,10 +236,10 @@ impl QuitWatch {
 }
 
 /// The namespace pasta serves, once set up.
-pub struct Namespace {
-    pub netns: NetNs,
-    pub spawned: Option<Spawned>,
-    pub quit: Option<QuitWatch>,
+pub(crate) struct Namespace {
+    pub(crate) netns: NetNs,
+    pub(crate) spawned: Option<Spawned>,
+    pub(crate) quit: Option<QuitWatch>,
 }
 
 fn open_path(path: &Path) -> Result<OwnedFd> {
@@ -286,7 +267,7 @@ fn join_userns(path: &Path) -> Result<()> {
 
 /// Sets up the namespace described by the configuration: spawns or joins.
 /// Must run while the process is single-threaded.
-pub fn setup(conf: &Config) -> Result<Namespace> {
+pub(crate) fn setup(conf: &Config) -> Result<Namespace> {
     let Some(p) = conf.pasta.as_ref() else {
         return Err(NsError::Msg("pasta mode only".into()));
     };
@@ -627,20 +608,20 @@ fn command_process(go_r: OwnedFd, argv: &[CString], hostname: &[u8]) -> i32 {
 }
 
 /// The tap device, once created and configured in the namespace.
-pub struct TapDevice {
-    pub fd: OwnedFd,
-    pub ifname: String,
+pub(crate) struct TapDevice {
+    pub(crate) fd: OwnedFd,
+    pub(crate) ifname: String,
     /// The tap's MAC: the guest's MAC.
-    pub mac: [u8; 6],
+    pub(crate) mac: [u8; 6],
     /// The tap's IPv6 link-local address, when `--config-net` read it.
-    pub ll6: Option<std::net::Ipv6Addr>,
+    pub(crate) ll6: Option<std::net::Ipv6Addr>,
 }
 
 /// `--splice-only`: no tap device, only the namespace's loopback is
 /// brought up. The event loop still wants a guest link: it gets an inert
 /// stand-in, an eventfd that never becomes readable (nothing is ever sent
 /// to it: without addresses there is no guest to talk to).
-pub fn lo_setup(ns: &NetNs) -> Result<TapDevice> {
+pub(crate) fn lo_setup(ns: &NetNs) -> Result<TapDevice> {
     let r = ns.run(|| -> std::result::Result<(), String> {
         let mut nl = netlink::Netlink::open().map_err(|e| format!("netlink: {e}"))?;
         netlink::lo_up(&mut nl).map_err(|e| format!("Failed to bring up loopback: {e}"))
@@ -667,7 +648,7 @@ pub fn lo_setup(ns: &NetNs) -> Result<TapDevice> {
 
 /// Host routes of the template interfaces, read in the host namespace for
 /// `--config-net` to copy.
-pub struct HostRoutes {
+pub(crate) struct HostRoutes {
     v4: Option<(u32, Vec<netlink::Route>)>,
     v6: Option<(u32, Vec<netlink::Route>)>,
 }
@@ -676,7 +657,7 @@ use crate::netlink::{self, Family, NsIpConf, NsNetConf, NsRoutes};
 
 /// Reads, in our own (the host's) namespace, the routes `--config-net` will
 /// copy.
-pub fn host_routes(conf: &Config) -> Result<HostRoutes> {
+pub(crate) fn host_routes(conf: &Config) -> Result<HostRoutes> {
     let mut out = HostRoutes { v4: None, v6: None };
     let Some(p) = &conf.pasta else {
         return Ok(out);
@@ -757,7 +738,7 @@ fn ns_net_conf(conf: &Config, routes: HostRoutes) -> NsNetConf {
 /// Creates the tap in the namespace, brings `lo` up, sets or reads the
 /// tap's MAC, and with `--config-net` configures MTU, link, addresses and
 /// routes (upstream's order, see `netlink::configure_ns`).
-pub fn tap_setup(conf: &Config, ns: &NetNs, routes: HostRoutes) -> Result<TapDevice> {
+pub(crate) fn tap_setup(conf: &Config, ns: &NetNs, routes: HostRoutes) -> Result<TapDevice> {
     let Some(p) = &conf.pasta else {
         return Err(NsError::Msg("pasta mode only".into()));
     };

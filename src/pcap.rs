@@ -15,13 +15,13 @@ const SNAPLEN: u32 = 65535;
 const LINKTYPE_ETHERNET: u32 = 1;
 
 /// An open capture file.
-pub struct Pcap {
+pub(crate) struct Pcap {
     file: Option<File>,
 }
 
 impl Pcap {
     /// Creates (truncates) the capture file and writes its header.
-    pub fn open(path: &Path) -> io::Result<Pcap> {
+    pub(crate) fn open(path: &Path) -> io::Result<Pcap> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -40,7 +40,7 @@ impl Pcap {
     }
 
     /// Appends one frame.
-    pub fn record(&mut self, frame: &[u8]) {
+    pub(crate) fn record(&mut self, frame: &[u8]) {
         let Some(f) = self.file.as_mut() else { return };
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -28,10 +28,10 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-pub mod stream;
+pub(crate) mod stream;
 
 /// Length of the `virtio_net_hdr` before each frame on the tap.
-pub const VNET_HDR_LEN: usize = 10;
+pub(crate) const VNET_HDR_LEN: usize = 10;
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum from `csum_start` on is
 /// partial (only the pseudo-header is summed); the kernel treats it as
 /// verified on local delivery and completes it if it forwards the frame.
@@ -41,9 +41,9 @@ const VNET_F_NEEDS_CSUM: u8 = 1;
 const VNET_F_DATA_VALID: u8 = 2;
 
 /// Largest frame we read or write: the tun driver's limit.
-pub const FRAME_MAX: usize = 65535;
+pub(crate) const FRAME_MAX: usize = 65535;
 /// Smallest frame worth looking at: an Ethernet header.
-pub const FRAME_MIN: usize = 14;
+pub(crate) const FRAME_MIN: usize = 14;
 /// Receive buffer size, as upstream's packet buffer.
 const RX_BUF: usize = 8 << 20;
 /// Most frames in one receive batch.
@@ -55,13 +55,13 @@ pub(crate) const TX_FRAMES: usize = 1024;
 
 /// Counters of the tap path, for `--stats`-like dumps and tests.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TapStats {
-    pub rx_frames: u64,
-    pub rx_bytes: u64,
-    pub tx_frames: u64,
-    pub tx_bytes: u64,
-    pub tx_dropped: u64,
-    pub rx_runt_or_giant: u64,
+pub(crate) struct TapStats {
+    pub(crate) rx_frames: u64,
+    pub(crate) rx_bytes: u64,
+    pub(crate) tx_frames: u64,
+    pub(crate) tx_bytes: u64,
+    pub(crate) tx_dropped: u64,
+    pub(crate) rx_runt_or_giant: u64,
 }
 
 /// One line of `name=value` pairs, a format the tests read (pasta logs it
@@ -85,7 +85,7 @@ impl std::fmt::Display for TapStats {
 }
 
 /// What a backend is.
-pub enum Backend {
+pub(crate) enum Backend {
     /// A tap device (pasta), non-blocking.
     Tun(OwnedFd),
     /// passt: QEMU's stream socket (see [`stream`]).
@@ -94,7 +94,7 @@ pub enum Backend {
 
 /// Why reading from the guest stopped.
 #[derive(Debug, PartialEq, Eq)]
-pub enum RxEnd {
+pub(crate) enum RxEnd {
     /// Drained: the backend would block.
     Drained,
     /// The batch is full: read again after handling it.
@@ -102,7 +102,7 @@ pub enum RxEnd {
 }
 
 /// A batch of frames received from the guest.
-pub struct RxBatch {
+pub(crate) struct RxBatch {
     buf: Vec<u8>,
     /// Offset, length, and whether the L4 checksum is partial (offload).
     frames: Vec<(u32, u32, bool)>,
@@ -116,7 +116,7 @@ impl Default for RxBatch {
 }
 
 impl RxBatch {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         RxBatch {
             buf: vec![0; RX_BUF],
             frames: Vec::with_capacity(RX_FRAMES),
@@ -124,21 +124,17 @@ impl RxBatch {
         }
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.frames.clear();
         self.used = 0;
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.frames.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
-    }
-
     /// The `i`-th frame of the batch.
-    pub fn frame(&self, i: usize) -> &[u8] {
+    pub(crate) fn frame(&self, i: usize) -> &[u8] {
         match self.frames.get(i) {
             Some(&(off, len, _)) => self
                 .buf
@@ -149,7 +145,7 @@ impl RxBatch {
     }
 
     /// True if the guest left the `i`-th frame's TCP/UDP checksum partial.
-    pub fn csum_partial(&self, i: usize) -> bool {
+    pub(crate) fn csum_partial(&self, i: usize) -> bool {
         self.frames.get(i).is_some_and(|f| f.2)
     }
 
@@ -183,7 +179,7 @@ struct TxFrame {
 }
 
 /// Frames waiting to be sent to the guest.
-pub struct TxQueue {
+pub(crate) struct TxQueue {
     buf: Vec<u8>,
     frames: Vec<TxFrame>,
     used: usize,
@@ -198,7 +194,7 @@ impl Default for TxQueue {
 }
 
 impl TxQueue {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         TxQueue {
             buf: vec![0; TX_BUF],
             frames: Vec::with_capacity(TX_FRAMES),
@@ -208,13 +204,13 @@ impl TxQueue {
     }
 
     /// True if a maximum-size frame no longer fits: flush first.
-    pub fn full(&self) -> bool {
+    pub(crate) fn full(&self) -> bool {
         self.frames.len() >= TX_FRAMES || self.buf.len() - self.used < FRAME_MAX
     }
 
     /// Space to build the next frame in, `FRAME_MAX` bytes, or None if the
     /// queue is full (the caller flushes and retries, or drops).
-    pub fn slot(&mut self) -> Option<&mut [u8]> {
+    pub(crate) fn slot(&mut self) -> Option<&mut [u8]> {
         if self.full() {
             return None;
         }
@@ -222,7 +218,7 @@ impl TxQueue {
     }
 
     /// Queues the frame built in the last [`TxQueue::slot`], `len` bytes.
-    pub fn commit(&mut self, len: usize) {
+    pub(crate) fn commit(&mut self, len: usize) {
         if len == 0 || len > FRAME_MAX || self.full() {
             return;
         }
@@ -235,12 +231,9 @@ impl TxQueue {
         self.used += (len + 7) & !7;
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.frames.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
     }
 
     /// Room for up to `n` frames of `stride` bytes laid out back to back
@@ -248,7 +241,7 @@ impl TxQueue {
     /// with one system call (a TCP peek into consecutive payload areas).
     /// Returns the region and how many frames fit; frames in it are queued
     /// with [`TxQueue::commit_region`].
-    pub fn region(&mut self, stride: usize, n: usize) -> (&mut [u8], usize) {
+    pub(crate) fn region(&mut self, stride: usize, n: usize) -> (&mut [u8], usize) {
         let room_frames = TX_FRAMES - self.frames.len();
         let room_bytes = self.buf.len() - self.used;
         let fit = (room_bytes / stride.max(1)).min(room_frames).min(n);
@@ -258,7 +251,7 @@ impl TxQueue {
     /// Queues frames built in the last [`TxQueue::region`]: frame `i` at
     /// `i * stride`, `lens[i]` bytes. `csum`, if not (0, 0), is the start
     /// and offset of a partial L4 checksum in each frame.
-    pub fn commit_region(&mut self, stride: usize, lens: &[usize], csum: (u16, u16)) {
+    pub(crate) fn commit_region(&mut self, stride: usize, lens: &[usize], csum: (u16, u16)) {
         let mut fit = 0;
         for (i, &len) in lens.iter().enumerate() {
             let off = self.used + i * stride;
@@ -282,7 +275,7 @@ impl TxQueue {
     /// As [`TxQueue::commit_region`], for UDP datagrams of one flow (same
     /// addresses and ports, partial checksums): the tun writer may send
     /// consecutive ones of equal length as one offloaded super-frame.
-    pub fn commit_udp_run(&mut self, stride: usize, lens: &[usize], csum: (u16, u16)) {
+    pub(crate) fn commit_udp_run(&mut self, stride: usize, lens: &[usize], csum: (u16, u16)) {
         let first = self.frames.len();
         self.commit_region(stride, lens, csum);
         if csum == (0, 0) {
@@ -300,25 +293,25 @@ impl TxQueue {
     }
 
     /// Drops every queued frame (the guest is gone).
-    pub fn clear_all(&mut self) {
+    pub(crate) fn clear_all(&mut self) {
         self.clear();
     }
 }
 
 /// The guest's link: a backend plus its transmit queue and counters.
-pub struct Tap {
-    pub backend: Backend,
-    pub tx: TxQueue,
-    pub stats: TapStats,
+pub(crate) struct Tap {
+    pub(crate) backend: Backend,
+    pub(crate) tx: TxQueue,
+    pub(crate) stats: TapStats,
     /// `--pcap`: every frame in both directions.
-    pub pcap: Option<crate::pcap::Pcap>,
+    pub(crate) pcap: Option<crate::pcap::Pcap>,
     /// Whether the tun device takes UDP segmentation offload writes: true
     /// until one is refused, then never tried again.
     udp_gso: bool,
 }
 
 impl Tap {
-    pub fn new(backend: Backend) -> Self {
+    pub(crate) fn new(backend: Backend) -> Self {
         Tap {
             backend,
             tx: TxQueue::new(),
@@ -330,7 +323,7 @@ impl Tap {
 
     /// Reads frames into `rx` (cleared first) until the backend would
     /// block or the batch is full. An EOF is an error: the guest is gone.
-    pub fn recv(&mut self, rx: &mut RxBatch) -> io::Result<RxEnd> {
+    pub(crate) fn recv(&mut self, rx: &mut RxBatch) -> io::Result<RxEnd> {
         rx.clear();
         let fd = match &mut self.backend {
             Backend::Tun(fd) => &*fd,
@@ -372,7 +365,7 @@ impl Tap {
     /// Writes every queued frame to the guest. Frames the backend cannot
     /// take now (full queue, no buffer) are dropped and counted, as a
     /// network card would: TCP recovers them, everything else is datagrams.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         let fd = match &mut self.backend {
             Backend::Tun(fd) => &*fd,
             Backend::Stream(s) => {
@@ -444,12 +437,12 @@ impl Tap {
     /// receiver completes or skips (the tap's offload header) instead of
     /// ones we compute: the tun backend. The stream backend would only
     /// complete them itself before sending.
-    pub fn csum_offload(&self) -> bool {
+    pub(crate) fn csum_offload(&self) -> bool {
         matches!(self.backend, Backend::Tun(_))
     }
 
     /// The stream backend (passt), if that is ours.
-    pub fn stream(&mut self) -> Option<&mut stream::Stream> {
+    pub(crate) fn stream(&mut self) -> Option<&mut stream::Stream> {
         match &mut self.backend {
             Backend::Stream(s) => Some(s),
             Backend::Tun(_) => None,
@@ -458,7 +451,7 @@ impl Tap {
 
     /// Queues one frame built by `build` (which returns its length, or None
     /// to send nothing), flushing first if the queue is full.
-    pub fn send_with(&mut self, build: impl FnOnce(&mut [u8]) -> Option<usize>) {
+    pub(crate) fn send_with(&mut self, build: impl FnOnce(&mut [u8]) -> Option<usize>) {
         if self.tx.full() {
             self.flush();
         }

@@ -49,7 +49,7 @@ use super::{FwdSpecs, LogLevel, Mode, NsTarget, MAX_MTU, VERSION};
 
 /// Errors on the command line: each names the offending option or value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     #[error("Unrecognized option: {0}")]
     Unrecognized(String),
     #[error("Ambiguous option: {0} (could be {1})")]
@@ -68,13 +68,13 @@ pub enum CliError {
 }
 
 /// Result alias of this module.
-pub type Result<T> = std::result::Result<T, CliError>;
+pub(crate) type Result<T> = std::result::Result<T, CliError>;
 
 /// What the command line asks for.
 // Built once at start-up: the size of `Run` does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// `-h`/`--help`: usage text for the mode, to print on stdout (exit 0).
     Help(String),
     /// `--version`: version text, to print on stdout (exit 0).
@@ -89,106 +89,106 @@ pub enum Parsed {
 /// Everything given on the command line, typed but not yet merged with the
 /// host's configuration. `None` / empty means "not given".
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Options {
-    pub mode: Mode,
+pub(crate) struct Options {
+    pub(crate) mode: Mode,
     /// Last of `-q`, `-d`, `--trace` wins.
-    pub log_level: LogLevel,
-    pub log_file: Option<PathBuf>,
+    pub(crate) log_level: LogLevel,
+    pub(crate) log_file: Option<PathBuf>,
     /// `--log-size`, bytes.
-    pub log_size: Option<u64>,
-    pub foreground: bool,
+    pub(crate) log_size: Option<u64>,
+    pub(crate) foreground: bool,
     /// `--runas` as given (UID, UID:GID, LOGIN, LOGIN:GROUP).
-    pub runas: Option<String>,
-    pub pcap: Option<PathBuf>,
-    pub pid_file: Option<PathBuf>,
+    pub(crate) runas: Option<String>,
+    pub(crate) pcap: Option<PathBuf>,
+    pub(crate) pid_file: Option<PathBuf>,
     /// `-F`/`--fd` (cleared by a later `-s`).
-    pub fd: Option<i32>,
+    pub(crate) fd: Option<i32>,
     /// `-s` (cleared by a later `--fd`).
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// `-1`, also set by `--fd`.
-    pub one_off: bool,
+    pub(crate) one_off: bool,
     /// `--vhost-user` anywhere before the end of options.
-    pub vhost_user: bool,
-    pub mtu: Option<u16>,
+    pub(crate) vhost_user: bool,
+    pub(crate) mtu: Option<u16>,
     /// `-a` (IPv4).
-    pub addr4: Option<Ipv4Addr>,
+    pub(crate) addr4: Option<Ipv4Addr>,
     /// IPv4 prefix length: from `-a ADDR/LEN`, `-n`, or the class of the
     /// `-a` address.
-    pub prefix4: Option<u8>,
+    pub(crate) prefix4: Option<u8>,
     /// `-a` (IPv6; its prefix length is ignored, as upstream).
-    pub addr6: Option<Ipv6Addr>,
+    pub(crate) addr6: Option<Ipv6Addr>,
     /// `-M`.
-    pub mac: Option<[u8; 6]>,
-    pub gw4: Option<Ipv4Addr>,
-    pub gw6: Option<Ipv6Addr>,
+    pub(crate) mac: Option<[u8; 6]>,
+    pub(crate) gw4: Option<Ipv4Addr>,
+    pub(crate) gw6: Option<Ipv6Addr>,
     /// `-i`: template interface for both families.
-    pub ifname: Option<String>,
+    pub(crate) ifname: Option<String>,
     /// `-o`.
-    pub addr_out4: Option<Ipv4Addr>,
-    pub addr_out6: Option<Ipv6Addr>,
-    pub ifname_out4: Option<String>,
-    pub ifname_out6: Option<String>,
+    pub(crate) addr_out4: Option<Ipv4Addr>,
+    pub(crate) addr_out6: Option<Ipv6Addr>,
+    pub(crate) ifname_out4: Option<String>,
+    pub(crate) ifname_out6: Option<String>,
     /// `-D` addresses (at most 3 per family, extra ones dropped).
-    pub dns4: Vec<Ipv4Addr>,
-    pub dns6: Vec<Ipv6Addr>,
+    pub(crate) dns4: Vec<Ipv4Addr>,
+    pub(crate) dns6: Vec<Ipv6Addr>,
     /// `-D none` (or `--splice-only`): no nameservers at all.
-    pub no_dns: bool,
-    pub dns_forward4: Option<Ipv4Addr>,
-    pub dns_forward6: Option<Ipv6Addr>,
-    pub dns_host4: Option<Ipv4Addr>,
-    pub dns_host6: Option<Ipv6Addr>,
+    pub(crate) no_dns: bool,
+    pub(crate) dns_forward4: Option<Ipv4Addr>,
+    pub(crate) dns_forward6: Option<Ipv6Addr>,
+    pub(crate) dns_host4: Option<Ipv4Addr>,
+    pub(crate) dns_host6: Option<Ipv6Addr>,
     /// `-S` domains (whitespace-split, at most 6).
-    pub search: Vec<String>,
+    pub(crate) search: Vec<String>,
     /// `-S none` (or `--splice-only`).
-    pub no_search: bool,
+    pub(crate) no_search: bool,
     /// Mode default applied: true in pasta unless `--dhcp-dns`, true in
     /// passt with `--no-dhcp-dns`.
-    pub no_dhcp_dns: bool,
-    pub no_dhcp_search: bool,
-    pub no_tcp: bool,
-    pub no_udp: bool,
-    pub no_icmp: bool,
-    pub no_dhcp: bool,
-    pub no_ndp: bool,
-    pub no_dhcpv6: bool,
-    pub no_ra: bool,
-    pub freebind: bool,
+    pub(crate) no_dhcp_dns: bool,
+    pub(crate) no_dhcp_search: bool,
+    pub(crate) no_tcp: bool,
+    pub(crate) no_udp: bool,
+    pub(crate) no_icmp: bool,
+    pub(crate) no_dhcp: bool,
+    pub(crate) no_ndp: bool,
+    pub(crate) no_dhcpv6: bool,
+    pub(crate) no_ra: bool,
+    pub(crate) freebind: bool,
     /// `--no-map-gw` or `--map-host-loopback none`.
-    pub no_map_gw: bool,
-    pub map_host_loopback4: Option<Ipv4Addr>,
-    pub map_host_loopback6: Option<Ipv6Addr>,
-    pub map_guest_addr4: Option<Ipv4Addr>,
-    pub map_guest_addr6: Option<Ipv6Addr>,
+    pub(crate) no_map_gw: bool,
+    pub(crate) map_host_loopback4: Option<Ipv4Addr>,
+    pub(crate) map_host_loopback6: Option<Ipv6Addr>,
+    pub(crate) map_guest_addr4: Option<Ipv4Addr>,
+    pub(crate) map_guest_addr6: Option<Ipv6Addr>,
     /// `-4` (last of `-4`/`-6` wins).
-    pub v4_only: bool,
-    pub v6_only: bool,
-    pub hostname: Option<String>,
-    pub fqdn: Option<String>,
+    pub(crate) v4_only: bool,
+    pub(crate) v6_only: bool,
+    pub(crate) hostname: Option<String>,
+    pub(crate) fqdn: Option<String>,
     /// Port specs as given, syntax-checked; empty: mode default.
-    pub fwd: FwdSpecs,
+    pub(crate) fwd: FwdSpecs,
     // pasta only
-    pub ns_ifname: Option<String>,
-    pub ns_mac: Option<[u8; 6]>,
+    pub(crate) ns_ifname: Option<String>,
+    pub(crate) ns_mac: Option<[u8; 6]>,
     /// `--userns`, or `/proc/PID/ns/user` for a PID target.
-    pub userns: Option<PathBuf>,
+    pub(crate) userns: Option<PathBuf>,
     /// `--netns-only`, or implied by joining a netns without a userns.
-    pub netns_only: bool,
-    pub no_netns_quit: bool,
-    pub config_net: bool,
-    pub no_copy_routes: bool,
-    pub no_copy_addrs: bool,
-    pub no_splice: bool,
+    pub(crate) netns_only: bool,
+    pub(crate) no_netns_quit: bool,
+    pub(crate) config_net: bool,
+    pub(crate) no_copy_routes: bool,
+    pub(crate) no_copy_addrs: bool,
+    pub(crate) no_splice: bool,
     /// `--splice-only` (implies `host_lo_to_ns_lo`, `no_icmp`, `no_dns`,
     /// `no_search`, already applied).
-    pub splice_only: bool,
-    pub host_lo_to_ns_lo: bool,
+    pub(crate) splice_only: bool,
+    pub(crate) host_lo_to_ns_lo: bool,
     /// pasta: what namespace to use (always `Some` in pasta mode).
-    pub target: Option<NsTarget>,
+    pub(crate) target: Option<NsTarget>,
 }
 
 impl Options {
     /// Nothing given, with the mode's defaults.
-    pub fn new(mode: Mode) -> Options {
+    pub(crate) fn new(mode: Mode) -> Options {
         let pasta = mode == Mode::Pasta;
         Options {
             mode,
@@ -889,7 +889,7 @@ fn passt_only(o: &Occurrence, mode: Mode) -> Result<()> {
 /// Three passes, as upstream: every option in order (stopping at
 /// `--help`/`--version`, deferring port specs and `-D`), the checks on the
 /// whole line, then the deferred options around the namespace target.
-pub fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
+pub(crate) fn parse(mode: Mode, args: &[String]) -> Result<Parsed> {
     let mut p = Parser::new(mode, vhost_user_given(args));
     let mut getopt = Getopt::new(args);
     for occ in getopt.by_ref() {
@@ -1588,7 +1588,7 @@ fn mac_value(v: &str) -> Result<[u8; 6]> {
 }
 
 /// The `--version` text.
-pub fn version(mode: Mode) -> String {
+pub(crate) fn version(mode: Mode) -> String {
     format!(
         "{} {VERSION} (passt-rs)\n\
          A Rust reimplementation of passt/pasta.\n\
@@ -1654,7 +1654,7 @@ const COMMON_HELP: &str = "\
 ";
 
 /// The `--help` text for `mode`.
-pub fn usage(mode: Mode) -> String {
+pub(crate) fn usage(mode: Mode) -> String {
     match mode {
         Mode::Passt => format!(
             "Usage: passt [OPTION]...\n\

@@ -25,7 +25,7 @@ pub struct Host4 {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Host6 {
     pub ifname: String,
-    pub ifindex: u32,
+    pub(crate) ifindex: u32,
     /// Global (non-link-local, non-deprecated) addresses, longest prefix
     /// first.
     pub addrs: Vec<(Ipv6Addr, u8)>,
@@ -38,9 +38,9 @@ pub struct Host6 {
 
 /// What `/etc/resolv.conf` says.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct ResolvConf {
-    pub nameservers: Vec<IpAddr>,
-    pub search: Vec<String>,
+pub(crate) struct ResolvConf {
+    pub(crate) nameservers: Vec<IpAddr>,
+    pub(crate) search: Vec<String>,
 }
 
 /// Everything discovered about the host.
@@ -50,7 +50,7 @@ pub struct HostInfo {
     pub v4: Option<Host4>,
     /// None: no IPv6 template interface (local mode for IPv6).
     pub v6: Option<Host6>,
-    pub resolv: ResolvConf,
+    pub(crate) resolv: ResolvConf,
     /// The host's hostname (pasta spawn mode names the namespace
     /// `pasta-<hostname>`).
     pub hostname: String,
@@ -64,7 +64,7 @@ use crate::netlink::{Addr, Family, Link, Netlink, NetlinkError, Route, LO_IFINDE
 use crate::wire::ipv6::is_link_local;
 
 /// Where nameservers and search domains come from.
-pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+pub(crate) const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Errors of host discovery.
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +208,7 @@ fn to_link_local(r: &Route) -> bool {
 /// family: the interface of the first default route, else of the first
 /// route at all. Routes through `lo` and to link-local destinations don't
 /// count; a multipath route counts for its first nexthop.
-pub fn pick_template(routes: &[Route], family: Family) -> Option<u32> {
+pub(crate) fn pick_template(routes: &[Route], family: Family) -> Option<u32> {
     let usable = || {
         routes.iter().filter_map(|r| {
             let oif = if r.oif != 0 {
@@ -245,7 +245,7 @@ pub fn pick_template(routes: &[Route], family: Family) -> Option<u32> {
 
 /// Gateway of the first default route through `ifindex` (for multipath
 /// routes, the nexthop with the highest weight).
-pub fn default_gateway(routes: &[Route], ifindex: u32) -> Option<IpAddr> {
+pub(crate) fn default_gateway(routes: &[Route], ifindex: u32) -> Option<IpAddr> {
     routes
         .iter()
         .filter(|r| r.is_default() && r.uses(ifindex))
@@ -284,7 +284,7 @@ pub fn template_addrs(
 
 /// Reads a resolv.conf file; a missing or unreadable file means no
 /// nameservers and no search domains.
-pub fn read_resolv_conf(path: impl AsRef<Path>) -> ResolvConf {
+pub(crate) fn read_resolv_conf(path: impl AsRef<Path>) -> ResolvConf {
     match std::fs::read_to_string(path.as_ref()) {
         Ok(text) => parse_resolv_conf(&text),
         Err(e) => {
@@ -298,7 +298,7 @@ pub fn read_resolv_conf(path: impl AsRef<Path>) -> ResolvConf {
 /// dropped) in order, and the domains of the last `search` or `domain` line
 /// (they override each other, as in the resolver). Comments and anything
 /// unparsable are ignored.
-pub fn parse_resolv_conf(text: &str) -> ResolvConf {
+pub(crate) fn parse_resolv_conf(text: &str) -> ResolvConf {
     let mut conf = ResolvConf::default();
     for line in text.lines() {
         let mut words = line.split_whitespace();
@@ -325,7 +325,7 @@ pub fn parse_resolv_conf(text: &str) -> ResolvConf {
 }
 
 /// The host's hostname (the `nodename` of `uname()`).
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     rustix::system::uname()
         .nodename()
         .to_string_lossy()

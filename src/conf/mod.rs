@@ -16,16 +16,16 @@
 //! event loop (and later by workers), everything mutable lives in the
 //! context that a loop owns.
 
-pub mod cli;
+pub(crate) mod cli;
 pub mod host;
-pub mod resolve;
+pub(crate) mod resolve;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 /// Which program we are, from the basename of argv[0].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// QEMU / libvirt back-end over a UNIX stream socket.
     Passt,
     /// Network namespace back-end over a tap device.
@@ -35,7 +35,7 @@ pub enum Mode {
 impl Mode {
     /// The mode for a program name (`argv[0]`): a basename containing
     /// "pasta" is pasta, one containing "passt" is passt.
-    pub fn from_argv0(argv0: &str) -> Option<Mode> {
+    pub(crate) fn from_argv0(argv0: &str) -> Option<Mode> {
         let base = argv0.rsplit('/').next().unwrap_or(argv0);
         if base.contains("pasta") {
             Some(Mode::Pasta)
@@ -46,7 +46,7 @@ impl Mode {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Mode::Passt => "passt",
             Mode::Pasta => "pasta",
@@ -56,7 +56,7 @@ impl Mode {
 
 /// Log verbosity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     /// `-q`: warnings and errors only.
     Quiet,
     /// Default: info and above.
@@ -70,7 +70,7 @@ pub enum LogLevel {
 
 /// Where pasta finds, or how it creates, the network namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NsTarget {
+pub(crate) enum NsTarget {
     /// Create user (unless `netns_only`), network, UTS, mount, IPC and PID
     /// namespaces and run `command` there (empty: the user's `$SHELL`).
     Spawn { command: Vec<String> },
@@ -83,112 +83,112 @@ pub enum NsTarget {
 
 /// Options only pasta has.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PastaConf {
-    pub target: NsTarget,
+pub(crate) struct PastaConf {
+    pub(crate) target: NsTarget,
     /// `--userns`: user namespace to join.
-    pub userns: Option<PathBuf>,
+    pub(crate) userns: Option<PathBuf>,
     /// Do not join or create a user namespace (`--netns-only`, implied by
     /// `--netns` without `--userns`).
-    pub netns_only: bool,
+    pub(crate) netns_only: bool,
     /// `--no-netns-quit`.
-    pub no_netns_quit: bool,
+    pub(crate) no_netns_quit: bool,
     /// `--config-net`: configure the tap (MTU, up, addresses, routes).
-    pub config_net: bool,
+    pub(crate) config_net: bool,
     /// `-I`: tap name in the namespace (resolved: template name or `tap0`).
-    pub ns_ifname: String,
+    pub(crate) ns_ifname: String,
     /// `--ns-mac-addr`.
-    pub ns_mac: Option<[u8; 6]>,
+    pub(crate) ns_mac: Option<[u8; 6]>,
     /// `--no-copy-routes` (deprecated, only a default route).
-    pub no_copy_routes: bool,
+    pub(crate) no_copy_routes: bool,
     /// `--no-copy-addrs` (deprecated, only one address).
-    pub no_copy_addrs: bool,
-    pub no_splice: bool,
-    pub splice_only: bool,
-    pub host_lo_to_ns_lo: bool,
+    pub(crate) no_copy_addrs: bool,
+    pub(crate) no_splice: bool,
+    pub(crate) splice_only: bool,
+    pub(crate) host_lo_to_ns_lo: bool,
 }
 
 /// Options only passt has.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct PasstConf {
+pub(crate) struct PasstConf {
     /// `-s`: UNIX socket path (None: probe /tmp/passt_N.socket).
-    pub socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
     /// `-1`.
-    pub one_off: bool,
+    pub(crate) one_off: bool,
     /// `--vhost-user`: vhost-user back-end on the socket or `--fd`.
-    pub vhost_user: bool,
+    pub(crate) vhost_user: bool,
 }
 
 /// One address family's view of the guest and the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ip4Conf {
+pub(crate) struct Ip4Conf {
     /// Address assigned to the guest (DHCP yiaddr, `--config-net`).
-    pub addr: Ipv4Addr,
-    pub prefix_len: u8,
+    pub(crate) addr: Ipv4Addr,
+    pub(crate) prefix_len: u8,
     /// The guest's default gateway (DHCP option 3).
-    pub gw: Ipv4Addr,
+    pub(crate) gw: Ipv4Addr,
     /// Our own address on the tap (source of DHCP, ARP probes): the gateway.
-    pub our_tap_addr: Ipv4Addr,
+    pub(crate) our_tap_addr: Ipv4Addr,
     /// Guest-side address meaning "the host" (mapped to 127.0.0.1).
-    pub map_host_loopback: Option<Ipv4Addr>,
+    pub(crate) map_host_loopback: Option<Ipv4Addr>,
     /// Guest-side address translated to the guest's own address on the host.
-    pub map_guest_addr: Option<Ipv4Addr>,
+    pub(crate) map_guest_addr: Option<Ipv4Addr>,
     /// Nameservers announced to the guest (DHCP option 6), at most 3.
-    pub dns: Vec<Ipv4Addr>,
+    pub(crate) dns: Vec<Ipv4Addr>,
     /// `--dns-forward`: guest-side address whose DNS goes to `dns_host`.
-    pub dns_match: Option<Ipv4Addr>,
+    pub(crate) dns_match: Option<Ipv4Addr>,
     /// `--dns-host`: where forwarded DNS goes.
-    pub dns_host: Option<Ipv4Addr>,
+    pub(crate) dns_host: Option<Ipv4Addr>,
     /// `-o`: source address for outbound sockets.
-    pub addr_out: Option<Ipv4Addr>,
+    pub(crate) addr_out: Option<Ipv4Addr>,
     /// `--outbound-if4`.
-    pub ifname_out: Option<String>,
+    pub(crate) ifname_out: Option<String>,
     /// Template interface name (empty in local mode).
-    pub ifname: String,
+    pub(crate) ifname: String,
     /// Addresses of the template interface, copied by `--config-net`.
-    pub host_addrs: Vec<(Ipv4Addr, u8)>,
+    pub(crate) host_addrs: Vec<(Ipv4Addr, u8)>,
     /// Copy the template interface's routes (false with `-g`, in local
     /// mode, or with `--no-copy-routes`).
-    pub copy_routes: bool,
+    pub(crate) copy_routes: bool,
     /// Copy all addresses (false with `-a`, in local mode, or with
     /// `--no-copy-addrs`).
-    pub copy_addrs: bool,
+    pub(crate) copy_addrs: bool,
     /// No template interface: link-local defaults.
-    pub local_mode: bool,
+    pub(crate) local_mode: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ip6Conf {
+pub(crate) struct Ip6Conf {
     /// Global address assigned to the guest (DHCPv6 IA_NA, RA prefix);
     /// None in local mode or on a host without one.
-    pub addr: Option<Ipv6Addr>,
+    pub(crate) addr: Option<Ipv6Addr>,
     /// Prefix length of `addr` on the host (RA always announces /64).
-    pub prefix_len: u8,
+    pub(crate) prefix_len: u8,
     /// The guest's default router (often a link-local address).
-    pub gw: Ipv6Addr,
+    pub(crate) gw: Ipv6Addr,
     /// Our link-local address on the tap: source of RA, NA, DHCPv6.
-    pub our_tap_ll: Ipv6Addr,
-    pub map_host_loopback: Option<Ipv6Addr>,
-    pub map_guest_addr: Option<Ipv6Addr>,
+    pub(crate) our_tap_ll: Ipv6Addr,
+    pub(crate) map_host_loopback: Option<Ipv6Addr>,
+    pub(crate) map_guest_addr: Option<Ipv6Addr>,
     /// Nameservers announced (DHCPv6 option 23, RA RDNSS), at most 3.
-    pub dns: Vec<Ipv6Addr>,
-    pub dns_match: Option<Ipv6Addr>,
-    pub dns_host: Option<Ipv6Addr>,
-    pub addr_out: Option<Ipv6Addr>,
-    pub ifname_out: Option<String>,
-    pub ifname: String,
+    pub(crate) dns: Vec<Ipv6Addr>,
+    pub(crate) dns_match: Option<Ipv6Addr>,
+    pub(crate) dns_host: Option<Ipv6Addr>,
+    pub(crate) addr_out: Option<Ipv6Addr>,
+    pub(crate) ifname_out: Option<String>,
+    pub(crate) ifname: String,
     /// Index of the template interface (0 in local mode): the scope of
     /// host-side link-local addresses (see `fwd::host_sockaddr`).
-    pub ifindex: u32,
+    pub(crate) ifindex: u32,
     /// Global addresses of the template interface, copied by `--config-net`.
-    pub host_addrs: Vec<(Ipv6Addr, u8)>,
-    pub copy_routes: bool,
-    pub copy_addrs: bool,
-    pub local_mode: bool,
+    pub(crate) host_addrs: Vec<(Ipv6Addr, u8)>,
+    pub(crate) copy_routes: bool,
+    pub(crate) copy_addrs: bool,
+    pub(crate) local_mode: bool,
 }
 
 /// Protocol of a forwarding rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Proto {
+pub(crate) enum Proto {
     Tcp,
     Udp,
 }
@@ -196,85 +196,85 @@ pub enum Proto {
 /// The forwarding options as given (`-t`, `-u`, `-T`, `-U`), one entry per
 /// occurrence, in order. Turned into rules by the forwarding module.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct FwdSpecs {
-    pub tcp_in: Vec<String>,
-    pub udp_in: Vec<String>,
-    pub tcp_out: Vec<String>,
-    pub udp_out: Vec<String>,
+pub(crate) struct FwdSpecs {
+    pub(crate) tcp_in: Vec<String>,
+    pub(crate) udp_in: Vec<String>,
+    pub(crate) tcp_out: Vec<String>,
+    pub(crate) udp_out: Vec<String>,
 }
 
 /// Everything the daemon was told, immutable after start.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    pub mode: Mode,
-    pub log_level: LogLevel,
+pub(crate) struct Config {
+    pub(crate) mode: Mode,
+    pub(crate) log_level: LogLevel,
     /// `-l`.
-    pub log_file: Option<PathBuf>,
+    pub(crate) log_file: Option<PathBuf>,
     /// `--log-size`, bytes.
-    pub log_size: u64,
+    pub(crate) log_size: u64,
     /// `-f` (forced in pasta spawn mode).
-    pub foreground: bool,
+    pub(crate) foreground: bool,
     /// `-P`.
-    pub pid_file: Option<PathBuf>,
+    pub(crate) pid_file: Option<PathBuf>,
     /// `-p`.
-    pub pcap: Option<PathBuf>,
+    pub(crate) pcap: Option<PathBuf>,
     /// `--runas` resolved to numeric ids.
-    pub runas: Option<(u32, u32)>,
+    pub(crate) runas: Option<(u32, u32)>,
     /// `-F`/`--fd`: pre-opened socket (passt) or tap (pasta).
-    pub fd: Option<i32>,
+    pub(crate) fd: Option<i32>,
     /// MTU announced (and set with `--config-net`); 0: don't announce.
-    pub mtu: u16,
+    pub(crate) mtu: u16,
     /// Our MAC address (`-M`).
-    pub our_mac: [u8; 6],
+    pub(crate) our_mac: [u8; 6],
     /// IPv4, unless disabled by `-6`.
-    pub ip4: Option<Ip4Conf>,
+    pub(crate) ip4: Option<Ip4Conf>,
     /// IPv6, unless disabled by `-4`.
-    pub ip6: Option<Ip6Conf>,
+    pub(crate) ip6: Option<Ip6Conf>,
     /// DNS search domains (DHCP 119, DHCPv6 24, RA DNSSL).
-    pub search: Vec<String>,
+    pub(crate) search: Vec<String>,
     /// `-H`.
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// `--fqdn`.
-    pub fqdn: Option<String>,
-    pub no_tcp: bool,
-    pub no_udp: bool,
-    pub no_icmp: bool,
-    pub no_dhcp: bool,
-    pub no_ndp: bool,
-    pub no_dhcpv6: bool,
-    pub no_ra: bool,
+    pub(crate) fqdn: Option<String>,
+    pub(crate) no_tcp: bool,
+    pub(crate) no_udp: bool,
+    pub(crate) no_icmp: bool,
+    pub(crate) no_dhcp: bool,
+    pub(crate) no_ndp: bool,
+    pub(crate) no_dhcpv6: bool,
+    pub(crate) no_ra: bool,
     /// Do not announce nameservers (passt `--no-dhcp-dns`; pasta default
     /// unless `--dhcp-dns`).
-    pub no_dhcp_dns: bool,
+    pub(crate) no_dhcp_dns: bool,
     /// Do not announce the search list.
-    pub no_dhcp_search: bool,
-    pub freebind: bool,
-    pub fwd: FwdSpecs,
-    pub pasta: Option<PastaConf>,
-    pub passt: Option<PasstConf>,
+    pub(crate) no_dhcp_search: bool,
+    pub(crate) freebind: bool,
+    pub(crate) fwd: FwdSpecs,
+    pub(crate) pasta: Option<PastaConf>,
+    pub(crate) passt: Option<PasstConf>,
     /// Test-only knobs (timer intervals...), from the environment.
-    pub test: TestKnobs,
+    pub(crate) test: TestKnobs,
 }
 
 /// Intervals that tests may shorten. Documented in the README as for testing
 /// only; read from `PASST_RS_TEST_*` environment variables.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct TestKnobs {
+pub(crate) struct TestKnobs {
     /// Idle timeout of ICMP echo flows, seconds (default 60).
-    pub icmp_timeout: Option<u64>,
+    pub(crate) icmp_timeout: Option<u64>,
     /// Tap-side TCP keepalive interval, seconds (default 30).
-    pub tcp_keepalive: Option<u64>,
+    pub(crate) tcp_keepalive: Option<u64>,
     /// TCP inactivity interval, seconds (default 7200).
-    pub tcp_inactivity: Option<u64>,
+    pub(crate) tcp_inactivity: Option<u64>,
     /// Flow table capacity (default 131071).
-    pub flow_max: Option<usize>,
+    pub(crate) flow_max: Option<usize>,
     /// Both UDP flow timeouts, seconds (default: conntrack's, 30 and 120).
-    pub udp_timeout: Option<u64>,
+    pub(crate) udp_timeout: Option<u64>,
 }
 
 impl TestKnobs {
     /// Reads the `PASST_RS_TEST_*` variables (for the test suite only).
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let get = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
         TestKnobs {
             icmp_timeout: get("PASST_RS_TEST_ICMP_TIMEOUT"),
@@ -287,12 +287,12 @@ impl TestKnobs {
 }
 
 /// Our default MAC address, as upstream.
-pub const DEFAULT_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
+pub(crate) const DEFAULT_MAC: [u8; 6] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55];
 /// Default MTU, as upstream: 65520 for both modes.
-pub const DEFAULT_MTU: u16 = 65520;
+pub(crate) const DEFAULT_MTU: u16 = 65520;
 /// Largest MTU accepted by `-m`.
-pub const MAX_MTU: u16 = 65521;
+pub(crate) const MAX_MTU: u16 = 65521;
 /// Default log size for `--log-size`.
-pub const DEFAULT_LOG_SIZE: u64 = 1 << 20;
+pub(crate) const DEFAULT_LOG_SIZE: u64 = 1 << 20;
 /// The version line printed by `--version`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");

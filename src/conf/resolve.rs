@@ -50,7 +50,7 @@ use super::{
 
 /// Errors merging the command line with the host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfError {
+pub(crate) enum ConfError {
     #[error("Invalid --runas option: {0}")]
     Runas(String),
     #[error("External interface not usable: {0}")]
@@ -58,18 +58,18 @@ pub enum ConfError {
 }
 
 /// Result alias of this module.
-pub type Result<T> = std::result::Result<T, ConfError>;
+pub(crate) type Result<T> = std::result::Result<T, ConfError>;
 
 /// Guest address in IPv4 local mode.
-pub const IP4_LL_GUEST_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 2, 1);
+pub(crate) const IP4_LL_GUEST_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 2, 1);
 /// Gateway (and our address) in IPv4 local mode.
-pub const IP4_LL_GUEST_GW: Ipv4Addr = Ipv4Addr::new(169, 254, 2, 2);
+pub(crate) const IP4_LL_GUEST_GW: Ipv4Addr = Ipv4Addr::new(169, 254, 2, 2);
 /// Prefix length in IPv4 local mode.
-pub const IP4_LL_PREFIX_LEN: u8 = 16;
+pub(crate) const IP4_LL_PREFIX_LEN: u8 = 16;
 /// Router and our link-local address in IPv6 local mode.
-pub const IP6_LL_GUEST_GW: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+pub(crate) const IP6_LL_GUEST_GW: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 /// Default tap name in pasta without a template interface.
-pub const PASTA_DEFAULT_IFNAME: &str = "tap0";
+pub(crate) const PASTA_DEFAULT_IFNAME: &str = "tap0";
 
 const MAX_DNS: usize = 3;
 const MAX_SEARCH: usize = 6;
@@ -79,7 +79,7 @@ fn v6_link_local(a: &Ipv6Addr) -> bool {
 }
 
 /// Build the configuration from the command line and the host.
-pub fn resolve(opts: Options, host: &HostInfo) -> Result<Config> {
+pub(crate) fn resolve(opts: Options, host: &HostInfo) -> Result<Config> {
     let o = &opts;
     let pasta = o.mode == Mode::Pasta;
     let v4_on = !o.v6_only && !o.splice_only;
@@ -474,7 +474,7 @@ fn db_lookup<'a>(db: &'a str, name: Option<&str>, id: Option<u32>) -> Option<Vec
 /// `--runas UID|UID:GID|LOGIN|LOGIN:GROUP` to numeric ids, with the
 /// contents of `/etc/passwd` and `/etc/group` for names. A user given
 /// without a group takes its primary group (or GID = UID if unknown).
-pub fn resolve_runas(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32)> {
+pub(crate) fn resolve_runas(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32)> {
     let bad = || ConfError::Runas(spec.to_string());
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),

@@ -12,15 +12,17 @@
 //!
 //! Sockets come and go only here: pasta's port scanner ([`Fwd::scan`])
 //! opens and closes the sockets of `auto` rules, and rules can be added
-//! ([`Fwd::add_rule`]) and removed ([`Fwd::remove_rule`]) while flows run.
+//! (`Fwd::add_rule`) and removed (`Fwd::remove_rule`) while flows run.
 //! Removing a rule closes its sockets; flows it started have sockets of
-//! their own and go on.
+//! their own and go on. Nothing changes rules at run time yet: those two
+//! are built for the run-time rule changes to come and exercised by the
+//! unit tests only, hence `cfg(test)` until then.
 
 use std::io;
 
 use super::rules::{
-    self, listen_ref, listen_ref_parts, open_port, Families, FwdRule, FwdTable, FwdTables,
-    Listener, Listening, Table,
+    self, listen_ref, listen_ref_parts, open_port, Families, FwdTable, FwdTables, Listener,
+    Listening, Table,
 };
 use super::scan::Scanner;
 use crate::conf::{Config, Proto};
@@ -28,7 +30,7 @@ use crate::event::{Epoll, EpollRef, Kind};
 use crate::pasta::NetNs;
 
 /// Both tables, their sockets and pasta's port scanner.
-pub struct Fwd {
+pub(crate) struct Fwd {
     tables: FwdTables,
     scanner: Option<Scanner>,
     families: Families,
@@ -48,7 +50,7 @@ fn kind(table: Table, proto: Proto) -> Kind {
 impl Fwd {
     /// Both tables from the configuration, no socket open yet. Logs the
     /// rules.
-    pub fn build(conf: &Config) -> rules::Result<Fwd> {
+    pub(crate) fn build(conf: &Config) -> rules::Result<Fwd> {
         let tables = rules::build(conf)?;
         for (_, r) in tables.host.rules() {
             ::log::info!("Inbound forwarding: {r}");
@@ -60,7 +62,7 @@ impl Fwd {
     }
 
     /// A table set as given (tests, and [`Fwd::build`]).
-    pub fn with_tables(conf: &Config, tables: FwdTables) -> Fwd {
+    pub(crate) fn with_tables(conf: &Config, tables: FwdTables) -> Fwd {
         Fwd {
             tables,
             scanner: None,
@@ -70,13 +72,14 @@ impl Fwd {
     }
 
     /// The table `t`.
-    pub fn table(&self, t: Table) -> &FwdTable {
+    #[cfg(test)]
+    pub(crate) fn table(&self, t: Table) -> &FwdTable {
         self.tables.get(t)
     }
 
     /// The host table's sockets (`-t` unless `--no-tcp`; `-u` if `udp`,
     /// unless `--no-udp`), opened now, from this namespace.
-    pub fn open_host(&mut self, conf: &Config, udp: bool) -> rules::Result<()> {
+    pub(crate) fn open_host(&mut self, conf: &Config, udp: bool) -> rules::Result<()> {
         let host = &mut self.tables.host;
         if !conf.no_tcp {
             host.open(Proto::Tcp, conf.freebind, self.families)?;
@@ -89,7 +92,7 @@ impl Fwd {
 
     /// pasta: the namespace table's sockets (`-U`, `-T`), opened by a
     /// thread inside `netns`.
-    pub fn open_ns(
+    pub(crate) fn open_ns(
         &mut self,
         conf: &Config,
         netns: &NetNs,
@@ -106,12 +109,12 @@ impl Fwd {
 
     /// pasta: starts the port scanner if there are `auto` rules (its
     /// `/proc` files are opened now, before the filesystem goes).
-    pub fn start_scan(&mut self, netns: &NetNs) {
+    pub(crate) fn start_scan(&mut self, netns: &NetNs) {
         self.scanner = Scanner::new(&self.tables, netns);
     }
 
     /// Registers every socket with epoll.
-    pub fn register(&self, epoll: &Epoll) -> io::Result<()> {
+    pub(crate) fn register(&self, epoll: &Epoll) -> io::Result<()> {
         for t in Table::BOTH {
             for (rule, slot, r, l) in self.tables.get(t).sockets() {
                 let er = EpollRef::new(kind(t, r.proto), listen_ref(t, rule, slot));
@@ -122,7 +125,7 @@ impl Fwd {
     }
 
     /// The socket and rule an epoll reference index names.
-    pub fn listening(&self, r: u32) -> Option<Listening<'_>> {
+    pub(crate) fn listening(&self, r: u32) -> Option<Listening<'_>> {
         let (t, rule, slot) = listen_ref_parts(r);
         self.tables.get(t).listening(t.pif(), rule, slot)
     }
@@ -130,10 +133,11 @@ impl Fwd {
     /// Adds `rule` to table `t` while flows run, and opens and registers
     /// its sockets (inside `netns` for the namespace's table) unless it is
     /// an `auto` rule, which the scanner serves. Returns its index.
-    pub fn add_rule(
+    #[cfg(test)]
+    pub(crate) fn add_rule(
         &mut self,
         t: Table,
-        rule: FwdRule,
+        rule: rules::FwdRule,
         epoll: &Epoll,
         netns: Option<&NetNs>,
         freebind: bool,
@@ -163,7 +167,13 @@ impl Fwd {
     /// Removes rule `idx` of table `t`: its sockets are closed, the flows
     /// it started go on (they have their own sockets). An `auto` rule's
     /// ports are forgotten by the scanner.
-    pub fn remove_rule(&mut self, t: Table, idx: usize, epoll: &Epoll) -> Option<FwdRule> {
+    #[cfg(test)]
+    pub(crate) fn remove_rule(
+        &mut self,
+        t: Table,
+        idx: usize,
+        epoll: &Epoll,
+    ) -> Option<rules::FwdRule> {
         let (rule, socks) = self.tables.get_mut(t).remove(idx)?;
         for l in socks {
             let _ = epoll.del(&l.fd);
@@ -185,7 +195,7 @@ impl Fwd {
     /// One scan of pasta's `auto` rules: listeners follow the ports bound
     /// on the other side (see [`super::scan`]); namespace sockets are
     /// opened inside `netns`.
-    pub fn scan(&mut self, epoll: &Epoll, netns: Option<&NetNs>) {
+    pub(crate) fn scan(&mut self, epoll: &Epoll, netns: Option<&NetNs>) {
         let Some(scanner) = self.scanner.as_mut() else {
             return;
         };
@@ -316,6 +326,7 @@ fn close_port(table: &mut FwdTable, epoll: &Epoll, t: Table, idx: usize, port: u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fwd::rules::FwdRule;
     use std::net::TcpStream;
 
     #[test]

@@ -50,10 +50,10 @@
 //! else. A rule can be added or removed while flows run: removing one
 //! closes its sockets, the flows it started keep theirs.
 
-pub mod listen;
-pub mod rules;
-pub mod scan;
-pub mod spec;
+pub(crate) mod listen;
+pub(crate) mod rules;
+pub(crate) mod scan;
+pub(crate) mod spec;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -62,21 +62,21 @@ use crate::flow::{proto_name, FlowSide, Pif, IPPROTO_TCP, IPPROTO_UDP};
 use crate::guest::GuestState;
 use rules::FwdRule;
 
-pub use listen::Fwd;
+pub(crate) use listen::Fwd;
 
 /// Where a new flow goes: the target interface, and the target side as
 /// seen there (`eaddr`/`eport`: where to connect or send; `oaddr`/`oport`:
 /// our own address and port, unspecified or 0 to let the kernel choose).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub pif: Pif,
-    pub side: FlowSide,
+pub(crate) struct Target {
+    pub(crate) pif: Pif,
+    pub(crate) side: FlowSide,
 }
 
 /// The flow `ini` from the guest (`eaddr`/`eport`: the guest's source,
 /// `oaddr`/`oport`: the destination it wrote to), protocol `proto`: where
 /// it goes on the host, or `None` if it is not forwarded.
-pub fn from_tap(conf: &Config, proto: u8, ini: &FlowSide) -> Option<Target> {
+pub(crate) fn from_tap(conf: &Config, proto: u8, ini: &FlowSide) -> Option<Target> {
     let refuse = |why| {
         log_refusal(proto, Pif::Tap, ini, why);
         None
@@ -108,7 +108,7 @@ pub fn from_tap(conf: &Config, proto: u8, ini: &FlowSide) -> Option<Target> {
 /// The flow `ini` accepted or received by a socket of `rule` of the host's
 /// table (`eaddr`/`eport`: the peer, `oaddr`/`oport`: the listener's
 /// address and port): spliced into the namespace, to the guest, or `None`.
-pub fn from_host(
+pub(crate) fn from_host(
     conf: &Config,
     guest: &GuestState,
     rule: &FwdRule,
@@ -171,7 +171,7 @@ pub fn from_host(
 /// namespace's table: to the host's loopback, keeping the loopback
 /// addresses (and, for UDP, the source port), or `None` for a peer that is
 /// not on the namespace's loopback.
-pub fn from_splice(rule: &FwdRule, proto: u8, ini: &FlowSide) -> Option<Target> {
+pub(crate) fn from_splice(rule: &FwdRule, proto: u8, ini: &FlowSide) -> Option<Target> {
     let peer = ini.eaddr.to_canonical();
     if !peer.is_loopback() || ini.eport == 0 {
         log_refusal(proto, Pif::Splice, ini, "not a loopback peer");
@@ -198,7 +198,7 @@ pub fn from_splice(rule: &FwdRule, proto: u8, ini: &FlowSide) -> Option<Target> 
 /// `ini_pif`, and where it went. The one format of every forwarding
 /// decision:
 /// `Flow 12 (TCP): TAP [10.0.2.15]:40000 -> [10.0.2.2]:80 => HOST [0.0.0.0]:0 -> [127.0.0.1]:80`.
-pub fn log_decision(idx: u32, proto: u8, ini_pif: Pif, ini: &FlowSide, tgt: &Target) {
+pub(crate) fn log_decision(idx: u32, proto: u8, ini_pif: Pif, ini: &FlowSide, tgt: &Target) {
     log::debug!(
         "Flow {idx} ({}): {} [{}]:{} -> [{}]:{} => {} [{}]:{} -> [{}]:{}",
         proto_name(proto),
@@ -273,7 +273,7 @@ fn nat_outbound(conf: &Config, dst: IpAddr) -> IpAddr {
 /// route points to when the host's gateway is global (`our_tap_ll`, the
 /// host's own link-local address), so without it the guest could not
 /// even ping its router.
-pub fn host_sockaddr(conf: &Config, addr: IpAddr, port: u16) -> SocketAddr {
+pub(crate) fn host_sockaddr(conf: &Config, addr: IpAddr, port: u16) -> SocketAddr {
     match addr {
         IpAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(a, port)),
         IpAddr::V6(a) => {
@@ -355,7 +355,7 @@ fn nat_inbound(conf: &Config, guest: &GuestState, peer: IpAddr) -> Option<(IpAdd
 }
 
 /// The unspecified address of `a`'s family.
-pub fn any_of(a: IpAddr) -> IpAddr {
+pub(crate) fn any_of(a: IpAddr) -> IpAddr {
     match a {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -363,7 +363,7 @@ pub fn any_of(a: IpAddr) -> IpAddr {
 }
 
 /// The loopback address of `a`'s family.
-pub fn loopback_of(a: IpAddr) -> IpAddr {
+pub(crate) fn loopback_of(a: IpAddr) -> IpAddr {
     match a {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),

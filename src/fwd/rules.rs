@@ -70,14 +70,14 @@ use crate::conf::{Config, Mode, Proto};
 use crate::flow::Pif;
 
 /// Most rules in one table (the rule index fits in 8 bits).
-pub const MAX_RULES: usize = 255;
+pub(crate) const MAX_RULES: usize = 255;
 
 /// Listen backlog of TCP listeners.
-pub const LISTEN_BACKLOG: i32 = 128;
+pub(crate) const LISTEN_BACKLOG: i32 = 128;
 
 /// Errors building the tables or opening listeners.
 #[derive(Debug, Error)]
-pub enum FwdError {
+pub(crate) enum FwdError {
     #[error("-{opt}: {source}")]
     Spec { opt: char, source: SpecError },
     #[error("forwarding rule {new} conflicts with rule {existing}")]
@@ -99,36 +99,36 @@ pub enum FwdError {
     TooManySockets { rule: String, source: io::Error },
 }
 
-pub type Result<T> = std::result::Result<T, FwdError>;
+pub(crate) type Result<T> = std::result::Result<T, FwdError>;
 
 /// One forwarding rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FwdRule {
-    pub proto: Proto,
+pub(crate) struct FwdRule {
+    pub(crate) proto: Proto,
     /// Listening address, `None` for any (both families).
-    pub addr: Option<IpAddr>,
+    pub(crate) addr: Option<IpAddr>,
     /// Listening interface.
-    pub ifname: Option<String>,
-    pub first: u16,
-    pub last: u16,
+    pub(crate) ifname: Option<String>,
+    pub(crate) first: u16,
+    pub(crate) last: u16,
     /// Target port of `first`.
-    pub to: u16,
+    pub(crate) to: u16,
     /// Bind failures are not fatal.
-    pub weak: bool,
+    pub(crate) weak: bool,
     /// `auto`: listen only while the other side does.
-    pub scan: bool,
+    pub(crate) scan: bool,
 }
 
 impl FwdRule {
     /// The target port of `port`, if the rule covers it.
-    pub fn target(&self, port: u16) -> Option<u16> {
+    pub(crate) fn target(&self, port: u16) -> Option<u16> {
         (self.first..=self.last)
             .contains(&port)
             .then(|| self.to.wrapping_add(port - self.first))
     }
 
     /// Whether a socket bound to `local` belongs to this rule's address.
-    pub fn matches_addr(&self, local: IpAddr) -> bool {
+    pub(crate) fn matches_addr(&self, local: IpAddr) -> bool {
         match self.addr {
             None => true,
             Some(a) => {
@@ -139,7 +139,7 @@ impl FwdRule {
     }
 
     /// Whether the two rules would claim the same socket.
-    pub fn conflicts(&self, o: &FwdRule) -> bool {
+    pub(crate) fn conflicts(&self, o: &FwdRule) -> bool {
         if self.proto != o.proto || self.first > o.last || o.first > self.last {
             return false;
         }
@@ -190,7 +190,7 @@ impl fmt::Display for FwdRule {
 
 /// Which table a rule is in: its source interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Table {
+pub(crate) enum Table {
     /// `-t`/`-u`: sockets on the host.
     Host = 0,
     /// `-T`/`-U`: sockets in pasta's namespace.
@@ -198,10 +198,10 @@ pub enum Table {
 }
 
 impl Table {
-    pub const BOTH: [Table; 2] = [Table::Host, Table::Splice];
+    pub(crate) const BOTH: [Table; 2] = [Table::Host, Table::Splice];
 
     /// The interface its sockets are on, where its flows start.
-    pub fn pif(self) -> Pif {
+    pub(crate) fn pif(self) -> Pif {
         match self {
             Table::Host => Pif::Host,
             Table::Splice => Pif::Splice,
@@ -209,7 +209,7 @@ impl Table {
     }
 
     /// Where its sockets live, for log messages.
-    pub fn side(self) -> &'static str {
+    pub(crate) fn side(self) -> &'static str {
         match self {
             Table::Host => "host",
             Table::Splice => "namespace",
@@ -227,10 +227,10 @@ impl Table {
 
 /// A listening socket of a rule: bound to one port, in one family.
 #[derive(Debug)]
-pub struct Listener {
-    pub fd: OwnedFd,
-    pub port: u16,
-    pub v6: bool,
+pub(crate) struct Listener {
+    pub(crate) fd: OwnedFd,
+    pub(crate) port: u16,
+    pub(crate) v6: bool,
 }
 
 /// A rule and the sockets it listens on, by slot (a closed socket leaves
@@ -246,27 +246,27 @@ struct Entry {
 /// keeps its index for its lifetime (removing one leaves a hole that the
 /// next added rule fills), because epoll references carry it.
 #[derive(Debug, Default)]
-pub struct FwdTable {
+pub(crate) struct FwdTable {
     entries: Vec<Option<Entry>>,
 }
 
 /// The rule of a socket, and what its flows need of it: what the epoll
 /// reference of a listening socket leads to.
 #[derive(Clone, Copy, Debug)]
-pub struct Listening<'a> {
-    pub fd: &'a OwnedFd,
-    pub rule: &'a FwdRule,
+pub(crate) struct Listening<'a> {
+    pub(crate) fd: &'a OwnedFd,
+    pub(crate) rule: &'a FwdRule,
     /// The table's interface: [`Pif::Host`] or [`Pif::Splice`].
-    pub pif: Pif,
-    pub port: u16,
+    pub(crate) pif: Pif,
+    pub(crate) port: u16,
     /// The address the socket is bound to (unspecified: any).
-    pub addr: IpAddr,
+    pub(crate) addr: IpAddr,
 }
 
 impl FwdTable {
     /// Adds `rule` unless it conflicts with one already there; `table`
     /// names the table in errors. Returns its index. No socket is opened.
-    pub fn add(&mut self, rule: FwdRule, table: &'static str) -> Result<usize> {
+    pub(crate) fn add(&mut self, rule: FwdRule, table: &'static str) -> Result<usize> {
         if let Some((_, old)) = self.rules().find(|(_, r)| r.conflicts(&rule)) {
             return Err(FwdError::Conflict {
                 new: rule.to_string(),
@@ -290,13 +290,14 @@ impl FwdTable {
 
     /// Removes rule `idx` and hands back its sockets (the caller takes
     /// them out of epoll; dropping them closes them).
-    pub fn remove(&mut self, idx: usize) -> Option<(FwdRule, Vec<Listener>)> {
+    #[cfg(test)]
+    pub(crate) fn remove(&mut self, idx: usize) -> Option<(FwdRule, Vec<Listener>)> {
         let e = self.entries.get_mut(idx)?.take()?;
         Some((e.rule, e.socks.into_iter().flatten().collect()))
     }
 
     /// The rules, with their indices.
-    pub fn rules(&self) -> impl Iterator<Item = (usize, &FwdRule)> {
+    pub(crate) fn rules(&self) -> impl Iterator<Item = (usize, &FwdRule)> {
         self.entries
             .iter()
             .enumerate()
@@ -304,27 +305,30 @@ impl FwdTable {
     }
 
     /// Rule `idx`.
-    pub fn rule(&self, idx: usize) -> Option<&FwdRule> {
+    pub(crate) fn rule(&self, idx: usize) -> Option<&FwdRule> {
         Some(&self.entries.get(idx)?.as_ref()?.rule)
     }
 
     /// Number of rules.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.iter().flatten().count()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// One past the highest rule index.
-    pub fn end(&self) -> usize {
+    pub(crate) fn end(&self) -> usize {
         self.entries.len()
     }
 
     /// The first rule for `proto` covering `port` on `local_addr`: its
     /// index and the target port.
-    pub fn find(&self, proto: Proto, port: u16, local_addr: IpAddr) -> Option<(usize, u16)> {
+    #[cfg(test)]
+    pub(crate) fn find(&self, proto: Proto, port: u16, local_addr: IpAddr) -> Option<(usize, u16)> {
         self.rules().find_map(|(i, r)| {
             if r.proto != proto || !r.matches_addr(local_addr) {
                 return None;
@@ -334,7 +338,7 @@ impl FwdTable {
     }
 
     /// The socket in slot `slot` of rule `rule`, with its rule.
-    pub fn listening(&self, pif: Pif, rule: usize, slot: usize) -> Option<Listening<'_>> {
+    pub(crate) fn listening(&self, pif: Pif, rule: usize, slot: usize) -> Option<Listening<'_>> {
         let e = self.entries.get(rule)?.as_ref()?;
         let l = e.socks.get(slot)?.as_ref()?;
         let any = if l.v6 {
@@ -352,7 +356,7 @@ impl FwdTable {
     }
 
     /// Every socket: (rule, slot, its rule, the socket).
-    pub fn sockets(&self) -> impl Iterator<Item = (usize, usize, &FwdRule, &Listener)> {
+    pub(crate) fn sockets(&self) -> impl Iterator<Item = (usize, usize, &FwdRule, &Listener)> {
         self.entries.iter().enumerate().flat_map(|(i, e)| {
             e.iter().flat_map(move |e| {
                 e.socks
@@ -364,7 +368,7 @@ impl FwdTable {
     }
 
     /// Whether rule `rule` has a socket on `port` in the family `v6`.
-    pub fn has_socket(&self, rule: usize, port: u16, v6: bool) -> bool {
+    pub(crate) fn has_socket(&self, rule: usize, port: u16, v6: bool) -> bool {
         self.entries
             .get(rule)
             .and_then(Option::as_ref)
@@ -377,7 +381,7 @@ impl FwdTable {
     }
 
     /// Stores `l` in a free slot of rule `rule`: its slot.
-    pub fn insert_socket(&mut self, rule: usize, l: Listener) -> Option<usize> {
+    pub(crate) fn insert_socket(&mut self, rule: usize, l: Listener) -> Option<usize> {
         let socks = &mut self.entries.get_mut(rule)?.as_mut()?.socks;
         match socks.iter().position(Option::is_none) {
             Some(s) => {
@@ -393,7 +397,7 @@ impl FwdTable {
     }
 
     /// Takes the socket in slot `slot` of rule `rule` out of the table.
-    pub fn take_slot(&mut self, rule: usize, slot: usize) -> Option<Listener> {
+    pub(crate) fn take_slot(&mut self, rule: usize, slot: usize) -> Option<Listener> {
         self.entries
             .get_mut(rule)?
             .as_mut()?
@@ -403,7 +407,7 @@ impl FwdTable {
     }
 
     /// Takes the sockets of rule `rule` on `port` out of the table.
-    pub fn take_sockets(&mut self, rule: usize, port: u16) -> Vec<Listener> {
+    pub(crate) fn take_sockets(&mut self, rule: usize, port: u16) -> Vec<Listener> {
         let Some(e) = self.entries.get_mut(rule).and_then(Option::as_mut) else {
             return Vec::new();
         };
@@ -422,7 +426,7 @@ impl FwdTable {
     /// Unbound rules listen on each enabled family. A host without one
     /// family (`EAFNOSUPPORT`) just gets no sockets of that family. Rules
     /// bound to an address of a disabled family are rejected by [`build`].
-    pub fn open(&mut self, proto: Proto, freebind: bool, families: Families) -> Result<()> {
+    pub(crate) fn open(&mut self, proto: Proto, freebind: bool, families: Families) -> Result<()> {
         for idx in 0..self.entries.len() {
             let Some(e) = self.entries[idx].as_ref() else {
                 continue;
@@ -440,26 +444,26 @@ impl FwdTable {
 }
 
 /// Most sockets of one rule: two families of every port.
-pub const SLOTS_MAX: usize = 2 * 65536;
+pub(crate) const SLOTS_MAX: usize = 2 * 65536;
 
 /// Both tables.
 #[derive(Debug, Default)]
-pub struct FwdTables {
+pub(crate) struct FwdTables {
     /// `-t`, `-u`: listeners on the host.
-    pub host: FwdTable,
+    pub(crate) host: FwdTable,
     /// `-T`, `-U`: listeners in pasta's namespace.
-    pub splice: FwdTable,
+    pub(crate) splice: FwdTable,
 }
 
 impl FwdTables {
-    pub fn get(&self, t: Table) -> &FwdTable {
+    pub(crate) fn get(&self, t: Table) -> &FwdTable {
         match t {
             Table::Host => &self.host,
             Table::Splice => &self.splice,
         }
     }
 
-    pub fn get_mut(&mut self, t: Table) -> &mut FwdTable {
+    pub(crate) fn get_mut(&mut self, t: Table) -> &mut FwdTable {
         match t {
             Table::Host => &mut self.host,
             Table::Splice => &mut self.splice,
@@ -470,7 +474,7 @@ impl FwdTables {
 /// The rules for the specs of one option: `-t`/`-u` when `inbound`,
 /// `-T`/`-U` otherwise. `none`, `auto` and `all` can't be combined with
 /// another spec of the same option.
-pub fn from_specs(
+pub(crate) fn from_specs(
     mode: Mode,
     proto: Proto,
     specs: &[String],
@@ -522,7 +526,7 @@ pub fn from_specs(
 }
 
 /// Both tables from the configuration's four spec lists.
-pub fn build(conf: &Config) -> Result<FwdTables> {
+pub(crate) fn build(conf: &Config) -> Result<FwdTables> {
     let mut t = FwdTables::default();
     let lists = [
         ('t', Proto::Tcp, &conf.fwd.tcp_in, true),
@@ -554,7 +558,7 @@ pub fn build(conf: &Config) -> Result<FwdTables> {
 
 /// Opens a socket for `rule` on `addr`: non-blocking, close-on-exec,
 /// bound to the rule's interface; TCP listens.
-pub fn open_one(rule: &FwdRule, addr: SocketAddr, freebind: bool) -> io::Result<OwnedFd> {
+pub(crate) fn open_one(rule: &FwdRule, addr: SocketAddr, freebind: bool) -> io::Result<OwnedFd> {
     let v6 = addr.is_ipv6();
     let family = if v6 {
         AddressFamily::INET6
@@ -608,18 +612,18 @@ pub fn open_one(rule: &FwdRule, addr: SocketAddr, freebind: bool) -> io::Result<
 
 /// The address families enabled (`-4`: IPv4 only, `-6`: IPv6 only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Families {
-    pub v4: bool,
-    pub v6: bool,
+pub(crate) struct Families {
+    pub(crate) v4: bool,
+    pub(crate) v6: bool,
 }
 
 impl Families {
-    pub const BOTH: Families = Families { v4: true, v6: true };
+    pub(crate) const BOTH: Families = Families { v4: true, v6: true };
 
     /// The families of `conf` (`ip4`/`ip6` present); both with
     /// `--splice-only`, which has no addresses but forwards loopback
     /// connections of both families.
-    pub fn of(conf: &Config) -> Families {
+    pub(crate) fn of(conf: &Config) -> Families {
         if conf.pasta.as_ref().is_some_and(|p| p.splice_only) {
             return Families::BOTH;
         }
@@ -630,7 +634,7 @@ impl Families {
     }
 
     /// The unspecified addresses of the enabled families.
-    pub fn wildcards(self) -> &'static [IpAddr] {
+    pub(crate) fn wildcards(self) -> &'static [IpAddr] {
         const V4_ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         const V6_ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
         match (self.v4, self.v6) {
@@ -654,7 +658,7 @@ fn rule_addrs<'a>(rule: &'a FwdRule, wildcard: &'a [IpAddr]) -> &'a [IpAddr] {
 /// per address (family) that could be bound. Failures are returned per
 /// address, so that the caller decides what a failure means (a scanned
 /// port that somebody else holds is skipped quietly).
-pub fn open_port(
+pub(crate) fn open_port(
     rule: &FwdRule,
     port: u16,
     freebind: bool,
@@ -676,12 +680,12 @@ pub fn open_port(
 /// The 32-bit epoll reference index of a listening socket: its table (bit
 /// 25), its rule (bits 17-24) and its slot in the rule (bits 0-16), so
 /// that an event finds its socket and rule by indexing.
-pub fn listen_ref(table: Table, rule: usize, slot: usize) -> u32 {
+pub(crate) fn listen_ref(table: Table, rule: usize, slot: usize) -> u32 {
     ((table as u32) << 25) | ((rule as u32 & 0xff) << 17) | (slot as u32 & 0x1ffff)
 }
 
 /// The parts of a [`listen_ref`]: (table, rule, slot).
-pub fn listen_ref_parts(r: u32) -> (Table, usize, usize) {
+pub(crate) fn listen_ref_parts(r: u32) -> (Table, usize, usize) {
     let table = if r & (1 << 25) != 0 {
         Table::Splice
     } else {
@@ -691,7 +695,11 @@ pub fn listen_ref_parts(r: u32) -> (Table, usize, usize) {
 }
 
 /// The sockets of every port of `rule` (see [`FwdTable::open`]).
-pub fn open_rule(rule: &FwdRule, freebind: bool, families: Families) -> Result<Vec<Listener>> {
+pub(crate) fn open_rule(
+    rule: &FwdRule,
+    freebind: bool,
+    families: Families,
+) -> Result<Vec<Listener>> {
     let addrs = rule_addrs(rule, families.wildcards());
     let mut out = Vec::new();
     if addrs.is_empty() {

@@ -65,17 +65,14 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use super::rules::{FwdRule, FwdTable, FwdTables, Table};
+use super::rules::{FwdTable, FwdTables, Table};
 use super::spec;
 use crate::conf::Proto;
 use crate::pasta::NetNs;
 
-/// How often ports are scanned (upstream's `FWD_PORT_SCAN_INTERVAL`).
-pub const SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// A set of ports, as a bitmap.
 #[derive(Clone)]
-pub struct PortSet(Box<[u64; 1024]>);
+pub(crate) struct PortSet(Box<[u64; 1024]>);
 
 impl Default for PortSet {
     fn default() -> Self {
@@ -84,31 +81,27 @@ impl Default for PortSet {
 }
 
 impl PortSet {
-    pub fn insert(&mut self, p: u16) {
+    pub(crate) fn insert(&mut self, p: u16) {
         self.0[usize::from(p >> 6)] |= 1 << (p & 63);
     }
 
-    pub fn remove(&mut self, p: u16) {
+    pub(crate) fn remove(&mut self, p: u16) {
         self.0[usize::from(p >> 6)] &= !(1 << (p & 63));
     }
 
-    pub fn contains(&self, p: u16) -> bool {
+    pub(crate) fn contains(&self, p: u16) -> bool {
         self.0[usize::from(p >> 6)] & (1 << (p & 63)) != 0
     }
 
-    pub fn clear(&mut self) {
-        self.0.fill(0);
-    }
-
     /// Adds every port of `o`.
-    pub fn union(&mut self, o: &PortSet) {
+    pub(crate) fn union(&mut self, o: &PortSet) {
         for (a, b) in self.0.iter_mut().zip(o.0.iter()) {
             *a |= b;
         }
     }
 
     /// The ports, in order.
-    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         self.0.iter().enumerate().flat_map(|(i, &w)| {
             (0..64)
                 .filter(move |b| w & (1u64 << b) != 0)
@@ -178,7 +171,7 @@ fn read_all(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
 
 /// Adds the local ports of the entries in `state` of a `/proc/net/tcp`
 /// style table to `out`. Malformed lines are skipped.
-pub fn parse_ports(text: &[u8], state: &str, out: &mut PortSet) {
+pub(crate) fn parse_ports(text: &[u8], state: &str, out: &mut PortSet) {
     let Ok(text) = std::str::from_utf8(text) else {
         return;
     };
@@ -203,7 +196,7 @@ pub fn parse_ports(text: &[u8], state: &str, out: &mut PortSet) {
 }
 
 /// The port scanner of pasta's `auto` rules.
-pub struct Scanner {
+pub(crate) struct Scanner {
     /// Read for the `splice` table.
     host: ProcNet,
     /// Read for the `host` table.
@@ -225,7 +218,7 @@ impl Scanner {
     /// A scanner for the `scan` rules of `tables`, or `None` if there are
     /// none. Opens the `/proc/net` files now (host side from this thread,
     /// namespace side from a thread inside `netns`).
-    pub fn new(tables: &FwdTables, netns: &NetNs) -> Option<Scanner> {
+    pub(crate) fn new(tables: &FwdTables, netns: &NetNs) -> Option<Scanner> {
         let scans = |t: &FwdTable| t.rules().any(|(_, r)| r.scan);
         let (want_ns, want_host) = (scans(&tables.host), scans(&tables.splice));
         if !want_ns && !want_host {
@@ -260,7 +253,8 @@ impl Scanner {
 
     /// Forgets the ports forwarded for `rule` of table `t` (removed: its
     /// sockets are closed).
-    pub fn forget(&mut self, t: Table, rule: &FwdRule) {
+    #[cfg(test)]
+    pub(crate) fn forget(&mut self, t: Table, rule: &super::rules::FwdRule) {
         if !rule.scan {
             return;
         }
@@ -274,7 +268,7 @@ impl Scanner {
     /// `tables` in line: `apply(table, t, rule, port, open)` opens or
     /// closes the sockets of one port and returns whether the port is
     /// forwarded afterwards.
-    pub fn scan(
+    pub(crate) fn scan(
         &mut self,
         tables: &mut FwdTables,
         mut apply: impl FnMut(&mut FwdTable, Table, usize, u16, bool) -> bool,

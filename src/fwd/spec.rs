@@ -32,14 +32,14 @@ use std::net::IpAddr;
 use thiserror::Error;
 
 /// Longest interface name (`IFNAMSIZ` - 1).
-pub const IFNAME_MAX: usize = 15;
+pub(crate) const IFNAME_MAX: usize = 15;
 
 /// RFC 6335 dynamic ports, the default local (ephemeral) port range.
-pub const DEFAULT_EPHEMERAL: (u16, u16) = (49152, 65535);
+pub(crate) const DEFAULT_EPHEMERAL: (u16, u16) = (49152, 65535);
 
 /// What is wrong with a port specification; each message names the part.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum SpecError {
+pub(crate) enum SpecError {
     #[error("empty port specification")]
     Empty,
     #[error("empty item in port list '{0}'")]
@@ -80,11 +80,11 @@ pub enum SpecError {
     In { spec: String, err: Box<SpecError> },
 }
 
-pub type Result<T> = std::result::Result<T, SpecError>;
+pub(crate) type Result<T> = std::result::Result<T, SpecError>;
 
 /// The kind of a specification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpecMode {
+pub(crate) enum SpecMode {
     /// `none`: no forwarding.
     None,
     /// `all`: every non-ephemeral port (passt).
@@ -95,68 +95,51 @@ pub enum SpecMode {
     Ports,
 }
 
-impl SpecMode {
-    /// The keyword, or "ports".
-    pub fn name(self) -> &'static str {
-        match self {
-            SpecMode::None => "none",
-            SpecMode::All => "all",
-            SpecMode::Auto => "auto",
-            SpecMode::Ports => "ports",
-        }
-    }
-}
-
 /// Ports `first..=last` go to `to_first..`, port by port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-    pub to_first: u16,
+pub(crate) struct PortRange {
+    pub(crate) first: u16,
+    pub(crate) last: u16,
+    pub(crate) to_first: u16,
 }
 
 impl PortRange {
     /// A range forwarded to the same ports.
-    pub const fn same(first: u16, last: u16) -> Self {
+    pub(crate) const fn same(first: u16, last: u16) -> Self {
         PortRange {
             first,
             last,
             to_first: first,
         }
     }
-
-    /// Whether the two ranges share a port.
-    pub fn overlaps(&self, o: &PortRange) -> bool {
-        self.first <= o.last && o.first <= self.last
-    }
 }
 
 /// A parsed specification.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortSpec {
-    pub mode: SpecMode,
+pub(crate) struct PortSpec {
+    pub(crate) mode: SpecMode,
     /// Listening address (`ADDR/`), `None` for any.
-    pub addr: Option<IpAddr>,
+    pub(crate) addr: Option<IpAddr>,
     /// Listening interface (`%IFNAME/`).
-    pub ifname: Option<String>,
+    pub(crate) ifname: Option<String>,
     /// Forwarded ports, exclusions applied, in the order given.
-    pub ranges: Vec<PortRange>,
+    pub(crate) ranges: Vec<PortRange>,
     /// Bind failures are not fatal (`all`, exclusion-only lists).
-    pub weak: bool,
+    pub(crate) weak: bool,
 }
 
 /// Context of a parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ParseOpts {
+pub(crate) struct ParseOpts {
     /// `ADDR%IFNAME/` prefixes allowed (`-t`/`-u`).
-    pub allow_addr: bool,
+    pub(crate) allow_addr: bool,
     /// Local port range, left out of `all` and exclusion-only lists.
-    pub ephemeral: (u16, u16),
+    pub(crate) ephemeral: (u16, u16),
 }
 
 /// The host's ephemeral port range from
 /// `/proc/sys/net/ipv4/ip_local_port_range`, or the RFC 6335 default.
-pub fn ephemeral_range() -> (u16, u16) {
+pub(crate) fn ephemeral_range() -> (u16, u16) {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| {
@@ -253,7 +236,7 @@ fn parse_prefix(prefix: &str) -> Result<(Option<IpAddr>, Option<String>)> {
 
 impl PortSpec {
     /// Parses one specification.
-    pub fn parse(spec: &str, opts: &ParseOpts) -> Result<PortSpec> {
+    pub(crate) fn parse(spec: &str, opts: &ParseOpts) -> Result<PortSpec> {
         let keyword = |mode, ranges, weak| PortSpec {
             mode,
             addr: None,

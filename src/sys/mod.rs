@@ -6,15 +6,15 @@
 //! `// SAFETY:` comment naming the invariant it relies on. Callers get safe
 //! functions returning `std::io::Result`.
 
-pub mod net;
-pub mod process;
-pub mod splice;
-pub mod tcp;
-pub mod tun;
-pub mod udp;
+pub(crate) mod net;
+pub(crate) mod process;
+pub(crate) mod splice;
+pub(crate) mod tcp;
+pub(crate) mod tun;
+pub(crate) mod udp;
 
-pub use net::*;
-pub use process::*;
-pub use splice::*;
-pub use tcp::*;
-pub use tun::*;
+pub(crate) use net::*;
+pub(crate) use process::*;
+pub(crate) use splice::*;
+pub(crate) use tcp::*;
+pub(crate) use tun::*;

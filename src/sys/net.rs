@@ -24,7 +24,7 @@ pub(super) fn setsockopt_int(fd: impl AsFd, level: i32, name: i32, val: i32) -> 
 }
 
 /// `SO_BINDTODEVICE`: only send and receive through interface `name`.
-pub fn bind_to_device(fd: impl AsFd, name: &str) -> io::Result<()> {
+pub(crate) fn bind_to_device(fd: impl AsFd, name: &str) -> io::Result<()> {
     let b = name.as_bytes();
     if b.len() >= libc::IFNAMSIZ || b.contains(&0) {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
@@ -49,7 +49,7 @@ pub fn bind_to_device(fd: impl AsFd, name: &str) -> io::Result<()> {
 /// Takes ownership of descriptor `fd` inherited from our caller (`--fd`),
 /// after checking that it is open. The caller must not use the number
 /// again: the descriptor is closed when the returned value is dropped.
-pub fn adopt_fd(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+pub(crate) fn adopt_fd(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     if fd < 0 {
         return Err(io::Error::from_raw_os_error(libc::EBADF));

@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 /// Which side of a [`fork`] we are on.
-pub enum Fork {
+pub(crate) enum Fork {
     Parent(i32),
     Child,
 }
@@ -14,7 +14,7 @@ pub enum Fork {
 ///
 /// Must only be called while the process is single-threaded (start-up,
 /// daemonizing): the child then has a consistent copy of everything.
-pub fn fork() -> io::Result<Fork> {
+pub(crate) fn fork() -> io::Result<Fork> {
     // SAFETY: we only fork while single-threaded (documented contract of
     // this function), so no lock can be held by a thread that does not
     // exist in the child.
@@ -28,7 +28,7 @@ pub fn fork() -> io::Result<Fork> {
 
 /// `execvp(3)` of `file` (searched in `PATH`) with argument vector `argv`:
 /// only returns on failure.
-pub fn execvp(file: &CString, argv: &[CString]) -> io::Error {
+pub(crate) fn execvp(file: &CString, argv: &[CString]) -> io::Error {
     if argv.is_empty() {
         return io::Error::new(io::ErrorKind::InvalidInput, "empty command");
     }
@@ -43,16 +43,16 @@ pub fn execvp(file: &CString, argv: &[CString]) -> io::Error {
 
 /// `_exit(2)`: ends the process at once, without running destructors or
 /// atexit handlers (used in forked children and by the daemonizing parent).
-pub fn exit_now(code: i32) -> ! {
+pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and has no preconditions.
     unsafe { libc::_exit(code) }
 }
 
 /// A set of signals, for [`block_signals`] and [`signalfd`].
-pub struct SigSet(libc::sigset_t);
+pub(crate) struct SigSet(libc::sigset_t);
 
 impl SigSet {
-    pub fn new(signals: &[i32]) -> SigSet {
+    pub(crate) fn new(signals: &[i32]) -> SigSet {
         // SAFETY: sigset_t is plain data; sigemptyset initialises it.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: `set` is a valid sigset_t owned by us.
@@ -66,7 +66,7 @@ impl SigSet {
 }
 
 /// Blocks `set` in the calling thread (and threads it creates later).
-pub fn block_signals(set: &SigSet) -> io::Result<()> {
+pub(crate) fn block_signals(set: &SigSet) -> io::Result<()> {
     // SAFETY: `set.0` is an initialised sigset_t; the old set is not wanted.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set.0, std::ptr::null_mut()) };
     if rc != 0 {
@@ -76,7 +76,7 @@ pub fn block_signals(set: &SigSet) -> io::Result<()> {
 }
 
 /// Unblocks every signal in the calling thread (before exec in a child).
-pub fn unblock_all_signals() {
+pub(crate) fn unblock_all_signals() {
     // SAFETY: sigset_t is plain data, sigfillset initialises it, and
     // pthread_sigmask only reads it.
     unsafe {
@@ -87,14 +87,14 @@ pub fn unblock_all_signals() {
 }
 
 /// Ignores SIGPIPE: a peer closing a socket must give EPIPE, not kill us.
-pub fn ignore_sigpipe() {
+pub(crate) fn ignore_sigpipe() {
     // SAFETY: setting a signal's disposition to SIG_IGN has no
     // preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// Creates a non-blocking signalfd for `set` (which must be blocked).
-pub fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
+pub(crate) fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
     // SAFETY: `set.0` is initialised; -1 asks for a new descriptor.
     let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
     if fd < 0 {
@@ -105,7 +105,7 @@ pub fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
 }
 
 /// Reads one pending signal number from a signalfd, if any.
-pub fn signalfd_read(fd: &OwnedFd) -> io::Result<Option<u32>> {
+pub(crate) fn signalfd_read(fd: &OwnedFd) -> io::Result<Option<u32>> {
     let mut buf = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
     match rustix::io::read(fd, &mut buf) {
         Ok(n) if n == buf.len() => {
@@ -120,7 +120,7 @@ pub fn signalfd_read(fd: &OwnedFd) -> io::Result<Option<u32>> {
 }
 
 /// `setgroups(2)` with an empty list: drops supplementary groups.
-pub fn clear_groups() -> io::Result<()> {
+pub(crate) fn clear_groups() -> io::Result<()> {
     // SAFETY: a zero-length list with a null pointer is valid for setgroups.
     let rc = unsafe { libc::setgroups(0, std::ptr::null()) };
     if rc < 0 {
@@ -131,7 +131,7 @@ pub fn clear_groups() -> io::Result<()> {
 
 /// Process-wide `setresgid`/`setresuid` (the glibc wrappers apply them to
 /// every thread, unlike the raw system calls).
-pub fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
+pub(crate) fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: plain system calls on integers.
     let rc = unsafe { libc::setresgid(gid, gid, gid) };
     if rc < 0 {
@@ -146,7 +146,7 @@ pub fn set_ids(uid: u32, gid: u32) -> io::Result<()> {
 }
 
 /// Looks up a user name in the password database: (uid, gid).
-pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
+pub(crate) fn lookup_user(name: &str) -> Option<(u32, u32)> {
     let cname = CString::new(name).ok()?;
     // SAFETY: getpwnam takes a NUL-terminated string and returns NULL or a
     // pointer to static storage, read at once while single-threaded.
@@ -158,21 +158,9 @@ pub fn lookup_user(name: &str) -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-/// Looks up a group name: its gid.
-pub fn lookup_group(name: &str) -> Option<u32> {
-    let cname = CString::new(name).ok()?;
-    // SAFETY: as for getpwnam.
-    let gr = unsafe { libc::getgrnam(cname.as_ptr()) };
-    if gr.is_null() {
-        return None;
-    }
-    // SAFETY: `gr` is non-null and points to a valid group record.
-    Some(unsafe { (*gr).gr_gid })
-}
-
 /// `unshare(2)` of namespaces (never `CLONE_FILES`/`CLONE_FS` sharing
 /// games): only called while single-threaded.
-pub fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
+pub(crate) fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
     // SAFETY: the rustix contract concerns UnshareFlags::FILES, which no
     // caller passes; namespaces are unshared before any thread exists.
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(Into::into)
@@ -181,7 +169,7 @@ pub fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
 /// Closes every descriptor from `first` up, except `keep`: the inherited
 /// ones nobody told us about. Only called at start, before this process
 /// opened any descriptor of its own above `first`.
-pub fn close_from(first: u32, keep: Option<u32>) -> io::Result<()> {
+pub(crate) fn close_from(first: u32, keep: Option<u32>) -> io::Result<()> {
     let ranges: [(u32, u32); 2] = match keep {
         Some(k) if k >= first => [(first, k.saturating_sub(1)), (k + 1, u32::MAX)],
         _ => [(first, u32::MAX), (1, 0)],

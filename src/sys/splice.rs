@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::pipe::{PipeFlags, SpliceFlags};
 
 /// A non-blocking, close-on-exec pipe: (read end, write end).
-pub fn pipe_nonblock() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe_nonblock() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(
         PipeFlags::NONBLOCK | PipeFlags::CLOEXEC,
     )?)
@@ -16,7 +16,7 @@ pub fn pipe_nonblock() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Sets the capacity of the pipe behind `fd` (`F_SETPIPE_SZ`); returns
 /// the size the kernel chose.
-pub fn set_pipe_size(fd: impl AsFd, size: usize) -> io::Result<usize> {
+pub(crate) fn set_pipe_size(fd: impl AsFd, size: usize) -> io::Result<usize> {
     Ok(rustix::pipe::fcntl_setpipe_size(fd, size)?)
 }
 
@@ -24,7 +24,12 @@ pub fn set_pipe_size(fd: impl AsFd, size: usize) -> io::Result<usize> {
 /// without copying to user space: non-blocking, pages moved if possible;
 /// `more` hints that more data follows (`SPLICE_F_MORE`). `Ok(0)` from a
 /// socket is end of file.
-pub fn splice_move(from: impl AsFd, to: impl AsFd, len: usize, more: bool) -> io::Result<usize> {
+pub(crate) fn splice_move(
+    from: impl AsFd,
+    to: impl AsFd,
+    len: usize,
+    more: bool,
+) -> io::Result<usize> {
     let mut flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     if more {
         flags |= SpliceFlags::MORE;

@@ -26,28 +26,28 @@ fn getsockopt_int(fd: impl AsFd, level: i32, name: i32) -> io::Result<i32> {
 }
 
 /// `SO_PEEK_OFF`: the next `MSG_PEEK` starts `off` bytes into the queue.
-pub fn set_peek_off(fd: impl AsFd, off: i32) -> io::Result<()> {
+pub(crate) fn set_peek_off(fd: impl AsFd, off: i32) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, off)
 }
 
 /// `TCP_MAXSEG`.
-pub fn set_tcp_maxseg(fd: impl AsFd, mss: i32) -> io::Result<()> {
+pub(crate) fn set_tcp_maxseg(fd: impl AsFd, mss: i32) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss)
 }
 
 /// `SO_SNDBUF` as the kernel reports it.
-pub fn sndbuf(fd: impl AsFd) -> io::Result<i32> {
+pub(crate) fn sndbuf(fd: impl AsFd) -> io::Result<i32> {
     getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF)
 }
 
 /// `SO_ERROR`: the pending error of a socket (connect outcome).
-pub fn so_error(fd: impl AsFd) -> io::Result<i32> {
+pub(crate) fn so_error(fd: impl AsFd) -> io::Result<i32> {
     getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)
 }
 
 /// Drops `n` bytes from the head of a TCP receive queue without copying
 /// them (`MSG_TRUNC`): the guest acknowledged them.
-pub fn discard(fd: impl AsFd, n: usize) -> io::Result<usize> {
+pub(crate) fn discard(fd: impl AsFd, n: usize) -> io::Result<usize> {
     // SAFETY: with MSG_TRUNC on a TCP socket the kernel does not write to
     // the (null) buffer; it only discards `n` bytes.
     let rc = unsafe {
@@ -65,7 +65,7 @@ pub fn discard(fd: impl AsFd, n: usize) -> io::Result<usize> {
 }
 
 /// Closes a socket with a reset (`SO_LINGER` of zero) instead of a FIN.
-pub fn set_linger_zero(fd: impl AsFd) -> io::Result<()> {
+pub(crate) fn set_linger_zero(fd: impl AsFd) -> io::Result<()> {
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -89,7 +89,7 @@ pub fn set_linger_zero(fd: impl AsFd) -> io::Result<()> {
 /// Socket memory as `SO_MEMINFO` reports it: (send buffer size, memory
 /// queued for sending), both in bytes of kernel memory (data plus
 /// per-buffer overhead).
-pub fn send_memory(fd: impl AsFd) -> io::Result<(u32, u32)> {
+pub(crate) fn send_memory(fd: impl AsFd) -> io::Result<(u32, u32)> {
     let mut info = [0u32; 9];
     let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
     // SAFETY: `info` is valid for `len` bytes of writes, `len` for one
@@ -112,6 +112,6 @@ pub fn send_memory(fd: impl AsFd) -> io::Result<(u32, u32)> {
 
 /// `SO_RCVLOWAT`: input is reported (and splice wakes) only once this
 /// many bytes are queued, or at end of file.
-pub fn set_rcvlowat(fd: impl AsFd, bytes: i32) -> io::Result<()> {
+pub(crate) fn set_rcvlowat(fd: impl AsFd, bytes: i32) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, bytes)
 }

@@ -15,7 +15,7 @@ use rustix::fs::{Mode, OFlags};
 /// which spares it and us a pass over the data; no segmentation offload,
 /// so frames never exceed the MTU.
 /// Returns the descriptor and the interface name the kernel settled on.
-pub fn open_tap(name: &str) -> io::Result<(OwnedFd, String)> {
+pub(crate) fn open_tap(name: &str) -> io::Result<(OwnedFd, String)> {
     let fd = rustix::fs::open(
         "/dev/net/tun",
         OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,

@@ -13,14 +13,14 @@ use std::os::fd::{AsFd, AsRawFd};
 use super::net::setsockopt_int;
 
 /// Most datagrams moved by one `recvmmsg` or `sendmmsg`.
-pub const UDP_BATCH: usize = 64;
+pub(crate) const UDP_BATCH: usize = 64;
 
 /// Marks a datagram that did not fit its buffer in [`recvmmsg_strided`].
-pub const TRUNCATED: usize = usize::MAX;
+pub(crate) const TRUNCATED: usize = usize::MAX;
 
 /// `IP_RECVERR` / `IPV6_RECVERR`: ICMP errors about what the socket sent
 /// are queued on its error queue (and reported as `EPOLLERR`).
-pub fn set_recverr(fd: impl AsFd, v6: bool) -> io::Result<()> {
+pub(crate) fn set_recverr(fd: impl AsFd, v6: bool) -> io::Result<()> {
     if v6 {
         setsockopt_int(fd, libc::SOL_IPV6, libc::IPV6_RECVERR, 1)
     } else {
@@ -29,7 +29,7 @@ pub fn set_recverr(fd: impl AsFd, v6: bool) -> io::Result<()> {
 }
 
 /// `SO_REUSEADDR`, on datagram sockets sharing a listener's port.
-pub fn set_reuseaddr(fd: impl AsFd) -> io::Result<()> {
+pub(crate) fn set_reuseaddr(fd: impl AsFd) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
 }
 
@@ -66,7 +66,7 @@ fn from_storage(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<Soc
 /// blocking: datagram `i` goes to `region[i * stride + off..][..maxlen]`,
 /// its length to `lens[i]` ([`TRUNCATED`] if it did not fit), its source to
 /// `addrs[i]` if asked. Returns how many were received (0: none queued).
-pub fn recvmmsg_strided(
+pub(crate) fn recvmmsg_strided(
     fd: impl AsFd,
     region: &mut [u8],
     stride: usize,
@@ -148,7 +148,7 @@ pub fn recvmmsg_strided(
 
 /// Sends `bufs` (at most [`UDP_BATCH`]) on a connected socket without
 /// blocking. Returns how many datagrams were sent.
-pub fn sendmmsg_slices(fd: impl AsFd, bufs: &[&[u8]]) -> io::Result<usize> {
+pub(crate) fn sendmmsg_slices(fd: impl AsFd, bufs: &[&[u8]]) -> io::Result<usize> {
     let n = bufs.len().min(UDP_BATCH);
     if n == 0 {
         return Ok(0);
@@ -191,7 +191,7 @@ pub fn sendmmsg_slices(fd: impl AsFd, bufs: &[&[u8]]) -> io::Result<usize> {
 const UDP_SEGMENT: i32 = 103;
 
 /// Most segments in one GSO send (the kernel's `UDP_MAX_SEGMENTS`).
-pub const GSO_MAX_SEGS: usize = 64;
+pub(crate) const GSO_MAX_SEGS: usize = 64;
 
 /// Sends `bufs` as one UDP GSO super-datagram on a connected socket: the
 /// kernel cuts it into datagrams of `seg` bytes (the last one may be
@@ -199,7 +199,7 @@ pub const GSO_MAX_SEGS: usize = 64;
 /// buffer but the last must be exactly `seg` bytes, at most
 /// [`GSO_MAX_SEGS`] of them. Errors (EINVAL above the path MTU, EIO
 /// without checksum offload) leave the caller to send them one by one.
-pub fn send_gso(fd: impl AsFd, bufs: &[&[u8]], seg: u16) -> io::Result<usize> {
+pub(crate) fn send_gso(fd: impl AsFd, bufs: &[&[u8]], seg: u16) -> io::Result<usize> {
     let n = bufs.len().min(GSO_MAX_SEGS);
     // SAFETY: all-zero is a valid value for these plain C structures.
     let mut iovs: [libc::iovec; GSO_MAX_SEGS] = unsafe { std::mem::zeroed() };
@@ -249,29 +249,29 @@ pub fn send_gso(fd: impl AsFd, bufs: &[&[u8]], seg: u16) -> io::Result<usize> {
 
 /// One error from a socket's error queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SockErr {
+pub(crate) struct SockErr {
     /// `ee_errno`: ECONNREFUSED, EMSGSIZE, EHOSTUNREACH...
-    pub errno: i32,
+    pub(crate) errno: i32,
     /// `ee_origin`: `SO_EE_ORIGIN_ICMP` (2) or `SO_EE_ORIGIN_ICMP6` (3)
     /// for errors a router or the peer sent; others are local.
-    pub origin: u8,
+    pub(crate) origin: u8,
     /// ICMP/ICMPv6 type and code.
-    pub icmp_type: u8,
-    pub icmp_code: u8,
+    pub(crate) icmp_type: u8,
+    pub(crate) icmp_code: u8,
     /// `ee_info`: the MTU for "fragmentation needed" / "packet too big".
-    pub info: u32,
+    pub(crate) info: u32,
     /// Who sent the ICMP error, if known.
-    pub offender: Option<IpAddr>,
+    pub(crate) offender: Option<IpAddr>,
     /// Bytes of the offending datagram's payload copied to the buffer.
-    pub len: usize,
+    pub(crate) len: usize,
 }
 
-pub const SO_EE_ORIGIN_ICMP: u8 = 2;
-pub const SO_EE_ORIGIN_ICMP6: u8 = 3;
+pub(crate) const SO_EE_ORIGIN_ICMP: u8 = 2;
+pub(crate) const SO_EE_ORIGIN_ICMP6: u8 = 3;
 
 /// Reads one error from `fd`'s error queue: the payload of the datagram
 /// that caused it goes to `buf`. `Ok(None)`: the queue is empty.
-pub fn recv_err(fd: impl AsFd, buf: &mut [u8]) -> io::Result<Option<SockErr>> {
+pub(crate) fn recv_err(fd: impl AsFd, buf: &mut [u8]) -> io::Result<Option<SockErr>> {
     // Room for a sock_extended_err and its offender address, aligned.
     let mut control = [0u64; 64];
     let mut iov = libc::iovec {

@@ -66,7 +66,7 @@ use crate::wire::checksum;
 /// Ethernet minimum frame length without FCS: shorter frames are padded.
 const ETH_ZLEN: usize = 60;
 /// Frames per `writev()`: three slices each, within `IOV_MAX` (1024).
-pub const IOV_FRAMES: usize = 340;
+pub(crate) const IOV_FRAMES: usize = 340;
 /// Socket buffer size we ask for, as upstream.
 const BUF_WANTED: usize = (i32::MAX / 2) as usize;
 /// Below this, the send buffer is "low": worth a hint.
@@ -80,7 +80,7 @@ static ZEROS: [u8; ETH_ZLEN] = [0; ETH_ZLEN];
 
 /// What happened on the listening socket.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Accepted {
+pub(crate) enum Accepted {
     /// A new client: register it and greet the guest.
     New,
     /// Someone connected while a client was there: refused (closed).
@@ -90,11 +90,9 @@ pub enum Accepted {
 }
 
 /// The QEMU socket: the listener (socket mode) and the connected client.
-pub struct Stream {
+pub(crate) struct Stream {
     listener: Option<OwnedFd>,
     conn: Option<OwnedFd>,
-    /// The bound path, for messages.
-    pub path: Option<PathBuf>,
     /// Length prefixes of the frames being sent.
     prefixes: Vec<[u8; 4]>,
     /// Bytes of an incomplete record at the end of the receive buffer.
@@ -135,7 +133,7 @@ fn bind_listen(path: &Path) -> io::Result<OwnedFd> {
 
 /// Creates the listening socket at `path`, or at the first free
 /// `/tmp/passt_N.socket`.
-pub fn listen(path: Option<&Path>) -> io::Result<(OwnedFd, PathBuf)> {
+pub(crate) fn listen(path: Option<&Path>) -> io::Result<(OwnedFd, PathBuf)> {
     if let Some(p) = path {
         if in_use(p)? {
             return Err(io::Error::new(
@@ -173,7 +171,7 @@ fn size_buffers(fd: impl AsFd) -> usize {
 }
 
 impl Stream {
-    fn with(listener: Option<OwnedFd>, conn: Option<OwnedFd>, path: Option<PathBuf>) -> Self {
+    fn with(listener: Option<OwnedFd>, conn: Option<OwnedFd>) -> Self {
         let snd = conn.as_ref().map(size_buffers);
         if let Some(snd) = snd {
             low_hint(snd);
@@ -181,19 +179,18 @@ impl Stream {
         Stream {
             listener,
             conn,
-            path,
             prefixes: vec![[0; 4]; TX_FRAMES],
             carry: (0, 0),
         }
     }
 
     /// Socket mode: waits for clients on `listener`.
-    pub fn listening(listener: OwnedFd, path: PathBuf) -> Self {
-        Self::with(Some(listener), None, Some(path))
+    pub(crate) fn listening(listener: OwnedFd) -> Self {
+        Self::with(Some(listener), None)
     }
 
     /// `--fd`: an already connected socket.
-    pub fn connected(conn: OwnedFd) -> io::Result<Self> {
+    pub(crate) fn connected(conn: OwnedFd) -> io::Result<Self> {
         match rustix::net::sockopt::socket_type(&conn) {
             Ok(SocketType::STREAM) => {}
             Ok(_) => {
@@ -205,24 +202,24 @@ impl Stream {
             Err(e) => return Err(io::Error::new(e.kind(), format!("--fd: not a socket: {e}"))),
         }
         rustix::io::ioctl_fionbio(&conn, true)?;
-        Ok(Self::with(None, Some(conn), None))
+        Ok(Self::with(None, Some(conn)))
     }
 
-    pub fn listener(&self) -> Option<&OwnedFd> {
+    pub(crate) fn listener(&self) -> Option<&OwnedFd> {
         self.listener.as_ref()
     }
 
-    pub fn conn(&self) -> Option<&OwnedFd> {
+    pub(crate) fn conn(&self) -> Option<&OwnedFd> {
         self.conn.as_ref()
     }
 
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.conn.is_some()
     }
 
     /// Accepts a client on the listening socket. A second client while one
     /// is connected is closed at once.
-    pub fn accept(&mut self) -> io::Result<Accepted> {
+    pub(crate) fn accept(&mut self) -> io::Result<Accepted> {
         let Some(l) = &self.listener else {
             return Ok(Accepted::None);
         };
@@ -245,7 +242,7 @@ impl Stream {
     }
 
     /// Closes the client connection (it is removed from epoll with it).
-    pub fn disconnect(&mut self) -> Option<OwnedFd> {
+    pub(crate) fn disconnect(&mut self) -> Option<OwnedFd> {
         self.carry = (0, 0);
         self.conn.take()
     }
@@ -507,7 +504,7 @@ fn low_hint(snd: usize) {
 
 /// The start-up message for socket mode: where we listen and how QEMU
 /// connects.
-pub fn announce(path: &Path) {
+pub(crate) fn announce(path: &Path) {
     log::info!("UNIX domain socket bound at {}", path.display());
     log::info!(
         "Start QEMU (7.2 or later) with: -device virtio-net-pci,netdev=s \

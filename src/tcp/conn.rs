@@ -11,94 +11,94 @@ use crate::conf::Config;
 use crate::flow::FlowKey;
 
 /// First retransmission timeout.
-pub const RTO_INIT: Duration = Duration::from_secs(1);
+pub(crate) const RTO_INIT: Duration = Duration::from_secs(1);
 
 // Events: what happened to a connection (see the module documentation).
 /// The guest sent a SYN; the socket is connecting.
-pub const TAP_SYN_RCVD: u16 = 1 << 0;
+pub(crate) const TAP_SYN_RCVD: u16 = 1 << 0;
 /// A host peer connected through a listener; we sent the guest a SYN.
-pub const SOCK_ACCEPTED: u16 = 1 << 1;
+pub(crate) const SOCK_ACCEPTED: u16 = 1 << 1;
 /// Both handshakes done.
-pub const ESTABLISHED: u16 = 1 << 2;
+pub(crate) const ESTABLISHED: u16 = 1 << 2;
 /// We sent the guest a SYN,ACK.
-pub const TAP_SYN_ACK_SENT: u16 = 1 << 3;
+pub(crate) const TAP_SYN_ACK_SENT: u16 = 1 << 3;
 /// The socket's peer closed its side (EOF).
-pub const SOCK_FIN_RCVD: u16 = 1 << 4;
+pub(crate) const SOCK_FIN_RCVD: u16 = 1 << 4;
 /// We shut the socket down for writing (the guest's FIN).
-pub const SOCK_FIN_SENT: u16 = 1 << 5;
+pub(crate) const SOCK_FIN_SENT: u16 = 1 << 5;
 /// The guest sent a FIN.
-pub const TAP_FIN_RCVD: u16 = 1 << 6;
+pub(crate) const TAP_FIN_RCVD: u16 = 1 << 6;
 /// We sent the guest a FIN.
-pub const TAP_FIN_SENT: u16 = 1 << 7;
+pub(crate) const TAP_FIN_SENT: u16 = 1 << 7;
 /// The guest acknowledged our FIN.
-pub const TAP_FIN_ACKED: u16 = 1 << 8;
+pub(crate) const TAP_FIN_ACKED: u16 = 1 << 8;
 /// Closed: freed at the end of the loop iteration.
-pub const CLOSED: u16 = 1 << 9;
+pub(crate) const CLOSED: u16 = 1 << 9;
 
 // Flags.
 /// The guest's window is full: socket input is not watched.
-pub const STALLED: u8 = 1 << 0;
+pub(crate) const STALLED: u8 = 1 << 0;
 /// An ACK to the guest is owed (sent at the end of the batch).
-pub const ACK_TO_TAP_DUE: u8 = 1 << 1;
+pub(crate) const ACK_TO_TAP_DUE: u8 = 1 << 1;
 /// The socket refused part of the guest's data: once it is writable
 /// again, reopen the window and provoke a fast retransmit.
-pub const DROPPED_FROM_TAP: u8 = 1 << 2;
+pub(crate) const DROPPED_FROM_TAP: u8 = 1 << 2;
 /// We advertised a small window: tell the guest when the socket drains.
-pub const WND_UPDATE_DUE: u8 = 1 << 3;
+pub(crate) const WND_UPDATE_DUE: u8 = 1 << 3;
 /// An ACK to the guest is held back briefly (see `Tcp::ack_delay`).
-pub const ACK_DELAYED: u8 = 1 << 4;
+pub(crate) const ACK_DELAYED: u8 = 1 << 4;
 
 // TCP header flags.
-pub use crate::wire::tcp::flags::{ACK, FIN, PSH, RST, SYN};
+pub(crate) use crate::wire::tcp::flags::{ACK, FIN, PSH, RST, SYN};
 
 /// Sequence comparisons, modulo 2^32.
-pub fn seq_gt(a: u32, b: u32) -> bool {
+pub(crate) fn seq_gt(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
 }
 
-pub fn seq_le(a: u32, b: u32) -> bool {
+pub(crate) fn seq_le(a: u32, b: u32) -> bool {
     !seq_gt(a, b)
 }
 
 /// A TCP connection between the guest and a host socket.
-pub struct TcpConn {
-    pub sock: OwnedFd,
+pub(crate) struct TcpConn {
+    pub(crate) sock: OwnedFd,
     /// The guest-side key: endpoint = the guest, "our" side = the address
     /// and port the guest talks to.
-    pub key: FlowKey,
-    pub events: u16,
-    pub flags: u8,
-    pub epoll_flags: EventFlags,
+    pub(crate) key: FlowKey,
+    pub(crate) events: u16,
+    pub(crate) flags: u8,
+    pub(crate) epoll_flags: EventFlags,
     /// Our initial sequence number toward the guest.
-    pub seq_init_to_tap: u32,
+    pub(crate) seq_init_to_tap: u32,
     /// Next sequence number we send to the guest.
-    pub seq_to_tap: u32,
+    pub(crate) seq_to_tap: u32,
     /// Highest sequence number the guest acknowledged.
-    pub seq_ack_from_tap: u32,
+    pub(crate) seq_ack_from_tap: u32,
     /// Next sequence number expected from the guest.
-    pub seq_from_tap: u32,
+    pub(crate) seq_from_tap: u32,
     /// Last acknowledgement number we sent to the guest.
-    pub seq_ack_to_tap: u32,
-    pub seq_init_from_tap: u32,
+    pub(crate) seq_ack_to_tap: u32,
+    pub(crate) seq_init_from_tap: u32,
     /// The guest's window, in bytes (scaled).
-    pub wnd_from_tap: u32,
+    pub(crate) wnd_from_tap: u32,
     /// The window field we last sent (unscaled).
-    pub wnd_to_tap: u16,
-    pub ws_from_tap: u8,
-    pub ws_to_tap: u8,
+    pub(crate) wnd_to_tap: u16,
+    pub(crate) ws_from_tap: u8,
+    pub(crate) ws_to_tap: u8,
     /// Segment size toward the guest.
-    pub mss: u16,
-    pub retries: u8,
-    pub dup_acks: u8,
+    pub(crate) mss: u16,
+    pub(crate) retries: u8,
+    pub(crate) dup_acks: u8,
     /// When we retransmit if the guest acknowledged nothing new.
-    pub rto_at: Option<Instant>,
+    pub(crate) rto_at: Option<Instant>,
     /// Inactivity clock marks (see the module documentation).
-    pub inactive: bool,
-    pub tap_inactive: bool,
+    pub(crate) inactive: bool,
+    pub(crate) tap_inactive: bool,
 }
 
 impl TcpConn {
-    pub fn new(sock: OwnedFd, key: FlowKey, isn: u32) -> Self {
+    pub(crate) fn new(sock: OwnedFd, key: FlowKey, isn: u32) -> Self {
         TcpConn {
             sock,
             key,
@@ -124,13 +124,13 @@ impl TcpConn {
         }
     }
 
-    pub fn arm_rto(&mut self, now: Instant) {
+    pub(crate) fn arm_rto(&mut self, now: Instant) {
         self.rto_at = Some(now + RTO_INIT * (1u32 << self.retries.min(7)));
     }
 
     /// The window field to advertise to the guest now: what the socket's
     /// send buffer can still take (see `window::window_to_tap`).
-    pub fn window_to_tap(&self, conf: &Config) -> u16 {
+    pub(crate) fn window_to_tap(&self, conf: &Config) -> u16 {
         let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
         let (sndbuf, queued) = crate::sys::send_memory(&self.sock).unwrap_or((0, 0));
         let established = self.events & ESTABLISHED != 0;
@@ -138,7 +138,7 @@ impl TcpConn {
     }
 
     /// Goes back to the last byte the guest acknowledged, to send again.
-    pub fn rewind(&mut self, peek_off: bool) {
+    pub(crate) fn rewind(&mut self, peek_off: bool) {
         self.seq_to_tap = self.seq_ack_from_tap;
         self.dup_acks = 0;
         self.flags &= !STALLED;

@@ -24,13 +24,13 @@ use crate::wire::Mac;
 const TTL: u8 = 255;
 
 /// Where a data segment's payload starts in its frame.
-pub fn payload_offset(guest_side: IpAddr) -> usize {
+pub(crate) fn payload_offset(guest_side: IpAddr) -> usize {
     build::tcp_payload_offset(guest_side)
 }
 
 /// Where the partial TCP checksum of a data segment starts, and the offset
 /// of the checksum field from there, for the tap's offload header.
-pub fn csum_offload(guest_side: IpAddr) -> (u16, u16) {
+pub(crate) fn csum_offload(guest_side: IpAddr) -> (u16, u16) {
     build::tcp_csum_offload(guest_side)
 }
 
@@ -68,7 +68,7 @@ fn write(
 /// [`csum_offload`]): the tap's kernel completes it if it ever needs to,
 /// the stream backend completes it before sending. Returns the frame
 /// length, or 0 if `buf` cannot hold it.
-pub fn write_segment(
+pub(crate) fn write_segment(
     conf: &Config,
     guest_mac: Mac,
     conn: &TcpConn,
@@ -98,7 +98,7 @@ pub fn write_segment(
 
 /// Sends a segment without payload: SYN (with MSS and window scale
 /// options), FIN, RST, ACK or keepalive, with sequence number `seq`.
-pub fn send_flags(
+pub(crate) fn send_flags(
     conf: &Config,
     guest_mac: Mac,
     tap: &mut Tap,
@@ -138,14 +138,14 @@ fn flags_repr(conf: &Config, conn: &TcpConn, flags: u16, seq: u32) -> TcpRepr {
 }
 
 /// Sends a pure ACK for everything received, with the current window.
-pub fn send_ack(conf: &Config, guest_mac: Mac, tap: &mut Tap, conn: &mut TcpConn) {
+pub(crate) fn send_ack(conf: &Config, guest_mac: Mac, tap: &mut Tap, conn: &mut TcpConn) {
     let seq = conn.seq_to_tap;
     send_flags(conf, guest_mac, tap, conn, ACK, seq);
 }
 
 /// Answers a segment that belongs to no connection with a RST (RFC 9293
 /// 3.10.7.1): never for a RST.
-pub fn rst_no_conn(
+pub(crate) fn rst_no_conn(
     conf: &Config,
     guest_mac: Mac,
     tap: &mut Tap,

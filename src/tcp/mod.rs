@@ -87,7 +87,7 @@
 
 mod conn;
 mod frame;
-pub mod splice;
+pub(crate) mod splice;
 mod window;
 
 use std::io::{self, IoSliceMut};
@@ -108,16 +108,16 @@ use crate::tap::Tap;
 use crate::wire::ipv4::protocol::TCP as IPPROTO_TCP;
 use crate::wire::tcp::TcpPacket;
 
-pub use conn::TcpConn;
+pub(crate) use conn::TcpConn;
 use conn::*;
 use window::{LinkMss, MAX_WINDOW, MAX_WS, MSS_DEFAULT, WINDOW_DEFAULT};
 
 /// Retransmissions to the guest before giving up.
 const MAX_RETRIES: u8 = 7;
 /// Tap-side keepalive interval.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Inactivity interval: idle connections go after one to two of these.
-pub const INACTIVITY_INTERVAL: Duration = Duration::from_secs(7200);
+pub(crate) const INACTIVITY_INTERVAL: Duration = Duration::from_secs(7200);
 /// Most frames filled by one peek.
 const PEEK_FRAMES: usize = 64;
 /// Duplicate ACKs from the guest that make us retransmit.
@@ -128,7 +128,7 @@ const ACK_DELAY_BYTES: u32 = 64 << 10;
 
 /// The flow table as TCP sees it: its connections, and the spliced ones
 /// of the splice path ([`TcpFlows::splice`]).
-pub trait TcpFlows: ProtoFlows<TcpConn> {
+pub(crate) trait TcpFlows: ProtoFlows<TcpConn> {
     /// The same table, as the splice path sees it.
     fn splice(&mut self) -> &mut splice::Flows;
 }
@@ -140,34 +140,34 @@ impl<X: ProtoFlows<TcpConn> + ProtoFlows<splice::SpliceConn> + 'static> TcpFlows
 }
 
 /// The flow table of TCP's handlers.
-pub type Flows = dyn TcpFlows;
+pub(crate) type Flows = dyn TcpFlows;
 
 impl dyn TcpFlows {
     /// The TCP connection at `idx`, if that flow is one.
-    pub fn tcp(&self, idx: u32) -> Option<&TcpConn> {
+    pub(crate) fn tcp(&self, idx: u32) -> Option<&TcpConn> {
         self.get(idx)
     }
 
-    pub fn tcp_mut(&mut self, idx: u32) -> Option<&mut TcpConn> {
+    pub(crate) fn tcp_mut(&mut self, idx: u32) -> Option<&mut TcpConn> {
         self.get_mut(idx)
     }
 }
 
 /// Counters for tests and statistics.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TcpStats {
-    pub opened_from_tap: u64,
-    pub opened_from_sock: u64,
-    pub closed: u64,
-    pub refused_table_full: u64,
-    pub rst_to_tap: u64,
-    pub retransmits: u64,
-    pub partial_writes: u64,
-    pub gap_drops: u64,
-    pub keepalives: u64,
-    pub inactivity_resets: u64,
+pub(crate) struct TcpStats {
+    pub(crate) opened_from_tap: u64,
+    pub(crate) opened_from_sock: u64,
+    pub(crate) closed: u64,
+    pub(crate) refused_table_full: u64,
+    pub(crate) rst_to_tap: u64,
+    pub(crate) retransmits: u64,
+    pub(crate) partial_writes: u64,
+    pub(crate) gap_drops: u64,
+    pub(crate) keepalives: u64,
+    pub(crate) inactivity_resets: u64,
     /// The splice path's counters (copied from it as it goes).
-    pub spliced: splice::SpliceStats,
+    pub(crate) spliced: splice::SpliceStats,
 }
 
 /// One line of `name=value` pairs, a format the tests read (pasta logs it
@@ -202,9 +202,9 @@ impl std::fmt::Display for TcpStats {
 }
 
 /// All TCP state of one loop.
-pub struct Tcp {
+pub(crate) struct Tcp {
     /// The splice path (pasta): loopback connections socket to socket.
-    pub splice: splice::Splice,
+    pub(crate) splice: splice::Splice,
     /// Connections to close at the end of the loop iteration (so that a
     /// stale event in the same batch never reaches a reused slot).
     closing: Vec<u32>,
@@ -216,7 +216,7 @@ pub struct Tcp {
     /// through its stack) and, with fewer ACKs, Nagle's algorithm in the
     /// guest merges small writes into larger segments. None: ACK every
     /// batch (pasta, whose guest is the host kernel).
-    pub ack_delay: Option<Duration>,
+    pub(crate) ack_delay: Option<Duration>,
     ack_delayed: Vec<u32>,
     ack_deadline: Option<Instant>,
     peek_off: bool,
@@ -229,20 +229,20 @@ pub struct Tcp {
     inactivity: Duration,
     next_keepalive: Instant,
     next_inactivity: Instant,
-    pub stats: TcpStats,
+    pub(crate) stats: TcpStats,
 }
 
 /// Everything a handler needs besides the TCP state.
-pub struct TcpCtx<'a> {
-    pub conf: &'a Config,
-    pub flows: &'a mut Flows,
-    pub epoll: &'a Epoll,
-    pub tap: &'a mut Tap,
-    pub guest: &'a GuestState,
+pub(crate) struct TcpCtx<'a> {
+    pub(crate) conf: &'a Config,
+    pub(crate) flows: &'a mut Flows,
+    pub(crate) epoll: &'a Epoll,
+    pub(crate) tap: &'a mut Tap,
+    pub(crate) guest: &'a GuestState,
 }
 
 impl Tcp {
-    pub fn new(conf: &Config) -> Self {
+    pub(crate) fn new(conf: &Config) -> Self {
         let mut isn_key = [0u8; 16];
         let _ = getrandom::fill(&mut isn_key);
         let now = Instant::now();
@@ -274,7 +274,7 @@ impl Tcp {
     }
 
     /// Connections opened and not yet freed, spliced ones included.
-    pub fn open_conns(&self) -> u64 {
+    pub(crate) fn open_conns(&self) -> u64 {
         (self.stats.opened_from_tap + self.stats.opened_from_sock).saturating_sub(self.stats.closed)
             + self.splice.open_conns()
     }
@@ -296,7 +296,10 @@ impl Tcp {
     // ------------------------------------------------------------------
 
     /// A TCP segment from the guest (already checked by the classifier).
-    pub fn from_tap(
+    // `from_tap`: what came from the guest (upstream's name), not a
+    // conversion.
+    #[allow(clippy::wrong_self_convention)]
+    pub(crate) fn from_tap(
         &mut self,
         c: &mut TcpCtx<'_>,
         src: IpAddr,
@@ -688,13 +691,13 @@ impl Tcp {
     }
 
     /// When the held-back ACKs are due, if any.
-    pub fn ack_deadline(&self) -> Option<Instant> {
+    pub(crate) fn ack_deadline(&self) -> Option<Instant> {
         self.ack_deadline
     }
 
     /// Sends the held-back ACKs (those not already covered by a later
     /// segment to the guest).
-    pub fn flush_delayed_acks(&mut self, c: &mut TcpCtx<'_>) {
+    pub(crate) fn flush_delayed_acks(&mut self, c: &mut TcpCtx<'_>) {
         self.ack_deadline = None;
         while let Some(idx) = self.ack_delayed.pop() {
             let Some(conn) = c.flows.tcp_mut(idx) else {
@@ -710,7 +713,7 @@ impl Tcp {
     }
 
     /// Sends the ACKs owed after a batch of guest segments.
-    pub fn flush_acks(&mut self, c: &mut TcpCtx<'_>) {
+    pub(crate) fn flush_acks(&mut self, c: &mut TcpCtx<'_>) {
         while let Some(idx) = self.ack_due.pop() {
             let Some(conn) = c.flows.tcp(idx) else {
                 continue;
@@ -726,7 +729,7 @@ impl Tcp {
     // ------------------------------------------------------------------
 
     /// An event on a connection's socket.
-    pub fn sock_event(&mut self, c: &mut TcpCtx<'_>, idx: u32, ev: &crate::event::Event) {
+    pub(crate) fn sock_event(&mut self, c: &mut TcpCtx<'_>, idx: u32, ev: &crate::event::Event) {
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
@@ -847,7 +850,7 @@ impl Tcp {
     /// A listening socket of the host's table (`-t`) is readable: accept,
     /// and open each connection where [`fwd::from_host`] sends it: toward
     /// the guest, or spliced into the namespace.
-    pub fn listen_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>) {
+    pub(crate) fn listen_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>) {
         while let Some((sock, ini)) = accept(l) {
             match fwd::from_host(c.conf, c.guest, l.rule, IPPROTO_TCP, &ini) {
                 Some(tgt) if tgt.pif == Pif::Splice => {
@@ -870,7 +873,7 @@ impl Tcp {
     /// A listening socket of the namespace's table (`-T`) is readable:
     /// accept, and splice each loopback connection to the host's loopback
     /// ([`fwd::from_splice`]); others are reset.
-    pub fn listen_ns_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>) {
+    pub(crate) fn listen_ns_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>) {
         while let Some((sock, ini)) = accept(l) {
             let Some(tgt) = fwd::from_splice(l.rule, IPPROTO_TCP, &ini) else {
                 let _ = sys::set_linger_zero(&sock);
@@ -887,7 +890,7 @@ impl Tcp {
     }
 
     /// A spliced connection's socket has an event.
-    pub fn splice_event(
+    pub(crate) fn splice_event(
         &mut self,
         flows: &mut Flows,
         epoll: &Epoll,
@@ -999,7 +1002,7 @@ impl Tcp {
     }
 
     /// Frees closed connections (end of loop iteration).
-    pub fn defer(&mut self, flows: &mut Flows, epoll: &Epoll) {
+    pub(crate) fn defer(&mut self, flows: &mut Flows, epoll: &Epoll) {
         self.splice.defer(flows.splice(), epoll);
         self.stats.spliced = self.splice.stats;
         while let Some(idx) = self.closing.pop() {
@@ -1015,7 +1018,7 @@ impl Tcp {
     }
 
     /// Periodic work: retransmissions, keepalives, inactivity.
-    pub fn timer(&mut self, c: &mut TcpCtx<'_>, now: Instant) {
+    pub(crate) fn timer(&mut self, c: &mut TcpCtx<'_>, now: Instant) {
         self.splice.timer(c.flows.splice(), c.epoll);
         let keepalive_tick = now >= self.next_keepalive;
         if keepalive_tick {

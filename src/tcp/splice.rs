@@ -87,19 +87,19 @@ use crate::pasta::NetNs;
 use crate::sys;
 
 /// The flow table as the splice path sees it.
-pub type Flows = dyn ProtoFlows<SpliceConn>;
+pub(crate) type Flows = dyn ProtoFlows<SpliceConn>;
 
 impl dyn ProtoFlows<SpliceConn> {
     /// The spliced connection at `idx`, if that flow is one.
-    pub fn splice_mut(&mut self, idx: u32) -> Option<&mut SpliceConn> {
+    pub(crate) fn splice_mut(&mut self, idx: u32) -> Option<&mut SpliceConn> {
         self.get_mut(idx)
     }
 }
 
 /// Largest pipe we ask for (upstream's `MAX_PIPE_SIZE`).
-pub const MAX_PIPE_SIZE: usize = 8 << 20;
+pub(crate) const MAX_PIPE_SIZE: usize = 8 << 20;
 /// Sockets opened in the namespace per refill of a pool.
-pub const POOL_SIZE: usize = 32;
+pub(crate) const POOL_SIZE: usize = 32;
 
 // Events of a spliced connection.
 /// Side 1 connected: pipes exist, data flows.
@@ -150,7 +150,7 @@ struct Pipe {
 }
 
 /// One spliced connection.
-pub struct SpliceConn {
+pub(crate) struct SpliceConn {
     /// Side 0: the accepted socket; side 1: the socket we connected.
     sock: [OwnedFd; 2],
     /// `pipe[d]` carries what side `d` received to the other side.
@@ -165,13 +165,11 @@ pub struct SpliceConn {
     /// timer tick.
     lowat_set: [bool; 2],
     lowat_act: [bool; 2],
-    /// Side 0 is in the namespace (`-T`), else on the host (`-t`).
-    pub from_ns: bool,
 }
 
 impl SpliceConn {
     /// Whether the connection is closed (waiting to be freed).
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.events & CLOSED != 0
     }
 
@@ -255,11 +253,11 @@ impl SpliceConn {
 
 /// Counters of the splice path.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SpliceStats {
-    pub opened: u64,
-    pub closed: u64,
-    pub resets: u64,
-    pub refused: u64,
+pub(crate) struct SpliceStats {
+    pub(crate) opened: u64,
+    pub(crate) closed: u64,
+    pub(crate) resets: u64,
+    pub(crate) refused: u64,
 }
 
 /// One line of `name=value` pairs, a format the tests read (pasta logs it
@@ -281,13 +279,13 @@ impl std::fmt::Display for SpliceStats {
 
 /// State of the splice path: namespace socket pools, pipe size, flows to
 /// free.
-pub struct Splice {
+pub(crate) struct Splice {
     netns: Option<NetNs>,
     pool4: Vec<OwnedFd>,
     pool6: Vec<OwnedFd>,
     pipe_size: usize,
     closing: Vec<u32>,
-    pub stats: SpliceStats,
+    pub(crate) stats: SpliceStats,
 }
 
 /// The largest pipe size the kernel grants us, from `MAX_PIPE_SIZE` down.
@@ -308,7 +306,7 @@ fn probe_pipe_size() -> usize {
 impl Splice {
     /// The splice path; `netns` is where `-t` connections go (none: no
     /// `-t` splicing).
-    pub fn new(netns: Option<NetNs>) -> Self {
+    pub(crate) fn new(netns: Option<NetNs>) -> Self {
         let pipe_size = probe_pipe_size();
         log::debug!("TCP splice: pipe size {pipe_size}");
         Splice {
@@ -321,24 +319,14 @@ impl Splice {
         }
     }
 
-    /// Whether connections can be spliced into the namespace.
-    pub fn has_netns(&self) -> bool {
-        self.netns.is_some()
-    }
-
-    /// The namespace, once known.
-    pub fn netns(&self) -> Option<&NetNs> {
-        self.netns.as_ref()
-    }
-
     /// Sets the namespace (pasta, once it exists) and fills the socket
     /// pools.
-    pub fn set_netns(&mut self, netns: NetNs) {
+    pub(crate) fn set_netns(&mut self, netns: NetNs) {
         self.netns = Some(netns);
     }
 
     /// Connections opened and not yet freed.
-    pub fn open_conns(&self) -> u64 {
+    pub(crate) fn open_conns(&self) -> u64 {
         self.stats.opened.saturating_sub(self.stats.closed)
     }
 
@@ -363,7 +351,7 @@ impl Splice {
     /// Joins the accepted socket `accepted` to a new socket connecting to
     /// `target`: inside the namespace if `into_ns` (a `-t` connection from
     /// the host's loopback), else on the host (a `-T` connection).
-    pub fn open(
+    pub(crate) fn open(
         &mut self,
         flows: &mut Flows,
         epoll: &Epoll,
@@ -421,7 +409,6 @@ impl Splice {
             events: 0,
             lowat_set: [false; 2],
             lowat_act: [false; 2],
-            from_ns: !into_ns,
         };
         let Ok(idx) = flows.insert(conn) else {
             self.stats.refused += 1;
@@ -445,7 +432,7 @@ impl Splice {
     }
 
     /// An event on one side of a spliced connection.
-    pub fn event(&mut self, flows: &mut Flows, epoll: &Epoll, index: u32, ev: &Event) {
+    pub(crate) fn event(&mut self, flows: &mut Flows, epoll: &Epoll, index: u32, ev: &Event) {
         let (idx, s) = split_flow_side(index);
         let Some(conn) = flows.splice_mut(idx) else {
             return;
@@ -585,7 +572,7 @@ impl Splice {
     /// raised for bulk data and that was not read since the last tick gets
     /// it back to one byte, and what waits below the old threshold moves
     /// now (lowering it raises no edge).
-    pub fn timer(&mut self, flows: &mut Flows, epoll: &Epoll) {
+    pub(crate) fn timer(&mut self, flows: &mut Flows, epoll: &Epoll) {
         let mut next = flows.next_index(0);
         while let Some(idx) = next {
             next = flows.next_index(idx + 1);
@@ -612,7 +599,7 @@ impl Splice {
     }
 
     /// Frees closed connections (end of loop iteration).
-    pub fn defer(&mut self, flows: &mut Flows, epoll: &Epoll) {
+    pub(crate) fn defer(&mut self, flows: &mut Flows, epoll: &Epoll) {
         while let Some(idx) = self.closing.pop() {
             if let Some(conn) = flows.splice_mut(idx) {
                 for s in &conn.sock {

@@ -17,21 +17,21 @@ use std::net::IpAddr;
 use crate::wire::build::tcp_payload_offset;
 
 /// Largest window we advertise or use (16 MiB).
-pub const MAX_WINDOW: u32 = 1 << 24;
+pub(crate) const MAX_WINDOW: u32 = 1 << 24;
 /// Window scale we offer the guest.
-pub const MAX_WS: u8 = 8;
+pub(crate) const MAX_WS: u8 = 8;
 /// Largest shift a window scale option may ask for (RFC 7323 2.3).
 const MAX_WS_FROM_TAP: u8 = 14;
 /// Initial window before anything is known (RFC 6928).
-pub const WINDOW_DEFAULT: u32 = 14600;
+pub(crate) const WINDOW_DEFAULT: u32 = 14600;
 /// The guest's segments wait in the tap device's transmit queue in the
 /// namespace until we read them: its `txqueuelen`, 1000 frames (the
 /// kernel's default for a tap device, as `ip link` shows). A window of more
 /// segments than that only makes the guest's kernel drop frames, each drop
 /// costing a retransmission, so one flow gets at most this many.
-pub const TAP_QUEUE_FRAMES: u32 = 700;
+pub(crate) const TAP_QUEUE_FRAMES: u32 = 700;
 /// MSS of a guest that sent no MSS option (RFC 9293 3.7.1).
-pub const MSS_DEFAULT: u16 = 536;
+pub(crate) const MSS_DEFAULT: u16 = 536;
 /// Smallest MSS we send with, whatever the guest asks.
 const MSS_MIN: u16 = 64;
 /// Memory the kernel charges per send buffer besides its payload, about.
@@ -41,11 +41,11 @@ const SKB_OVERHEAD: u64 = 1024;
 /// the IP and TCP headers (1460 with no MTU announced), and never more than
 /// a tap frame holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LinkMss(u16);
+pub(crate) struct LinkMss(u16);
 
 impl LinkMss {
     /// For `mtu` (0: none announced) and the family of `guest_side`.
-    pub fn new(mtu: u16, guest_side: IpAddr) -> Self {
+    pub(crate) fn new(mtu: u16, guest_side: IpAddr) -> Self {
         // The IP and TCP headers, without the Ethernet one.
         let overhead = (tcp_payload_offset(guest_side) - crate::wire::build::IP_OFFSET) as u16;
         let mtu_mss = if mtu == 0 {
@@ -60,7 +60,7 @@ impl LinkMss {
     /// The MSS we advertise in our SYNs, and size buffers and windows by:
     /// above a page, rounded down to a multiple of the page size, as
     /// upstream (61440 at MTU 65520).
-    pub fn advertised(self) -> u16 {
+    pub(crate) fn advertised(self) -> u16 {
         if self.0 > 4096 {
             self.0 / 4096 * 4096
         } else {
@@ -71,20 +71,20 @@ impl LinkMss {
     /// The MSS of our segments to the guest, given its MSS option
     /// (`u16::MAX` when there is none to honour yet): what it asked for,
     /// within the link, and at least [`MSS_MIN`].
-    pub fn to_guest(self, asked: u16) -> u16 {
+    pub(crate) fn to_guest(self, asked: u16) -> u16 {
         asked.min(self.0).max(MSS_MIN)
     }
 }
 
 /// The shift we apply to the guest's window fields, from the window scale
 /// option of its SYN: none without the option, at most 14.
-pub fn ws_from_tap(option: Option<u8>) -> u8 {
+pub(crate) fn ws_from_tap(option: Option<u8>) -> u8 {
     option.map_or(0, |w| w.min(MAX_WS_FROM_TAP))
 }
 
 /// The shift we apply to the windows we send: ours if the guest offered
 /// window scaling too (both sides must, RFC 7323 2.2), else none.
-pub fn ws_to_tap(option: Option<u8>) -> u8 {
+pub(crate) fn ws_to_tap(option: Option<u8>) -> u8 {
     if option.is_some() {
         MAX_WS
     } else {
@@ -94,20 +94,20 @@ pub fn ws_to_tap(option: Option<u8>) -> u8 {
 
 /// The guest's window in bytes, from the window field of a segment that is
 /// not a SYN and the shift from its SYN, bounded by [`MAX_WINDOW`].
-pub fn wnd_from_tap(field: u16, ws: u8) -> u32 {
+pub(crate) fn wnd_from_tap(field: u16, ws: u8) -> u32 {
     (u32::from(field) << ws).min(MAX_WINDOW)
 }
 
 /// The guest's window from the window field of its SYN or SYN,ACK, which is
 /// never scaled (RFC 7323 2.2); a zero window counts as one byte, so that
 /// the first data probes it.
-pub fn wnd_from_syn(field: u16) -> u32 {
+pub(crate) fn wnd_from_syn(field: u16) -> u32 {
     u32::from(field).max(1)
 }
 
 /// The window field of a SYN or SYN,ACK we send: never scaled, and at least
 /// the initial window, whatever the socket says yet.
-pub fn syn_window(wnd_to_tap: u16) -> u16 {
+pub(crate) fn syn_window(wnd_to_tap: u16) -> u16 {
     wnd_to_tap.max(WINDOW_DEFAULT.min(u32::from(u16::MAX)) as u16)
 }
 
@@ -118,7 +118,13 @@ pub fn syn_window(wnd_to_tap: u16) -> u16 {
 /// queued in it, in kernel memory (`SO_MEMINFO`); `mss` is the MSS we
 /// advertise ([`LinkMss::advertised`]). Before the connection is
 /// established, at least [`WINDOW_DEFAULT`].
-pub fn window_to_tap(sndbuf: u32, queued: u32, mss: u16, established: bool, ws_to_tap: u8) -> u16 {
+pub(crate) fn window_to_tap(
+    sndbuf: u32,
+    queued: u32,
+    mss: u16,
+    established: bool,
+    ws_to_tap: u8,
+) -> u16 {
     let mss = u32::from(mss);
     // What the send buffer can still take, in kernel memory, turned into
     // payload bytes: each buffer carries about a kilobyte of overhead, a

@@ -17,7 +17,7 @@ use crate::wire::{build, Mac};
 
 /// Most bytes of the original datagram (IP header included) an ICMPv6
 /// error quotes: the error packet stays within the IPv6 minimum MTU.
-pub const QUOTE_MAX: usize = 1280 - 40 - 8;
+pub(crate) const QUOTE_MAX: usize = 1280 - 40 - 8;
 
 /// `SO_EE_ORIGIN_LOCAL`: the error comes from our own stack (EMSGSIZE).
 const SO_EE_ORIGIN_LOCAL: u8 = 1;
@@ -48,7 +48,7 @@ fn type_code(v6: bool, e: &SockErr) -> Option<(u8, u8, u32)> {
 /// Builds the error frame for the guest: `tap` is the flow's tap side
 /// (endpoint: the guest), `host` its host side, `payload` what the kernel
 /// returned of the offending datagram.
-pub fn icmp_error_frame(
+pub(crate) fn icmp_error_frame(
     conf: &Config,
     guest_mac: Mac,
     tap: &FlowSide,

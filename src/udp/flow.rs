@@ -10,40 +10,40 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use crate::flow::{FlowKey, FlowSide, Pif};
 
 /// Receive buffer asked for flow sockets.
-pub const SOCK_BUF: usize = 4 << 20;
+pub(crate) const SOCK_BUF: usize = 4 << 20;
 
 /// IP protocol number of UDP.
-pub const IPPROTO_UDP: u8 = 17;
+pub(crate) const IPPROTO_UDP: u8 = 17;
 
 /// A UDP pseudo-connection between two sides.
 ///
-/// Side 0 ([`crate::flow::INISIDE`]) sent the first datagram, side 1
-/// ([`crate::flow::TGTSIDE`]) is where we forwarded it. A side on the tap
-/// has no socket; a side on [`Pif::Host`] or [`Pif::Splice`] has one,
-/// connected to that side's endpoint, so the kernel delivers the peer's
-/// datagrams to it and nothing else.
-pub struct UdpFlow {
-    pub pif: [Pif; 2],
+/// Side 0 (`INISIDE`) sent the first datagram, side 1 (`TGTSIDE`) is
+/// where we forwarded it. A side on the tap has no socket; a side on
+/// [`Pif::Host`] or [`Pif::Splice`] has one, connected to that side's
+/// endpoint, so the kernel delivers the peer's datagrams to it and nothing
+/// else.
+pub(crate) struct UdpFlow {
+    pub(crate) pif: [Pif; 2],
     /// Each side as seen on its interface: the endpoint is the peer there,
     /// `oaddr`/`oport` are ours.
-    pub side: [FlowSide; 2],
-    pub sock: [Option<OwnedFd>; 2],
+    pub(crate) side: [FlowSide; 2],
+    pub(crate) sock: [Option<OwnedFd>; 2],
     /// Last datagram, either way.
-    pub last: Instant,
+    pub(crate) last: Instant,
     /// Datagrams from each side, saturating at 255.
-    pub activity: [u8; 2],
+    pub(crate) activity: [u8; 2],
     /// The guest's TTL / hop limit last applied to the host socket (0:
     /// none yet), so traceroute from the guest works.
-    pub ttl: u8,
+    pub(crate) ttl: u8,
     /// Runs of equal-size datagrams go out as UDP GSO sends (cleared
     /// when the kernel refuses one).
-    pub gso: bool,
+    pub(crate) gso: bool,
 }
 
 impl UdpFlow {
     /// Applies the guest's TTL (hop limit) to side `s`'s socket if it
     /// changed.
-    pub fn apply_ttl(&mut self, s: usize, ttl: u8) {
+    pub(crate) fn apply_ttl(&mut self, s: usize, ttl: u8) {
         if ttl == self.ttl || ttl == 0 {
             return;
         }
@@ -63,7 +63,7 @@ impl UdpFlow {
 
 impl UdpFlow {
     /// The lookup key of side `s`.
-    pub fn key(&self, s: usize) -> FlowKey {
+    pub(crate) fn key(&self, s: usize) -> FlowKey {
         FlowKey {
             proto: IPPROTO_UDP,
             pif: self.pif[s],
@@ -72,7 +72,7 @@ impl UdpFlow {
     }
 
     /// Counts a datagram from side `s`.
-    pub fn seen(&mut self, s: usize, now: Instant) {
+    pub(crate) fn seen(&mut self, s: usize, now: Instant) {
         self.activity[s] = self.activity[s].saturating_add(1);
         self.last = now;
     }
@@ -80,7 +80,7 @@ impl UdpFlow {
     /// Whether the flow has been idle for longer than its timeout: the
     /// long (stream) one once the target side answered and more than one
     /// datagram went either way, the short one otherwise (as conntrack).
-    pub fn expired(&self, now: Instant, short: Duration, stream: Duration) -> bool {
+    pub(crate) fn expired(&self, now: Instant, short: Duration, stream: Duration) -> bool {
         let is_stream = self.activity[1] > 0 && (self.activity[0] > 1 || self.activity[1] > 1);
         let t = if is_stream { stream } else { short };
         now.saturating_duration_since(self.last) > t
@@ -88,24 +88,24 @@ impl UdpFlow {
 }
 
 /// How to open one flow socket.
-pub struct SockSpec<'a> {
+pub(crate) struct SockSpec<'a> {
     /// Local address and port to bind (port 0: any).
-    pub local: SocketAddr,
+    pub(crate) local: SocketAddr,
     /// On bind failure, retry with an ephemeral port.
-    pub fallback: bool,
+    pub(crate) fallback: bool,
     /// Share a listener's port (`SO_REUSEADDR`).
-    pub reuse: bool,
+    pub(crate) reuse: bool,
     /// `SO_BINDTODEVICE`.
-    pub ifname: Option<&'a str>,
+    pub(crate) ifname: Option<&'a str>,
     /// Queue ICMP errors (`IP_RECVERR`/`IPV6_RECVERR`).
-    pub recverr: bool,
+    pub(crate) recverr: bool,
     /// Where it connects.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
 }
 
 /// Opens, binds and connects a datagram socket; returns it with its local
 /// address after `connect()` (the kernel fills in an unbound address).
-pub fn open_connected(spec: &SockSpec<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
+pub(crate) fn open_connected(spec: &SockSpec<'_>) -> io::Result<(OwnedFd, SocketAddr)> {
     let v6 = spec.peer.is_ipv6();
     let family = if v6 {
         AddressFamily::INET6
@@ -151,7 +151,7 @@ pub fn open_connected(spec: &SockSpec<'_>) -> io::Result<(OwnedFd, SocketAddr)> 
 }
 
 /// IPv4-mapped IPv6 addresses as IPv4.
-pub fn unmap(a: IpAddr) -> IpAddr {
+pub(crate) fn unmap(a: IpAddr) -> IpAddr {
     a.to_canonical()
 }
 

@@ -85,8 +85,8 @@
 //! answered and more than one datagram went either way. Both are read from
 //! the host's sysctls at start; the periodic timer closes expired flows.
 
-pub mod errors;
-pub mod flow;
+pub(crate) mod errors;
+pub(crate) mod flow;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -104,22 +104,22 @@ use crate::tap::{RxBatch, Tap, FRAME_MAX};
 use crate::wire::build;
 
 use flow::{open_connected, unmap, SockSpec};
-pub use flow::{UdpFlow, IPPROTO_UDP};
+pub(crate) use flow::{UdpFlow, IPPROTO_UDP};
 
 /// The flow table as UDP sees it.
-pub type Flows = dyn ProtoFlows<UdpFlow>;
+pub(crate) type Flows = dyn ProtoFlows<UdpFlow>;
 
 impl dyn ProtoFlows<UdpFlow> {
     /// The UDP flow at `idx`, if that flow is one.
-    pub fn udp_mut(&mut self, idx: u32) -> Option<&mut UdpFlow> {
+    pub(crate) fn udp_mut(&mut self, idx: u32) -> Option<&mut UdpFlow> {
         self.get_mut(idx)
     }
 }
 
 /// Conntrack's default UDP timeout.
-pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+pub(crate) const TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// Conntrack's default UDP stream timeout.
-pub const TIMEOUT_STREAM_DEFAULT: Duration = Duration::from_secs(120);
+pub(crate) const TIMEOUT_STREAM_DEFAULT: Duration = Duration::from_secs(120);
 
 /// Bytes per datagram slot in the buffers: any datagram fits.
 const STRIDE: usize = 65536;
@@ -144,14 +144,14 @@ fn batch_for(avg: usize) -> usize {
 
 /// Counters.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct UdpStats {
-    pub flows_opened: u64,
-    pub flows_closed: u64,
-    pub from_tap: u64,
-    pub to_tap: u64,
-    pub spliced: u64,
-    pub dropped: u64,
-    pub icmp_to_tap: u64,
+pub(crate) struct UdpStats {
+    pub(crate) flows_opened: u64,
+    pub(crate) flows_closed: u64,
+    pub(crate) from_tap: u64,
+    pub(crate) to_tap: u64,
+    pub(crate) spliced: u64,
+    pub(crate) dropped: u64,
+    pub(crate) icmp_to_tap: u64,
 }
 
 /// A datagram from the tap waiting to be sent: its flow and socket side,
@@ -166,17 +166,17 @@ struct Pending {
 }
 
 /// Everything a handler needs besides the UDP state.
-pub struct UdpCtx<'a> {
-    pub conf: &'a Config,
-    pub flows: &'a mut Flows,
-    pub epoll: &'a Epoll,
-    pub tap: &'a mut Tap,
-    pub guest: &'a GuestState,
-    pub netns: Option<&'a NetNs>,
+pub(crate) struct UdpCtx<'a> {
+    pub(crate) conf: &'a Config,
+    pub(crate) flows: &'a mut Flows,
+    pub(crate) epoll: &'a Epoll,
+    pub(crate) tap: &'a mut Tap,
+    pub(crate) guest: &'a GuestState,
+    pub(crate) netns: Option<&'a NetNs>,
 }
 
 /// All UDP state of one loop (the flows are in the flow table).
-pub struct Udp {
+pub(crate) struct Udp {
     pending: Vec<Pending>,
     /// Datagram slots for listener reads and splicing.
     buf: Vec<u8>,
@@ -184,7 +184,7 @@ pub struct Udp {
     timeout_stream: Duration,
     /// Average size of the datagrams of the last socket batch.
     avg_len: usize,
-    pub stats: UdpStats,
+    pub(crate) stats: UdpStats,
 }
 
 /// A sysctl read as seconds.
@@ -198,7 +198,7 @@ fn sysctl_secs(path: &str) -> Option<Duration> {
 }
 
 impl Udp {
-    pub fn new(conf: &Config) -> Self {
+    pub(crate) fn new(conf: &Config) -> Self {
         let (timeout, timeout_stream) = match conf.test.udp_timeout {
             Some(s) => (Duration::from_secs(s), Duration::from_secs(s)),
             None => (
@@ -224,8 +224,11 @@ impl Udp {
 
     /// A UDP datagram from the guest (checked by the classifier): frame
     /// `frame` of `rx`, payload `payload` within it.
+    // `from_tap`: what came from the guest (upstream's name), not a
+    // conversion.
+    #[allow(clippy::wrong_self_convention)]
     #[allow(clippy::too_many_arguments)]
-    pub fn from_tap(
+    pub(crate) fn from_tap(
         &mut self,
         c: &mut UdpCtx<'_>,
         rx: &RxBatch,
@@ -286,7 +289,7 @@ impl Udp {
 
     /// Sends the datagrams queued by [`Udp::from_tap`]: one `sendmmsg()`
     /// per run of datagrams of one flow. Call before `rx` is reused.
-    pub fn flush_from_tap(&mut self, flows: &mut Flows, rx: &RxBatch) {
+    pub(crate) fn flush_from_tap(&mut self, flows: &mut Flows, rx: &RxBatch) {
         let mut i = 0;
         while i < self.pending.len() {
             let p = self.pending[i];
@@ -325,7 +328,7 @@ impl Udp {
 
     /// Readiness on a flow's socket; `r` is the flow index and the side
     /// ([`EpollRef::flow_side`]).
-    pub fn sock_event(&mut self, c: &mut UdpCtx<'_>, r: u32, ev: &Event) {
+    pub(crate) fn sock_event(&mut self, c: &mut UdpCtx<'_>, r: u32, ev: &Event) {
         let (idx, s) = crate::event::split_flow_side(r);
         if ev.error {
             self.sock_errors(c, idx, s);
@@ -537,7 +540,7 @@ impl Udp {
 
     /// A listening socket is readable: each datagram finds or opens its
     /// flow and goes to the other side.
-    pub fn listen_event(&mut self, c: &mut UdpCtx<'_>, l: &Listening<'_>) {
+    pub(crate) fn listen_event(&mut self, c: &mut UdpCtx<'_>, l: &Listening<'_>) {
         for _ in 0..ROUNDS {
             let mut lens = [0usize; UDP_BATCH];
             let mut addrs: [Option<SocketAddr>; UDP_BATCH] = [None; UDP_BATCH];
@@ -583,7 +586,7 @@ impl Udp {
     // ------------------------------------------------------------------
 
     /// Closes expired flows.
-    pub fn timer(&mut self, flows: &mut Flows, epoll: &Epoll, now: Instant) {
+    pub(crate) fn timer(&mut self, flows: &mut Flows, epoll: &Epoll, now: Instant) {
         let mut next = flows.next_index(0);
         while let Some(idx) = next {
             next = flows.next_index(idx + 1);
@@ -603,13 +606,6 @@ impl Udp {
                 self.stats.flows_closed += 1;
             }
         }
-    }
-
-    /// Flows open now.
-    pub fn open_flows(&self) -> u64 {
-        self.stats
-            .flows_opened
-            .saturating_sub(self.stats.flows_closed)
     }
 }
 

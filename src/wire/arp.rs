@@ -10,26 +10,26 @@ use std::net::Ipv4Addr;
 
 mod field {
     use crate::wire::Field;
-    pub const HTYPE: usize = 0;
-    pub const PTYPE: usize = 2;
-    pub const HLEN: usize = 4;
-    pub const PLEN: usize = 5;
-    pub const OPER: usize = 6;
-    pub const SHA: Field = 8..14;
-    pub const SPA: Field = 14..18;
-    pub const THA: Field = 18..24;
-    pub const TPA: Field = 24..28;
+    pub(crate) const HTYPE: usize = 0;
+    pub(crate) const PTYPE: usize = 2;
+    pub(crate) const HLEN: usize = 4;
+    pub(crate) const PLEN: usize = 5;
+    pub(crate) const OPER: usize = 6;
+    pub(crate) const SHA: Field = 8..14;
+    pub(crate) const SPA: Field = 14..18;
+    pub(crate) const THA: Field = 18..24;
+    pub(crate) const TPA: Field = 24..28;
 }
 
 /// Length of an Ethernet/IPv4 ARP packet.
-pub const PACKET_LEN: usize = field::TPA.end;
+pub(crate) const PACKET_LEN: usize = field::TPA.end;
 
 /// Hardware type: Ethernet.
-pub const HTYPE_ETHERNET: u16 = 1;
+pub(crate) const HTYPE_ETHERNET: u16 = 1;
 /// Operation: request.
-pub const OP_REQUEST: u16 = 1;
+pub(crate) const OP_REQUEST: u16 = 1;
 /// Operation: reply.
-pub const OP_REPLY: u16 = 2;
+pub(crate) const OP_REPLY: u16 = 2;
 
 /// A view of an ARP packet.
 #[derive(Clone, Copy, Debug)]
@@ -38,69 +38,66 @@ pub struct ArpPacket<T> {
 }
 
 impl<T: AsRef<[u8]>> ArpPacket<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
+    pub(crate) const fn new_unchecked(buffer: T) -> Self {
         ArpPacket { buffer }
     }
 
-    pub fn new_checked(buffer: T) -> Result<Self> {
+    pub(crate) fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
-    pub fn check_len(&self) -> Result<()> {
+    pub(crate) fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < PACKET_LEN {
             return Err(WireError::Truncated);
         }
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    pub fn htype(&self) -> u16 {
+    pub(crate) fn htype(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::HTYPE)
     }
 
-    pub fn ptype(&self) -> u16 {
+    pub(crate) fn ptype(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::PTYPE)
     }
 
-    pub fn hlen(&self) -> u8 {
+    pub(crate) fn hlen(&self) -> u8 {
         self.buffer.as_ref()[field::HLEN]
     }
 
-    pub fn plen(&self) -> u8 {
+    pub(crate) fn plen(&self) -> u8 {
         self.buffer.as_ref()[field::PLEN]
     }
 
-    pub fn oper(&self) -> u16 {
+    pub(crate) fn oper(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::OPER)
     }
 
     /// Sender hardware address.
-    pub fn sha(&self) -> Mac {
+    pub(crate) fn sha(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::SHA)
     }
 
     /// Sender protocol address.
-    pub fn spa(&self) -> Ipv4Addr {
+    pub(crate) fn spa(&self) -> Ipv4Addr {
         Ipv4Addr::from(get_array::<4>(self.buffer.as_ref(), field::SPA))
     }
 
     /// Target hardware address.
-    pub fn tha(&self) -> Mac {
+    #[cfg(test)]
+    pub(crate) fn tha(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::THA)
     }
 
     /// Target protocol address.
-    pub fn tpa(&self) -> Ipv4Addr {
+    pub(crate) fn tpa(&self) -> Ipv4Addr {
         Ipv4Addr::from(get_array::<4>(self.buffer.as_ref(), field::TPA))
     }
 
     /// Whether the fixed fields describe Ethernet addresses and IPv4.
-    pub fn is_eth_ipv4(&self) -> bool {
+    pub(crate) fn is_eth_ipv4(&self) -> bool {
         self.htype() == HTYPE_ETHERNET
             && self.ptype() == super::eth::ethertype::IPV4
             && self.hlen() == 6
@@ -110,7 +107,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     /// Writes the Ethernet/IPv4 fixed fields.
-    pub fn set_eth_ipv4(&mut self) {
+    pub(crate) fn set_eth_ipv4(&mut self) {
         let b = self.buffer.as_mut();
         set_u16(b, field::HTYPE, HTYPE_ETHERNET);
         set_u16(b, field::PTYPE, super::eth::ethertype::IPV4);
@@ -118,23 +115,23 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
         b[field::PLEN] = 4;
     }
 
-    pub fn set_oper(&mut self, op: u16) {
+    pub(crate) fn set_oper(&mut self, op: u16) {
         set_u16(self.buffer.as_mut(), field::OPER, op);
     }
 
-    pub fn set_sha(&mut self, mac: Mac) {
+    pub(crate) fn set_sha(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::SHA].copy_from_slice(&mac);
     }
 
-    pub fn set_spa(&mut self, a: Ipv4Addr) {
+    pub(crate) fn set_spa(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::SPA].copy_from_slice(&a.octets());
     }
 
-    pub fn set_tha(&mut self, mac: Mac) {
+    pub(crate) fn set_tha(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::THA].copy_from_slice(&mac);
     }
 
-    pub fn set_tpa(&mut self, a: Ipv4Addr) {
+    pub(crate) fn set_tpa(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::TPA].copy_from_slice(&a.octets());
     }
 }
@@ -151,7 +148,8 @@ pub struct ArpRepr {
 
 impl ArpRepr {
     /// Reads the variable fields of a packet (any htype/ptype).
-    pub fn parse<T: AsRef<[u8]>>(p: &ArpPacket<T>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn parse<T: AsRef<[u8]>>(p: &ArpPacket<T>) -> Self {
         ArpRepr {
             oper: p.oper(),
             sha: p.sha(),
@@ -162,7 +160,7 @@ impl ArpRepr {
     }
 
     /// Writes a complete Ethernet/IPv4 ARP packet.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut ArpPacket<T>) {
+    pub(crate) fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut ArpPacket<T>) {
         p.set_eth_ipv4();
         p.set_oper(self.oper);
         p.set_sha(self.sha);

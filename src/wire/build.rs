@@ -36,25 +36,21 @@ use super::{checksum, Mac, Result, WireError};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// Offset of the IPv4 or IPv6 header in a frame.
-pub const IP_OFFSET: usize = eth::HEADER_LEN;
+pub(crate) const IP_OFFSET: usize = eth::HEADER_LEN;
 /// Offset of the L4 header after an IPv4 header.
-pub const L4_OFFSET_V4: usize = IP_OFFSET + ipv4::HEADER_LEN;
+pub(crate) const L4_OFFSET_V4: usize = IP_OFFSET + ipv4::HEADER_LEN;
 /// Offset of the L4 header after an IPv6 header.
-pub const L4_OFFSET_V6: usize = IP_OFFSET + ipv6::HEADER_LEN;
+pub(crate) const L4_OFFSET_V6: usize = IP_OFFSET + ipv6::HEADER_LEN;
 /// Offset of the UDP payload in an IPv4 frame.
-pub const UDP4_PAYLOAD_OFFSET: usize = L4_OFFSET_V4 + udp::HEADER_LEN;
+pub(crate) const UDP4_PAYLOAD_OFFSET: usize = L4_OFFSET_V4 + udp::HEADER_LEN;
 /// Offset of the UDP payload in an IPv6 frame.
-pub const UDP6_PAYLOAD_OFFSET: usize = L4_OFFSET_V6 + udp::HEADER_LEN;
-/// Offset of the payload of a TCP segment without options in an IPv4 frame.
-pub const TCP4_PAYLOAD_OFFSET: usize = L4_OFFSET_V4 + tcp::HEADER_LEN;
-/// Offset of the payload of a TCP segment without options in an IPv6 frame.
-pub const TCP6_PAYLOAD_OFFSET: usize = L4_OFFSET_V6 + tcp::HEADER_LEN;
+pub(crate) const UDP6_PAYLOAD_OFFSET: usize = L4_OFFSET_V6 + udp::HEADER_LEN;
 /// Offset of the ICMP message (its header included) in an IPv4 frame.
-pub const ICMP4_OFFSET: usize = L4_OFFSET_V4;
+pub(crate) const ICMP4_OFFSET: usize = L4_OFFSET_V4;
 /// Offset of the ICMPv6 message (its header included) in an IPv6 frame.
-pub const ICMP6_OFFSET: usize = L4_OFFSET_V6;
+pub(crate) const ICMP6_OFFSET: usize = L4_OFFSET_V6;
 /// Length of an ARP frame (without padding to 60 bytes).
-pub const ARP_FRAME_LEN: usize = eth::HEADER_LEN + arp::PACKET_LEN;
+pub(crate) const ARP_FRAME_LEN: usize = eth::HEADER_LEN + arp::PACKET_LEN;
 
 /// Largest L4 length an IPv4 header can carry.
 const MAX_L4_V4: usize = 65535 - ipv4::HEADER_LEN;
@@ -62,7 +58,7 @@ const MAX_L4_V4: usize = 65535 - ipv4::HEADER_LEN;
 const MAX_L4_V6: usize = 65535;
 
 /// Offset of the L4 header in a frame of the family of `ip`.
-pub const fn l4_offset(ip: IpAddr) -> usize {
+pub(crate) const fn l4_offset(ip: IpAddr) -> usize {
     match ip {
         IpAddr::V4(_) => L4_OFFSET_V4,
         IpAddr::V6(_) => L4_OFFSET_V6,
@@ -71,7 +67,7 @@ pub const fn l4_offset(ip: IpAddr) -> usize {
 
 /// Offset of the payload of a TCP segment without options in a frame of
 /// the family of `ip`: where the data path reads socket data to.
-pub const fn tcp_payload_offset(ip: IpAddr) -> usize {
+pub(crate) const fn tcp_payload_offset(ip: IpAddr) -> usize {
     l4_offset(ip) + tcp::HEADER_LEN
 }
 
@@ -173,7 +169,7 @@ pub fn ttl_of(frame: &[u8]) -> Option<u8> {
 /// of 64, then as much of `payload` as `quote` bytes allow. The UDP
 /// checksum is left 0: the quoted datagram is usually cut short, and
 /// receivers match on addresses and ports. Returns the quoted length.
-pub fn quote_ip_udp(
+pub(crate) fn quote_ip_udp(
     out: &mut [u8],
     src: SocketAddr,
     dst: SocketAddr,
@@ -228,7 +224,7 @@ fn frame(out: &mut [u8], len: usize, l4_len: usize, max_l4: usize) -> Result<&mu
 
 /// Completes an Ethernet/IPv4/UDP frame whose payload of `payload_len`
 /// bytes is already at [`UDP4_PAYLOAD_OFFSET`].
-pub fn finish_ipv4_udp(
+pub(crate) fn finish_ipv4_udp(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -251,7 +247,7 @@ pub fn finish_ipv4_udp(
 
 /// As [`finish_ipv4_udp`], with the checksum filled in as `csum` says.
 #[allow(clippy::too_many_arguments)]
-pub fn finish_ipv4_udp_csum(
+pub(crate) fn finish_ipv4_udp_csum(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -267,7 +263,7 @@ pub fn finish_ipv4_udp_csum(
 
 /// How the L4 (UDP or TCP) checksum of a frame is filled in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum L4Csum {
+pub(crate) enum L4Csum {
     /// Computed over the whole segment or datagram.
     Full,
     /// Partial, for checksum offload: only the pseudo-header sum, folded
@@ -281,7 +277,7 @@ pub enum L4Csum {
 /// Where the partial TCP checksum of a segment without options starts (the
 /// TCP header), and the offset of the checksum field from there, for the
 /// tap's offload header.
-pub fn tcp_csum_offload(ip: IpAddr) -> (u16, u16) {
+pub(crate) fn tcp_csum_offload(ip: IpAddr) -> (u16, u16) {
     (l4_offset(ip) as u16, tcp::CHECKSUM_OFFSET as u16)
 }
 
@@ -291,7 +287,7 @@ pub fn tcp_csum_offload(ip: IpAddr) -> (u16, u16) {
 /// IP and TCP headers, TCP options included, and the checksum as `csum`
 /// says.
 #[allow(clippy::too_many_arguments)]
-pub fn finish_ip_tcp(
+pub(crate) fn finish_ip_tcp(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -326,7 +322,7 @@ pub fn finish_ip_tcp(
 
 /// Where the partial UDP checksum of a frame starts, and the offset of
 /// the checksum field from there, for the tap's offload header.
-pub fn udp_csum_offload(ipv6: bool) -> (u16, u16) {
+pub(crate) fn udp_csum_offload(ipv6: bool) -> (u16, u16) {
     let start = if ipv6 { L4_OFFSET_V6 } else { L4_OFFSET_V4 };
     (start as u16, 6)
 }
@@ -342,7 +338,7 @@ fn udp_checksum(u: &mut UdpPacket<&mut [u8]>, pseudo: u64, csum: L4Csum) {
 /// `payload_len` bytes is already at [`UDP4_PAYLOAD_OFFSET`] or
 /// [`UDP6_PAYLOAD_OFFSET`], with the checksum filled in as `csum` says.
 #[allow(clippy::too_many_arguments)]
-pub fn finish_ip_udp_csum(
+pub(crate) fn finish_ip_udp_csum(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -367,7 +363,7 @@ pub fn finish_ip_udp_csum(
 }
 
 /// Builds an Ethernet/IP/UDP frame carrying `payload`, checksum computed.
-pub fn eth_ip_udp(
+pub(crate) fn eth_ip_udp(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -397,7 +393,7 @@ pub fn eth_ipv4_udp(
 
 /// Completes an Ethernet/IPv6/UDP frame whose payload of `payload_len`
 /// bytes is already at [`UDP6_PAYLOAD_OFFSET`].
-pub fn finish_ipv6_udp(
+pub(crate) fn finish_ipv6_udp(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -420,7 +416,7 @@ pub fn finish_ipv6_udp(
 
 /// As [`finish_ipv6_udp`], with the checksum filled in as `csum` says.
 #[allow(clippy::too_many_arguments)]
-pub fn finish_ipv6_udp_csum(
+pub(crate) fn finish_ipv6_udp_csum(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -435,7 +431,8 @@ pub fn finish_ipv6_udp_csum(
 }
 
 /// Builds an Ethernet/IPv6/UDP frame carrying `payload`.
-pub fn eth_ipv6_udp(
+#[cfg(test)]
+pub(crate) fn eth_ipv6_udp(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -451,7 +448,7 @@ pub fn eth_ipv6_udp(
 /// Completes an Ethernet/IPv4/ICMP frame whose message (ICMP header
 /// included, checksum to be computed) of `msg_len` bytes is already at
 /// [`ICMP4_OFFSET`].
-pub fn finish_ipv4_icmp(
+pub(crate) fn finish_ipv4_icmp(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -487,7 +484,7 @@ pub fn eth_ipv4_icmp(
 
 /// Completes an Ethernet/IPv6/ICMPv6 frame whose message of `msg_len`
 /// bytes is already at [`ICMP6_OFFSET`].
-pub fn finish_ipv6_icmpv6(
+pub(crate) fn finish_ipv6_icmpv6(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -531,7 +528,7 @@ pub fn eth_ipv6_icmpv6(
 /// Builds an Ethernet/IPv4/ICMP or Ethernet/IPv6/ICMPv6 frame, after the
 /// family of `src` and `dst`, from a message (header included); the
 /// checksum is recomputed.
-pub fn eth_ip_icmp(
+pub(crate) fn eth_ip_icmp(
     out: &mut [u8],
     src_mac: Mac,
     dst_mac: Mac,
@@ -788,7 +785,7 @@ mod tests {
             window_scale: Some(7),
         };
         let n = finish_ip_tcp(&mut out, A, B, s.into(), d.into(), 255, &r, 0, L4Csum::Full);
-        assert_eq!(n, Ok(TCP6_PAYLOAD_OFFSET + 8));
+        assert_eq!(n, Ok(tcp_payload_offset(IpAddr::V6(*s.ip())) + 8));
         let p = SlicedPacket::from_ethernet(&out[..n.unwrap()]).unwrap();
         let Some(TransportSlice::Tcp(t)) = &p.transport else {
             panic!()

@@ -22,7 +22,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// vectorises it); the one's-complement sum does not depend on byte order
 /// (RFC 1071 section 2), so the folded lanes only need a byte swap on
 /// little-endian machines. The tail is summed in network order.
-pub fn sum(data: &[u8]) -> u64 {
+pub(crate) fn sum(data: &[u8]) -> u64 {
     let mut blocks = data.chunks_exact(32);
     let mut lanes = [0u64; 8];
     for b in &mut blocks {
@@ -52,7 +52,7 @@ pub fn sum(data: &[u8]) -> u64 {
 
 /// Adds two partial sums.
 #[inline]
-pub fn combine(a: u64, b: u64) -> u64 {
+pub(crate) fn combine(a: u64, b: u64) -> u64 {
     add(a, b)
 }
 
@@ -64,7 +64,7 @@ fn add(a: u64, b: u64) -> u64 {
 
 /// Folds a partial sum to 16 bits (not complemented).
 #[inline]
-pub fn fold(mut acc: u64) -> u16 {
+pub(crate) fn fold(mut acc: u64) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }
@@ -73,25 +73,25 @@ pub fn fold(mut acc: u64) -> u16 {
 
 /// The value to store in a checksum field for this partial sum.
 #[inline]
-pub fn finish(acc: u64) -> u16 {
+pub(crate) fn finish(acc: u64) -> u16 {
     !fold(acc)
 }
 
 /// Whether data including its checksum field sums correctly.
 #[inline]
-pub fn verify(acc: u64) -> bool {
+pub(crate) fn verify(acc: u64) -> bool {
     fold(acc) == 0xffff
 }
 
 /// Partial sum of the IPv4 pseudo-header.
-pub fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4_len: u16) -> u64 {
+pub(crate) fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4_len: u16) -> u64 {
     let s = u64::from(u32::from(src));
     let d = u64::from(u32::from(dst));
     s + d + u64::from(proto) + u64::from(l4_len)
 }
 
 /// Partial sum of the IPv6 pseudo-header.
-pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, l4_len: u32) -> u64 {
+pub(crate) fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, l4_len: u32) -> u64 {
     let a = combine(sum(&src.octets()), sum(&dst.octets()));
     combine(a, u64::from(l4_len) + u64::from(next_header))
 }

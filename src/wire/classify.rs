@@ -37,13 +37,12 @@ use super::{arp::ArpPacket, checksum, icmp::IcmpPacket, Mac};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Largest frame we accept: an Ethernet header and a maximum IP packet.
-pub const MAX_FRAME_LEN: usize = eth::HEADER_LEN + 65535;
+pub(crate) const MAX_FRAME_LEN: usize = eth::HEADER_LEN + 65535;
 
 /// A checked frame from the guest.
 #[derive(Clone, Copy, Debug)]
 pub struct Classified<'a> {
-    pub src_mac: Mac,
-    pub dst_mac: Mac,
+    pub(crate) src_mac: Mac,
     pub l3: L3<'a>,
 }
 
@@ -103,19 +102,19 @@ macro_rules! drop_reasons {
 
         impl DropReason {
             /// Every reason, in [`DropReason::index`] order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            pub(crate) const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
             /// Number of reasons: the size of a counter array.
-            pub const COUNT: usize = Self::ALL.len();
+            pub(crate) const COUNT: usize = Self::ALL.len();
 
             /// A short description for logs and statistics.
-            pub const fn as_str(self) -> &'static str {
+            pub(crate) const fn as_str(self) -> &'static str {
                 match self {
                     $(DropReason::$name => $text,)*
                 }
             }
 
             /// Index into a `[u64; DropReason::COUNT]` counter array.
-            pub const fn index(self) -> usize {
+            pub(crate) const fn index(self) -> usize {
                 self as usize
             }
         }
@@ -172,12 +171,15 @@ pub fn classify(frame: &[u8]) -> Result<Classified<'_>, DropReason> {
 /// As [`classify`]; with `l4_csum_partial` the guest's kernel told us (tap
 /// offload header) that the TCP or UDP checksum is only partial, so it is
 /// not verified: the payload goes to a socket, never on as a frame.
-pub fn classify_with(frame: &[u8], l4_csum_partial: bool) -> Result<Classified<'_>, DropReason> {
+pub(crate) fn classify_with(
+    frame: &[u8],
+    l4_csum_partial: bool,
+) -> Result<Classified<'_>, DropReason> {
     if frame.len() > MAX_FRAME_LEN {
         return Err(DropReason::FrameTooLong);
     }
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::FrameTooShort)?;
-    let (src_mac, dst_mac) = (eth.src(), eth.dst());
+    let src_mac = eth.src();
     // Views borrow their buffer: re-slice the frame for the 'a lifetime.
     let payload = frame.get(eth::HEADER_LEN..).unwrap_or(&[]);
     let l3 = match eth.ethertype() {
@@ -188,11 +190,7 @@ pub fn classify_with(frame: &[u8], l4_csum_partial: bool) -> Result<Classified<'
         eth::ethertype::IPV6 => classify_ipv6(payload, l4_csum_partial)?,
         _ => return Err(DropReason::UnknownEtherType),
     };
-    Ok(Classified {
-        src_mac,
-        dst_mac,
-        l3,
-    })
+    Ok(Classified { src_mac, l3 })
 }
 
 fn classify_ipv4(buf: &[u8], partial: bool) -> Result<L3<'_>, DropReason> {
@@ -463,7 +461,7 @@ mod tests {
     fn valid_frames() {
         let f = udp4(b"query");
         let c = classify(&f).unwrap();
-        assert_eq!((c.src_mac, c.dst_mac), (GUEST, US));
+        assert_eq!(c.src_mac, GUEST);
         let L3::Ipv4 {
             src, dst, ttl, l4, ..
         } = c.l3

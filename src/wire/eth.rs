@@ -8,84 +8,83 @@ use super::{get_array, get_u16, set_u16, Mac, Result, WireError};
 
 mod field {
     use crate::wire::Field;
-    pub const DST: Field = 0..6;
-    pub const SRC: Field = 6..12;
-    pub const ETHERTYPE: usize = 12;
-    pub const PAYLOAD: usize = 14;
+    pub(crate) const DST: Field = 0..6;
+    pub(crate) const SRC: Field = 6..12;
+    pub(crate) const ETHERTYPE: usize = 12;
+    pub(crate) const PAYLOAD: usize = 14;
 }
 
 /// Length of the Ethernet header.
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub(crate) const HEADER_LEN: usize = field::PAYLOAD;
 
 /// EtherType values we handle.
-pub mod ethertype {
-    pub const IPV4: u16 = 0x0800;
-    pub const ARP: u16 = 0x0806;
-    pub const IPV6: u16 = 0x86dd;
+pub(crate) mod ethertype {
+    pub(crate) const IPV4: u16 = 0x0800;
+    pub(crate) const ARP: u16 = 0x0806;
+    pub(crate) const IPV6: u16 = 0x86dd;
 }
 
 /// A view of an Ethernet frame.
 #[derive(Clone, Copy, Debug)]
-pub struct EthernetFrame<T> {
+pub(crate) struct EthernetFrame<T> {
     buffer: T,
 }
 
 impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Wraps a buffer without checking it: for buffers we sized ourselves.
-    pub const fn new_unchecked(buffer: T) -> Self {
+    pub(crate) const fn new_unchecked(buffer: T) -> Self {
         EthernetFrame { buffer }
     }
 
     /// Wraps a buffer after checking that it holds the header.
-    pub fn new_checked(buffer: T) -> Result<Self> {
+    pub(crate) fn new_checked(buffer: T) -> Result<Self> {
         let f = Self::new_unchecked(buffer);
         f.check_len()?;
         Ok(f)
     }
 
     /// Checks that accessors cannot panic.
-    pub fn check_len(&self) -> Result<()> {
+    pub(crate) fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    pub fn dst(&self) -> Mac {
+    #[cfg(test)]
+    pub(crate) fn dst(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::DST)
     }
 
-    pub fn src(&self) -> Mac {
+    pub(crate) fn src(&self) -> Mac {
         get_array(self.buffer.as_ref(), field::SRC)
     }
 
-    pub fn ethertype(&self) -> u16 {
+    pub(crate) fn ethertype(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::ETHERTYPE)
     }
 
-    pub fn payload(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[field::PAYLOAD..]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
-    pub fn set_dst(&mut self, mac: Mac) {
+    pub(crate) fn set_dst(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&mac);
     }
 
-    pub fn set_src(&mut self, mac: Mac) {
+    pub(crate) fn set_src(&mut self, mac: Mac) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&mac);
     }
 
-    pub fn set_ethertype(&mut self, t: u16) {
+    pub(crate) fn set_ethertype(&mut self, t: u16) {
         set_u16(self.buffer.as_mut(), field::ETHERTYPE, t);
     }
 
-    pub fn payload_mut(&mut self) -> &mut [u8] {
+    #[cfg(test)]
+    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::PAYLOAD..]
     }
 }

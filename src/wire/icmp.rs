@@ -9,93 +9,93 @@ use super::checksum;
 use super::{get_u16, set_u16, Result, WireError};
 
 mod field {
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const CHECKSUM: usize = 2;
-    pub const ECHO_IDENT: usize = 4;
-    pub const ECHO_SEQ: usize = 6;
-    pub const DATA: usize = 8;
+    pub(crate) const TYPE: usize = 0;
+    pub(crate) const CODE: usize = 1;
+    pub(crate) const CHECKSUM: usize = 2;
+    pub(crate) const ECHO_IDENT: usize = 4;
+    pub(crate) const ECHO_SEQ: usize = 6;
+    pub(crate) const DATA: usize = 8;
 }
 
 /// Length of the ICMP header (including the "rest of header" word).
-pub const HEADER_LEN: usize = field::DATA;
+pub(crate) const HEADER_LEN: usize = field::DATA;
 
 /// Message types.
-pub mod msg_type {
-    pub const ECHO_REPLY: u8 = 0;
-    pub const DEST_UNREACH: u8 = 3;
-    pub const ECHO_REQUEST: u8 = 8;
-    pub const TIME_EXCEEDED: u8 = 11;
+pub(crate) mod msg_type {
+    pub(crate) const ECHO_REPLY: u8 = 0;
+    pub(crate) const ECHO_REQUEST: u8 = 8;
 }
 
 /// A view of an ICMP message.
 #[derive(Clone, Copy, Debug)]
-pub struct IcmpPacket<T> {
+pub(crate) struct IcmpPacket<T> {
     buffer: T,
 }
 
 impl<T: AsRef<[u8]>> IcmpPacket<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
+    pub(crate) const fn new_unchecked(buffer: T) -> Self {
         IcmpPacket { buffer }
     }
 
-    pub fn new_checked(buffer: T) -> Result<Self> {
+    pub(crate) fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
-    pub fn check_len(&self) -> Result<()> {
+    pub(crate) fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
+    pub(crate) fn into_inner(self) -> T {
         self.buffer
     }
 
-    pub fn msg_type(&self) -> u8 {
+    pub(crate) fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
 
-    pub fn code(&self) -> u8 {
+    pub(crate) fn code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
-    pub fn checksum(&self) -> u16 {
+    #[cfg(test)]
+    pub(crate) fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
-    pub fn echo_ident(&self) -> u16 {
+    pub(crate) fn echo_ident(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::ECHO_IDENT)
     }
 
-    pub fn echo_seq(&self) -> u16 {
+    pub(crate) fn echo_seq(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::ECHO_SEQ)
     }
 
-    pub fn verify_checksum(&self) -> bool {
+    pub(crate) fn verify_checksum(&self) -> bool {
         checksum::verify(checksum::sum(self.buffer.as_ref()))
     }
 
-    pub fn data(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn data(&self) -> &[u8] {
         &self.buffer.as_ref()[field::DATA..]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
-    pub fn set_checksum(&mut self, v: u16) {
+    pub(crate) fn set_checksum(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
     }
 
-    pub fn set_echo_ident(&mut self, v: u16) {
+    pub(crate) fn set_echo_ident(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::ECHO_IDENT, v);
     }
 
     /// Computes and stores the checksum over the whole buffer.
-    pub fn fill_checksum(&mut self) {
+    pub(crate) fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let c = checksum::finish(checksum::sum(self.buffer.as_ref()));
         self.set_checksum(c);

@@ -7,97 +7,66 @@
 //! pseudo-header, passed in as a partial sum.
 
 use super::checksum;
-use super::{get_u16, set_u16, Result, WireError};
+use super::{set_u16, Result, WireError};
 use std::net::Ipv6Addr;
 
 mod field {
     use crate::wire::Field;
-    pub const TYPE: usize = 0;
-    pub const CODE: usize = 1;
-    pub const CHECKSUM: usize = 2;
-    pub const BODY: usize = 4;
-    pub const ECHO_IDENT: usize = 4;
-    pub const ECHO_SEQ: usize = 6;
+    pub(crate) const TYPE: usize = 0;
+    pub(crate) const CODE: usize = 1;
+    pub(crate) const CHECKSUM: usize = 2;
+    pub(crate) const BODY: usize = 4;
     /// Target address of a Neighbour Solicitation or Advertisement.
-    pub const NDP_TARGET: Field = 8..24;
+    pub(crate) const NDP_TARGET: Field = 8..24;
 }
 
 /// Length of the common header.
-pub const HEADER_LEN: usize = field::BODY;
+pub(crate) const HEADER_LEN: usize = field::BODY;
 
 /// Message types.
-pub mod msg_type {
-    pub const DEST_UNREACH: u8 = 1;
-    pub const PACKET_TOO_BIG: u8 = 2;
-    pub const TIME_EXCEEDED: u8 = 3;
-    pub const ECHO_REQUEST: u8 = 128;
-    pub const ECHO_REPLY: u8 = 129;
-    pub const ROUTER_SOLICIT: u8 = 133;
-    pub const ROUTER_ADVERT: u8 = 134;
-    pub const NEIGHBOUR_SOLICIT: u8 = 135;
-    pub const NEIGHBOUR_ADVERT: u8 = 136;
+pub(crate) mod msg_type {
+    pub(crate) const ECHO_REQUEST: u8 = 128;
+    pub(crate) const ECHO_REPLY: u8 = 129;
+    pub(crate) const ROUTER_SOLICIT: u8 = 133;
+    pub(crate) const ROUTER_ADVERT: u8 = 134;
+    pub(crate) const NEIGHBOUR_SOLICIT: u8 = 135;
+    pub(crate) const NEIGHBOUR_ADVERT: u8 = 136;
 }
 
 /// A view of an ICMPv6 message.
 #[derive(Clone, Copy, Debug)]
-pub struct Icmpv6Packet<T> {
+pub(crate) struct Icmpv6Packet<T> {
     buffer: T,
 }
 
 impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
+    pub(crate) const fn new_unchecked(buffer: T) -> Self {
         Icmpv6Packet { buffer }
     }
 
-    pub fn new_checked(buffer: T) -> Result<Self> {
+    pub(crate) fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
-    pub fn check_len(&self) -> Result<()> {
+    pub(crate) fn check_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    pub fn msg_type(&self) -> u8 {
+    pub(crate) fn msg_type(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
 
-    pub fn code(&self) -> u8 {
+    pub(crate) fn code(&self) -> u8 {
         self.buffer.as_ref()[field::CODE]
     }
 
-    pub fn checksum(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::CHECKSUM)
-    }
-
-    /// Echo identifier, if the message is long enough to carry one.
-    pub fn echo_ident(&self) -> Option<u16> {
-        let b = self
-            .buffer
-            .as_ref()
-            .get(field::ECHO_IDENT..field::ECHO_IDENT + 2)?;
-        Some(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    /// Echo sequence number, if the message is long enough to carry one.
-    pub fn echo_seq(&self) -> Option<u16> {
-        let b = self
-            .buffer
-            .as_ref()
-            .get(field::ECHO_SEQ..field::ECHO_SEQ + 2)?;
-        Some(u16::from_be_bytes([b[0], b[1]]))
-    }
-
     /// Target address of an NS or NA, if the message is long enough.
-    pub fn ndp_target(&self) -> Option<Ipv6Addr> {
+    pub(crate) fn ndp_target(&self) -> Option<Ipv6Addr> {
         let b: [u8; 16] = self
             .buffer
             .as_ref()
@@ -107,44 +76,27 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         Some(Ipv6Addr::from(b))
     }
 
-    pub fn verify_checksum(&self, pseudo: u64) -> bool {
+    pub(crate) fn verify_checksum(&self, pseudo: u64) -> bool {
         checksum::verify(checksum::combine(
             pseudo,
             checksum::sum(self.buffer.as_ref()),
         ))
     }
-
-    /// Everything after the common header.
-    pub fn body(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::BODY..]
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
-    pub fn set_msg_type(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TYPE] = v;
-    }
-
-    pub fn set_code(&mut self, v: u8) {
-        self.buffer.as_mut()[field::CODE] = v;
-    }
-
-    pub fn set_checksum(&mut self, v: u16) {
+    pub(crate) fn set_checksum(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
     }
 
     /// Computes and stores the checksum over the whole buffer.
-    pub fn fill_checksum(&mut self, pseudo: u64) {
+    pub(crate) fn fill_checksum(&mut self, pseudo: u64) {
         self.set_checksum(0);
         let c = checksum::finish(checksum::combine(
             pseudo,
             checksum::sum(self.buffer.as_ref()),
         ));
         self.set_checksum(c);
-    }
-
-    pub fn body_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::BODY..]
     }
 }
 
@@ -169,7 +121,6 @@ mod tests {
         assert_eq!(p.ndp_target(), Some(t));
         let p = Icmpv6Packet::new_checked(&b[..23]).unwrap();
         assert_eq!(p.ndp_target(), None);
-        assert_eq!(p.echo_ident(), Some(0));
         assert!(Icmpv6Packet::new_checked(&b[..3]).is_err());
     }
 }

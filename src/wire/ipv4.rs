@@ -11,20 +11,20 @@ use std::net::Ipv4Addr;
 
 mod field {
     use crate::wire::Field;
-    pub const VER_IHL: usize = 0;
-    pub const TOS: usize = 1;
-    pub const TOTAL_LEN: usize = 2;
-    pub const IDENT: usize = 4;
-    pub const FLAGS_FRAG: usize = 6;
-    pub const TTL: usize = 8;
-    pub const PROTOCOL: usize = 9;
-    pub const CHECKSUM: usize = 10;
-    pub const SRC: Field = 12..16;
-    pub const DST: Field = 16..20;
+    pub(crate) const VER_IHL: usize = 0;
+    pub(crate) const TOS: usize = 1;
+    pub(crate) const TOTAL_LEN: usize = 2;
+    pub(crate) const IDENT: usize = 4;
+    pub(crate) const FLAGS_FRAG: usize = 6;
+    pub(crate) const TTL: usize = 8;
+    pub(crate) const PROTOCOL: usize = 9;
+    pub(crate) const CHECKSUM: usize = 10;
+    pub(crate) const SRC: Field = 12..16;
+    pub(crate) const DST: Field = 16..20;
 }
 
 /// Length of a header without options.
-pub const HEADER_LEN: usize = field::DST.end;
+pub(crate) const HEADER_LEN: usize = field::DST.end;
 
 /// Flag: don't fragment.
 const FLAG_DF: u16 = 0x4000;
@@ -34,31 +34,31 @@ const FLAG_MF: u16 = 0x2000;
 const FRAG_OFFSET_MASK: u16 = 0x1fff;
 
 /// IP protocol numbers we handle.
-pub mod protocol {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const ICMPV6: u8 = 58;
+pub(crate) mod protocol {
+    pub(crate) const ICMP: u8 = 1;
+    pub(crate) const TCP: u8 = 6;
+    pub(crate) const UDP: u8 = 17;
+    pub(crate) const ICMPV6: u8 = 58;
 }
 
 /// A view of an IPv4 packet.
 #[derive(Clone, Copy, Debug)]
-pub struct Ipv4Packet<T> {
+pub(crate) struct Ipv4Packet<T> {
     buffer: T,
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
+    pub(crate) const fn new_unchecked(buffer: T) -> Self {
         Ipv4Packet { buffer }
     }
 
-    pub fn new_checked(buffer: T) -> Result<Self> {
+    pub(crate) fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
-    pub fn check_len(&self) -> Result<()> {
+    pub(crate) fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
             return Err(WireError::Truncated);
@@ -71,132 +71,122 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    pub fn version(&self) -> u8 {
+    pub(crate) fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
 
     /// Header length in bytes (IHL × 4).
-    pub fn header_len(&self) -> usize {
+    pub(crate) fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
     /// DSCP and ECN.
-    pub fn tos(&self) -> u8 {
+    pub(crate) fn tos(&self) -> u8 {
         self.buffer.as_ref()[field::TOS]
     }
 
-    pub fn total_len(&self) -> u16 {
+    pub(crate) fn total_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::TOTAL_LEN)
     }
 
-    pub fn ident(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::IDENT)
-    }
-
-    pub fn dont_frag(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn dont_frag(&self) -> bool {
         get_u16(self.buffer.as_ref(), field::FLAGS_FRAG) & FLAG_DF != 0
     }
 
-    pub fn more_frags(&self) -> bool {
+    pub(crate) fn more_frags(&self) -> bool {
         get_u16(self.buffer.as_ref(), field::FLAGS_FRAG) & FLAG_MF != 0
     }
 
     /// Fragment offset, in units of 8 bytes.
-    pub fn frag_offset(&self) -> u16 {
+    pub(crate) fn frag_offset(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::FLAGS_FRAG) & FRAG_OFFSET_MASK
     }
 
-    pub fn ttl(&self) -> u8 {
+    pub(crate) fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
-    pub fn protocol(&self) -> u8 {
+    pub(crate) fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
-    pub fn checksum(&self) -> u16 {
+    #[cfg(test)]
+    pub(crate) fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
-    pub fn src(&self) -> Ipv4Addr {
+    pub(crate) fn src(&self) -> Ipv4Addr {
         Ipv4Addr::from(get_array::<4>(self.buffer.as_ref(), field::SRC))
     }
 
-    pub fn dst(&self) -> Ipv4Addr {
+    pub(crate) fn dst(&self) -> Ipv4Addr {
         Ipv4Addr::from(get_array::<4>(self.buffer.as_ref(), field::DST))
     }
 
     /// Whether the header checksum (over the whole header, options
     /// included) is valid.
-    pub fn verify_checksum(&self) -> bool {
+    pub(crate) fn verify_checksum(&self) -> bool {
         checksum::verify(checksum::sum(&self.buffer.as_ref()[..self.header_len()]))
     }
 
     /// The L4 payload: from the end of the header to the total length.
-    pub fn payload(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets version 4 and the header length in bytes (multiple of 4).
-    pub fn set_version_header_len(&mut self, hlen: usize) {
+    pub(crate) fn set_version_header_len(&mut self, hlen: usize) {
         self.buffer.as_mut()[field::VER_IHL] = 0x40 | ((hlen / 4) as u8 & 0x0f);
     }
 
-    pub fn set_tos(&mut self, v: u8) {
+    pub(crate) fn set_tos(&mut self, v: u8) {
         self.buffer.as_mut()[field::TOS] = v;
     }
 
-    pub fn set_total_len(&mut self, v: u16) {
+    pub(crate) fn set_total_len(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::TOTAL_LEN, v);
     }
 
-    pub fn set_ident(&mut self, v: u16) {
+    pub(crate) fn set_ident(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::IDENT, v);
     }
 
     /// Sets the flags and fragment offset: DF as given, MF clear, offset 0.
-    pub fn set_dont_frag(&mut self, df: bool) {
+    pub(crate) fn set_dont_frag(&mut self, df: bool) {
         let v = if df { FLAG_DF } else { 0 };
         set_u16(self.buffer.as_mut(), field::FLAGS_FRAG, v);
     }
 
-    pub fn set_ttl(&mut self, v: u8) {
+    pub(crate) fn set_ttl(&mut self, v: u8) {
         self.buffer.as_mut()[field::TTL] = v;
     }
 
-    pub fn set_protocol(&mut self, v: u8) {
+    pub(crate) fn set_protocol(&mut self, v: u8) {
         self.buffer.as_mut()[field::PROTOCOL] = v;
     }
 
-    pub fn set_checksum(&mut self, v: u16) {
+    pub(crate) fn set_checksum(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
     }
 
-    pub fn set_src(&mut self, a: Ipv4Addr) {
+    pub(crate) fn set_src(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&a.octets());
     }
 
-    pub fn set_dst(&mut self, a: Ipv4Addr) {
+    pub(crate) fn set_dst(&mut self, a: Ipv4Addr) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&a.octets());
     }
 
     /// Computes and stores the header checksum.
-    pub fn fill_checksum(&mut self) {
+    pub(crate) fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let hlen = self.header_len();
         let c = checksum::finish(checksum::sum(&self.buffer.as_ref()[..hlen]));
         self.set_checksum(c);
-    }
-
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let (h, t) = (self.header_len(), usize::from(self.total_len()));
-        &mut self.buffer.as_mut()[h..t]
     }
 }
 

@@ -10,35 +10,35 @@ use std::net::Ipv6Addr;
 
 mod field {
     use crate::wire::Field;
-    pub const VER_TC_FLOW: usize = 0;
-    pub const PAYLOAD_LEN: usize = 4;
-    pub const NEXT_HEADER: usize = 6;
-    pub const HOP_LIMIT: usize = 7;
-    pub const SRC: Field = 8..24;
-    pub const DST: Field = 24..40;
+    pub(crate) const VER_TC_FLOW: usize = 0;
+    pub(crate) const PAYLOAD_LEN: usize = 4;
+    pub(crate) const NEXT_HEADER: usize = 6;
+    pub(crate) const HOP_LIMIT: usize = 7;
+    pub(crate) const SRC: Field = 8..24;
+    pub(crate) const DST: Field = 24..40;
 }
 
 /// Length of the fixed header.
-pub const HEADER_LEN: usize = field::DST.end;
+pub(crate) const HEADER_LEN: usize = field::DST.end;
 
 /// A view of an IPv6 packet.
 #[derive(Clone, Copy, Debug)]
-pub struct Ipv6Packet<T> {
+pub(crate) struct Ipv6Packet<T> {
     buffer: T,
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
+    pub(crate) const fn new_unchecked(buffer: T) -> Self {
         Ipv6Packet { buffer }
     }
 
-    pub fn new_checked(buffer: T) -> Result<Self> {
+    pub(crate) fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
-    pub fn check_len(&self) -> Result<()> {
+    pub(crate) fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
             return Err(WireError::Truncated);
@@ -49,75 +49,73 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    pub fn version(&self) -> u8 {
+    pub(crate) fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_TC_FLOW] >> 4
     }
 
-    pub fn traffic_class(&self) -> u8 {
+    pub(crate) fn traffic_class(&self) -> u8 {
         (get_u16(self.buffer.as_ref(), field::VER_TC_FLOW) >> 4) as u8
     }
 
-    pub fn flow_label(&self) -> u32 {
+    pub(crate) fn flow_label(&self) -> u32 {
         get_u32(self.buffer.as_ref(), field::VER_TC_FLOW) & 0x000f_ffff
     }
 
-    pub fn payload_len(&self) -> u16 {
+    pub(crate) fn payload_len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::PAYLOAD_LEN)
     }
 
-    pub fn next_header(&self) -> u8 {
+    pub(crate) fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NEXT_HEADER]
     }
 
-    pub fn hop_limit(&self) -> u8 {
+    pub(crate) fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
-    pub fn src(&self) -> Ipv6Addr {
+    pub(crate) fn src(&self) -> Ipv6Addr {
         Ipv6Addr::from(get_array::<16>(self.buffer.as_ref(), field::SRC))
     }
 
-    pub fn dst(&self) -> Ipv6Addr {
+    pub(crate) fn dst(&self) -> Ipv6Addr {
         Ipv6Addr::from(get_array::<16>(self.buffer.as_ref(), field::DST))
     }
 
-    pub fn payload(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Sets version 6, traffic class and flow label.
-    pub fn set_version_tc_flow(&mut self, tc: u8, flow: u32) {
+    pub(crate) fn set_version_tc_flow(&mut self, tc: u8, flow: u32) {
         let v = (6 << 28) | (u32::from(tc) << 20) | (flow & 0x000f_ffff);
         set_u32(self.buffer.as_mut(), field::VER_TC_FLOW, v);
     }
 
-    pub fn set_payload_len(&mut self, v: u16) {
+    pub(crate) fn set_payload_len(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::PAYLOAD_LEN, v);
     }
 
-    pub fn set_next_header(&mut self, v: u8) {
+    pub(crate) fn set_next_header(&mut self, v: u8) {
         self.buffer.as_mut()[field::NEXT_HEADER] = v;
     }
 
-    pub fn set_hop_limit(&mut self, v: u8) {
+    pub(crate) fn set_hop_limit(&mut self, v: u8) {
         self.buffer.as_mut()[field::HOP_LIMIT] = v;
     }
 
-    pub fn set_src(&mut self, a: Ipv6Addr) {
+    pub(crate) fn set_src(&mut self, a: Ipv6Addr) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&a.octets());
     }
 
-    pub fn set_dst(&mut self, a: Ipv6Addr) {
+    pub(crate) fn set_dst(&mut self, a: Ipv6Addr) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&a.octets());
     }
 
-    pub fn payload_mut(&mut self) -> &mut [u8] {
+    #[cfg(test)]
+    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
         let end = HEADER_LEN + usize::from(self.payload_len());
         &mut self.buffer.as_mut()[HEADER_LEN..end]
     }
@@ -125,7 +123,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
 
 /// Whether `a` is a unicast link-local address (fe80::/10). std's
 /// `Ipv6Addr::is_unicast_link_local` does the same from Rust 1.84 on.
-pub const fn is_link_local(a: Ipv6Addr) -> bool {
+pub(crate) const fn is_link_local(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 

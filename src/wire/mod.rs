@@ -26,15 +26,15 @@
 
 pub mod arp;
 pub mod build;
-pub mod checksum;
-pub mod classify;
-pub mod eth;
-pub mod icmp;
-pub mod icmpv6;
-pub mod ipv4;
-pub mod ipv6;
-pub mod tcp;
-pub mod udp;
+pub(crate) mod checksum;
+pub(crate) mod classify;
+pub(crate) mod eth;
+pub(crate) mod icmp;
+pub(crate) mod icmpv6;
+pub(crate) mod ipv4;
+pub(crate) mod ipv6;
+pub(crate) mod tcp;
+pub(crate) mod udp;
 
 pub use classify::{classify, Classified, DropReason, L3, L4};
 
@@ -42,7 +42,7 @@ pub use classify::{classify, Classified, DropReason, L3, L4};
 pub type Mac = [u8; 6];
 
 /// The Ethernet broadcast address.
-pub const MAC_BROADCAST: Mac = [0xff; 6];
+pub(crate) const MAC_BROADCAST: Mac = [0xff; 6];
 
 /// Errors of the wire views and builders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -104,7 +104,7 @@ pub(crate) fn get_array<const N: usize>(b: &[u8], f: Field) -> [u8; N] {
 
 /// A tiny xorshift generator for the fuzz-style tests.
 #[cfg(test)]
-pub(crate) struct XorShift(pub u64);
+pub(crate) struct XorShift(pub(crate) u64);
 
 #[cfg(test)]
 impl XorShift {

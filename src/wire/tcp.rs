@@ -12,43 +12,40 @@ use super::checksum;
 use super::{get_u16, get_u32, set_u16, set_u32, Result, WireError};
 
 mod field {
-    pub const SRC_PORT: usize = 0;
-    pub const DST_PORT: usize = 2;
-    pub const SEQ: usize = 4;
-    pub const ACK: usize = 8;
-    pub const OFF_FLAGS: usize = 12;
-    pub const WINDOW: usize = 14;
-    pub const CHECKSUM: usize = 16;
-    pub const URGENT: usize = 18;
-    pub const OPTIONS: usize = 20;
+    pub(crate) const SRC_PORT: usize = 0;
+    pub(crate) const DST_PORT: usize = 2;
+    pub(crate) const SEQ: usize = 4;
+    pub(crate) const ACK: usize = 8;
+    pub(crate) const OFF_FLAGS: usize = 12;
+    pub(crate) const WINDOW: usize = 14;
+    pub(crate) const CHECKSUM: usize = 16;
+    pub(crate) const URGENT: usize = 18;
+    pub(crate) const OPTIONS: usize = 20;
 }
 
 /// Length of a header without options.
-pub const HEADER_LEN: usize = field::OPTIONS;
+pub(crate) const HEADER_LEN: usize = field::OPTIONS;
 /// Offset of the checksum field, for checksum offload.
-pub const CHECKSUM_OFFSET: usize = field::CHECKSUM;
+pub(crate) const CHECKSUM_OFFSET: usize = field::CHECKSUM;
 
 /// Flag bits, as in the low 9 bits of bytes 12–13.
-pub mod flags {
-    pub const FIN: u16 = 0x001;
-    pub const SYN: u16 = 0x002;
-    pub const RST: u16 = 0x004;
-    pub const PSH: u16 = 0x008;
-    pub const ACK: u16 = 0x010;
-    pub const URG: u16 = 0x020;
-    pub const ECE: u16 = 0x040;
-    pub const CWR: u16 = 0x080;
-    pub const ALL: u16 = 0x1ff;
+pub(crate) mod flags {
+    pub(crate) const FIN: u16 = 0x001;
+    pub(crate) const SYN: u16 = 0x002;
+    pub(crate) const RST: u16 = 0x004;
+    pub(crate) const PSH: u16 = 0x008;
+    pub(crate) const ACK: u16 = 0x010;
+    pub(crate) const ALL: u16 = 0x1ff;
 }
 
 /// Option kinds.
 mod kind {
-    pub const END: u8 = 0;
-    pub const NOP: u8 = 1;
-    pub const MSS: u8 = 2;
-    pub const WSCALE: u8 = 3;
-    pub const SACK_PERMITTED: u8 = 4;
-    pub const TIMESTAMP: u8 = 8;
+    pub(crate) const END: u8 = 0;
+    pub(crate) const NOP: u8 = 1;
+    pub(crate) const MSS: u8 = 2;
+    pub(crate) const WSCALE: u8 = 3;
+    pub(crate) const SACK_PERMITTED: u8 = 4;
+    pub(crate) const TIMESTAMP: u8 = 8;
 }
 
 /// Length of the MSS option.
@@ -61,20 +58,20 @@ const WSCALE_OPT_LEN: usize = 4;
 /// addresses the frame builder takes). Options: MSS, then NOP and window
 /// scale, each if present; we send them on SYNs only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpRepr {
-    pub seq: u32,
-    pub ack: u32,
+pub(crate) struct TcpRepr {
+    pub(crate) seq: u32,
+    pub(crate) ack: u32,
     /// Flag bits, see [`flags`].
-    pub flags: u16,
+    pub(crate) flags: u16,
     /// The window field, as sent (already scaled down).
-    pub window: u16,
-    pub mss: Option<u16>,
-    pub window_scale: Option<u8>,
+    pub(crate) window: u16,
+    pub(crate) mss: Option<u16>,
+    pub(crate) window_scale: Option<u8>,
 }
 
 impl TcpRepr {
     /// Header length, options included.
-    pub fn header_len(&self) -> usize {
+    pub(crate) fn header_len(&self) -> usize {
         HEADER_LEN
             + if self.mss.is_some() { MSS_OPT_LEN } else { 0 }
             + if self.window_scale.is_some() {
@@ -86,7 +83,7 @@ impl TcpRepr {
 
     /// Writes everything but ports and checksum (left 0) into `p`, which
     /// must hold [`TcpRepr::header_len`] bytes.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut TcpPacket<T>) {
+    pub(crate) fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut TcpPacket<T>) {
         p.set_seq(self.seq);
         p.set_ack(self.ack);
         p.set_header_len_flags(self.header_len(), self.flags);
@@ -108,7 +105,7 @@ impl TcpRepr {
 
 /// One TCP option.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TcpOption<'a> {
+pub(crate) enum TcpOption<'a> {
     Nop,
     Mss(u16),
     WindowScale(u8),
@@ -126,7 +123,7 @@ pub enum TcpOption<'a> {
 
 /// Iterator over the options of a header.
 #[derive(Clone, Debug)]
-pub struct TcpOptions<'a> {
+pub(crate) struct TcpOptions<'a> {
     rest: &'a [u8],
 }
 
@@ -174,17 +171,17 @@ pub struct TcpPacket<T> {
 }
 
 impl<T: AsRef<[u8]>> TcpPacket<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
+    pub(crate) const fn new_unchecked(buffer: T) -> Self {
         TcpPacket { buffer }
     }
 
-    pub fn new_checked(buffer: T) -> Result<Self> {
+    pub(crate) fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
-    pub fn check_len(&self) -> Result<()> {
+    pub(crate) fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
             return Err(WireError::Truncated);
@@ -194,10 +191,6 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
             return Err(WireError::BadLength);
         }
         Ok(())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     pub fn src_port(&self) -> u16 {
@@ -217,7 +210,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     /// Header length in bytes (data offset × 4).
-    pub fn header_len(&self) -> usize {
+    pub(crate) fn header_len(&self) -> usize {
         usize::from(self.buffer.as_ref()[field::OFF_FLAGS] >> 4) * 4
     }
 
@@ -226,51 +219,39 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         get_u16(self.buffer.as_ref(), field::OFF_FLAGS) & flags::ALL
     }
 
-    pub fn fin(&self) -> bool {
+    pub(crate) fn fin(&self) -> bool {
         self.flags() & flags::FIN != 0
     }
 
-    pub fn syn(&self) -> bool {
+    pub(crate) fn syn(&self) -> bool {
         self.flags() & flags::SYN != 0
     }
 
-    pub fn rst(&self) -> bool {
+    pub(crate) fn rst(&self) -> bool {
         self.flags() & flags::RST != 0
     }
 
-    pub fn psh(&self) -> bool {
-        self.flags() & flags::PSH != 0
-    }
-
-    pub fn ack_flag(&self) -> bool {
+    pub(crate) fn ack_flag(&self) -> bool {
         self.flags() & flags::ACK != 0
     }
 
-    pub fn window(&self) -> u16 {
+    pub(crate) fn window(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::WINDOW)
     }
 
-    pub fn checksum(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::CHECKSUM)
-    }
-
-    pub fn urgent(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), field::URGENT)
-    }
-
     /// The raw option bytes.
-    pub fn options_raw(&self) -> &[u8] {
+    pub(crate) fn options_raw(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
     }
 
-    pub fn options(&self) -> TcpOptions<'_> {
+    pub(crate) fn options(&self) -> TcpOptions<'_> {
         TcpOptions {
             rest: self.options_raw(),
         }
     }
 
     /// The MSS option, if present.
-    pub fn mss(&self) -> Option<u16> {
+    pub(crate) fn mss(&self) -> Option<u16> {
         self.options().find_map(|o| match o {
             TcpOption::Mss(m) => Some(m),
             _ => None,
@@ -278,7 +259,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     /// The window scale option, if present.
-    pub fn window_scale(&self) -> Option<u8> {
+    pub(crate) fn window_scale(&self) -> Option<u8> {
         self.options().find_map(|o| match o {
             TcpOption::WindowScale(s) => Some(s),
             _ => None,
@@ -287,7 +268,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// Verifies the checksum over the whole buffer (the segment) given the
     /// pseudo-header sum.
-    pub fn verify_checksum(&self, pseudo: u64) -> bool {
+    pub(crate) fn verify_checksum(&self, pseudo: u64) -> bool {
         checksum::verify(checksum::combine(
             pseudo,
             checksum::sum(self.buffer.as_ref()),
@@ -300,42 +281,42 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
-    pub fn set_src_port(&mut self, v: u16) {
+    pub(crate) fn set_src_port(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::SRC_PORT, v);
     }
 
-    pub fn set_dst_port(&mut self, v: u16) {
+    pub(crate) fn set_dst_port(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::DST_PORT, v);
     }
 
-    pub fn set_seq(&mut self, v: u32) {
+    pub(crate) fn set_seq(&mut self, v: u32) {
         set_u32(self.buffer.as_mut(), field::SEQ, v);
     }
 
-    pub fn set_ack(&mut self, v: u32) {
+    pub(crate) fn set_ack(&mut self, v: u32) {
         set_u32(self.buffer.as_mut(), field::ACK, v);
     }
 
     /// Sets header length (bytes, multiple of 4) and flags together.
-    pub fn set_header_len_flags(&mut self, hlen: usize, f: u16) {
+    pub(crate) fn set_header_len_flags(&mut self, hlen: usize, f: u16) {
         let v = (((hlen / 4) as u16 & 0xf) << 12) | (f & flags::ALL);
         set_u16(self.buffer.as_mut(), field::OFF_FLAGS, v);
     }
 
-    pub fn set_window(&mut self, v: u16) {
+    pub(crate) fn set_window(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::WINDOW, v);
     }
 
-    pub fn set_checksum(&mut self, v: u16) {
+    pub(crate) fn set_checksum(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
     }
 
-    pub fn set_urgent(&mut self, v: u16) {
+    pub(crate) fn set_urgent(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::URGENT, v);
     }
 
     /// Computes and stores the checksum over the whole buffer.
-    pub fn fill_checksum(&mut self, pseudo: u64) {
+    pub(crate) fn fill_checksum(&mut self, pseudo: u64) {
         self.set_checksum(0);
         let c = checksum::finish(checksum::combine(
             pseudo,

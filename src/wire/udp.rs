@@ -9,34 +9,34 @@ use super::checksum;
 use super::{get_u16, set_u16, Result, WireError};
 
 mod field {
-    pub const SRC_PORT: usize = 0;
-    pub const DST_PORT: usize = 2;
-    pub const LENGTH: usize = 4;
-    pub const CHECKSUM: usize = 6;
-    pub const PAYLOAD: usize = 8;
+    pub(crate) const SRC_PORT: usize = 0;
+    pub(crate) const DST_PORT: usize = 2;
+    pub(crate) const LENGTH: usize = 4;
+    pub(crate) const CHECKSUM: usize = 6;
+    pub(crate) const PAYLOAD: usize = 8;
 }
 
 /// Length of the UDP header.
-pub const HEADER_LEN: usize = field::PAYLOAD;
+pub(crate) const HEADER_LEN: usize = field::PAYLOAD;
 
 /// A view of a UDP datagram.
 #[derive(Clone, Copy, Debug)]
-pub struct UdpPacket<T> {
+pub(crate) struct UdpPacket<T> {
     buffer: T,
 }
 
 impl<T: AsRef<[u8]>> UdpPacket<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
+    pub(crate) const fn new_unchecked(buffer: T) -> Self {
         UdpPacket { buffer }
     }
 
-    pub fn new_checked(buffer: T) -> Result<Self> {
+    pub(crate) fn new_checked(buffer: T) -> Result<Self> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
 
-    pub fn check_len(&self) -> Result<()> {
+    pub(crate) fn check_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
             return Err(WireError::Truncated);
@@ -48,73 +48,64 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         Ok(())
     }
 
-    pub fn into_inner(self) -> T {
+    pub(crate) fn into_inner(self) -> T {
         self.buffer
     }
 
-    pub fn src_port(&self) -> u16 {
+    pub(crate) fn src_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
-    pub fn dst_port(&self) -> u16 {
+    pub(crate) fn dst_port(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// The length field: header and payload.
-    pub fn len(&self) -> u16 {
+    pub(crate) fn len(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
-    /// Whether the length field says there is no payload.
-    pub fn is_empty(&self) -> bool {
-        usize::from(self.len()) <= HEADER_LEN
-    }
-
-    pub fn checksum(&self) -> u16 {
+    pub(crate) fn checksum(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// Verifies the checksum given the pseudo-header sum. A zero checksum
     /// ("none", legal on IPv4 only) is for the caller to accept or not.
-    pub fn verify_checksum(&self, pseudo: u64) -> bool {
+    pub(crate) fn verify_checksum(&self, pseudo: u64) -> bool {
         let data = &self.buffer.as_ref()[..usize::from(self.len())];
         checksum::verify(checksum::combine(pseudo, checksum::sum(data)))
     }
 
-    pub fn payload(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..usize::from(self.len())]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
-    pub fn set_src_port(&mut self, v: u16) {
+    pub(crate) fn set_src_port(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::SRC_PORT, v);
     }
 
-    pub fn set_dst_port(&mut self, v: u16) {
+    pub(crate) fn set_dst_port(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::DST_PORT, v);
     }
 
-    pub fn set_len(&mut self, v: u16) {
+    pub(crate) fn set_len(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, v);
     }
 
-    pub fn set_checksum(&mut self, v: u16) {
+    pub(crate) fn set_checksum(&mut self, v: u16) {
         set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
     }
 
     /// Computes and stores the checksum over header and payload (up to the
     /// length field); a computed 0 is sent as 0xffff (RFC 768).
-    pub fn fill_checksum(&mut self, pseudo: u64) {
+    pub(crate) fn fill_checksum(&mut self, pseudo: u64) {
         self.set_checksum(0);
         let data = &self.buffer.as_ref()[..usize::from(self.len())];
         let c = checksum::finish(checksum::combine(pseudo, checksum::sum(data)));
         self.set_checksum(if c == 0 { 0xffff } else { c });
-    }
-
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        let end = usize::from(self.len());
-        &mut self.buffer.as_mut()[HEADER_LEN..end]
     }
 }
 
