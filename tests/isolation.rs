@@ -237,8 +237,8 @@ fn passt_fd_3_kept_other_inherited_closed() {
     let tb = Testbed::new();
     let m = marker(&tb);
     let (ours, theirs) = UnixStream::pair().unwrap();
-    // The launcher's shell must inherit it.
-    rustix::io::fcntl_setfd(&theirs, rustix::io::FdFlags::empty()).unwrap();
+    // The launcher's shell (bash: the number is 10 or above) inherits it.
+    let theirs = inheritable_fd(theirs);
     let script = format!(
         "exec ip netns exec {} {} -f -q --fd 3 3<&{} 7<{} {}<&-",
         tb.host,
@@ -247,7 +247,7 @@ fn passt_fd_3_kept_other_inherited_closed() {
         m.display(),
         theirs.as_raw_fd()
     );
-    let child = Command::new("sh")
+    let child = Command::new("bash")
         .args(["-c", &script])
         .stdin(Stdio::null())
         .spawn()

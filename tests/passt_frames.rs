@@ -892,12 +892,13 @@ fn qemu_contract_fd_3_quiet_pid() {
     let (ours, theirs) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::empty(),
+        rustix::net::SocketFlags::CLOEXEC,
         None,
     )
     .unwrap();
-    rustix::io::fcntl_setfd(&ours, rustix::io::FdFlags::CLOEXEC).unwrap();
-    // The launcher: a shell that moves the socket to fd 3, as QEMU does.
+    let theirs = inheritable_fd(theirs);
+    // The launcher: a shell that moves the socket to fd 3, as QEMU does
+    // (bash: the socket is numbered 10 or above).
     let script = format!(
         "exec ip netns exec {} {} --quiet --pid {} --fd 3 --mtu 1500 3<&{} {}<&-",
         tb.host,
@@ -906,7 +907,7 @@ fn qemu_contract_fd_3_quiet_pid() {
         theirs.as_raw_fd(),
         theirs.as_raw_fd()
     );
-    let mut launcher = Command::new("sh")
+    let mut launcher = Command::new("bash")
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())

@@ -376,3 +376,15 @@ pub fn in_pasta_env(tb: &Testbed, args: &[&str], script: &str, env: &[(&str, &st
     );
     out
 }
+
+/// A copy of `fd` that a launched shell inherits, numbered 10 or above.
+/// A launcher script that moves a descriptor into place (`3<&N N<&-`)
+/// must not get N = 3 or the number of another redirection: with other
+/// test threads opening and closing descriptors, the socket's own number
+/// is anything from 3 up. Launch such scripts with bash: dash reads
+/// only single-digit descriptors in redirections.
+pub fn inheritable_fd(fd: impl std::os::fd::AsFd) -> std::os::fd::OwnedFd {
+    let high = rustix::io::fcntl_dupfd_cloexec(fd, 10).expect("F_DUPFD_CLOEXEC");
+    rustix::io::fcntl_setfd(&high, rustix::io::FdFlags::empty()).expect("F_SETFD");
+    high
+}
