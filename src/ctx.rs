@@ -246,8 +246,9 @@ impl<'c> Ctx<'c> {
         self.tap.flush();
     }
 
-    /// TCP and what its handlers need, borrowed apart from the rest.
-    fn tcp_ctx(&mut self) -> (&mut Tcp, TcpCtx<'_>) {
+    /// TCP and what its handlers need, borrowed apart from the rest, and
+    /// the forwarding tables (for listener events).
+    fn tcp_ctx(&mut self) -> (&mut Tcp, TcpCtx<'_>, &Fwd) {
         (
             &mut self.tcp,
             TcpCtx {
@@ -257,11 +258,13 @@ impl<'c> Ctx<'c> {
                 tap: &mut self.tap,
                 guest: &self.guest,
             },
+            &self.fwd,
         )
     }
 
-    /// UDP and what its handlers need, borrowed apart from the rest.
-    fn udp_ctx(&mut self) -> (&mut crate::udp::Udp, crate::udp::UdpCtx<'_>) {
+    /// UDP and what its handlers need, borrowed apart from the rest, and
+    /// the forwarding tables (for listener events).
+    fn udp_ctx(&mut self) -> (&mut crate::udp::Udp, crate::udp::UdpCtx<'_>, &Fwd) {
         (
             &mut self.udp,
             crate::udp::UdpCtx {
@@ -272,6 +275,7 @@ impl<'c> Ctx<'c> {
                 guest: &self.guest,
                 netns: self.netns.as_ref(),
             },
+            &self.fwd,
         )
     }
 
@@ -313,7 +317,7 @@ impl<'c> Ctx<'c> {
             }
             let now = Instant::now();
             if self.tcp.ack_deadline().is_some_and(|d| now >= d) {
-                let (tcp, mut c) = self.tcp_ctx();
+                let (tcp, mut c, _) = self.tcp_ctx();
                 tcp.flush_delayed_acks(&mut c);
             }
             if now >= next_tick {
@@ -357,24 +361,19 @@ impl<'c> Ctx<'c> {
                     });
             }
             Kind::TcpSock => {
-                let (tcp, mut c) = self.tcp_ctx();
+                let (tcp, mut c, _) = self.tcp_ctx();
                 tcp.sock_event(&mut c, ev.r.index, &ev);
             }
             Kind::TcpListen | Kind::TcpListenNs => {
                 // The table names the socket and its rule (nothing if it
                 // was closed earlier in this batch).
-                if let Some(l) = self.fwd.listening(ev.r.index) {
-                    let mut c = TcpCtx {
-                        conf: self.conf,
-                        flows: &mut self.flows,
-                        epoll: &self.epoll,
-                        tap: &mut self.tap,
-                        guest: &self.guest,
-                    };
-                    if ev.r.kind == Kind::TcpListen {
-                        self.tcp.listen_event(&mut c, &l);
+                let kind = ev.r.kind;
+                let (tcp, mut c, fwd) = self.tcp_ctx();
+                if let Some(l) = fwd.listening(ev.r.index) {
+                    if kind == Kind::TcpListen {
+                        tcp.listen_event(&mut c, &l);
                     } else {
-                        self.tcp.listen_ns_event(&mut c, &l);
+                        tcp.listen_ns_event(&mut c, &l);
                     }
                 }
             }
@@ -383,20 +382,13 @@ impl<'c> Ctx<'c> {
                     .splice_event(&mut self.flows, &self.epoll, ev.r.index, &ev);
             }
             Kind::UdpSock => {
-                let (udp, mut c) = self.udp_ctx();
+                let (udp, mut c, _) = self.udp_ctx();
                 udp.sock_event(&mut c, ev.r.index, &ev);
             }
             Kind::UdpListen => {
-                if let Some(l) = self.fwd.listening(ev.r.index) {
-                    let mut c = crate::udp::UdpCtx {
-                        conf: self.conf,
-                        flows: &mut self.flows,
-                        epoll: &self.epoll,
-                        tap: &mut self.tap,
-                        guest: &self.guest,
-                        netns: self.netns.as_ref(),
-                    };
-                    self.udp.listen_event(&mut c, &l);
+                let (udp, mut c, fwd) = self.udp_ctx();
+                if let Some(l) = fwd.listening(ev.r.index) {
+                    udp.listen_event(&mut c, &l);
                 }
             }
         }
@@ -460,7 +452,7 @@ impl<'c> Ctx<'c> {
                 self.frame_in(i);
             }
             self.udp.flush_from_tap(&mut self.flows, &self.rx);
-            let (tcp, mut c) = self.tcp_ctx();
+            let (tcp, mut c, _) = self.tcp_ctx();
             tcp.flush_acks(&mut c);
             if end == RxEnd::Drained {
                 return None;
@@ -620,7 +612,7 @@ impl<'c> Ctx<'c> {
         self.scan_ports();
         self.icmp.timer(&mut self.flows, &self.epoll, now);
         self.udp.timer(&mut self.flows, &self.epoll, now);
-        let (tcp, mut c) = self.tcp_ctx();
+        let (tcp, mut c, _) = self.tcp_ctx();
         tcp.timer(&mut c, now);
         let conf = self.conf;
         self.rng ^= self.rng << 13;
