@@ -83,11 +83,14 @@ fn http_curl(v6: bool) {
         }
     };
     let script = format!(
-        "for u in {} {} {}; do
-            curl -g -fsS -m 10 -o /tmp/prs-blob-$$ $u || exit 1
-            echo $u $(sha256sum < /tmp/prs-blob-$$)
-            rm -f /tmp/prs-blob-$$
-        done",
+        // mktemp, not $$: the command is PID 1 or so of its own PID
+        // namespace, like the IPv4 and IPv6 runs of this test at once.
+        "f=$(mktemp) || exit 1
+        for u in {} {} {}; do
+            curl -g -fsS -m 10 -o $f $u || exit 1
+            echo $u $(sha256sum < $f)
+        done
+        rm -f $f",
         url(host, 8001),
         url(gw, 8002),
         url(beyond, 8003)
