@@ -332,7 +332,7 @@ impl<'c> Ctx<'c> {
                 self.timer(now);
                 next_tick = now + TICK;
             }
-            self.tap.flush();
+            self.flush_tap();
             self.tcp.defer(&mut self.flows, &self.epoll);
             if let Some((code, deadline)) = self.exiting {
                 if self.tcp.open_conns() == 0 || Instant::now() >= deadline {
@@ -340,6 +340,19 @@ impl<'c> Ctx<'c> {
                     return code;
                 }
             }
+        }
+    }
+
+    /// Sends what is queued for the guest. If that cleared a backlog (a
+    /// vhost-user ring got buffers again), connections that waited for
+    /// room send again, and that goes out too.
+    fn flush_tap(&mut self) {
+        let was_blocked = self.tap.blocked();
+        self.tap.flush();
+        if was_blocked && !self.tap.blocked() {
+            let (tcp, mut c, _) = self.tcp_ctx();
+            tcp.tap_ready(&mut c);
+            self.tap.flush();
         }
     }
 

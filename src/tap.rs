@@ -328,6 +328,17 @@ impl TxQueue {
         self.used = 0;
     }
 
+    /// Forgets the first `sent` frames, which went out, and keeps the rest
+    /// for the next flush (a back-end that had no room for them). Their
+    /// space is reused once the whole backlog is gone.
+    fn keep_from(&mut self, sent: usize) {
+        if sent >= self.frames.len() {
+            self.clear();
+        } else {
+            self.frames.drain(..sent);
+        }
+    }
+
     /// Drops every queued frame (the guest is gone).
     pub(crate) fn clear_all(&mut self) {
         self.clear();
@@ -344,6 +355,8 @@ pub(crate) struct Tap {
     /// Whether the tun device takes UDP segmentation offload writes: true
     /// until one is refused, then never tried again.
     udp_gso: bool,
+    /// Frames wait in the queue for room in the back-end (vhost-user).
+    backlog: bool,
 }
 
 impl Tap {
@@ -354,6 +367,7 @@ impl Tap {
             stats: TapStats::default(),
             pcap: None,
             udp_gso: true,
+            backlog: false,
         }
     }
 
@@ -413,7 +427,9 @@ impl Tap {
                 return s.flush(&mut self.tx, &mut self.stats, self.pcap.as_mut())
             }
             Backend::VhostUser(v) => {
-                return v.flush(&mut self.tx, &mut self.stats, self.pcap.as_mut())
+                v.flush(&mut self.tx, &mut self.stats, self.pcap.as_mut());
+                self.backlog = !self.tx.frames.is_empty();
+                return;
             }
         };
         let mut i = 0;
@@ -487,6 +503,13 @@ impl Tap {
             Backend::Stream(_) => false,
             Backend::VhostUser(v) => v.csum_offload(),
         }
+    }
+
+    /// True while frames wait for room in the back-end: only vhost-user
+    /// keeps them (a ring without buffers); the others drop what they
+    /// cannot send.
+    pub(crate) fn blocked(&self) -> bool {
+        self.backlog
     }
 
     /// The stream backend (passt), if that is ours.

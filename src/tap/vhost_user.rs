@@ -729,7 +729,6 @@ impl VhostUser {
             return Ok(RxEnd::Drained);
         }
         rx.pair = (q / 2) as u8;
-        let size = v.queue.size();
         let mut end = RxEnd::Drained;
         'drain: loop {
             let _ = v.queue.disable_notification(mem);
@@ -751,7 +750,7 @@ impl VhostUser {
                 };
                 let head = chain.head_index();
                 let space = rx.space_max();
-                match read_chain(mem, chain, size, space) {
+                match read_chain(mem, chain, space) {
                     Ok((len, hdr)) => {
                         stats.rx_frames += 1;
                         stats.rx_bytes += len as u64;
@@ -787,8 +786,11 @@ impl VhostUser {
         Ok(end)
     }
 
-    /// Writes every queued frame into the receive rings. Frames that find
-    /// no buffer are dropped and counted.
+    /// Writes queued frames into the receive rings, in order. At the
+    /// first frame whose ring has no buffer left, stops: that frame and
+    /// the rest stay queued (the ring's notifications are re-armed, so the
+    /// guest kicks us when it adds buffers). Frames that cannot go at all
+    /// are dropped and counted.
     pub(crate) fn flush(
         &mut self,
         tx: &mut TxQueue,
@@ -805,7 +807,9 @@ impl VhostUser {
         let guest_csum = dev.has(VIRTIO_NET_F_GUEST_CSUM);
         let mrg = dev.has(VIRTIO_NET_F_MRG_RXBUF);
         let mut touched = 0u32;
-        for i in 0..tx.frames.len() {
+        let mut used_before = [0u16; VRINGS];
+        let (mut i, mut retried) = (0, false);
+        while i < tx.frames.len() {
             let f = tx.frames[i];
             // The ring of the frame's queue pair, else the first one.
             let want = 2 * usize::from(f.pair);
@@ -818,31 +822,64 @@ impl VhostUser {
             let frame = &mut tx.buf[off..off + len];
             if f.csum != (0, 0) && !guest_csum {
                 super::stream::complete_csum(frame, f.csum);
+                // Complete now, also if the frame waits for a retry.
+                tx.frames[i].csum = (0, 0);
+                tx.frames[i].gso = 0;
             }
+            let f = tx.frames[i];
             let hdr = header(frame, f.csum, f.gso, guest_csum);
-            if let Some(p) = pcap.as_deref_mut() {
-                p.record(frame);
+            if touched & (1 << q) == 0 {
+                used_before[q] = dev.vrings[q].queue.next_used();
             }
             match write_frame(dev, &mem, q, hdr, frame, mrg) {
                 Ok(()) => {
                     stats.tx_frames += 1;
                     stats.tx_bytes += len as u64;
                     touched |= 1 << q;
+                    retried = false;
+                    if let Some(p) = pcap.as_deref_mut() {
+                        p.record(frame);
+                    }
                 }
-                Err(why) => {
+                Err(Full::NoBuffer) => {
+                    // Re-arm; if buffers came in the meantime, try once
+                    // more (they may still be too few for this frame).
+                    let more = dev.vrings[q].queue.enable_notification(&mem);
+                    if !retried && matches!(more, Ok(true)) {
+                        retried = true;
+                        continue;
+                    }
+                    break;
+                }
+                Err(Full::Refused(why)) => {
                     stats.tx_dropped += 1;
                     log::trace!("vhost-user: virtqueue {q}: frame of {len} bytes dropped: {why}");
                 }
             }
+            i += 1;
         }
-        tx.clear();
+        tx.keep_from(i);
         for q in 0..VRINGS {
-            if touched & (1 << q) != 0 {
-                dev.log_used(q);
-                dev.vrings[q].signal(&mem);
+            if touched & (1 << q) == 0 {
+                continue;
+            }
+            dev.log_used(q);
+            let v = &dev.vrings[q];
+            if wants_interrupt(&mem, &v.queue, used_before[q]) {
+                if let Some(call) = &v.call {
+                    let _ = rustix::io::write(call, &1u64.to_ne_bytes());
+                }
             }
         }
     }
+}
+
+/// Why a frame did not go into a receive ring.
+enum Full {
+    /// The ring has no buffer now: try again when the guest adds some.
+    NoBuffer,
+    /// It cannot go at all.
+    Refused(&'static str),
 }
 
 /// The virtio-net header for a frame we send.
@@ -877,18 +914,23 @@ fn header(frame: &[u8], csum: (u16, u16), gso: u16, guest_csum: bool) -> [u8; HD
 
 /// Copies the frame of a transmit chain into `out`, the virtio-net
 /// header apart. Returns the frame length and the header.
+///
+/// `virtio-queue` ends a chain quietly where it cannot go on: a next
+/// index past the ring, or as many descriptors as the ring has (a loop).
+/// A chain whose last descriptor still says "next" was cut that way, and
+/// is refused; a chain as long as the ring is legal.
 fn read_chain(
     mem: &Mem,
     chain: DescriptorChain<&Mem>,
-    ring_size: u16,
     out: &mut [u8],
 ) -> Result<(usize, [u8; HDR_LEN]), &'static str> {
     let mut hdr = [0u8; HDR_LEN];
-    let (mut got, mut descs) = (0usize, 0u16);
+    let mut got = 0usize;
+    let mut cut = false;
     for d in chain {
-        descs += 1;
+        cut = d.has_next();
         if d.is_write_only() {
-            break;
+            return Err("writable descriptor in a transmit chain");
         }
         let (mut addr, mut left) = (d.addr(), d.len() as usize);
         if got < HDR_LEN {
@@ -910,8 +952,8 @@ fn read_chain(
             .map_err(|_| "descriptor outside guest memory")?;
         got += left;
     }
-    if descs >= ring_size {
-        return Err("descriptor chain as long as the ring (a loop?)");
+    if cut {
+        return Err("descriptor chain cut short: a loop, or a next index past the ring");
     }
     if got < HDR_LEN {
         return Err("no virtio-net header");
@@ -936,11 +978,11 @@ fn write_frame(
     mut hdr: [u8; HDR_LEN],
     frame: &[u8],
     mrg: bool,
-) -> Result<(), &'static str> {
+) -> Result<(), Full> {
     let need = HDR_LEN + frame.len();
     let v = &mut dev.vrings[q];
     if !v.usable(mem) {
-        return Err("receive ring not ready");
+        return Err(Full::Refused("receive ring not ready"));
     }
     let start = v.queue.next_avail();
     let mut chains: [Option<DescriptorChain<&Mem>>; MRG_MAX] = [const { None }; MRG_MAX];
@@ -948,11 +990,11 @@ fn write_frame(
     while room < need {
         if n == MRG_MAX || (n == 1 && !mrg) {
             v.queue.set_next_avail(start);
-            return Err(if mrg {
+            return Err(Full::Refused(if mrg {
                 "receive buffers too small"
             } else {
                 "receive buffer too small (no MRG_RXBUF)"
-            });
+            }));
         }
         let chain = match v.queue.iter(mem) {
             Ok(mut it) => it.next(),
@@ -964,17 +1006,24 @@ fn write_frame(
         };
         let Some(chain) = chain else {
             v.queue.set_next_avail(start);
-            return Err("no receive buffer");
+            return Err(if v.broken {
+                Full::Refused("ring stopped")
+            } else {
+                Full::NoBuffer
+            });
         };
         room += chain_room(&chain);
         chains[n] = Some(chain);
         n += 1;
     }
     hdr[10..12].copy_from_slice(&(n as u16).to_le_bytes());
-    // Header, then frame, through the chains in order.
+    // Header, then frame, through the chains in order. The used elements
+    // are written first and published together: the guest reads all
+    // `num_buffers` of them as soon as it sees the first.
     let mut src: [&[u8]; 2] = [&hdr, frame];
     let mut part = 0;
-    for slot in chains.iter_mut().take(n) {
+    let used_base = v.queue.next_used();
+    for (k, slot) in chains.iter_mut().take(n).enumerate() {
         let Some(chain) = slot.take() else { break };
         let head = chain.head_index();
         let mut written = 0u32;
@@ -985,7 +1034,7 @@ fn write_frame(
                 let k = left.min(s.len());
                 if mem.write_slice(&s[..k], addr).is_err() {
                     v.queue.set_next_avail(start);
-                    return Err("receive buffer outside guest memory");
+                    return Err(Full::Refused("receive buffer outside guest memory"));
                 }
                 dev_log(&dev.log, dev.acked, addr.0, k as u64);
                 src[part] = &s[k..];
@@ -997,12 +1046,56 @@ fn write_frame(
                 written += k as u32;
             }
         }
-        if v.queue.add_used(mem, head, written).is_err() {
+        if put_used(mem, &v.queue, used_base.wrapping_add(k as u16), head, written).is_err() {
             v.broken = true;
-            return Err("used ring outside guest memory");
+            return Err(Full::Refused("used ring outside guest memory"));
         }
     }
+    let next = used_base.wrapping_add(n as u16);
+    v.queue.set_next_used(next);
+    let idx = GuestAddress(v.queue.used_ring()).checked_add(2);
+    let published = idx.is_some_and(|a| mem.store(u16::to_le(next), a, Ordering::Release).is_ok());
+    if !published {
+        v.broken = true;
+        return Err(Full::Refused("used ring outside guest memory"));
+    }
     Ok(())
+}
+
+/// Writes the used element at position `at` of a ring (not published:
+/// the used index is stored once all of a frame's elements are there).
+fn put_used(mem: &Mem, q: &Queue, at: u16, head: u16, len: u32) -> Result<(), ()> {
+    let size = q.size().max(1);
+    let off = 4 + 8 * u64::from(at % size);
+    let addr = GuestAddress(q.used_ring()).checked_add(off).ok_or(())?;
+    let mut elem = [0u8; 8];
+    elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
+    elem[4..].copy_from_slice(&len.to_le_bytes());
+    mem.write_slice(&elem, addr).map_err(|_| ())
+}
+
+/// Whether the guest wants an interrupt for the used elements from
+/// `old` to the ring's current used index: with `EVENT_IDX`, if its
+/// `used_event` falls in that range; otherwise unless it set
+/// `VRING_AVAIL_F_NO_INTERRUPT`.
+fn wants_interrupt(mem: &Mem, q: &Queue, old: u16) -> bool {
+    let new = q.next_used();
+    if new == old {
+        return false;
+    }
+    // The used index is stored before the guest's wish is read.
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let avail = GuestAddress(q.avail_ring());
+    if q.event_idx_enabled() {
+        let at = avail.checked_add(4 + 2 * u64::from(q.size()));
+        let Some(event) = at.and_then(|a| mem.load::<u16>(a, Ordering::Relaxed).ok()) else {
+            return true;
+        };
+        let event = u16::from_le(event);
+        return new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old);
+    }
+    let flags = mem.load::<u16>(avail, Ordering::Relaxed).map(u16::from_le);
+    flags.map_or(true, |f| f & 1 == 0)
 }
 
 /// Marks `len` bytes from guest address `gpa` dirty in the log, if
