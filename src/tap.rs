@@ -29,6 +29,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 pub(crate) mod stream;
+pub(crate) mod vhost_user;
 
 /// Length of the `virtio_net_hdr` before each frame on the tap.
 pub(crate) const VNET_HDR_LEN: usize = 10;
@@ -44,6 +45,9 @@ const VNET_F_DATA_VALID: u8 = 2;
 pub(crate) const FRAME_MAX: usize = 65535;
 /// Smallest frame worth looking at: an Ethernet header.
 pub(crate) const FRAME_MIN: usize = 14;
+/// Largest frame a segmentation offload back-end hands us: an Ethernet
+/// header and an IP packet of 64 KiB.
+const RX_FRAME_MAX: usize = FRAME_MIN + 65535;
 /// Receive buffer size, as upstream's packet buffer.
 const RX_BUF: usize = 8 << 20;
 /// Most frames in one receive batch.
@@ -90,6 +94,8 @@ pub(crate) enum Backend {
     Tun(OwnedFd),
     /// passt: QEMU's stream socket (see [`stream`]).
     Stream(stream::Stream),
+    /// passt `--vhost-user`: the guest's virtqueues (see [`vhost_user`]).
+    VhostUser(vhost_user::VhostUser),
 }
 
 /// Why reading from the guest stopped.
@@ -107,6 +113,8 @@ pub(crate) struct RxBatch {
     /// Offset, length, and whether the L4 checksum is partial (offload).
     frames: Vec<(u32, u32, bool)>,
     used: usize,
+    /// The queue pair the batch came from (vhost-user; 0 otherwise).
+    pub(crate) pair: u8,
 }
 
 impl Default for RxBatch {
@@ -121,12 +129,26 @@ impl RxBatch {
             buf: vec![0; RX_BUF],
             frames: Vec::with_capacity(RX_FRAMES),
             used: 0,
+            pair: 0,
         }
     }
 
     pub(crate) fn clear(&mut self) {
         self.frames.clear();
         self.used = 0;
+        self.pair = 0;
+    }
+
+    /// True if a frame of the largest size no longer fits.
+    fn full(&self) -> bool {
+        self.frames.len() >= RX_FRAMES || self.buf.len() - self.used < RX_FRAME_MAX
+    }
+
+    /// Free space for the next frame, [`RX_FRAME_MAX`] bytes: a TCP
+    /// super-segment from the guest (64 KiB of IP packet) fits.
+    fn space_max(&mut self) -> &mut [u8] {
+        let end = (self.used + RX_FRAME_MAX).min(self.buf.len());
+        &mut self.buf[self.used..end]
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -179,8 +201,9 @@ struct TxFrame {
     /// TCP segmentation offload: a TCP frame longer than one segment, to
     /// be cut by the receiver into segments of this many payload bytes
     /// (the peer's MSS). 0: the frame is one segment.
-    #[allow(dead_code)] // Until the writers read it (issue 10 in progress).
     gso: u16,
+    /// The queue pair it leaves on (vhost-user multi-queue).
+    pair: u8,
 }
 
 /// Frames waiting to be sent to the guest.
@@ -190,6 +213,9 @@ pub(crate) struct TxQueue {
     used: usize,
     /// Number of the last run of UDP frames queued.
     runs: u32,
+    /// The queue pair of the frames queued next: the pair the current
+    /// flow's guest traffic arrives on (vhost-user multi-queue).
+    pub(crate) pair: u8,
 }
 
 impl Default for TxQueue {
@@ -205,6 +231,7 @@ impl TxQueue {
             frames: Vec::with_capacity(TX_FRAMES),
             used: 0,
             runs: 0,
+            pair: 0,
         }
     }
 
@@ -233,6 +260,7 @@ impl TxQueue {
             csum: (0, 0),
             run: 0,
             gso: 0,
+            pair: self.pair,
         });
         self.used += (len + 7) & !7;
     }
@@ -273,6 +301,7 @@ impl TxQueue {
                 csum,
                 run: 0,
                 gso: 0,
+                pair: self.pair,
             });
             fit = i + 1;
         }
@@ -330,11 +359,16 @@ impl Tap {
 
     /// Reads frames into `rx` (cleared first) until the backend would
     /// block or the batch is full. An EOF is an error: the guest is gone.
-    pub(crate) fn recv(&mut self, rx: &mut RxBatch) -> io::Result<RxEnd> {
+    /// `ring` and `kicked` are for vhost-user: the virtqueue, and whether
+    /// its kick fired (the other back-ends have one source).
+    pub(crate) fn recv(&mut self, rx: &mut RxBatch, ring: u32, kicked: bool) -> io::Result<RxEnd> {
         rx.clear();
         let fd = match &mut self.backend {
             Backend::Tun(fd) => &*fd,
             Backend::Stream(s) => return s.recv(rx, &mut self.stats, self.pcap.as_mut()),
+            Backend::VhostUser(v) => {
+                return v.recv(ring, kicked, rx, &mut self.stats, self.pcap.as_mut())
+            }
         };
         loop {
             let Some(space) = rx.space() else {
@@ -377,6 +411,9 @@ impl Tap {
             Backend::Tun(fd) => &*fd,
             Backend::Stream(s) => {
                 return s.flush(&mut self.tx, &mut self.stats, self.pcap.as_mut())
+            }
+            Backend::VhostUser(v) => {
+                return v.flush(&mut self.tx, &mut self.stats, self.pcap.as_mut())
             }
         };
         let mut i = 0;
@@ -445,15 +482,33 @@ impl Tap {
     /// ones we compute: the tun backend. The stream backend would only
     /// complete them itself before sending.
     pub(crate) fn csum_offload(&self) -> bool {
-        matches!(self.backend, Backend::Tun(_))
+        match &self.backend {
+            Backend::Tun(_) => true,
+            Backend::Stream(_) => false,
+            Backend::VhostUser(v) => v.csum_offload(),
+        }
     }
 
     /// The stream backend (passt), if that is ours.
     pub(crate) fn stream(&mut self) -> Option<&mut stream::Stream> {
         match &mut self.backend {
             Backend::Stream(s) => Some(s),
-            Backend::Tun(_) => None,
+            _ => None,
         }
+    }
+
+    /// The vhost-user backend (passt `--vhost-user`), if that is ours.
+    pub(crate) fn vhost_user(&mut self) -> Option<&mut vhost_user::VhostUser> {
+        match &mut self.backend {
+            Backend::VhostUser(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// True if the guest has a session that may come and go (passt's
+    /// socket or vhost-user), rather than a device that is always there.
+    pub(crate) fn is_session(&self) -> bool {
+        !matches!(self.backend, Backend::Tun(_))
     }
 
     /// Queues one frame built by `build` (which returns its length, or None
