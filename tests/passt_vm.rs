@@ -365,8 +365,10 @@ fn guest_run(link: Link) {
         "{ctx}"
     );
     assert_eq!(rc, 0, "{ctx}");
-    if let Some(l) = console.lines().find(|l| l.contains("BULK-SECONDS")) {
-        eprintln!("{link:?}: 100 MiB download in the guest: {l}");
+    for l in console.lines().filter(|l| {
+        l.contains("BULK-SECONDS") || l.starts_with("GUEST-QUEUES:") || l.starts_with("run-guest:")
+    }) {
+        eprintln!("{link:?}: {l}");
     }
     // --one-off: passt is gone with the guest.
     wait_for(
