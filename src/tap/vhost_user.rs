@@ -661,6 +661,12 @@ impl VhostUser {
                 };
                 Control::Closed(io::Error::new(kind, format!("vhost-user: {e}")))
             }
+            // QEMU enables rings before acking features, which the crate
+            // refuses (see `Vring::enabled`): expected, not worth a warning.
+            Err(e @ VuError::InactiveFeature(_)) => {
+                log::debug!("vhost-user: request refused: {e}");
+                Control::Done
+            }
             Err(e) => {
                 // Refused and answered (REPLY_ACK) or ignored: go on.
                 log::warn!("vhost-user: request refused: {e}");
@@ -1046,7 +1052,15 @@ fn write_frame(
                 written += k as u32;
             }
         }
-        if put_used(mem, &v.queue, used_base.wrapping_add(k as u16), head, written).is_err() {
+        if put_used(
+            mem,
+            &v.queue,
+            used_base.wrapping_add(k as u16),
+            head,
+            written,
+        )
+        .is_err()
+        {
             v.broken = true;
             return Err(Full::Refused("used ring outside guest memory"));
         }
