@@ -865,13 +865,13 @@ impl VhostUser {
             i += 1;
         }
         tx.keep_from(i);
-        for q in 0..VRINGS {
+        for (q, &before) in used_before.iter().enumerate() {
             if touched & (1 << q) == 0 {
                 continue;
             }
             dev.log_used(q);
             let v = &dev.vrings[q];
-            if wants_interrupt(&mem, &v.queue, used_before[q]) {
+            if wants_interrupt(&mem, &v.queue, before) {
                 if let Some(call) = &v.call {
                     let _ = rustix::io::write(call, &1u64.to_ne_bytes());
                 }
