@@ -1,17 +1,31 @@
 //! The guest's side: layer-2 frames in and out.
 //!
-//! A backend moves whole Ethernet frames between the guest and us. pasta's
-//! backend is a tap device in the namespace (one `read()` or `write()` per
-//! frame, as the tun driver wants); passt's is QEMU's stream socket
-//! ([`stream`]: length-prefixed frames, read in big chunks and written
-//! with `writev()`); vhost-user comes next behind the same two structures:
+//! A backend moves whole Ethernet frames between the guest and us. There
+//! are three, behind the same two structures:
+//!
+//! - **tun** (pasta): a tap device in the namespace, one `read()` or
+//!   `write()` per frame as the tun driver wants, each frame behind a
+//!   `virtio_net_hdr` (`IFF_VNET_HDR`) that carries checksum and
+//!   segmentation offloads;
+//! - **stream** (passt, [`stream`]): QEMU's `-netdev stream` socket,
+//!   frames behind a 32-bit length, read in big chunks and written with
+//!   `writev()`; no offloads (checksums are completed before sending);
+//! - **vhost-user** (passt `--vhost-user`, [`vhost_user`]): no socket on
+//!   the data path at all; frames are copied from and into the guest's
+//!   virtqueues in shared memory, behind a `virtio_net_hdr_v1` with the
+//!   offloads the guest negotiated, on up to 8 queue pairs. It is the only
+//!   back-end that pushes back: a frame that finds no receive buffer waits
+//!   in the queue ([`Tap::blocked`]) instead of being dropped.
+//!
+//! The structures:
 //!
 //! - [`RxBatch`]: one preallocated buffer (8 MiB) and a table of frame
 //!   extents; a batch is read until the backend would block or the buffer
 //!   is nearly full, then handed to the dispatcher as a whole;
 //! - [`TxQueue`]: one preallocated buffer where handlers build reply frames
 //!   in place ([`TxQueue::slot`] / [`TxQueue::commit`]); it is flushed once
-//!   per loop iteration, or when full.
+//!   per loop iteration, or when full. Each frame records the queue pair
+//!   of its flow ([`TxQueue::pair`]), which vhost-user sends it on.
 //!
 //! UDP segmentation offload (tap device only): datagrams of one flow read
 //! in one batch are queued as a run ([`TxQueue::commit_udp_run`]). The
