@@ -270,14 +270,6 @@ impl Device {
     fn has(&self, feature: u32) -> bool {
         self.acked & bit(feature) != 0
     }
-
-    /// Logs a used-ring update of ring `q`.
-    fn log_used(&self, q: usize) {
-        if let Some(base) = self.vrings.get(q).and_then(|v| v.log_used) {
-            let size = u64::from(self.vrings[q].queue.size());
-            dev_log(&self.log, self.acked, base, 4 + 8 * size + 2);
-        }
-    }
 }
 
 impl VhostUserBackendReqHandlerMut for Device {
@@ -713,9 +705,15 @@ impl VhostUser {
     ) -> io::Result<RxEnd> {
         rx.clear();
         let mut guard = lock(&self.dev);
-        let dev = &mut *guard;
+        let Device {
+            mem,
+            vrings,
+            log,
+            acked,
+            ..
+        } = &mut *guard;
         let q = q as usize;
-        let Some(v) = dev.vrings.get_mut(q) else {
+        let Some(v) = vrings.get_mut(q) else {
             return Ok(RxEnd::Drained);
         };
         if kicked {
@@ -728,7 +726,7 @@ impl VhostUser {
         if q % 2 == 0 {
             return Ok(RxEnd::Drained);
         }
-        let Some(mem) = dev.mem.as_ref() else {
+        let Some(mem) = mem.as_ref() else {
             return Ok(RxEnd::Drained);
         };
         if !v.usable(mem) {
@@ -788,7 +786,7 @@ impl VhostUser {
             }
         }
         v.signal(mem);
-        dev.log_used(q);
+        log_used(dirty_log(log, *acked), v);
         Ok(end)
     }
 
@@ -804,14 +802,21 @@ impl VhostUser {
         mut pcap: Option<&mut crate::pcap::Pcap>,
     ) {
         let mut guard = lock(&self.dev);
-        let dev = &mut *guard;
-        let Some(mem) = dev.mem.clone() else {
+        let guest_csum = guard.has(VIRTIO_NET_F_GUEST_CSUM);
+        let mrg = guard.has(VIRTIO_NET_F_MRG_RXBUF);
+        let Device {
+            mem,
+            vrings,
+            log,
+            acked,
+            ..
+        } = &mut *guard;
+        let Some(mem) = mem.as_ref() else {
             stats.tx_dropped += tx.frames.len() as u64;
             tx.clear();
             return;
         };
-        let guest_csum = dev.has(VIRTIO_NET_F_GUEST_CSUM);
-        let mrg = dev.has(VIRTIO_NET_F_MRG_RXBUF);
+        let dirty = dirty_log(log, *acked);
         let mut touched = 0u32;
         let mut used_before = [0u16; VRINGS];
         let (mut i, mut retried) = (0, false);
@@ -819,7 +824,7 @@ impl VhostUser {
             let f = tx.frames[i];
             // The ring of the frame's queue pair, else the first one.
             let want = 2 * usize::from(f.pair);
-            let q = if dev.vrings.get(want).is_some_and(|v| v.usable(&mem)) {
+            let q = if vrings.get(want).is_some_and(|v| v.usable(mem)) {
                 want
             } else {
                 0
@@ -835,9 +840,9 @@ impl VhostUser {
             let f = tx.frames[i];
             let hdr = header(frame, f.csum, f.gso, guest_csum);
             if touched & (1 << q) == 0 {
-                used_before[q] = dev.vrings[q].queue.next_used();
+                used_before[q] = vrings[q].queue.next_used();
             }
-            match write_frame(dev, &mem, q, hdr, frame, mrg) {
+            match write_frame(&mut vrings[q], mem, dirty, hdr, frame, mrg) {
                 Ok(()) => {
                     stats.tx_frames += 1;
                     stats.tx_bytes += len as u64;
@@ -850,7 +855,7 @@ impl VhostUser {
                 Err(Full::NoBuffer) => {
                     // Re-arm; if buffers came in the meantime, try once
                     // more (they may still be too few for this frame).
-                    let more = dev.vrings[q].queue.enable_notification(&mem);
+                    let more = vrings[q].queue.enable_notification(mem);
                     if !retried && matches!(more, Ok(true)) {
                         retried = true;
                         continue;
@@ -869,9 +874,9 @@ impl VhostUser {
             if touched & (1 << q) == 0 {
                 continue;
             }
-            dev.log_used(q);
-            let v = &dev.vrings[q];
-            if wants_interrupt(&mem, &v.queue, before) {
+            let v = &vrings[q];
+            log_used(dirty, v);
+            if wants_interrupt(mem, &v.queue, before) {
                 if let Some(call) = &v.call {
                     let _ = rustix::io::write(call, &1u64.to_ne_bytes());
                 }
@@ -978,15 +983,14 @@ fn chain_room(chain: &DescriptorChain<&Mem>) -> usize {
 
 /// Puts header and frame into buffers of receive ring `q`.
 fn write_frame(
-    dev: &mut Device,
+    v: &mut Vring,
     mem: &Mem,
-    q: usize,
+    dirty: Option<&MmapRegion<()>>,
     mut hdr: [u8; HDR_LEN],
     frame: &[u8],
     mrg: bool,
 ) -> Result<(), Full> {
     let need = HDR_LEN + frame.len();
-    let v = &mut dev.vrings[q];
     if !v.usable(mem) {
         return Err(Full::Refused("receive ring not ready"));
     }
@@ -1005,7 +1009,7 @@ fn write_frame(
         let chain = match v.queue.iter(mem) {
             Ok(mut it) => it.next(),
             Err(e) => {
-                log::warn!("vhost-user: virtqueue {q}: {e}: ring stopped");
+                log::warn!("vhost-user: receive ring: {e}: ring stopped");
                 v.broken = true;
                 None
             }
@@ -1042,7 +1046,7 @@ fn write_frame(
                     v.queue.set_next_avail(start);
                     return Err(Full::Refused("receive buffer outside guest memory"));
                 }
-                dev_log(&dev.log, dev.acked, addr.0, k as u64);
+                dev_log(dirty, addr.0, k as u64);
                 src[part] = &s[k..];
                 if src[part].is_empty() {
                     part += 1;
@@ -1112,11 +1116,24 @@ fn wants_interrupt(mem: &Mem, q: &Queue, old: u16) -> bool {
     flags.map_or(true, |f| f & 1 == 0)
 }
 
-/// Marks `len` bytes from guest address `gpa` dirty in the log, if
-/// QEMU asked for logging (`LOG_ALL`) and gave us the log.
-fn dev_log(log: &Option<MmapRegion<()>>, acked: u64, gpa: u64, len: u64) {
-    let Some(log) = log else { return };
-    if acked & VhostUserVirtioFeatures::LOG_ALL.bits() == 0 || len == 0 {
+/// The dirty log, if QEMU asked for logging (`LOG_ALL`) and gave it.
+fn dirty_log(log: &Option<MmapRegion<()>>, acked: u64) -> Option<&MmapRegion<()>> {
+    log.as_ref()
+        .filter(|_| acked & VhostUserVirtioFeatures::LOG_ALL.bits() != 0)
+}
+
+/// Marks the used ring of `v` dirty (after we updated it).
+fn log_used(dirty: Option<&MmapRegion<()>>, v: &Vring) {
+    if let Some(base) = v.log_used {
+        let size = u64::from(v.queue.size());
+        dev_log(dirty, base, 4 + 8 * size + 2);
+    }
+}
+
+/// Marks `len` bytes from guest address `gpa` dirty in the log.
+fn dev_log(dirty: Option<&MmapRegion<()>>, gpa: u64, len: u64) {
+    let Some(log) = dirty else { return };
+    if len == 0 {
         return;
     }
     let bytes = log.as_volatile_slice();
