@@ -757,8 +757,12 @@ impl Tcp {
             // and if we had to drop data, make it retransmit that now
             // (duplicate ACKs) rather than after its timeout. A window
             // update that does not change the window would itself count as
-            // a duplicate ACK (RFC 5681 2): then say nothing and stop
-            // watching; the next ACK carries whatever window there is.
+            // a duplicate ACK (RFC 5681 2): then say nothing. The event may
+            // be stale (reported before guest data of the same wake-up
+            // filled the buffer again): a window still closed is watched
+            // on, or the guest would only learn it opened from its window
+            // probes; an open one is updated by the ACKs of the data the
+            // guest sends into it.
             let old = conn.wnd_to_tap;
             conn.wnd_to_tap = conn.window_to_tap(c.conf, c.tap.tso());
             let acks = if conn.flags & DROPPED_FROM_TAP != 0 {
@@ -772,7 +776,7 @@ impl Tcp {
             }
             let want = conn.epoll_flags & !EventFlags::OUT;
             let _ = modify(c.epoll, conn, idx, want);
-            if acks > 0 {
+            if acks > 0 || conn.wnd_to_tap == 0 {
                 watch_window(c.conf, c.tap.tso(), c.epoll, conn, idx);
             }
         }
@@ -1349,12 +1353,15 @@ fn ensure_sndbuf(conf: &Config, conn: &TcpConn) {
     }
 }
 
-/// After advertising a window: if it is small, less than half what an
-/// empty send buffer would give, watch for the socket's send buffer
+/// After advertising a window: if it is small, less than a third of what
+/// an empty send buffer would give, watch for the socket's send buffer
 /// draining, to tell the guest as soon as it may send more (it has no other
-/// way to learn: it is waiting for us). A window at its cap (the tap
-/// queue's, [`window::window_to_tap`]) is not small: watching then would
-/// wake us on every writable event for nothing.
+/// way to learn: it is waiting for us). A third, as the kernel reports a
+/// TCP socket writable once its free space is half what is queued
+/// (`sk_stream_min_wspace`), a third of the buffer: a window watched is one
+/// the next writable event grows, and a socket already writable is not
+/// watched (that would wake us at once, for nothing). A window at its cap
+/// (the tap queue's, [`window::window_to_tap`]) is never small.
 fn watch_window(conf: &Config, tso: bool, epoll: &Epoll, conn: &mut TcpConn, idx: u32) {
     if conn.events & ESTABLISHED == 0 || conn.events & (TAP_FIN_RCVD | CLOSED) != 0 {
         return;
@@ -1362,7 +1369,7 @@ fn watch_window(conf: &Config, tso: bool, epoll: &Epoll, conn: &mut TcpConn, idx
     let wnd = u32::from(conn.wnd_to_tap) << conn.ws_to_tap;
     let sndbuf = sys::sndbuf(&conn.sock).unwrap_or(0).max(0) as u32;
     let full = u32::from(conn.window_for(conf, tso, sndbuf, 0)) << conn.ws_to_tap;
-    if wnd < full / 2 && conn.flags & WND_UPDATE_DUE == 0 {
+    if wnd < full / 3 && conn.flags & WND_UPDATE_DUE == 0 {
         conn.flags |= WND_UPDATE_DUE;
         let want = conn.epoll_flags | EventFlags::OUT;
         let _ = modify(epoll, conn, idx, want);
