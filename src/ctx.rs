@@ -196,6 +196,14 @@ impl<'c> Ctx<'c> {
                     epoll.add(c, EpollRef::new(Kind::Tap, 0))?;
                 }
             }
+            crate::tap::Backend::VhostUser(v) => {
+                if let Some(l) = v.listener() {
+                    epoll.add(l, EpollRef::new(Kind::TapListen, 0))?;
+                }
+                if let Some(c) = v.conn() {
+                    epoll.add(c, EpollRef::new(Kind::VhostUserCtl, 0))?;
+                }
+            }
         }
         let secs_since_2000 = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -324,7 +332,7 @@ impl<'c> Ctx<'c> {
                 self.timer(now);
                 next_tick = now + TICK;
             }
-            self.tap.flush();
+            self.flush_tap();
             self.tcp.defer(&mut self.flows, &self.epoll);
             if let Some((code, deadline)) = self.exiting {
                 if self.tcp.open_conns() == 0 || Instant::now() >= deadline {
@@ -335,10 +343,33 @@ impl<'c> Ctx<'c> {
         }
     }
 
+    /// Sends what is queued for the guest. If that cleared a backlog (a
+    /// vhost-user ring got buffers again), connections that waited for
+    /// room send again, and that goes out too.
+    fn flush_tap(&mut self) {
+        let was_blocked = self.tap.blocked();
+        self.tap.flush();
+        if was_blocked && !self.tap.blocked() {
+            let (tcp, mut c, _) = self.tcp_ctx();
+            tcp.tap_ready(&mut c);
+            self.tap.flush();
+        }
+    }
+
     fn handle(&mut self, ev: Event) -> Option<ExitCode> {
+        // Frames of a flow leave on the queue pair its guest side uses.
         match ev.r.kind {
-            Kind::Tap => return self.tap_readable(),
+            Kind::Ping | Kind::TcpSock => self.tap.tx.pair = self.flows.pair(ev.r.index),
+            Kind::UdpSock => {
+                let (flow, _) = crate::event::split_flow_side(ev.r.index);
+                self.tap.tx.pair = self.flows.pair(flow);
+            }
+            _ => {}
+        }
+        match ev.r.kind {
+            Kind::Tap => return self.tap_readable(ev.r.index, true),
             Kind::TapListen => self.tap_accept(),
+            Kind::VhostUserCtl => return self.vhost_user_control(),
             Kind::Signal => return self.signal(),
             Kind::Child => {
                 if let Some(code) = self.spawned.as_ref().and_then(Spawned::exit_status) {
@@ -431,15 +462,17 @@ impl<'c> Ctx<'c> {
         None
     }
 
-    fn tap_readable(&mut self) -> Option<ExitCode> {
+    /// Frames from the guest: the tap device or passt's socket is
+    /// readable, or (vhost-user) ring `ring` was kicked.
+    fn tap_readable(&mut self, ring: u32, mut kicked: bool) -> Option<ExitCode> {
         loop {
-            let end = match self.tap.recv(&mut self.rx) {
+            let r = self.tap.recv(&mut self.rx, ring, kicked);
+            kicked = false;
+            let end = match r {
                 Ok(end) => end,
-                Err(e) if self.tap.stream().is_some() => {
+                Err(e) if self.tap.is_session() => {
                     // Frames cut out before the error are still good.
-                    for i in 0..self.rx.len() {
-                        self.frame_in(i);
-                    }
+                    self.frames_in();
                     self.rx.clear();
                     return self.tap_disconnected(&e);
                 }
@@ -448,9 +481,7 @@ impl<'c> Ctx<'c> {
                     return Some(1);
                 }
             };
-            for i in 0..self.rx.len() {
-                self.frame_in(i);
-            }
+            self.frames_in();
             self.udp.flush_from_tap(&mut self.flows, &self.rx);
             let (tcp, mut c, _) = self.tcp_ctx();
             tcp.flush_acks(&mut c);
@@ -460,27 +491,88 @@ impl<'c> Ctx<'c> {
         }
     }
 
+    /// Every frame of the receive batch, in order. Replies leave on the
+    /// batch's queue pair, and flows learn it (vhost-user multi-queue).
+    fn frames_in(&mut self) {
+        self.tap.tx.pair = self.rx.pair;
+        self.flows.set_tap_pair(self.rx.pair);
+        for i in 0..self.rx.len() {
+            self.frame_in(i);
+        }
+    }
+
     /// passt: a client connects to the listening socket.
     fn tap_accept(&mut self) {
-        let Some(s) = self.tap.stream() else {
+        use crate::tap::stream::Accepted;
+        let (accepted, kind) = if let Some(s) = self.tap.stream() {
+            (s.accept(), Kind::Tap)
+        } else if let Some(v) = self.tap.vhost_user() {
+            (v.accept(), Kind::VhostUserCtl)
+        } else {
             return;
         };
-        match s.accept() {
-            Ok(crate::tap::stream::Accepted::New) => {
-                if let Some(c) = s.conn() {
-                    if let Err(e) = self.epoll.add(c, EpollRef::new(Kind::Tap, 0)) {
-                        log::error!("Can't watch the guest socket: {e}");
+        match accepted {
+            Ok(Accepted::New) => {
+                let watched = match &self.tap.backend {
+                    crate::tap::Backend::Stream(s) => s.conn(),
+                    crate::tap::Backend::VhostUser(v) => v.conn(),
+                    crate::tap::Backend::Tun(_) => None,
+                }
+                .map(|c| self.epoll.add(c, EpollRef::new(kind, 0)));
+                if let Some(Err(e)) = watched {
+                    log::error!("Can't watch the guest socket: {e}");
+                    if let Some(s) = self.tap.stream() {
                         s.disconnect();
-                        return;
+                    } else if let Some(v) = self.tap.vhost_user() {
+                        v.disconnect();
                     }
+                    return;
                 }
                 log::info!("Client connected");
                 self.guest.mac = [0xff; 6];
-                self.probe_guest();
+                // vhost-user: the rings are not set up yet; the probes go
+                // when the first ring starts.
+                if kind == Kind::Tap {
+                    self.probe_guest();
+                }
             }
             Ok(_) => {}
             Err(e) => log::warn!("Accepting a guest connection failed: {e}"),
         }
+    }
+
+    /// vhost-user: a message from the front-end. New kick descriptors are
+    /// watched, and their rings drained once (frames may be there already).
+    fn vhost_user_control(&mut self) -> Option<ExitCode> {
+        match self.tap.vhost_user()?.control() {
+            crate::tap::vhost_user::Control::Done => {}
+            crate::tap::vhost_user::Control::Closed(e) => return self.tap_disconnected(&e),
+        }
+        let mut started = 0u32;
+        let epoll = &self.epoll;
+        if let Some(v) = self.tap.vhost_user() {
+            v.new_kicks(
+                |ring, fd| match epoll.add(fd, EpollRef::new(Kind::Tap, ring)) {
+                    Ok(()) => started |= 1 << ring,
+                    Err(e) => log::error!("vhost-user: can't watch the kick of ring {ring}: {e}"),
+                },
+            );
+        }
+        for ring in 0..32 {
+            if started & (1 << ring) == 0 {
+                continue;
+            }
+            // The first receive ring up: the guest can hear our probes.
+            if ring == 0 {
+                self.probe_guest();
+            }
+            if ring % 2 == 1 {
+                if let Some(code) = self.tap_readable(ring, false) {
+                    return Some(code);
+                }
+            }
+        }
+        None
     }
 
     /// passt: the client went away, or broke the framing. Wait for the
@@ -494,6 +586,11 @@ impl<'c> Ctx<'c> {
         let one_off = self.conf.passt.as_ref().is_some_and(|p| p.one_off);
         if let Some(s) = self.tap.stream() {
             if let Some(c) = s.disconnect() {
+                let _ = self.epoll.del(&c);
+            }
+        }
+        if let Some(v) = self.tap.vhost_user() {
+            if let Some(c) = v.disconnect() {
                 let _ = self.epoll.del(&c);
             }
         }

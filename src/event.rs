@@ -41,6 +41,9 @@ pub(crate) enum Kind {
     TcpListenNs = 14,
     /// passt's listening UNIX socket: QEMU connects here.
     TapListen = 16,
+    /// passt `--vhost-user`: the front-end's control socket (the kicks of
+    /// the rings are [`Kind::Tap`], the index naming the ring).
+    VhostUserCtl = 11,
     /// A UDP flow's socket; the index is the flow and the side
     /// ([`EpollRef::flow_side`]).
     UdpSock = 9,
@@ -63,6 +66,7 @@ impl Kind {
             12 => Kind::TcpSplice,
             14 => Kind::TcpListenNs,
             16 => Kind::TapListen,
+            11 => Kind::VhostUserCtl,
             9 => Kind::UdpSock,
             10 => Kind::UdpListen,
             _ => return None,

@@ -63,6 +63,7 @@
 //! itself is removed with [`FlowTable::remove`]; `remove` unhooks any key
 //! still present as a safety net, so no key ever refers to a reused slot.
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
@@ -232,6 +233,10 @@ enum Slot<T> {
         value: T,
         /// Key indexing each side, if any.
         keys: [Option<Hooked>; 2],
+        /// The guest queue pair its tap-side traffic last arrived on
+        /// (vhost-user multi-queue): frames toward the guest leave there.
+        /// Set by lookups, which only read the table.
+        pair: Cell<u8>,
     },
     Free {
         /// Next free slot, or [`NO_SLOT`].
@@ -269,6 +274,8 @@ pub(crate) struct FlowTable<T> {
     buckets: Vec<u32>,
     mask: usize,
     sip_key: (u64, u64),
+    /// The queue pair of the guest frames being handled now.
+    tap_pair: u8,
 }
 
 /// A random SipHash key: getrandom, or std's randomly seeded hasher if the
@@ -305,6 +312,7 @@ impl<T> FlowTable<T> {
             buckets: vec![EMPTY; nbuckets],
             mask: nbuckets - 1,
             sip_key: (k0, k1),
+            tap_pair: 0,
         }
     }
 
@@ -333,6 +341,7 @@ impl<T> FlowTable<T> {
         let used = Slot::Used {
             value,
             keys: [None, None],
+            pair: Cell::new(self.tap_pair),
         };
         let idx = match self.slots.get(self.free_head as usize) {
             Some(&Slot::Free { next }) => {
@@ -437,10 +446,30 @@ impl<T> FlowTable<T> {
         self.unhook(key, hash);
     }
 
-    /// The flow index and side that `key` indexes.
+    /// The flow index and side that `key` indexes. A guest-side key
+    /// also records the queue pair of the frame being handled.
     pub(crate) fn lookup(&self, key: &FlowKey) -> Option<(u32, u8)> {
         let hash = self.hash(key);
-        self.find(key, hash).map(|i| unpack(self.buckets[i]))
+        let (idx, side) = self.find(key, hash).map(|i| unpack(self.buckets[i]))?;
+        if key.pif == Pif::Tap {
+            if let Some(Slot::Used { pair, .. }) = self.slots.get(idx as usize) {
+                pair.set(self.tap_pair);
+            }
+        }
+        Some((idx, side))
+    }
+
+    /// Sets the queue pair of the guest frames handled next.
+    pub(crate) fn set_tap_pair(&mut self, pair: u8) {
+        self.tap_pair = pair;
+    }
+
+    /// The queue pair flow `idx` talks to the guest on.
+    pub(crate) fn pair(&self, idx: u32) -> u8 {
+        match self.slots.get(idx as usize) {
+            Some(Slot::Used { pair, .. }) => pair.get(),
+            _ => 0,
+        }
     }
 
     /// The first used slot at or after `from`: lets a caller walk the table

@@ -296,9 +296,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
 
 /// passt: the QEMU socket (listening, or `--fd`), privileges, daemon, loop.
 fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
-    if conf.passt.as_ref().is_some_and(|p| p.vhost_user) {
-        return Err("vhost-user: not supported yet".into());
-    }
+    let vhost_user = conf.passt.as_ref().is_some_and(|p| p.vhost_user);
     let (pid_file, pcap, signals) = open_outputs(conf)?;
 
     // TCP only: passt has no `-u` listeners (yet).
@@ -307,19 +305,30 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     let mut tcp = tcp::Tcp::new(conf);
     // A VM pays for every ACK: hold them briefly (see `Tcp::ack_delay`).
     tcp.ack_delay = Some(std::time::Duration::from_millis(10));
-    let stream = match conf.fd {
-        Some(fd) => {
+    let backend = match (conf.fd, vhost_user) {
+        (Some(fd), false) => {
             let fd = sys::adopt_fd(fd).map_err(|e| format!("--fd {fd}: {e}"))?;
-            tap::stream::Stream::connected(fd)?
+            tap::Backend::Stream(tap::stream::Stream::connected(fd)?)
         }
-        None => {
+        (Some(fd), true) => {
+            let fd = sys::adopt_fd(fd).map_err(|e| format!("--fd {fd}: {e}"))?;
+            tap::Backend::VhostUser(tap::vhost_user::VhostUser::connected(fd)?)
+        }
+        (None, _) => {
             let path = conf.passt.as_ref().and_then(|p| p.socket.as_deref());
             let (l, path) = tap::stream::listen(path)?;
-            tap::stream::announce(&path);
-            tap::stream::Stream::listening(l)
+            if vhost_user {
+                tap::vhost_user::announce(&path);
+                tap::Backend::VhostUser(tap::vhost_user::VhostUser::listening(l))
+            } else {
+                tap::stream::announce(&path);
+                tap::Backend::Stream(tap::stream::Stream::listening(l))
+            }
         }
     };
-    let connected = stream.is_connected();
+    // The stream socket's guest hears our probes at once; a vhost-user
+    // guest once its first receive ring starts.
+    let connected = matches!(&backend, tap::Backend::Stream(s) if s.is_connected());
 
     let devnull = daemon::open_devnull(conf.foreground)?;
     isolation::switch_user(conf);
@@ -330,7 +339,7 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     daemon::daemonize(conf.foreground, pid_file, devnull)?;
     isolation::lock_down();
 
-    let mut guest_link = tap::Tap::new(tap::Backend::Stream(stream));
+    let mut guest_link = tap::Tap::new(backend);
     guest_link.pcap = pcap;
     let mut ctx = ctx::Ctx::new(conf, epoll, guest_link, None, signals, None, None, tcp, fwd)?;
     if connected {

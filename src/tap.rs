@@ -42,6 +42,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 pub(crate) mod stream;
+pub(crate) mod vhost_user;
 
 /// Length of the `virtio_net_hdr` before each frame on the tap.
 pub(crate) const VNET_HDR_LEN: usize = 10;
@@ -56,13 +57,13 @@ const VNET_F_DATA_VALID: u8 = 2;
 /// Largest frame we write, and read from a stream: the tun driver's
 /// limit for a single frame.
 pub(crate) const FRAME_MAX: usize = 65535;
-/// Largest frame we read from the tun device: a TCP super-segment from the
-/// namespace's kernel is a whole IP packet of up to 65535 bytes (its
-/// `gso_max_size`, 64 KiB, bounds it, headers included) behind the
-/// Ethernet header.
-pub(crate) const RX_FRAME_MAX: usize = ETH_LEN + 65535;
 /// Smallest frame worth looking at: an Ethernet header.
 pub(crate) const FRAME_MIN: usize = 14;
+/// Largest frame a segmentation offload back-end hands us: an Ethernet
+/// header and an IP packet of 64 KiB (a TCP super-segment from the
+/// namespace's kernel: its `gso_max_size`, 64 KiB, bounds it, headers
+/// included).
+const RX_FRAME_MAX: usize = FRAME_MIN + 65535;
 /// Receive buffer size, as upstream's packet buffer.
 const RX_BUF: usize = 8 << 20;
 /// Most frames in one receive batch.
@@ -118,6 +119,8 @@ pub(crate) enum Backend {
     Tun(OwnedFd),
     /// passt: QEMU's stream socket (see [`stream`]).
     Stream(stream::Stream),
+    /// passt `--vhost-user`: the guest's virtqueues (see [`vhost_user`]).
+    VhostUser(vhost_user::VhostUser),
 }
 
 /// Why reading from the guest stopped.
@@ -147,6 +150,8 @@ pub(crate) struct RxBatch {
     buf: Vec<u8>,
     frames: Vec<RxFrame>,
     used: usize,
+    /// The queue pair the batch came from (vhost-user; 0 otherwise).
+    pub(crate) pair: u8,
 }
 
 impl Default for RxBatch {
@@ -161,12 +166,26 @@ impl RxBatch {
             buf: vec![0; RX_BUF],
             frames: Vec::with_capacity(RX_FRAMES),
             used: 0,
+            pair: 0,
         }
     }
 
     pub(crate) fn clear(&mut self) {
         self.frames.clear();
         self.used = 0;
+        self.pair = 0;
+    }
+
+    /// True if a frame of the largest size no longer fits.
+    fn full(&self) -> bool {
+        self.frames.len() >= RX_FRAMES || self.buf.len() - self.used < RX_FRAME_MAX
+    }
+
+    /// Free space for the next frame, [`RX_FRAME_MAX`] bytes: a TCP
+    /// super-segment from the guest (64 KiB of IP packet) fits.
+    fn space_max(&mut self) -> &mut [u8] {
+        let end = (self.used + RX_FRAME_MAX).min(self.buf.len());
+        &mut self.buf[self.used..end]
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -241,6 +260,8 @@ struct TxFrame {
     /// whose payload is longer than this; [`vnet_header`] turns it into
     /// the header's `gso_type`, `hdr_len` and `gso_size`.
     gso: u16,
+    /// The queue pair it leaves on (vhost-user multi-queue).
+    pair: u8,
 }
 
 /// Frames waiting to be sent to the guest.
@@ -250,6 +271,9 @@ pub(crate) struct TxQueue {
     used: usize,
     /// Number of the last run of UDP frames queued.
     runs: u32,
+    /// The queue pair of the frames queued next: the pair the current
+    /// flow's guest traffic arrives on (vhost-user multi-queue).
+    pub(crate) pair: u8,
 }
 
 impl Default for TxQueue {
@@ -265,6 +289,7 @@ impl TxQueue {
             frames: Vec::with_capacity(TX_FRAMES),
             used: 0,
             runs: 0,
+            pair: 0,
         }
     }
 
@@ -293,6 +318,7 @@ impl TxQueue {
             csum: (0, 0),
             run: 0,
             gso: 0,
+            pair: self.pair,
         });
         self.used += (len + 7) & !7;
     }
@@ -358,6 +384,7 @@ impl TxQueue {
                 csum,
                 run: 0,
                 gso,
+                pair: self.pair,
             });
             fit = i + 1;
         }
@@ -384,6 +411,17 @@ impl TxQueue {
         self.used = 0;
     }
 
+    /// Forgets the first `sent` frames, which went out, and keeps the rest
+    /// for the next flush (a back-end that had no room for them). Their
+    /// space is reused once the whole backlog is gone.
+    fn keep_from(&mut self, sent: usize) {
+        if sent >= self.frames.len() {
+            self.clear();
+        } else {
+            self.frames.drain(..sent);
+        }
+    }
+
     /// Drops every queued frame (the guest is gone).
     pub(crate) fn clear_all(&mut self) {
         self.clear();
@@ -403,6 +441,8 @@ pub(crate) struct Tap {
     /// Whether the tun device was opened with TCP segmentation offload
     /// (`TUN_F_TSO4 | TUN_F_TSO6` accepted): see [`Tap::tso`].
     pub(crate) tun_tso: bool,
+    /// Frames wait in the queue for room in the back-end (vhost-user).
+    backlog: bool,
 }
 
 impl Tap {
@@ -414,16 +454,22 @@ impl Tap {
             pcap: None,
             udp_gso: true,
             tun_tso: false,
+            backlog: false,
         }
     }
 
     /// Reads frames into `rx` (cleared first) until the backend would
     /// block or the batch is full. An EOF is an error: the guest is gone.
-    pub(crate) fn recv(&mut self, rx: &mut RxBatch) -> io::Result<RxEnd> {
+    /// `ring` and `kicked` are for vhost-user: the virtqueue, and whether
+    /// its kick fired (the other back-ends have one source).
+    pub(crate) fn recv(&mut self, rx: &mut RxBatch, ring: u32, kicked: bool) -> io::Result<RxEnd> {
         rx.clear();
         let fd = match &mut self.backend {
             Backend::Tun(fd) => &*fd,
             Backend::Stream(s) => return s.recv(rx, &mut self.stats, self.pcap.as_mut()),
+            Backend::VhostUser(v) => {
+                return v.recv(ring, kicked, rx, &mut self.stats, self.pcap.as_mut())
+            }
         };
         loop {
             let Some(space) = rx.space() else {
@@ -470,6 +516,11 @@ impl Tap {
             Backend::Tun(fd) => &*fd,
             Backend::Stream(s) => {
                 return s.flush(&mut self.tx, &mut self.stats, self.pcap.as_mut())
+            }
+            Backend::VhostUser(v) => {
+                v.flush(&mut self.tx, &mut self.stats, self.pcap.as_mut());
+                self.backlog = !self.tx.frames.is_empty();
+                return;
             }
         };
         let mut i = 0;
@@ -536,7 +587,18 @@ impl Tap {
     /// ones we compute: the tun backend. The stream backend would only
     /// complete them itself before sending.
     pub(crate) fn csum_offload(&self) -> bool {
-        matches!(self.backend, Backend::Tun(_))
+        match &self.backend {
+            Backend::Tun(_) => true,
+            Backend::Stream(_) => false,
+            Backend::VhostUser(v) => v.csum_offload(),
+        }
+    }
+
+    /// True while frames wait for room in the back-end: only vhost-user
+    /// keeps them (a ring without buffers); the others drop what they
+    /// cannot send.
+    pub(crate) fn blocked(&self) -> bool {
+        self.backlog
     }
 
     /// True if the backend takes TCP super-frames ([`TxFrame::gso`], queued
@@ -547,6 +609,7 @@ impl Tap {
         match &self.backend {
             Backend::Tun(_) => self.tun_tso,
             Backend::Stream(_) => false,
+            Backend::VhostUser(v) => v.tso(),
         }
     }
 
@@ -554,8 +617,22 @@ impl Tap {
     pub(crate) fn stream(&mut self) -> Option<&mut stream::Stream> {
         match &mut self.backend {
             Backend::Stream(s) => Some(s),
-            Backend::Tun(_) => None,
+            _ => None,
         }
+    }
+
+    /// The vhost-user backend (passt `--vhost-user`), if that is ours.
+    pub(crate) fn vhost_user(&mut self) -> Option<&mut vhost_user::VhostUser> {
+        match &mut self.backend {
+            Backend::VhostUser(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// True if the guest has a session that may come and go (passt's
+    /// socket or vhost-user), rather than a device that is always there.
+    pub(crate) fn is_session(&self) -> bool {
+        !matches!(self.backend, Backend::Tun(_))
     }
 
     /// Queues one frame built by `build` (which returns its length, or None

@@ -479,7 +479,7 @@ fn write_remainder(fd: &OwnedFd, parts: &[&[u8]], mut skip: usize) -> io::Result
 /// everything from `start` to the end, that field included, is the
 /// checksum. A zero result is sent as 0xffff (the same in one's
 /// complement; zero would mean "no checksum" in UDP over IPv4).
-fn complete_csum(frame: &mut [u8], (start, offset): (u16, u16)) {
+pub(super) fn complete_csum(frame: &mut [u8], (start, offset): (u16, u16)) {
     let (start, field) = (usize::from(start), usize::from(start) + usize::from(offset));
     if field + 2 > frame.len() {
         return;

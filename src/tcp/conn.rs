@@ -47,6 +47,9 @@ pub(crate) const DROPPED_FROM_TAP: u8 = 1 << 2;
 pub(crate) const WND_UPDATE_DUE: u8 = 1 << 3;
 /// An ACK to the guest is held back briefly (see `Tcp::ack_delay`).
 pub(crate) const ACK_DELAYED: u8 = 1 << 4;
+/// The guest's link took no more frames (a full vhost-user ring): socket
+/// input is not watched until it drains (`Tcp::tap_ready`).
+pub(crate) const TAP_WAIT: u8 = 1 << 5;
 
 // TCP header flags.
 pub(crate) use crate::wire::tcp::flags::{ACK, FIN, PSH, RST, SYN};

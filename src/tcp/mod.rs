@@ -219,6 +219,9 @@ pub(crate) struct Tcp {
     pub(crate) ack_delay: Option<Duration>,
     ack_delayed: Vec<u32>,
     ack_deadline: Option<Instant>,
+    /// Connections with data for the guest that its link could not take
+    /// ([`TAP_WAIT`]), resumed by [`Tcp::tap_ready`].
+    tap_waiters: Vec<u32>,
     peek_off: bool,
     /// Fallback for kernels without `SO_PEEK_OFF` on TCP: already-sent
     /// bytes are peeked into this and thrown away.
@@ -261,6 +264,7 @@ impl Tcp {
             ack_delay: None,
             ack_delayed: Vec::with_capacity(1024),
             ack_deadline: None,
+            tap_waiters: Vec::with_capacity(conf.test.flow_max.unwrap_or(crate::flow::FLOW_MAX)),
             peek_off: probe_peek_off(),
             discard: Vec::new(),
             isn_key,
@@ -550,6 +554,7 @@ impl Tcp {
             if conn.dup_acks == DUP_ACK_THRESHOLD {
                 // Fast retransmit: the guest lost what we sent after this
                 // ACK.
+                log::trace!("TCP {idx}: fast retransmit from {ack}");
                 self.stats.retransmits += 1;
                 conn.rewind(self.peek_off);
             }
@@ -811,6 +816,17 @@ impl Tcp {
         }
         let (region, fit) = c.tap.tx.region(layout.stride, layout.frames);
         if fit == 0 {
+            // The link holds frames it could not deliver (a vhost-user
+            // ring without buffers): wait for it to drain instead of
+            // waking up on the readable socket in the meantime.
+            if c.tap.blocked() && self.tap_waiters.len() < self.tap_waiters.capacity() {
+                if conn.flags & TAP_WAIT == 0 {
+                    conn.flags |= TAP_WAIT;
+                    self.tap_waiters.push(idx);
+                }
+                let want = conn.epoll_flags & !EventFlags::IN;
+                let _ = modify(c.epoll, conn, idx, want);
+            }
             return;
         }
         // Without SO_PEEK_OFF, the peek starts at the first byte the guest
@@ -1027,6 +1043,31 @@ impl Tcp {
         }
     }
 
+    /// The guest's link drained its backlog: connections that waited for
+    /// it send again, in the order they stopped, until it fills up again.
+    pub(crate) fn tap_ready(&mut self, c: &mut TcpCtx<'_>) {
+        let n = self.tap_waiters.len();
+        let mut done = 0;
+        while done < n && !c.tap.blocked() {
+            let idx = self.tap_waiters[done];
+            done += 1;
+            let Some(conn) = c.flows.tcp_mut(idx) else {
+                continue;
+            };
+            // A reused slot has no TAP_WAIT: nothing to resume.
+            if conn.flags & TAP_WAIT == 0 {
+                continue;
+            }
+            conn.flags &= !TAP_WAIT;
+            if conn.flags & STALLED == 0 {
+                let want = conn.epoll_flags | EventFlags::IN;
+                let _ = modify(c.epoll, conn, idx, want);
+            }
+            self.data_from_sock(c, idx);
+        }
+        self.tap_waiters.drain(..done);
+    }
+
     /// Periodic work: retransmissions, keepalives, inactivity.
     pub(crate) fn timer(&mut self, c: &mut TcpCtx<'_>, now: Instant) {
         self.splice.timer(c.flows.splice(), c.epoll);
@@ -1074,7 +1115,10 @@ impl Tcp {
                 conn.tap_inactive = true;
             }
             if let Some(at) = conn.rto_at {
-                if now >= at {
+                // Frames still waiting in our own queue for the guest's
+                // link (vhost-user backlog) were not lost: a
+                // retransmission would only queue them twice.
+                if now >= at && !c.tap.blocked() {
                     self.retransmit(c, idx, now);
                 }
             }
