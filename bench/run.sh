@@ -17,13 +17,15 @@
 #   BENCH_SKIP_BUILD=1   use the existing target/release binaries
 #   BENCH_SKIP_INSTALL=1 do not call apt-get
 #   BENCH_NO_PASST=1     skip the passt section (bench/passt-vm.sh: a real
-#                        guest under QEMU, our passt against Debian's)
+#                        guest under QEMU, our passt over vhost-user and the
+#                        stream socket against Debian's; BENCH_PASST_SECONDS,
+#                        BENCH_PASST_MIB, BENCH_PASST_TOOLS tune it)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 
 . scripts/as-root.sh
-AS_ROOT_KEEP="BENCH_SECONDS BENCH_RUNS BENCH_TOOLS BENCH_CASES BENCH_OUT BENCH_OURS BENCH_DEBIAN BENCH_SKIP_BUILD BENCH_SKIP_INSTALL BENCH_NO_PASST" \
+AS_ROOT_KEEP="BENCH_SECONDS BENCH_RUNS BENCH_TOOLS BENCH_CASES BENCH_OUT BENCH_OURS BENCH_DEBIAN BENCH_SKIP_BUILD BENCH_SKIP_INSTALL BENCH_NO_PASST BENCH_PASST_SECONDS BENCH_PASST_MIB BENCH_PASST_TOOLS" \
 	as_root "$ROOT/bench/run.sh" "$@"
 trap give_back EXIT
 
@@ -48,7 +50,7 @@ LIMIT=$((SECS + 20))
 # ---------------------------------------------------------------- set-up --
 if [ -z "${BENCH_SKIP_INSTALL:-}" ]; then
 	missing=""
-	for p in passt slirp4netns iperf3 jq socat iproute2 procps qemu-system-x86 cpio; do
+	for p in passt slirp4netns iperf3 jq socat iproute2 procps qemu-system-x86 cpio gcc libc6-dev; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 			missing="$missing $p"
 	done
@@ -538,9 +540,9 @@ ours_ver=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" di
 	echo '```'
 } >"$TMP/report.md"
 udp_report >>"$TMP/report.md"
-# passt (QEMU socket mode) with a real guest: its own section.
+# passt (vhost-user and QEMU socket mode) with a real guest: its own section.
 if [ -z "${BENCH_NO_PASST:-}" ]; then
-	echo "== passt: guest <-> host through the QEMU socket (bench/passt-vm.sh)"
+	echo "== passt: guest <-> host over vhost-user and the QEMU socket (bench/passt-vm.sh)"
 	BENCH_RUNS=$RUNS "$ROOT/bench/passt-vm.sh" >>"$TMP/report.md" ||
 		printf '\n## passt: guest ↔ host\n\nbench/passt-vm.sh failed.\n' >>"$TMP/report.md"
 fi
