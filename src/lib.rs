@@ -260,6 +260,10 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
 
     let configured = conf.pasta.as_ref().is_some_and(|p| p.config_net);
     let mut guest_link = tap::Tap::new(tap::Backend::Tun(tap.fd));
+    guest_link.tun_tso = tap.tso;
+    if !tap.tso {
+        ::log::debug!("tap: no TCP segmentation offload on the tun device");
+    }
     guest_link.pcap = pcap;
     let mut ctx = ctx::Ctx::new(
         conf,

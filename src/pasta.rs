@@ -615,6 +615,9 @@ pub(crate) struct TapDevice {
     pub(crate) mac: [u8; 6],
     /// The tap's IPv6 link-local address, when `--config-net` read it.
     pub(crate) ll6: Option<std::net::Ipv6Addr>,
+    /// Whether the device does TCP segmentation offload (see
+    /// [`sys::open_tap`]).
+    pub(crate) tso: bool,
 }
 
 /// `--splice-only`: no tap device, only the namespace's loopback is
@@ -643,6 +646,7 @@ pub(crate) fn lo_setup(ns: &NetNs) -> Result<TapDevice> {
         ifname: String::new(),
         mac: [0; 6],
         ll6: None,
+        tso: false,
     })
 }
 
@@ -747,8 +751,10 @@ pub(crate) fn tap_setup(conf: &Config, ns: &NetNs, routes: HostRoutes) -> Result
     let local4 = conf.ip4.as_ref().is_some_and(|c| c.local_mode);
     let local6 = conf.ip6.as_ref().is_some_and(|c| c.local_mode);
     let ns_mac = p.ns_mac;
+    // Tests compare transfers with and without segmentation offload.
+    let tso = std::env::var_os("PASST_RS_TEST_NO_TSO").is_none();
     let r = ns.run(move || -> std::result::Result<TapDevice, String> {
-        let (fd, ifname) = sys::open_tap(&name).map_err(|e| {
+        let (fd, ifname, tso) = sys::open_tap(&name, tso).map_err(|e| {
             // Opening /dev/net/tun from our user namespace is an access
             // check as "others": distributions ship it 0666, some machines
             // don't.
@@ -818,6 +824,7 @@ pub(crate) fn tap_setup(conf: &Config, ns: &NetNs, routes: HostRoutes) -> Result
             ifname,
             mac,
             ll6,
+            tso,
         })
     });
     match r {

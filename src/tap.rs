@@ -37,6 +37,19 @@
 //! datagrams in the namespace. If the device refuses such a write, runs
 //! go frame by frame from then on. The stream backend never coalesces.
 //!
+//! TCP segmentation offload (tun device, and vhost-user once it lands):
+//! when [`Tap::tso`] says the backend takes them, TCP queues data frames
+//! of up to 64 KiB ([`TxQueue::commit_region_tso`]) whose
+//! [`TxFrame::gso`] is the guest's MSS; the writer puts them out as one
+//! frame with a virtio-net header asking for TCP segmentation at that size
+//! ([`vnet_header`]), and the receiving kernel segments them (or, for a
+//! local socket, takes them whole). The other way, the tun device is
+//! opened with `TUN_F_TSO4 | TUN_F_TSO6`, so the namespace's kernel hands
+//! us TCP segments of up to 64 KiB whatever the MTU: [`RxBatch`] keeps
+//! room for those ([`RX_FRAME_MAX`]) and marks them ([`RxBatch::gso`]) so
+//! that the MTU check lets them through; TCP writes each payload to its
+//! socket in one call.
+//!
 //! Nothing here allocates after start-up.
 
 use std::io;
@@ -55,12 +68,15 @@ const VNET_F_NEEDS_CSUM: u8 = 1;
 /// correct (we built them): the guest's kernel need not verify them again.
 const VNET_F_DATA_VALID: u8 = 2;
 
-/// Largest frame we read or write: the tun driver's limit.
+/// Largest frame we write, and read from a stream: the tun driver's
+/// limit for a single frame.
 pub(crate) const FRAME_MAX: usize = 65535;
 /// Smallest frame worth looking at: an Ethernet header.
 pub(crate) const FRAME_MIN: usize = 14;
 /// Largest frame a segmentation offload back-end hands us: an Ethernet
-/// header and an IP packet of 64 KiB.
+/// header and an IP packet of 64 KiB (a TCP super-segment from the
+/// namespace's kernel: its `gso_max_size`, 64 KiB, bounds it, headers
+/// included).
 const RX_FRAME_MAX: usize = FRAME_MIN + 65535;
 /// Receive buffer size, as upstream's packet buffer.
 const RX_BUF: usize = 8 << 20;
@@ -80,6 +96,12 @@ pub(crate) struct TapStats {
     pub(crate) tx_bytes: u64,
     pub(crate) tx_dropped: u64,
     pub(crate) rx_runt_or_giant: u64,
+    /// TCP super-frames sent with segmentation offload (each is one of
+    /// `tx_frames`).
+    pub(crate) tx_gso_frames: u64,
+    /// Frames received with a segmentation offload type (TCP segments
+    /// longer than the MTU; each is one of `rx_frames`).
+    pub(crate) rx_gso_frames: u64,
 }
 
 /// One line of `name=value` pairs, a format the tests read (pasta logs it
@@ -93,11 +115,14 @@ impl std::fmt::Display for TapStats {
             tx_bytes,
             tx_dropped,
             rx_runt_or_giant,
+            tx_gso_frames,
+            rx_gso_frames,
         } = self;
         write!(
             f,
             "rx_frames={rx_frames} rx_bytes={rx_bytes} tx_frames={tx_frames} \
-             tx_bytes={tx_bytes} tx_dropped={tx_dropped} rx_runt_or_giant={rx_runt_or_giant}"
+             tx_bytes={tx_bytes} tx_dropped={tx_dropped} rx_runt_or_giant={rx_runt_or_giant} \
+             tx_gso_frames={tx_gso_frames} rx_gso_frames={rx_gso_frames}"
         )
     }
 }
@@ -121,11 +146,23 @@ pub(crate) enum RxEnd {
     Full,
 }
 
+/// Where a received frame is in [`RxBatch`], and what the backend's
+/// offload header said about it.
+#[derive(Clone, Copy, Debug, Default)]
+struct RxFrame {
+    off: u32,
+    len: u32,
+    /// The L4 checksum is partial (`NEEDS_CSUM`): not to be verified.
+    csum_partial: bool,
+    /// The frame is a segmentation offload super-frame (a `gso_type` other
+    /// than none): it may exceed the MTU.
+    gso: bool,
+}
+
 /// A batch of frames received from the guest.
 pub(crate) struct RxBatch {
     buf: Vec<u8>,
-    /// Offset, length, and whether the L4 checksum is partial (offload).
-    frames: Vec<(u32, u32, bool)>,
+    frames: Vec<RxFrame>,
     used: usize,
     /// The queue pair the batch came from (vhost-user; 0 otherwise).
     pub(crate) pair: u8,
@@ -172,9 +209,9 @@ impl RxBatch {
     /// The `i`-th frame of the batch.
     pub(crate) fn frame(&self, i: usize) -> &[u8] {
         match self.frames.get(i) {
-            Some(&(off, len, _)) => self
+            Some(f) => self
                 .buf
-                .get(off as usize..off as usize + len as usize)
+                .get(f.off as usize..f.off as usize + f.len as usize)
                 .unwrap_or(&[]),
             None => &[],
         }
@@ -182,20 +219,38 @@ impl RxBatch {
 
     /// True if the guest left the `i`-th frame's TCP/UDP checksum partial.
     pub(crate) fn csum_partial(&self, i: usize) -> bool {
-        self.frames.get(i).is_some_and(|f| f.2)
+        self.frames.get(i).is_some_and(|f| f.csum_partial)
     }
 
-    /// Free space for the next frame, if a maximum-size frame still fits.
+    /// True if the `i`-th frame came with segmentation offload: a TCP
+    /// segment of many MSS, which may exceed the MTU.
+    pub(crate) fn gso(&self, i: usize) -> bool {
+        self.frames.get(i).is_some_and(|f| f.gso)
+    }
+
+    /// Free space for the next frame, if a maximum-size frame (a
+    /// super-segment's, [`RX_FRAME_MAX`]) still fits.
     fn space(&mut self) -> Option<&mut [u8]> {
-        if self.frames.len() >= RX_FRAMES || self.buf.len() - self.used < FRAME_MAX {
+        if self.frames.len() >= RX_FRAMES || self.buf.len() - self.used < RX_FRAME_MAX {
             return None;
         }
-        Some(&mut self.buf[self.used..self.used + FRAME_MAX])
+        Some(&mut self.buf[self.used..self.used + RX_FRAME_MAX])
     }
 
-    fn push(&mut self, len: usize, csum_partial: bool) {
-        self.frames
-            .push((self.used as u32, len as u32, csum_partial));
+    /// Records a frame of `len` bytes at `off` (used by backends that fill
+    /// the buffer themselves), with its offload flags.
+    fn push_at(&mut self, off: usize, len: usize, csum_partial: bool, gso: bool) {
+        self.frames.push(RxFrame {
+            off: off as u32,
+            len: len as u32,
+            csum_partial,
+            gso,
+        });
+    }
+
+    /// Records a frame of `len` bytes read into [`RxBatch::space`].
+    fn push(&mut self, len: usize, csum_partial: bool, gso: bool) {
+        self.push_at(self.used, len, csum_partial, gso);
         // Keep frames 8-byte aligned for header access.
         self.used += (len + 7) & !7;
     }
@@ -214,7 +269,10 @@ struct TxFrame {
     run: u32,
     /// TCP segmentation offload: a TCP frame longer than one segment, to
     /// be cut by the receiver into segments of this many payload bytes
-    /// (the peer's MSS). 0: the frame is one segment.
+    /// (the peer's MSS). 0: the frame is one segment. Only set (by
+    /// [`TxQueue::commit_region_tso`]) on frames with a partial checksum
+    /// whose payload is longer than this; [`vnet_header`] turns it into
+    /// the header's `gso_type`, `hdr_len` and `gso_size`.
     gso: u16,
     /// The queue pair it leaves on (vhost-user multi-queue).
     pair: u8,
@@ -300,6 +358,21 @@ impl TxQueue {
     /// `i * stride`, `lens[i]` bytes. `csum`, if not (0, 0), is the start
     /// and offset of a partial L4 checksum in each frame.
     pub(crate) fn commit_region(&mut self, stride: usize, lens: &[usize], csum: (u16, u16)) {
+        self.commit_region_tso(stride, lens, csum, 0);
+    }
+
+    /// As [`TxQueue::commit_region`], for TCP frames (headers written,
+    /// partial checksum at `csum`) that may each carry several segments of
+    /// `gso` payload bytes, for a backend that takes them ([`Tap::tso`]).
+    /// A frame whose payload is no longer than `gso` is queued as a plain
+    /// frame; `gso` 0 queues them all so.
+    pub(crate) fn commit_region_tso(
+        &mut self,
+        stride: usize,
+        lens: &[usize],
+        csum: (u16, u16),
+        gso: u16,
+    ) {
         let mut fit = 0;
         for (i, &len) in lens.iter().enumerate() {
             let off = self.used + i * stride;
@@ -309,12 +382,22 @@ impl TxQueue {
             if self.frames.len() >= TX_FRAMES {
                 break;
             }
+            let gso = if gso == 0 || csum == (0, 0) {
+                0
+            } else {
+                let hdr = tcp_header_end(&self.buf[off..off + len], csum.0);
+                if hdr != 0 && len - hdr > usize::from(gso) {
+                    gso
+                } else {
+                    0
+                }
+            };
             self.frames.push(TxFrame {
                 off: off as u32,
                 len: len as u32,
                 csum,
                 run: 0,
-                gso: 0,
+                gso,
                 pair: self.pair,
             });
             fit = i + 1;
@@ -369,6 +452,9 @@ pub(crate) struct Tap {
     /// Whether the tun device takes UDP segmentation offload writes: true
     /// until one is refused, then never tried again.
     udp_gso: bool,
+    /// Whether the tun device was opened with TCP segmentation offload
+    /// (`TUN_F_TSO4 | TUN_F_TSO6` accepted): see [`Tap::tso`].
+    pub(crate) tun_tso: bool,
     /// Frames wait in the queue for room in the back-end (vhost-user).
     backlog: bool,
 }
@@ -381,6 +467,7 @@ impl Tap {
             stats: TapStats::default(),
             pcap: None,
             udp_gso: true,
+            tun_tso: false,
             backlog: false,
         }
     }
@@ -419,7 +506,11 @@ impl Tap {
                         self.stats.rx_runt_or_giant += 1;
                         continue;
                     }
-                    rx.push(n, vnet[0] & VNET_F_NEEDS_CSUM != 0);
+                    let gso = vnet[1] != VNET_GSO_NONE;
+                    if gso {
+                        self.stats.rx_gso_frames += 1;
+                    }
+                    rx.push(n, vnet[0] & VNET_F_NEEDS_CSUM != 0, gso);
                     if let Some(p) = self.pcap.as_mut() {
                         p.record(rx.frame(rx.len() - 1));
                     }
@@ -480,12 +571,7 @@ impl Tap {
             i += 1;
             let (off, len) = (f.off, f.len);
             let frame = &self.tx.buf[off as usize..(off + len) as usize];
-            let mut vnet = [VNET_F_DATA_VALID, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-            if f.csum != (0, 0) {
-                vnet[0] = VNET_F_NEEDS_CSUM;
-                vnet[6..8].copy_from_slice(&f.csum.0.to_le_bytes());
-                vnet[8..10].copy_from_slice(&f.csum.1.to_le_bytes());
-            }
+            let vnet = vnet_header(frame, &f);
             if let Some(p) = self.pcap.as_mut() {
                 p.record(frame);
             }
@@ -494,6 +580,9 @@ impl Tap {
                     Ok(_) => {
                         self.stats.tx_frames += 1;
                         self.stats.tx_bytes += u64::from(len);
+                        if f.gso != 0 {
+                            self.stats.tx_gso_frames += 1;
+                        }
                     }
                     Err(rustix::io::Errno::INTR) => continue,
                     Err(e) => {
@@ -524,6 +613,18 @@ impl Tap {
     /// cannot send.
     pub(crate) fn blocked(&self) -> bool {
         self.backlog
+    }
+
+    /// True if the backend takes TCP super-frames ([`TxFrame::gso`], queued
+    /// with [`TxQueue::commit_region_tso`]): the tun device once it
+    /// accepted `TUN_F_TSO4 | TUN_F_TSO6`. The stream backend has no
+    /// offload header to ask for segmentation with.
+    pub(crate) fn tso(&self) -> bool {
+        match &self.backend {
+            Backend::Tun(_) => self.tun_tso,
+            Backend::Stream(_) => false,
+            Backend::VhostUser(v) => v.tso(),
+        }
     }
 
     /// The stream backend (passt), if that is ours.
@@ -562,8 +663,59 @@ impl Tap {
     }
 }
 
+/// virtio-net header segmentation type: none, a single segment.
+const VNET_GSO_NONE: u8 = 0;
+/// virtio-net header segmentation type: TCP over IPv4.
+const VNET_GSO_TCPV4: u8 = 1;
+/// virtio-net header segmentation type: TCP over IPv6.
+const VNET_GSO_TCPV6: u8 = 4;
 /// virtio-net header segmentation type: UDP, segmented at L4.
 const VNET_GSO_UDP_L4: u8 = 5;
+
+/// Where the TCP header of `frame`, starting at `l4` (a partial checksum's
+/// `csum_start`), ends: the length of the Ethernet, IP and TCP headers,
+/// which a segmentation offload header's `hdr_len` gives. 0 if the frame
+/// is too short to hold that header.
+fn tcp_header_end(frame: &[u8], l4: u16) -> usize {
+    let l4 = usize::from(l4);
+    let Some(&doff) = frame.get(l4 + 12) else {
+        return 0;
+    };
+    let end = l4 + usize::from(doff >> 4) * 4;
+    if end < l4 + 20 || end > frame.len() {
+        return 0;
+    }
+    end
+}
+
+/// The 10-byte `virtio_net_hdr` for a queued frame (the first 10 bytes of
+/// vhost-user's `virtio_net_hdr_v1`, which adds `num_buffers`): a complete
+/// frame is `DATA_VALID`; one with a partial checksum `NEEDS_CSUM` with
+/// its start and offset; a TCP super-frame ([`TxFrame::gso`]) adds
+/// `gso_type` TCPV4 or TCPV6 by its ethertype, `hdr_len` (Ethernet, IP
+/// and TCP headers) and `gso_size`. Fields are little-endian, as virtio
+/// 1.0 and the tun driver (`IFF_VNET_HDR`, little-endian on our hosts)
+/// have them.
+fn vnet_header(frame: &[u8], f: &TxFrame) -> [u8; VNET_HDR_LEN] {
+    let mut vnet = [VNET_F_DATA_VALID, VNET_GSO_NONE, 0, 0, 0, 0, 0, 0, 0, 0];
+    if f.csum == (0, 0) {
+        return vnet;
+    }
+    vnet[0] = VNET_F_NEEDS_CSUM;
+    vnet[6..8].copy_from_slice(&f.csum.0.to_le_bytes());
+    vnet[8..10].copy_from_slice(&f.csum.1.to_le_bytes());
+    if f.gso != 0 {
+        vnet[1] = if frame.get(12..14) == Some(&[0x86, 0xdd]) {
+            VNET_GSO_TCPV6
+        } else {
+            VNET_GSO_TCPV4
+        };
+        let hdr = tcp_header_end(frame, f.csum.0) as u16;
+        vnet[2..4].copy_from_slice(&hdr.to_le_bytes());
+        vnet[4..6].copy_from_slice(&f.gso.to_le_bytes());
+    }
+    vnet
+}
 /// Most datagrams coalesced into one offloaded write.
 const GSO_SEGS_MAX: usize = 64;
 const ETH_LEN: usize = 14;
@@ -706,14 +858,122 @@ mod tests {
         assert_eq!(q.frames[0].run, 0, "plain regions are never coalesced");
     }
 
+    /// Queues two TCP data frames from `src` with payloads of `big` and
+    /// 1000 bytes, built as the TCP path builds them, with segments of
+    /// 1460 bytes asked for; returns the queue.
+    fn tso_queue(src: std::net::IpAddr, big: usize) -> TxQueue {
+        use crate::wire::build::{self, L4Csum};
+        use crate::wire::tcp::TcpRepr;
+        use std::net::SocketAddr;
+        let dst = match src {
+            std::net::IpAddr::V4(_) => "192.0.2.2".parse().unwrap(),
+            std::net::IpAddr::V6(_) => "2001:db8::2".parse().unwrap(),
+        };
+        let repr = TcpRepr {
+            seq: 1,
+            ack: 1,
+            flags: crate::wire::tcp::flags::ACK,
+            window: 100,
+            ..TcpRepr::default()
+        };
+        let stride = 65536;
+        let mut q = TxQueue::new();
+        let (region, fit) = q.region(stride, 2);
+        assert_eq!(fit, 2);
+        let mut lens = [0; 2];
+        for (chunk, (len, plen)) in region
+            .chunks_mut(stride)
+            .zip(lens.iter_mut().zip([big, 1000]))
+        {
+            *len = build::finish_ip_tcp(
+                chunk,
+                [2; 6],
+                [4; 6],
+                SocketAddr::new(src, 80),
+                SocketAddr::new(dst, 4000),
+                64,
+                &repr,
+                plen,
+                L4Csum::Partial,
+            )
+            .unwrap();
+        }
+        q.commit_region_tso(stride, &lens, build::tcp_csum_offload(src), 1460);
+        q
+    }
+
+    fn le16(b: &[u8]) -> u16 {
+        u16::from_le_bytes([b[0], b[1]])
+    }
+
+    #[test]
+    fn tcp_super_frames_get_a_segmentation_header() {
+        for (src, gso_type, hdr) in [
+            ("192.0.2.1".parse().unwrap(), VNET_GSO_TCPV4, 14 + 20 + 20),
+            ("2001:db8::1".parse().unwrap(), VNET_GSO_TCPV6, 14 + 40 + 20),
+        ] {
+            let big = 44 * 1460;
+            let q = tso_queue(src, big);
+            assert_eq!(q.len(), 2);
+            let (f, g) = (q.frames[0], q.frames[1]);
+            assert_eq!(f.len as usize, hdr + big);
+            assert_eq!(f.gso, 1460, "a frame of many segments keeps its size");
+            assert_eq!(g.gso, 0, "a frame of one segment is a plain frame");
+            let frame = &q.buf[f.off as usize..(f.off + f.len) as usize];
+            let v = vnet_header(frame, &f);
+            assert_eq!(v[0], VNET_F_NEEDS_CSUM);
+            assert_eq!(v[1], gso_type);
+            assert_eq!(usize::from(le16(&v[2..4])), hdr, "hdr_len");
+            assert_eq!(le16(&v[4..6]), 1460, "gso_size");
+            assert_eq!(usize::from(le16(&v[6..8])), hdr - 20, "csum_start");
+            assert_eq!(le16(&v[8..10]), 16, "csum_offset");
+            // The IP length covers the whole super-frame.
+            let ip_len = if gso_type == VNET_GSO_TCPV4 {
+                u16::from_be_bytes([frame[16], frame[17]]) as usize + 14
+            } else {
+                u16::from_be_bytes([frame[18], frame[19]]) as usize + 14 + 40
+            };
+            assert_eq!(ip_len, frame.len());
+            let frame = &q.buf[g.off as usize..(g.off + g.len) as usize];
+            let v = vnet_header(frame, &g);
+            assert_eq!((v[0], v[1]), (VNET_F_NEEDS_CSUM, VNET_GSO_NONE));
+            assert_eq!(&v[2..6], &[0; 4]);
+            assert_eq!(usize::from(le16(&v[6..8])), hdr - 20);
+        }
+    }
+
+    #[test]
+    fn plain_frames_have_no_segmentation() {
+        // Complete checksums: DATA_VALID, nothing else.
+        let mut q = TxQueue::new();
+        let _ = q.region(2048, 1);
+        q.commit_region_tso(2048, &[1500], (0, 0), 1460);
+        assert_eq!(q.frames[0].gso, 0, "no offload without a partial checksum");
+        let v = vnet_header(&q.buf[..1500], &q.frames[0]);
+        assert_eq!(v, [VNET_F_DATA_VALID, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // commit_region never asks for segmentation.
+        let mut q = TxQueue::new();
+        let _ = q.region(65536, 1);
+        q.commit_region(65536, &[60000], (34, 16));
+        assert_eq!(q.frames[0].gso, 0);
+        // A frame too short for its TCP header is not segmented either.
+        assert_eq!(tcp_header_end(&[0; 40], 34), 0);
+    }
+
     #[test]
     fn rx_batch_bounds() {
         let mut rx = RxBatch::new();
         assert_eq!(rx.frame(0), &[] as &[u8]);
         let s = rx.space().unwrap();
         s[..20].fill(7);
-        rx.push(20, false);
+        rx.push(20, false, false);
         assert_eq!(rx.frame(0), &[7u8; 20][..]);
         assert_eq!(rx.len(), 1);
+        assert!(!rx.gso(0));
+        // Room for a super-segment: a whole 64 KiB IP packet.
+        assert_eq!(rx.space().unwrap().len(), RX_FRAME_MAX);
+        rx.push(RX_FRAME_MAX, true, true);
+        assert_eq!(rx.frame(1).len(), 14 + 65535);
+        assert!(rx.gso(1) && rx.csum_partial(1));
     }
 }

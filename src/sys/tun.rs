@@ -9,13 +9,17 @@ use rustix::fs::{Mode, OFlags};
 /// (created if missing) in the calling thread's network namespace: L2
 /// frames, no packet information header, single queue, non-blocking, and a
 /// `virtio_net_hdr` (10 bytes) before every frame in both directions, which
-/// lets us hand the kernel frames whose TCP checksum it need not verify.
-/// Toward us only checksum offload is enabled (`TUN_F_CSUM`): the guest's
-/// kernel may leave TCP and UDP checksums partial and say so in the header,
-/// which spares it and us a pass over the data; no segmentation offload,
-/// so frames never exceed the MTU.
-/// Returns the descriptor and the interface name the kernel settled on.
-pub(crate) fn open_tap(name: &str) -> io::Result<(OwnedFd, String)> {
+/// lets us hand the kernel frames whose TCP checksum it need not verify,
+/// and TCP super-frames it segments itself.
+/// Toward us, checksum offload (`TUN_F_CSUM`): the guest's kernel may
+/// leave TCP and UDP checksums partial and say so in the header, which
+/// spares it and us a pass over the data; with `tso`, TCP segmentation
+/// offload too (`TUN_F_TSO4 | TUN_F_TSO6`): it hands us TCP segments of up
+/// to 64 KiB whatever the MTU, `gso_type` and `gso_size` in the header.
+/// If the kernel refuses those, checksum offload alone.
+/// Returns the descriptor, the interface name the kernel settled on, and
+/// whether TCP segmentation offload is on.
+pub(crate) fn open_tap(name: &str, tso: bool) -> io::Result<(OwnedFd, String, bool)> {
     let fd = rustix::fs::open(
         "/dev/net/tun",
         OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
@@ -41,17 +45,11 @@ pub(crate) fn open_tap(name: &str) -> io::Result<(OwnedFd, String)> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is the tun
-    // descriptor just attached.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::TUNSETOFFLOAD,
-            libc::TUN_F_CSUM as libc::c_ulong,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
+    let csum = libc::TUN_F_CSUM as libc::c_ulong;
+    let tso_flags = (libc::TUN_F_TSO4 | libc::TUN_F_TSO6) as libc::c_ulong;
+    let tso = tso && set_offload(&fd, csum | tso_flags).is_ok();
+    if !tso {
+        set_offload(&fd, csum)?;
     }
     let got: Vec<u8> = ifr
         .ifr_name
@@ -59,5 +57,16 @@ pub(crate) fn open_tap(name: &str) -> io::Result<(OwnedFd, String)> {
         .take_while(|&&c| c != 0)
         .map(|&c| c as u8)
         .collect();
-    Ok((fd, String::from_utf8_lossy(&got).into_owned()))
+    Ok((fd, String::from_utf8_lossy(&got).into_owned(), tso))
+}
+
+/// Sets the offloads (`TUN_F_*`) the tun device `fd` may use toward us.
+fn set_offload(fd: &OwnedFd, flags: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is a tun
+    // descriptor attached to an interface.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -288,7 +288,7 @@ impl Stream {
                     rx.used = fill;
                     return Ok(RxEnd::Full);
                 }
-                rx.frames.push(((parsed + 4) as u32, len as u32, false));
+                rx.push_at(parsed + 4, len, false, false);
                 stats.rx_frames += 1;
                 stats.rx_bytes += len as u64;
                 if let Some(p) = pcap.as_deref_mut() {

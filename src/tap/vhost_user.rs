@@ -688,7 +688,6 @@ impl VhostUser {
     }
 
     /// True if the guest takes TCP super-frames in both families.
-    #[allow(dead_code)] // For `Tap::tso`, with TCP segmentation offload.
     pub(crate) fn tso(&self) -> bool {
         let d = lock(&self.dev);
         d.has(VIRTIO_NET_F_GUEST_TSO4) && d.has(VIRTIO_NET_F_GUEST_TSO6)
@@ -761,7 +760,11 @@ impl VhostUser {
                         if len < FRAME_MIN {
                             stats.rx_runt_or_giant += 1;
                         } else {
-                            rx.push(len, hdr[0] & HDR_F_NEEDS_CSUM != 0);
+                            let gso = hdr[1] != 0;
+                            if gso {
+                                stats.rx_gso_frames += 1;
+                            }
+                            rx.push(len, hdr[0] & HDR_F_NEEDS_CSUM != 0, gso);
                             if let Some(p) = pcap.as_deref_mut() {
                                 p.record(rx.frame(rx.len() - 1));
                             }
@@ -846,6 +849,9 @@ impl VhostUser {
                 Ok(()) => {
                     stats.tx_frames += 1;
                     stats.tx_bytes += len as u64;
+                    if f.gso != 0 {
+                        stats.tx_gso_frames += 1;
+                    }
                     touched |= 1 << q;
                     retried = false;
                     if let Some(p) = pcap.as_deref_mut() {

@@ -133,11 +133,24 @@ impl TcpConn {
 
     /// The window field to advertise to the guest now: what the socket's
     /// send buffer can still take (see `window::window_to_tap`).
-    pub(crate) fn window_to_tap(&self, conf: &Config) -> u16 {
-        let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
+    /// `tso`: the tap takes segmentation offload ([`crate::tap::Tap::tso`]),
+    /// so the guest's frames may be 64 KiB long.
+    pub(crate) fn window_to_tap(&self, conf: &Config, tso: bool) -> u16 {
         let (sndbuf, queued) = crate::sys::send_memory(&self.sock).unwrap_or((0, 0));
+        self.window_for(conf, tso, sndbuf, queued)
+    }
+
+    /// The window field for a send buffer of `sndbuf` bytes with `queued`
+    /// in it (see [`TcpConn::window_to_tap`]).
+    pub(crate) fn window_for(&self, conf: &Config, tso: bool, sndbuf: u32, queued: u32) -> u16 {
+        let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
+        let frame = if tso {
+            window::GSO_FRAME
+        } else {
+            u32::from(mss)
+        };
         let established = self.events & ESTABLISHED != 0;
-        window::window_to_tap(sndbuf, queued, mss, established, self.ws_to_tap)
+        window::window_to_tap(sndbuf, queued, mss, frame, established, self.ws_to_tap)
     }
 
     /// Goes back to the last byte the guest acknowledged, to send again.

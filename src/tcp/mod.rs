@@ -410,7 +410,7 @@ impl Tcp {
         ensure_sndbuf(c.conf, conn);
         conn.events |= TAP_SYN_ACK_SENT;
         conn.seq_to_tap = conn.seq_init_to_tap.wrapping_add(1);
-        conn.wnd_to_tap = conn.window_to_tap(c.conf);
+        conn.wnd_to_tap = conn.window_to_tap(c.conf, c.tap.tso());
         frame::send_flags(
             c.conf,
             c.guest.mac,
@@ -669,12 +669,12 @@ impl Tcp {
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
-        conn.wnd_to_tap = conn.window_to_tap(c.conf);
+        conn.wnd_to_tap = conn.window_to_tap(c.conf, c.tap.tso());
         if force || conn.seq_ack_to_tap != conn.seq_from_tap || conn.flags & ACK_TO_TAP_DUE != 0 {
             frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
         }
         conn.flags &= !ACK_TO_TAP_DUE;
-        watch_window(c.epoll, conn, idx);
+        watch_window(c.conf, c.tap.tso(), c.epoll, conn, idx);
     }
 
     fn delay_ack(&mut self, flows: &mut Flows, idx: u32) {
@@ -760,20 +760,30 @@ impl Tcp {
         if ev.writable && conn.flags & (DROPPED_FROM_TAP | WND_UPDATE_DUE) != 0 {
             // The socket can take data again: reopen the guest's window,
             // and if we had to drop data, make it retransmit that now
-            // (duplicate ACKs) rather than after its timeout.
+            // (duplicate ACKs) rather than after its timeout. A window
+            // update that does not change the window would itself count as
+            // a duplicate ACK (RFC 5681 2): then say nothing. The event may
+            // be stale (reported before guest data of the same wake-up
+            // filled the buffer again): a window still closed is watched
+            // on, or the guest would only learn it opened from its window
+            // probes; an open one is updated by the ACKs of the data the
+            // guest sends into it.
+            let old = conn.wnd_to_tap;
+            conn.wnd_to_tap = conn.window_to_tap(c.conf, c.tap.tso());
             let acks = if conn.flags & DROPPED_FROM_TAP != 0 {
                 4
             } else {
-                1
+                usize::from(conn.wnd_to_tap > old)
             };
             conn.flags &= !(DROPPED_FROM_TAP | WND_UPDATE_DUE);
-            conn.wnd_to_tap = conn.window_to_tap(c.conf);
             for _ in 0..acks {
                 frame::send_ack(c.conf, c.guest.mac, c.tap, conn);
             }
             let want = conn.epoll_flags & !EventFlags::OUT;
             let _ = modify(c.epoll, conn, idx, want);
-            watch_window(c.epoll, conn, idx);
+            if acks > 0 || conn.wnd_to_tap == 0 {
+                watch_window(c.conf, c.tap.tso(), c.epoll, conn, idx);
+            }
         }
         if ev.hangup {
             conn.events |= SOCK_FIN_RCVD;
@@ -797,7 +807,7 @@ impl Tcp {
         let Some((already, room)) = window_room(c.epoll, conn, idx) else {
             return;
         };
-        let layout = Layout::new(conn, room);
+        let layout = Layout::new(conn, room, c.tap.tso());
         if !self.peek_off && self.discard.len() < MAX_WINDOW as usize {
             self.discard.resize(MAX_WINDOW as usize, 0);
         }
@@ -851,7 +861,7 @@ impl Tcp {
             }
             return;
         }
-        conn.wnd_to_tap = conn.window_to_tap(c.conf);
+        conn.wnd_to_tap = conn.window_to_tap(c.conf, c.tap.tso());
         frame_segments(c.conf, c.guest.mac, c.tap, conn, &layout, fit, n);
         conn.seq_ack_to_tap = conn.seq_from_tap;
         conn.flags &= !ACK_TO_TAP_DUE;
@@ -1092,7 +1102,7 @@ impl Tcp {
             if keepalive_tick && conn.events & ESTABLISHED != 0 {
                 if conn.tap_inactive {
                     self.stats.keepalives += 1;
-                    conn.wnd_to_tap = conn.window_to_tap(c.conf);
+                    conn.wnd_to_tap = conn.window_to_tap(c.conf, c.tap.tso());
                     frame::send_flags(
                         c.conf,
                         c.guest.mac,
@@ -1200,7 +1210,7 @@ fn fin_from_tap(conf: &Config, guest_mac: crate::wire::Mac, tap: &mut Tap, conn:
     conn.seq_from_tap = conn.seq_from_tap.wrapping_add(1);
     let _ = rustix::net::shutdown(&conn.sock, rustix::net::Shutdown::Write);
     conn.events |= SOCK_FIN_SENT;
-    conn.wnd_to_tap = conn.window_to_tap(conf);
+    conn.wnd_to_tap = conn.window_to_tap(conf, tap.tso());
     frame::send_ack(conf, guest_mac, tap, conn);
 }
 
@@ -1226,23 +1236,43 @@ fn window_room(epoll: &Epoll, conn: &mut TcpConn, idx: u32) -> Option<(u32, usiz
 
 /// How socket data is laid out in the tap's queue: frames `stride` bytes
 /// apart (8-byte aligned), each with up to `mss` bytes of payload at `hdr`.
+///
+/// With segmentation offload ([`Tap::tso`]) a frame carries as many whole
+/// segments of the guest's MSS as one frame holds (`mss` is then a
+/// multiple of `gso`, the segment size, about 64 KiB): the backend's
+/// receiver cuts it. Without, a frame is one segment and `gso` is 0.
 struct Layout {
     mss: usize,
     hdr: usize,
     stride: usize,
     /// Frames wanted for the room in the guest's window.
     frames: usize,
+    /// Segment size of super-frames, 0 for none.
+    gso: u16,
 }
 
 impl Layout {
-    fn new(conn: &TcpConn, room: usize) -> Self {
-        let mss = usize::from(conn.mss.max(1));
+    fn new(conn: &TcpConn, room: usize, tso: bool) -> Self {
+        let seg = usize::from(conn.mss.max(1));
         let hdr = frame::payload_offset(conn.key.side.oaddr);
+        // A frame is at most FRAME_MAX bytes, which keeps its IP total (or
+        // payload) length within 16 bits too.
+        let segs = if tso {
+            (crate::tap::FRAME_MAX - hdr) / seg
+        } else {
+            1
+        };
+        let (mss, gso) = if segs > 1 {
+            (segs * seg, conn.mss)
+        } else {
+            (seg, 0)
+        };
         Layout {
             mss,
             hdr,
             stride: (hdr + mss + 7) & !7,
             frames: room.div_ceil(mss).clamp(1, PEEK_FRAMES),
+            gso,
         }
     }
 }
@@ -1287,8 +1317,8 @@ fn peek(
 }
 
 /// Writes the headers around `n` bytes peeked into the tap's queue (full
-/// segments, then the rest, PSH on the last) and queues the frames, with
-/// partial checksums.
+/// frames, then the rest, PSH on the last) and queues the frames, with
+/// partial checksums, as super-frames of `layout.gso` segments if set.
 fn frame_segments(
     conf: &Config,
     guest_mac: crate::wire::Mac,
@@ -1314,7 +1344,8 @@ fn frame_segments(
         i += 1;
     }
     let csum = frame::csum_offload(conn.key.side.oaddr);
-    tap.tx.commit_region(layout.stride, &lens[..i], csum);
+    tap.tx
+        .commit_region_tso(layout.stride, &lens[..i], csum, layout.gso);
 }
 
 /// The socket's peer closed and the guest has everything: our FIN.
@@ -1327,7 +1358,7 @@ fn fin_to_tap(
     idx: u32,
 ) {
     conn.events |= SOCK_FIN_RCVD;
-    conn.wnd_to_tap = conn.window_to_tap(conf);
+    conn.wnd_to_tap = conn.window_to_tap(conf, tap.tso());
     frame::send_flags(conf, guest_mac, tap, conn, FIN | ACK, conn.seq_to_tap);
     conn.seq_to_tap = conn.seq_to_tap.wrapping_add(1);
     conn.events |= TAP_FIN_SENT;
@@ -1366,16 +1397,23 @@ fn ensure_sndbuf(conf: &Config, conn: &TcpConn) {
     }
 }
 
-/// After advertising a window: if it is small, watch for the socket's send
-/// buffer draining, to tell the guest as soon as it may send more (it has
-/// no other way to learn: it is waiting for us).
-fn watch_window(epoll: &Epoll, conn: &mut TcpConn, idx: u32) {
+/// After advertising a window: if it is small, less than a third of what
+/// an empty send buffer would give, watch for the socket's send buffer
+/// draining, to tell the guest as soon as it may send more (it has no other
+/// way to learn: it is waiting for us). A third, as the kernel reports a
+/// TCP socket writable once its free space is half what is queued
+/// (`sk_stream_min_wspace`), a third of the buffer: a window watched is one
+/// the next writable event grows, and a socket already writable is not
+/// watched (that would wake us at once, for nothing). A window at its cap
+/// (the tap queue's, [`window::window_to_tap`]) is never small.
+fn watch_window(conf: &Config, tso: bool, epoll: &Epoll, conn: &mut TcpConn, idx: u32) {
     if conn.events & ESTABLISHED == 0 || conn.events & (TAP_FIN_RCVD | CLOSED) != 0 {
         return;
     }
     let wnd = u32::from(conn.wnd_to_tap) << conn.ws_to_tap;
     let sndbuf = sys::sndbuf(&conn.sock).unwrap_or(0).max(0) as u32;
-    if wnd < sndbuf / 2 && conn.flags & WND_UPDATE_DUE == 0 {
+    let full = u32::from(conn.window_for(conf, tso, sndbuf, 0)) << conn.ws_to_tap;
+    if wnd < full / 3 && conn.flags & WND_UPDATE_DUE == 0 {
         conn.flags |= WND_UPDATE_DUE;
         let want = conn.epoll_flags | EventFlags::OUT;
         let _ = modify(epoll, conn, idx, want);

@@ -6,7 +6,8 @@
 //!
 //! - **Our window** ([`window_to_tap`]) is what the socket's send buffer can
 //!   still take, in payload bytes, bounded by what the tap device's queue
-//!   holds; it is sent scaled down by our window scale.
+//!   holds (frames of one MSS, or of up to 64 KiB with segmentation
+//!   offload, [`GSO_FRAME`]); it is sent scaled down by our window scale.
 //! - **The guest's window** ([`wnd_from_tap`]) is its window field scaled up
 //!   by the shift it offered in its SYN ([`ws_from_tap`]).
 //! - **Segment sizes** ([`LinkMss`]) follow from the link MTU: the MSS we
@@ -30,6 +31,9 @@ pub(crate) const WINDOW_DEFAULT: u32 = 14600;
 /// segments than that only makes the guest's kernel drop frames, each drop
 /// costing a retransmission, so one flow gets at most this many.
 pub(crate) const TAP_QUEUE_FRAMES: u32 = 700;
+/// Payload one frame from the guest carries at most with segmentation
+/// offload: a TCP super-segment is one IP packet of up to 64 KiB.
+pub(crate) const GSO_FRAME: u32 = 65535;
 /// MSS of a guest that sent no MSS option (RFC 9293 3.7.1).
 pub(crate) const MSS_DEFAULT: u16 = 536;
 /// Smallest MSS we send with, whatever the guest asks.
@@ -116,12 +120,15 @@ pub(crate) fn syn_window(wnd_to_tap: u16) -> u16 {
 ///
 /// `sndbuf` and `queued` are the socket's send buffer size and what is
 /// queued in it, in kernel memory (`SO_MEMINFO`); `mss` is the MSS we
-/// advertise ([`LinkMss::advertised`]). Before the connection is
-/// established, at least [`WINDOW_DEFAULT`].
+/// advertise ([`LinkMss::advertised`]); `frame` the most payload one
+/// frame from the guest carries: `mss`, or [`GSO_FRAME`] when the tap
+/// takes segmentation offload. Before the connection is established, at
+/// least [`WINDOW_DEFAULT`].
 pub(crate) fn window_to_tap(
     sndbuf: u32,
     queued: u32,
     mss: u16,
+    frame: u32,
     established: bool,
     ws_to_tap: u8,
 ) -> u16 {
@@ -133,7 +140,7 @@ pub(crate) fn window_to_tap(
     let room = sndbuf.saturating_sub(queued) / 8 * 7;
     let free = (u64::from(room) * u64::from(mss) / (u64::from(mss) + SKB_OVERHEAD)) as u32;
     let free = free.min(MAX_WINDOW);
-    let free = free.min(TAP_QUEUE_FRAMES * mss);
+    let free = free.min(TAP_QUEUE_FRAMES.saturating_mul(frame.max(mss)));
     // A sender does not put less than a segment into a small window (silly
     // window avoidance): a window below one segment is as good as closed,
     // and saying so makes us watch for the buffer draining (see
@@ -221,34 +228,52 @@ mod tests {
         // An empty 1 MiB buffer: 7/8 of it, less the per-buffer overhead.
         let room = (1u32 << 20) / 8 * 7;
         let want = (u64::from(room) * 1460 / (1460 + 1024)) as u32;
-        assert_eq!(window_to_tap(1 << 20, 0, mss, true, 0), 65535); // too big unscaled
+        assert_eq!(window_to_tap(1 << 20, 0, mss, mss.into(), true, 0), 65535); // too big unscaled
         assert_eq!(
-            u32::from(window_to_tap(1 << 20, 0, mss, true, MAX_WS)),
+            u32::from(window_to_tap(1 << 20, 0, mss, mss.into(), true, MAX_WS)),
             want >> MAX_WS
         );
         // What is queued is not free.
         assert_eq!(
-            u32::from(window_to_tap(65536, 16384, mss, true, 0)),
+            u32::from(window_to_tap(65536, 16384, mss, mss.into(), true, 0)),
             (u64::from(49152u32 / 8 * 7) * 1460 / 2484) as u32
         );
         // Less than a segment free: closed...
-        assert_eq!(window_to_tap(2000, 0, mss, true, 0), 0);
-        assert_eq!(window_to_tap(1000, 4000, mss, true, 0), 0);
+        assert_eq!(window_to_tap(2000, 0, mss, mss.into(), true, 0), 0);
+        assert_eq!(window_to_tap(1000, 4000, mss, mss.into(), true, 0), 0);
         // ...but never below the initial window during the handshake.
-        assert_eq!(window_to_tap(1000, 4000, mss, false, 0), 14600);
-        assert_eq!(window_to_tap(1000, 4000, mss, false, 2), 14600 >> 2);
+        assert_eq!(window_to_tap(1000, 4000, mss, mss.into(), false, 0), 14600);
+        assert_eq!(
+            window_to_tap(1000, 4000, mss, mss.into(), false, 2),
+            14600 >> 2
+        );
         // Bounded by the tap queue: 700 segments...
         let big = u32::MAX;
         assert_eq!(
-            u32::from(window_to_tap(big, 0, mss, true, MAX_WS)),
+            u32::from(window_to_tap(big, 0, mss, mss.into(), true, MAX_WS)),
             (TAP_QUEUE_FRAMES * 1460) >> MAX_WS
         );
         // ...and by the largest window, for big segments (which the
         // field, scaled, can just about say).
-        assert_eq!(window_to_tap(big, 0, 61440, true, MAX_WS), u16::MAX);
+        assert_eq!(window_to_tap(big, 0, 61440, 61440, true, MAX_WS), u16::MAX);
         assert_eq!(
-            window_to_tap(big, 0, 61440, true, MAX_WS + 1),
+            window_to_tap(big, 0, 61440, 61440, true, MAX_WS + 1),
             (MAX_WINDOW >> (MAX_WS + 1)) as u16
+        );
+        // With segmentation offload, the tap queue holds 64 KiB frames:
+        // the window is the buffer's (and at most MAX_WINDOW), whatever
+        // the MSS.
+        assert_eq!(
+            window_to_tap(big, 0, mss, GSO_FRAME, true, MAX_WS),
+            u16::MAX
+        );
+        assert_eq!(
+            u32::from(window_to_tap(big, 0, mss, GSO_FRAME, true, MAX_WS + 1)),
+            MAX_WINDOW >> (MAX_WS + 1)
+        );
+        assert_eq!(
+            window_to_tap(1 << 20, 0, mss, GSO_FRAME, true, MAX_WS),
+            window_to_tap(1 << 20, 0, mss, mss.into(), true, MAX_WS)
         );
     }
 }
