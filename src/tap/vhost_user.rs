@@ -1024,6 +1024,10 @@ fn write_frame(
             v.queue.set_next_avail(start);
             return Err(if v.broken {
                 Full::Refused("ring stopped")
+            } else if n >= usize::from(v.queue.size()) {
+                // Every buffer the ring can hold is not enough: waiting
+                // for more would wait forever.
+                Full::Refused("frame larger than the whole receive ring")
             } else {
                 Full::NoBuffer
             });
