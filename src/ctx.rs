@@ -307,6 +307,9 @@ impl<'c> Ctx<'c> {
                     .as_millis()
                     .min(1000) as i32
             };
+            if let Some(ms) = self.tap.poll_interval() {
+                timeout = timeout.min(ms);
+            }
             if let Some(d) = self.tcp.ack_deadline() {
                 let ms = d.saturating_duration_since(Instant::now()).as_millis() as i32;
                 timeout = timeout.min(ms.max(1));
@@ -332,6 +335,9 @@ impl<'c> Ctx<'c> {
                 self.timer(now);
                 next_tick = now + TICK;
             }
+            if let Some(code) = self.poll_rings() {
+                return code;
+            }
             self.flush_tap();
             self.tcp.defer(&mut self.flows, &self.epoll);
             if let Some((code, deadline)) = self.exiting {
@@ -341,6 +347,20 @@ impl<'c> Ctx<'c> {
                 }
             }
         }
+    }
+
+    /// vhost-user: drains transmit rings that have chains we were not
+    /// kicked for (see [`crate::tap::vhost_user::VhostUser::poll`]).
+    fn poll_rings(&mut self) -> Option<ExitCode> {
+        let pending = self.tap.vhost_user().map_or(0, |v| v.poll());
+        for ring in 0..32 {
+            if pending & (1 << ring) != 0 {
+                if let Some(code) = self.tap_readable(ring, false) {
+                    return Some(code);
+                }
+            }
+        }
+        None
     }
 
     /// Sends what is queued for the guest. If that cleared a backlog (a

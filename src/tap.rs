@@ -627,6 +627,12 @@ impl Tap {
         }
     }
 
+    /// How often the loop must look at the back-end even without events,
+    /// in milliseconds, if it must (see [`vhost_user::VhostUser::poll`]).
+    pub(crate) fn poll_interval(&mut self) -> Option<i32> {
+        self.vhost_user().and_then(|v| v.poll_interval())
+    }
+
     /// The stream backend (passt), if that is ours.
     pub(crate) fn stream(&mut self) -> Option<&mut stream::Stream> {
         match &mut self.backend {

@@ -76,7 +76,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use rustix::net::SocketFlags;
@@ -116,6 +116,10 @@ pub(crate) const HDR_LEN: usize = 12;
 const MRG_MAX: usize = 64;
 /// A message that stops half-way is abandoned after this long.
 const MSG_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often rings are looked at while traffic flows ([`VhostUser::poll`]).
+const POLL_MS: i32 = 5;
+/// For how long after the last frame.
+const POLL_FOR: Duration = Duration::from_secs(2);
 /// Dirty log granularity.
 const LOG_PAGE: u64 = 4096;
 
@@ -172,6 +176,11 @@ struct Vring {
     /// Guest address of the used ring, for the dirty log, if QEMU asked
     /// for used-ring logging (`VHOST_VRING_F_LOG`).
     log_used: Option<u64>,
+    /// Kicks seen, and chains taken: for the debug log of ring states.
+    kicks: u64,
+    chains: u64,
+    /// The used index when we last interrupted the guest for this ring.
+    irq_used: u16,
 }
 
 impl Vring {
@@ -185,6 +194,9 @@ impl Vring {
             started: false,
             broken: false,
             log_used: None,
+            kicks: 0,
+            chains: 0,
+            irq_used: 0,
         }
     }
 
@@ -197,6 +209,12 @@ impl Vring {
         if !self.queue.needs_notification(mem).unwrap_or(true) {
             return;
         }
+        self.interrupt();
+    }
+
+    /// Interrupts the guest.
+    fn interrupt(&mut self) {
+        self.irq_used = self.queue.next_used();
         if let Some(call) = &self.call {
             let _ = rustix::io::write(call, &1u64.to_ne_bytes());
         }
@@ -269,6 +287,42 @@ impl Device {
 
     fn has(&self, feature: u32) -> bool {
         self.acked & bit(feature) != 0
+    }
+}
+
+impl Device {
+    /// Logs where each started ring stands, for debugging stalls.
+    fn log_rings(&self) {
+        let Some(mem) = &self.mem else { return };
+        for (i, v) in self
+            .vrings
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.queue.avail_ring() != 0)
+        {
+            let q = &v.queue;
+            let avail = q.avail_idx(mem, Ordering::Acquire).map(|w| w.0);
+            let used = q.used_idx(mem, Ordering::Acquire).map(|w| w.0);
+            let flags = mem.load::<u16>(GuestAddress(q.avail_ring()), Ordering::Relaxed);
+            let ev_at = 4 + 2 * u64::from(q.size());
+            let used_event =
+                mem.load::<u16>(GuestAddress(q.avail_ring() + ev_at), Ordering::Relaxed);
+            let avail_event = mem.load::<u16>(
+                GuestAddress(q.used_ring() + 4 + 8 * u64::from(q.size())),
+                Ordering::Relaxed,
+            );
+            log::debug!(
+                "vhost-user: virtqueue {i}: size {} next_avail {} avail {avail:?} next_used {} \
+                 used {used:?} avail_flags {flags:?} used_event {used_event:?} \
+                 avail_event {avail_event:?} kicks {} chains {}{}",
+                q.size(),
+                q.next_avail(),
+                q.next_used(),
+                v.kicks,
+                v.chains,
+                if v.broken { " broken" } else { "" }
+            );
+        }
     }
 }
 
@@ -404,6 +458,9 @@ impl VhostUserBackendReqHandlerMut for Device {
     }
 
     fn get_vring_base(&mut self, index: u32) -> VuResult<VhostUserVringState> {
+        if log::log_enabled!(log::Level::Debug) && index == 0 {
+            self.log_rings();
+        }
         let v = self.vring(index)?;
         // The front-end stops the ring with this request.
         v.started = false;
@@ -558,6 +615,9 @@ pub(crate) struct VhostUser {
     /// Shared with the session, which configures it; the data path locks
     /// it once per batch (never contended: one thread).
     dev: Arc<Mutex<Device>>,
+    /// When frames last went either way: [`VhostUser::poll`] runs often
+    /// for a while after.
+    active: Option<Instant>,
 }
 
 impl VhostUser {
@@ -567,6 +627,7 @@ impl VhostUser {
             session: None,
             conn: None,
             dev: Arc::new(Mutex::new(Device::new())),
+            active: None,
         }
     }
 
@@ -624,6 +685,9 @@ impl VhostUser {
 
     /// Ends the session; the device forgets its memory and rings.
     pub(crate) fn disconnect(&mut self) -> Option<OwnedFd> {
+        if log::log_enabled!(log::Level::Debug) {
+            lock(&self.dev).log_rings();
+        }
         self.session = None;
         *lock(&self.dev) = Device::new();
         self.conn.take()
@@ -682,6 +746,50 @@ impl VhostUser {
         }
     }
 
+    /// Catches up with notifications that went missing: returns the
+    /// transmit rings with chains we were not kicked for, and interrupts
+    /// the guest for rings with used elements it was not told about.
+    ///
+    /// The kick and interrupt protocols rely on a full memory barrier on
+    /// each side between publishing an index and reading the other's
+    /// wish. A guest under single-threaded TCG (one vCPU) has none: QEMU
+    /// drops its barriers, there being no other vCPU to order against, so
+    /// now and then both sides miss each other and a ring stalls. Looking
+    /// at the indices every few milliseconds while traffic flows bounds
+    /// that to one interval; with KVM nothing is ever found.
+    pub(crate) fn poll(&mut self) -> u32 {
+        if self.poll_interval().is_none() {
+            return 0;
+        }
+        let mut guard = lock(&self.dev);
+        let Device { mem, vrings, .. } = &mut *guard;
+        let Some(mem) = mem.as_ref() else {
+            return 0;
+        };
+        let mut pending = 0;
+        for (i, v) in vrings.iter_mut().enumerate() {
+            if !v.usable(mem) {
+                continue;
+            }
+            if v.queue.next_used() != v.irq_used {
+                v.interrupt();
+            }
+            let avail = v.queue.avail_idx(mem, Ordering::Acquire).map(|w| w.0);
+            if i % 2 == 1 && avail.is_ok_and(|a| a != v.queue.next_avail()) {
+                pending |= 1 << i;
+            }
+        }
+        pending
+    }
+
+    /// [`VhostUser::poll`] every [`POLL_MS`] for [`POLL_FOR`] after
+    /// frames last went through.
+    pub(crate) fn poll_interval(&self) -> Option<i32> {
+        self.active
+            .filter(|t| t.elapsed() < POLL_FOR)
+            .map(|_| POLL_MS)
+    }
+
     /// True if the guest accepts partial checksums (`GUEST_CSUM`).
     pub(crate) fn csum_offload(&self) -> bool {
         lock(&self.dev).has(VIRTIO_NET_F_GUEST_CSUM)
@@ -716,6 +824,7 @@ impl VhostUser {
             return Ok(RxEnd::Drained);
         };
         if kicked {
+            v.kicks += 1;
             if let Some(k) = &v.kick {
                 let mut n = [0u8; 8];
                 let _ = rustix::io::read(k, &mut n);
@@ -752,6 +861,7 @@ impl VhostUser {
                     break;
                 };
                 let head = chain.head_index();
+                v.chains += 1;
                 let space = rx.space_max();
                 match read_chain(mem, chain, space) {
                     Ok((len, hdr)) => {
@@ -790,6 +900,9 @@ impl VhostUser {
         }
         v.signal(mem);
         log_used(dirty_log(log, *acked), v);
+        if rx.len() > 0 {
+            self.active = Some(Instant::now());
+        }
         Ok(end)
     }
 
@@ -876,16 +989,17 @@ impl VhostUser {
             i += 1;
         }
         tx.keep_from(i);
+        if touched != 0 {
+            self.active = Some(Instant::now());
+        }
         for (q, &before) in used_before.iter().enumerate() {
             if touched & (1 << q) == 0 {
                 continue;
             }
-            let v = &vrings[q];
+            let v = &mut vrings[q];
             log_used(dirty, v);
             if wants_interrupt(mem, &v.queue, before) {
-                if let Some(call) = &v.call {
-                    let _ = rustix::io::write(call, &1u64.to_ne_bytes());
-                }
+                v.interrupt();
             }
         }
     }
