@@ -12,7 +12,10 @@
 //! some: interrupt the guest). The `vhost` crate parses and answers the
 //! messages ([`BackendReqHandler::handle_request`], called from our event
 //! loop when the socket is readable); [`Device`] implements its
-//! `VhostUserBackendReqHandlerMut` and keeps the state.
+//! `VhostUserBackendReqHandlerMut` and keeps the state. The same stack's
+//! `vhost-user-backend` does not fit: it serves each queue from a thread
+//! of its own, while our flows and queues belong to one loop (see
+//! `Cargo.toml` for the cost measured).
 //!
 //! ## Memory
 //!
@@ -48,12 +51,26 @@
 //!   its flow's queue pair ([`super::TxQueue`] tags frames). With
 //!   `MRG_RXBUF`, chains are taken until their writable space holds header
 //!   and frame, and `num_buffers` says how many; without it, one chain
-//!   must hold it all. If the ring runs out, the chains taken for that
-//!   frame are put back and the frame is dropped and counted, as a full
-//!   NIC ring would (TCP retransmits). Partial checksums go out as
+//!   must hold it all. All the used elements of a frame are written before
+//!   the used index moves past them: the guest reads `num_buffers` elements
+//!   as soon as it sees the first. Partial checksums go out as
 //!   `NEEDS_CSUM` (`GUEST_CSUM`), complete ones as `DATA_VALID`; TCP
-//!   super-frames carry `gso_type`/`gso_size` (`GUEST_TSO4/6`). The guest
-//!   is interrupted once per ring per flush, if it asked to be.
+//!   super-frames of up to 64 KiB carry `gso_type`/`gso_size`
+//!   (`GUEST_TSO4/6`: TCP builds them when [`super::Tap::tso`] says so).
+//!   The guest is interrupted once per ring per flush, if its `used_event`
+//!   (or the no-interrupt flag) asks for it.
+//! - **Backpressure**: when a ring has no buffer left, the chains taken for
+//!   the frame are put back, and that frame and the ones after it stay in
+//!   the transmit queue ([`super::Tap::blocked`]); the ring's
+//!   notifications are re-armed, so the guest's kick (buffers added) or
+//!   the next loop iteration sends them. TCP connections that find the
+//!   queue full stop reading their socket until it drains, and do not
+//!   retransmit meanwhile: nothing was lost. A frame larger than the whole
+//!   ring is dropped and counted.
+//! - **Missed notifications** ([`VhostUser::poll`]): under single-vCPU
+//!   TCG the guest's memory barriers are not host barriers, so a kick or
+//!   an interrupt now and then goes missing; while traffic flows, the loop
+//!   looks at the rings every few milliseconds.
 //!
 //! ## Dirty logging
 //!
