@@ -690,7 +690,7 @@ mod tests {
     fn key_n(n: u32) -> FlowKey {
         let port = (n % 60000) as u16 + 1;
         let hi = n / 60000;
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             FlowKey {
                 proto: UDP,
                 pif: Pif::Host,

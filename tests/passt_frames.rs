@@ -619,7 +619,7 @@ fn tcp_data_both_ways_zero_window_dup_acks_fin() {
         c.rcv_nxt = end;
         // Acknowledge only when the window is full, so that passt has
         // nothing in flight beyond what we received.
-        let full = c.rcv_nxt.wrapping_sub(isn) as usize % usize::from(W) == 0;
+        let full = (c.rcv_nxt.wrapping_sub(isn) as usize).is_multiple_of(usize::from(W));
         if !full {
             continue;
         }

@@ -848,7 +848,7 @@ impl VhostUser {
             }
         }
         // Kicks on receive rings (buffers added) need nothing now.
-        if q % 2 == 0 {
+        if q.is_multiple_of(2) {
             return Ok(RxEnd::Drained);
         }
         let Some(mem) = mem.as_ref() else {

@@ -711,13 +711,13 @@ mod tests {
             for _ in 0..flips {
                 let pos = (rng.next() as usize) % f.len();
                 let v = rng.next() as u8;
-                f[pos] = if rng.next() % 2 == 0 {
+                f[pos] = if rng.next().is_multiple_of(2) {
                     v
                 } else {
                     f[pos] ^ (1 << (v % 8))
                 };
             }
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 let n = (rng.next() as usize) % (f.len() + 1);
                 f.truncate(n);
             }
