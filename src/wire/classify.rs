@@ -138,6 +138,7 @@ drop_reasons! {
     Ipv6ExtensionHeader => "IPv6 extension header",
     Ipv6Fragment => "IPv6 fragment",
     Loopback => "loopback address on the tap interface",
+    Ipv4Mapped => "IPv4-mapped address in an IPv6 packet",
     UnknownProtocol => "unhandled transport protocol",
     UdpTruncated => "truncated UDP header",
     UdpBadLength => "UDP length inconsistent with the IP length",
@@ -263,6 +264,12 @@ fn classify_ipv6(buf: &[u8], partial: bool) -> Result<L3<'_>, DropReason> {
     let (src, dst) = (ip.src(), ip.dst());
     if src.is_loopback() || dst.is_loopback() {
         return Err(DropReason::Loopback);
+    }
+    // Never on the wire (RFC 4291, 2.5.5.2), and a socket would take one
+    // for the IPv4 address it maps: `::ffff:127.0.0.1` is the host's
+    // loopback, `::ffff:0.0.0.0` any local address.
+    if src.to_ipv4_mapped().is_some() || dst.to_ipv4_mapped().is_some() {
+        return Err(DropReason::Ipv4Mapped);
     }
     let data = buf
         .get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + usize::from(ip.payload_len()))
@@ -638,6 +645,24 @@ mod tests {
         let mut f = base.clone();
         f[22..38].copy_from_slice(&Ipv6Addr::LOCALHOST.octets());
         assert_eq!(classify(&f).unwrap_err(), DropReason::Loopback);
+
+        for mapped in [
+            "::ffff:127.0.0.1",
+            "::ffff:127.0.0.2",
+            "::ffff:0.0.0.0",
+            "::ffff:192.0.2.1",
+        ] {
+            let a: Ipv6Addr = mapped.parse().unwrap();
+            for off in [22, 38] {
+                let mut f = base.clone();
+                f[off..off + 16].copy_from_slice(&a.octets());
+                assert_eq!(
+                    classify(&f).unwrap_err(),
+                    DropReason::Ipv4Mapped,
+                    "{mapped}"
+                );
+            }
+        }
     }
 
     #[test]
