@@ -75,3 +75,64 @@ fn malformed_guest_frames_dont_stop_pasta() {
     let dropped = text.matches("dropped").count();
     assert!(dropped > FRAMES as usize, "only {dropped} drops logged");
 }
+
+/// IPv4-mapped IPv6 destinations are the addresses they map for a host
+/// socket: a SYN to `::ffff:127.0.0.1` on the tap must not reach a server
+/// on the host's loopback, as one to `127.0.0.1` or `::1` does not. The
+/// frames are dropped with a counted reason, and the server sees nothing.
+#[test]
+fn ipv4_mapped_destinations_never_reach_the_host() {
+    let tb = Testbed::new();
+    let port = 47011;
+    let hit = tb.path("accepted");
+    let mut server = tb.in_host("timeout");
+    server.args([
+        "30",
+        "socat",
+        "-u",
+        &format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
+        &format!("OPEN:{},creat,append", hit.display()),
+    ]);
+    let mut server = server.spawn().expect("socat");
+    wait_for("the loopback server", T, || {
+        let o = run(tb
+            .in_host("ss")
+            .args(["-Htln", &format!("sport = :{port}")]));
+        String::from_utf8_lossy(&o.stdout).contains("127.0.0.1")
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mapped_syn.py");
+    let log = tb.path("pasta.log");
+    let log_s = log.display().to_string();
+    let cmd = format!(
+        "echo sent $(python3 {script} {port} {HOST6}) || exit 3
+        ping -6 -c1 -W5 {REMOTE6} || exit 4"
+    );
+    let o = tb.pasta_output(
+        &[
+            "--config-net",
+            "--trace",
+            "-l",
+            &log_s,
+            "--",
+            "sh",
+            "-c",
+            &cmd,
+        ],
+        T,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}:\n{out}", o.status);
+    assert!(out.contains("sent 3"), "{out}");
+    // The ping after the SYNs came back: pasta handled the frames before.
+    let text = std::fs::read_to_string(&log).expect("log file");
+    let drops = text
+        .matches("IPv4-mapped address in an IPv6 packet")
+        .count();
+    assert_eq!(drops, 3, "{}", &text[..text.len().min(4000)]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        !exists(&hit),
+        "a SYN to an IPv4-mapped address reached the host's loopback"
+    );
+}
