@@ -321,8 +321,7 @@ impl<'c> Ctx<'c> {
             for ev in events.iter().copied() {
                 if let Some(code) = self.handle(ev) {
                     self.tap.flush();
-                    log::debug!("TCP counters: {}", self.tcp.stats);
-                    log::debug!("tap counters: {}", self.tap.stats);
+                    self.log_counters();
                     return code;
                 }
             }
@@ -342,11 +341,21 @@ impl<'c> Ctx<'c> {
             self.tcp.defer(&mut self.flows, &self.epoll);
             if let Some((code, deadline)) = self.exiting {
                 if self.tcp.open_conns() == 0 || Instant::now() >= deadline {
-                    log::debug!("TCP counters: {}", self.tcp.stats);
+                    self.log_counters();
                     return code;
                 }
             }
         }
+    }
+
+    /// The counters, at exit, in the `name=value` lines tests read.
+    fn log_counters(&self) {
+        log::debug!("TCP counters: {}", self.tcp.stats);
+        log::debug!("tap counters: {}", self.tap.stats);
+        log::debug!(
+            "alloc counters: allocations={}",
+            crate::sys::alloc::allocations()
+        );
     }
 
     /// vhost-user: drains transmit rings that have chains we were not

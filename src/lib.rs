@@ -50,6 +50,8 @@ mod pasta;
 mod pcap;
 #[allow(unsafe_code)]
 mod sys;
+/// The binaries' allocator (see `sys::alloc`).
+pub use sys::alloc::Counting as CountingAlloc;
 mod tap;
 mod tcp;
 mod udp;

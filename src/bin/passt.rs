@@ -3,6 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+/// Counts allocations, for the no-allocation check (see `passt_rs::CountingAlloc`).
+#[global_allocator]
+static ALLOC: passt_rs::CountingAlloc = passt_rs::CountingAlloc;
+
 fn main() {
     std::process::exit(passt_rs::main());
 }

@@ -6,6 +6,7 @@
 //! `// SAFETY:` comment naming the invariant it relies on. Callers get safe
 //! functions returning `std::io::Result`.
 
+pub mod alloc;
 pub(crate) mod net;
 pub(crate) mod process;
 pub(crate) mod splice;

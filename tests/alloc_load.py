@@ -1,0 +1,129 @@
+# Load for tests/no_alloc.rs. "server PORT ADDR": in the remote namespace, TCP on
+# PORT sinks what it gets (then replies with the count), on PORT+1 sends the
+# bytes asked for, on PORT+2 echoes; UDP on PORT counts datagrams and
+# answers the count to a "?". "client ADDR PORT SCALE": bulk TCP both ways
+# (SCALE x 4 MiB), SCALE x 200 request/response transactions and SCALE x
+# 1000 UDP datagrams; prints "done". Bounded: every socket has a timeout.
+import socket
+import struct
+import sys
+import threading
+
+T = 30
+
+
+def listener(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(16)
+    s.settimeout(120)
+    return s
+
+
+def serve_tcp(s, handler):
+    while True:
+        c, _ = s.accept()
+        c.settimeout(T)
+        threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+
+def sink(c):
+    n = 0
+    while True:
+        b = c.recv(1 << 16)
+        if not b:
+            break
+        n += len(b)
+    c.sendall(struct.pack("!Q", n))
+    c.close()
+
+
+def source(c):
+    n = struct.unpack("!Q", c.recv(8))[0]
+    chunk = b"x" * (1 << 16)
+    while n > 0:
+        k = min(n, len(chunk))
+        c.sendall(chunk[:k])
+        n -= k
+    c.close()
+
+
+def echo(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        b = c.recv(1)
+        if not b:
+            break
+        c.sendall(b)
+    c.close()
+
+
+def udp(s):
+    n = 0
+    while True:
+        b, a = s.recvfrom(2048)
+        if b == b"?":
+            s.sendto(str(n).encode(), a)
+        else:
+            n += 1
+
+
+def server(port, addr):
+    # Everything bound before "ready".
+    for p, h in ((port, sink), (port + 1, source), (port + 2, echo)):
+        threading.Thread(target=serve_tcp, args=(listener(p), h), daemon=True).start()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # Bound to the address the client sends to: replies must come from it.
+    u.bind((addr, port))
+    threading.Thread(target=udp, args=(u,), daemon=True).start()
+    print("ready", flush=True)
+    threading.Event().wait(300)
+
+
+def client(addr, port, scale):
+    size = scale * (4 << 20)
+    c = socket.create_connection((addr, port), timeout=T)
+    chunk = b"y" * (1 << 16)
+    left = size
+    while left > 0:
+        k = min(left, len(chunk))
+        c.sendall(chunk[:k])
+        left -= k
+    c.shutdown(socket.SHUT_WR)
+    got = struct.unpack("!Q", c.recv(8))[0]
+    assert got == size, (got, size)
+    c.close()
+    c = socket.create_connection((addr, port + 1), timeout=T)
+    c.sendall(struct.pack("!Q", size))
+    n = 0
+    while True:
+        b = c.recv(1 << 16)
+        if not b:
+            break
+        n += len(b)
+    assert n == size, (n, size)
+    c.close()
+    c = socket.create_connection((addr, port + 2), timeout=T)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for _ in range(scale * 200):
+        c.sendall(b"q")
+        assert c.recv(1) == b"q"
+    c.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(T)
+    u.connect((addr, port))
+    for i in range(scale * 1000):
+        u.send(b"d" * 1000)
+        if i % 50 == 49:
+            # Paced: a few lost to a full queue would not matter, but
+            # keep them all in flight within the socket buffers.
+            u.send(b"?")
+            u.recv(64)
+    print("done", flush=True)
+
+
+if sys.argv[1] == "server":
+    server(int(sys.argv[2]), sys.argv[3])
+else:
+    client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
