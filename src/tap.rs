@@ -37,7 +37,7 @@
 //! datagrams in the namespace. If the device refuses such a write, runs
 //! go frame by frame from then on. The stream backend never coalesces.
 //!
-//! TCP segmentation offload (tun device, and vhost-user once it lands):
+//! TCP segmentation offload (tun device and vhost-user):
 //! when [`Tap::tso`] says the backend takes them, TCP queues data frames
 //! of up to 64 KiB ([`TxQueue::commit_region_tso`]) whose
 //! [`TxFrame::gso`] is the guest's MSS; the writer puts them out as one
@@ -188,18 +188,6 @@ impl RxBatch {
         self.frames.clear();
         self.used = 0;
         self.pair = 0;
-    }
-
-    /// True if a frame of the largest size no longer fits.
-    fn full(&self) -> bool {
-        self.frames.len() >= RX_FRAMES || self.buf.len() - self.used < RX_FRAME_MAX
-    }
-
-    /// Free space for the next frame, [`RX_FRAME_MAX`] bytes: a TCP
-    /// super-segment from the guest (64 KiB of IP packet) fits.
-    fn space_max(&mut self) -> &mut [u8] {
-        let end = (self.used + RX_FRAME_MAX).min(self.buf.len());
-        &mut self.buf[self.used..end]
     }
 
     pub(crate) fn len(&self) -> usize {

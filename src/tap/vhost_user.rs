@@ -119,7 +119,7 @@ use vm_memory::{
     Address, Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, VolatileMemory,
 };
 
-use super::{RxBatch, RxEnd, TapStats, TxQueue, FRAME_MIN};
+use super::{RxBatch, RxEnd, TapStats, TxFrame, TxQueue, FRAME_MIN};
 
 /// Queue pairs we serve at most (`GET_QUEUE_NUM`).
 pub(crate) const PAIRS: usize = 8;
@@ -141,9 +141,6 @@ const POLL_FOR: Duration = Duration::from_secs(2);
 const LOG_PAGE: u64 = 4096;
 
 const HDR_F_NEEDS_CSUM: u8 = 1;
-const HDR_F_DATA_VALID: u8 = 2;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
 
 const fn bit(b: u32) -> u64 {
     1 << b
@@ -204,7 +201,7 @@ impl Vring {
     fn new() -> Self {
         Vring {
             // Cannot fail: the maximum size is a power of two.
-            queue: Queue::new(QUEUE_SIZE_MAX).unwrap_or_else(|_| unreachable_queue()),
+            queue: Queue::new(QUEUE_SIZE_MAX).unwrap_or_default(),
             kick: None,
             call: None,
             enabled: true,
@@ -236,12 +233,6 @@ impl Vring {
             let _ = rustix::io::write(call, &1u64.to_ne_bytes());
         }
     }
-}
-
-#[cold]
-fn unreachable_queue() -> Queue {
-    // `Queue::new` fails only for sizes that are not powers of two.
-    Queue::default()
 }
 
 /// A mapping from QEMU's addresses to guest-physical ones.
@@ -862,7 +853,7 @@ impl VhostUser {
         'drain: loop {
             let _ = v.queue.disable_notification(mem);
             loop {
-                if rx.full() {
+                if rx.space().is_none() {
                     end = RxEnd::Full;
                     break 'drain;
                 }
@@ -879,7 +870,8 @@ impl VhostUser {
                 };
                 let head = chain.head_index();
                 v.chains += 1;
-                let space = rx.space_max();
+                // Checked above: a frame of the largest size fits.
+                let space = rx.space().unwrap_or_default();
                 match read_chain(mem, chain, space) {
                     Ok((len, hdr)) => {
                         stats.rx_frames += 1;
@@ -971,7 +963,7 @@ impl VhostUser {
                 tx.frames[i].gso = 0;
             }
             let f = tx.frames[i];
-            let hdr = header(frame, f.csum, f.gso, guest_csum);
+            let hdr = header(frame, &f, guest_csum);
             if touched & (1 << q) == 0 {
                 used_before[q] = vrings[q].queue.next_used();
             }
@@ -1030,32 +1022,13 @@ enum Full {
     Refused(&'static str),
 }
 
-/// The virtio-net header for a frame we send.
-fn header(frame: &[u8], csum: (u16, u16), gso: u16, guest_csum: bool) -> [u8; HDR_LEN] {
+/// The virtio-net header for a frame we send: the tun device's
+/// ([`super::vnet_header`]) and `num_buffers`, set when the frame is
+/// placed; all zero (no flags) if the guest takes no partial checksums.
+fn header(frame: &[u8], f: &TxFrame, guest_csum: bool) -> [u8; HDR_LEN] {
     let mut h = [0u8; HDR_LEN];
-    if !guest_csum {
-        return h;
-    }
-    if csum == (0, 0) {
-        h[0] = HDR_F_DATA_VALID;
-        return h;
-    }
-    h[0] = HDR_F_NEEDS_CSUM;
-    h[6..8].copy_from_slice(&csum.0.to_le_bytes());
-    h[8..10].copy_from_slice(&csum.1.to_le_bytes());
-    if gso != 0 {
-        let l4 = usize::from(csum.0);
-        let Some(&doff) = frame.get(l4 + 12) else {
-            return h;
-        };
-        let hdr_len = l4 + usize::from(doff >> 4) * 4;
-        h[1] = if frame.get(12..14) == Some(&[0x86, 0xdd]) {
-            GSO_TCPV6
-        } else {
-            GSO_TCPV4
-        };
-        h[2..4].copy_from_slice(&(hdr_len as u16).to_le_bytes());
-        h[4..6].copy_from_slice(&gso.to_le_bytes());
+    if guest_csum {
+        h[..super::VNET_HDR_LEN].copy_from_slice(&super::vnet_header(frame, f));
     }
     h
 }
@@ -1303,18 +1276,28 @@ mod tests {
 
     #[test]
     fn header_fields() {
-        let mut f = vec![0u8; 100];
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[34 + 12] = 5 << 4;
-        let h = header(&f, (34, 16), 1448, true);
+        let mut frame = vec![0u8; 100];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[34 + 12] = 5 << 4;
+        let mut f = TxFrame {
+            off: 0,
+            len: 100,
+            csum: (34, 16),
+            run: 0,
+            gso: 1448,
+            pair: 0,
+        };
+        let h = header(&frame, &f, true);
         assert_eq!(h[0], HDR_F_NEEDS_CSUM);
-        assert_eq!(h[1], GSO_TCPV4);
+        assert_eq!(h[1], 1, "TCPV4");
         assert_eq!(u16::from_le_bytes([h[2], h[3]]), 54);
         assert_eq!(u16::from_le_bytes([h[4], h[5]]), 1448);
         assert_eq!(u16::from_le_bytes([h[6], h[7]]), 34);
         assert_eq!(u16::from_le_bytes([h[8], h[9]]), 16);
-        assert_eq!(header(&f, (0, 0), 0, true)[0], HDR_F_DATA_VALID);
-        assert_eq!(header(&f, (34, 16), 0, false), [0; HDR_LEN]);
+        assert_eq!(h[10..12], [0, 0], "num_buffers is set when placed");
+        assert_eq!(header(&frame, &f, false), [0; HDR_LEN]);
+        (f.csum, f.gso) = ((0, 0), 0);
+        assert_eq!(header(&frame, &f, true)[0], 2, "DATA_VALID");
     }
 
     #[test]
