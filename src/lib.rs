@@ -39,6 +39,10 @@ mod dhcpv6;
 mod dns_name;
 mod event;
 mod flow;
+/// Entry points for the fuzz targets in `fuzz/` (cargo feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod fwd;
 mod guest;
 mod icmp;

@@ -1,0 +1,1 @@
+//! Fuzz entry points for the parsers a guest or a peer reaches.
