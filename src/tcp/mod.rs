@@ -578,7 +578,18 @@ impl Tcp {
         let conn = c.flows.tcp_mut(idx)?;
         let (seq, payload) = (seg.seq(), seg.payload());
         if payload.is_empty() {
-            return Some((AckDue::No, seg.fin() && seq == conn.seq_from_tap));
+            // An empty segment below the next byte we expect is Linux's
+            // zero-window probe (and keepalive): seq one before its
+            // unacknowledged data. It is answered with an ACK carrying the
+            // current window (RFC 9293 3.10.7.4), or a guest whose window
+            // update was lost (dropped on a full tap) waits on a zero
+            // window forever.
+            let ack = if seq_gt(conn.seq_from_tap, seq) {
+                AckDue::Queued
+            } else {
+                AckDue::No
+            };
+            return Some((ack, seg.fin() && seq == conn.seq_from_tap));
         }
         let end = seq.wrapping_add(payload.len() as u32);
         if conn.events & TAP_FIN_RCVD != 0 {
