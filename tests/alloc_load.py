@@ -10,7 +10,8 @@
 # connections (connect, 1-byte request and response, close; paced at about
 # 50 a second), a paced UDP stream (~2000 datagrams a second) and DNS
 # queries to DNS:53 (~20 a second, from a pool of 16 sockets so that UDP
-# flows stay a bounded set); prints "done" and what it moved.
+# flows stay a bounded set); prints "done" and what it moved. Lost UDP
+# exchanges are counted (an error only beyond a tenth of them).
 import socket
 import struct
 import sys
@@ -134,7 +135,7 @@ def soak(addr, port, dns, seconds):
     import time
 
     end = time.monotonic() + seconds
-    counts = {"up": 0, "down": 0, "short": 0, "udp": 0, "dns": 0}
+    counts = {"up": 0, "down": 0, "short": 0, "udp": 0, "udp_lost": 0, "dns": 0, "dns_lost": 0}
     errors = []
     size = 8 << 20
 
@@ -177,22 +178,28 @@ def soak(addr, port, dns, seconds):
         counts["short"] += 1
         time.sleep(0.02)
 
+    # UDP may lose datagrams (full socket buffers under the bulk load): a
+    # lost "?" or answer is counted, not an error; the run fails only if
+    # more than a tenth are lost.
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.settimeout(T)
+    u.settimeout(2)
     u.connect((addr, port))
 
     def udp_burst():
         for _ in range(50):
             u.send(b"d" * 1000)
         u.send(b"?")
-        u.recv(64)
-        counts["udp"] += 50
+        try:
+            u.recv(64)
+            counts["udp"] += 50
+        except TimeoutError:
+            counts["udp_lost"] += 1
         time.sleep(0.025)
 
     pool = []
     for _ in range(16):
         d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        d.settimeout(5)
+        d.settimeout(2)
         d.connect((dns, 53))
         pool.append(d)
     query_id = [0]
@@ -202,9 +209,13 @@ def soak(addr, port, dns, seconds):
         d = pool[i % len(pool)]
         name = b"".join(bytes([len(x)]) + x for x in (b"soak%d" % i, b"example", b"org"))
         d.send(struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + b"\0" + struct.pack("!HH", 1, 1))
-        r = d.recv(512)
-        assert struct.unpack("!H", r[:2])[0] == i, "DNS answer to another query"
-        counts["dns"] += 1
+        try:
+            # A late answer to a query counted lost may come first.
+            while struct.unpack("!H", d.recv(512)[:2])[0] != i:
+                pass
+            counts["dns"] += 1
+        except TimeoutError:
+            counts["dns_lost"] += 1
         time.sleep(0.05)
 
     threads = [
@@ -216,6 +227,8 @@ def soak(addr, port, dns, seconds):
     for t in threads:
         t.join()
     print(" ".join(f"{k}={v}" for k, v in counts.items()), flush=True)
+    if counts["udp_lost"] * 50 > counts["udp"] / 10 or counts["dns_lost"] > counts["dns"] / 10:
+        errors.append("more than a tenth of the UDP or DNS exchanges lost")
     if errors:
         print("errors: " + "; ".join(errors), flush=True)
         sys.exit(1)
