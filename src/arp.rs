@@ -24,6 +24,14 @@
 //! Both functions write a complete frame into `out` and return its length,
 //! without allocating; `None` means "nothing to send".
 
+// Every byte parsed here is attacker-controlled (guest input) and a panic
+// aborts the process, cutting every flow: no unchecked index or slice, no
+// arithmetic that can overflow. (Unit tests index their own fixtures.)
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use crate::conf::Config;
 use crate::wire::arp::{ArpPacket, ArpRepr, OP_REPLY, OP_REQUEST};
 use crate::wire::{build, Classified, Mac, L3, MAC_BROADCAST};

@@ -41,6 +41,14 @@
 //! Requests come from the guest and are not trusted: every read is bounds
 //! checked, the option walk only moves forward, and nothing is allocated.
 
+// Every byte parsed here is attacker-controlled (guest input) and a panic
+// aborts the process, cutting every flow: no unchecked index or slice, no
+// arithmetic that can overflow. (Unit tests index their own fixtures.)
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use std::net::Ipv4Addr;
 
 use std::net::SocketAddrV4;
@@ -221,20 +229,20 @@ impl ServerOpts {
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Option<usize> {
         let max = max.min(255);
-        let buf = self.data.get_mut(self.used..self.used + max)?;
+        let buf = self.data.get_mut(self.used..)?.get_mut(..max)?;
         let len = fill(buf)?;
         if len > max {
             return None;
         }
-        self.slots[usize::from(code)] = Some((self.used as u16, len as u8));
-        self.used += len;
+        let used = self.used.checked_add(len)?;
+        *self.slots.get_mut(usize::from(code))? = Some((self.used as u16, len as u8));
+        self.used = used;
         Some(len)
     }
 
     fn get(&self, code: u8) -> Option<&[u8]> {
-        let (start, len) = self.slots[usize::from(code)]?;
-        self.data
-            .get(usize::from(start)..usize::from(start) + usize::from(len))
+        let (start, len) = (*self.slots.get(usize::from(code))?)?;
+        self.data.get(usize::from(start)..)?.get(..usize::from(len))
     }
 
     /// Option area bytes (with headers) of everything set so far.
@@ -242,7 +250,8 @@ impl ServerOpts {
         self.slots
             .iter()
             .flatten()
-            .map(|&(_, len)| 2 + usize::from(len))
+            // At most 256 options of 2 + 255 bytes: no overflow.
+            .map(|&(_, len)| usize::from(len).wrapping_add(2))
             .sum()
     }
 }
@@ -250,8 +259,8 @@ impl ServerOpts {
 /// The subnet mask for a prefix length (clamped to 32).
 fn mask(prefix_len: u8) -> u32 {
     u32::MAX
-        .checked_shl(32 - u32::from(prefix_len.min(32)))
-        .unwrap_or(0)
+        .checked_shr(u32::from(prefix_len.min(32)))
+        .map_or(u32::MAX, |host| !host)
 }
 
 /// Fills the option table for a reply of type `reply_type`.
@@ -280,14 +289,14 @@ fn server_options(conf: &Config, ip4: &Ip4Conf, reply_type: u8, rapid: bool) -> 
     }
 
     if !conf.no_dhcp_dns {
-        let mut dns = [0u8; 12];
-        let mut n = 0;
-        for addr in ip4.dns.iter().filter(|a| !a.is_unspecified()).take(3) {
-            dns[n..n + 4].copy_from_slice(&addr.octets());
-            n += 4;
-        }
-        if n > 0 {
-            so.set(opt::DNS, &dns[..n]);
+        let mut dns = [[0u8; 4]; 3];
+        let n = dns
+            .iter_mut()
+            .zip(ip4.dns.iter().filter(|a| !a.is_unspecified()))
+            .map(|(slot, addr)| *slot = addr.octets())
+            .count();
+        if let Some(used) = dns.get(..n).filter(|u| !u.is_empty()) {
+            so.set(opt::DNS, used.as_flattened());
         }
     }
 
@@ -298,8 +307,9 @@ fn server_options(conf: &Config, ip4: &Ip4Conf, reply_type: u8, rapid: bool) -> 
     if let Some(fqdn) = conf.fqdn.as_deref().filter(|n| !n.is_empty()) {
         so.set_with(opt::CLIENT_FQDN, 255, |buf| {
             // Flags: E (canonical wire encoding); RCODE1, RCODE2: 255.
-            buf[..3].copy_from_slice(&[0x04, 0xff, 0xff]);
-            Some(3 + dns_name::encode(fqdn, &mut buf[3..])?)
+            let (flags, name) = buf.split_first_chunk_mut::<3>()?;
+            *flags = [0x04, 0xff, 0xff];
+            dns_name::encode(fqdn, name)?.checked_add(3)
         });
     }
 
@@ -309,7 +319,7 @@ fn server_options(conf: &Config, ip4: &Ip4Conf, reply_type: u8, rapid: bool) -> 
 
     // Last: the search list gets the room the others leave.
     if !conf.no_dhcp_search && !conf.search.is_empty() {
-        let room = OPT_MAX.saturating_sub(so.total_len() + 2);
+        let room = OPT_MAX.saturating_sub(so.total_len()).saturating_sub(2);
         so.set_with(opt::DOMAIN_SEARCH, room, |buf| {
             let mut list = CompressedList::new(buf);
             for name in &conf.search {
@@ -325,9 +335,9 @@ fn server_options(conf: &Config, ip4: &Ip4Conf, reply_type: u8, rapid: bool) -> 
     so
 }
 
-/// Writes the options area at the start of `area` (at least
-/// `OPT_MAX + 1` bytes) and returns its length.
-fn write_options(so: &ServerOpts, prl: &[u8], area: &mut [u8]) -> usize {
+/// Writes the options area at the start of `area` (`OPT_MAX + 1` bytes:
+/// the options, then End) and returns its length.
+fn write_options(so: &ServerOpts, prl: &[u8], area: &mut [u8; OPT_MAX + 1]) -> usize {
     let mut sent = [false; 256];
     let mut pos = 0;
 
@@ -335,14 +345,25 @@ fn write_options(so: &ServerOpts, prl: &[u8], area: &mut [u8]) -> usize {
         let Some(payload) = so.get(code) else {
             return;
         };
-        if sent[usize::from(code)] || *pos + 2 + payload.len() > OPT_MAX {
+        let Some(sent) = sent.get_mut(usize::from(code)).filter(|s| !**s) else {
             return;
-        }
-        area[*pos] = code;
-        area[*pos + 1] = payload.len() as u8;
-        area[*pos + 2..*pos + 2 + payload.len()].copy_from_slice(payload);
-        *pos += 2 + payload.len();
-        sent[usize::from(code)] = true;
+        };
+        let end = pos
+            .checked_add(2)
+            .and_then(|n| n.checked_add(payload.len()));
+        let Some(end) = end.filter(|&end| end <= OPT_MAX) else {
+            return;
+        };
+        let Some((hdr, body)) = area
+            .get_mut(*pos..end)
+            .and_then(<[u8]>::split_first_chunk_mut::<2>)
+        else {
+            return;
+        };
+        *hdr = [code, payload.len() as u8];
+        body.copy_from_slice(payload);
+        *pos = end;
+        *sent = true;
     };
 
     if !prl.contains(&opt::MESSAGE_TYPE) {
@@ -355,13 +376,18 @@ fn write_options(so: &ServerOpts, prl: &[u8], area: &mut [u8]) -> usize {
         put(code, &mut pos);
     }
 
-    area[pos] = opt::END;
-    pos += 1;
-    if pos < OPT_MIN {
-        area[pos..OPT_MIN].fill(0);
-        pos = OPT_MIN;
+    // `pos` is at most `OPT_MAX`: room for End, and no overflow.
+    if let Some(end) = area.get_mut(pos) {
+        *end = opt::END;
     }
-    pos
+    let pos = pos.wrapping_add(1);
+    match area.get_mut(pos..OPT_MIN) {
+        Some(pad) => {
+            pad.fill(0);
+            OPT_MIN
+        }
+        None => pos,
+    }
 }
 
 /// Answers one DHCP/BOOTP request.
@@ -378,16 +404,16 @@ pub(crate) fn reply(
     let Some(ip4) = conf.ip4.as_ref().filter(|_| !conf.no_dhcp) else {
         return Ok(None);
     };
-    if request.len() < field::OPTIONS {
-        return Err(DhcpDrop::TooShort);
-    }
+    let (request, request_opts) = request
+        .split_first_chunk::<{ field::OPTIONS }>()
+        .ok_or(DhcpDrop::TooShort)?;
     if request[field::OP] != BOOTREQUEST {
         return Err(DhcpDrop::NotRequest);
     }
     if request[field::MAGIC] != MAGIC_COOKIE {
         return Err(DhcpDrop::BadMagic);
     }
-    let client = parse_options(&request[field::OPTIONS..])?;
+    let client = parse_options(request_opts)?;
 
     let (reply_type, rapid) = match client.msg_type {
         Some(msg::DISCOVER) if client.rapid_commit => (msg::ACK, true),
@@ -396,12 +422,15 @@ pub(crate) fn reply(
         Some(_) => return Ok(None),
     };
 
-    let out = out
-        .get_mut(..field::OPTIONS + OPT_MAX + 1)
+    let (out, area) = out
+        .first_chunk_mut::<{ field::OPTIONS + OPT_MAX + 1 }>()
+        .ok_or(DhcpDrop::OutputTooSmall)?
+        .split_first_chunk_mut::<{ field::OPTIONS }>()
         .ok_or(DhcpDrop::OutputTooSmall)?;
+    let area: &mut [u8; OPT_MAX + 1] = area.try_into().map_err(|_| DhcpDrop::OutputTooSmall)?;
     let so = server_options(conf, ip4, reply_type, rapid);
 
-    out[..field::OPTIONS].fill(0);
+    out.fill(0);
     out[field::OP] = BOOTREPLY;
     out[field::HTYPE] = request[field::HTYPE];
     out[field::HLEN] = request[field::HLEN];
@@ -416,7 +445,7 @@ pub(crate) fn reply(
     out[field::CHADDR].copy_from_slice(&request[field::CHADDR]);
     out[field::SNAME_FILE].fill(0);
     out[field::MAGIC].copy_from_slice(&MAGIC_COOKIE);
-    let opts_len = write_options(&so, client.prl, &mut out[field::OPTIONS..]);
+    let opts_len = write_options(&so, client.prl, area);
 
     let flags = u16::from_be_bytes([request[field::FLAGS.start], request[field::FLAGS.start + 1]]);
     let dst = if flags & FLAG_BROADCAST != 0 {
@@ -425,7 +454,9 @@ pub(crate) fn reply(
         ip4.addr
     };
     Ok(Some(DhcpReply {
-        len: field::OPTIONS + opts_len,
+        len: field::OPTIONS
+            .checked_add(opts_len)
+            .ok_or(DhcpDrop::OutputTooSmall)?,
         dst,
         src: ip4.our_tap_addr,
     }))

@@ -44,6 +44,14 @@
 //! bounds checked and only moves forward, nested options are looked for
 //! only inside their IA, and nothing is allocated.
 
+// Every byte parsed here is attacker-controlled (guest input) and a panic
+// aborts the process, cutting every flow: no unchecked index or slice, no
+// arithmetic that can overflow. (Unit tests index their own fixtures.)
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use std::net::{Ipv6Addr, SocketAddrV6};
 
 use crate::conf::Config;
@@ -219,14 +227,15 @@ impl<'a> Request<'a> {
 }
 
 /// The first IA_NA or IA_TA (IA_NAs first) holding an address that is not
-/// `ours`: its code and body.
+/// `ours`: its code and the fixed part of its body (IAID, and T1 and T2
+/// for an IA_NA).
 fn foreign_ia(opts: &[u8], ours: Ipv6Addr) -> Option<(u16, &[u8])> {
     for (kind, fixed) in [(opt::IA_NA, IA_NA_FIXED), (opt::IA_TA, IA_TA_FIXED)] {
         for (code, body) in options(opts).map_while(Result::ok) {
             if code != kind {
                 continue;
             }
-            let Some(nested) = body.get(fixed..) else {
+            let Some((head, nested)) = body.split_at_checked(fixed) else {
                 continue;
             };
             let foreign = options(nested)
@@ -235,7 +244,7 @@ fn foreign_ia(opts: &[u8], ours: Ipv6Addr) -> Option<(u16, &[u8])> {
                 .filter_map(|(_, a)| a.first_chunk::<16>())
                 .any(|a| Ipv6Addr::from(*a) != ours);
             if foreign {
-                return Some((code, body));
+                return Some((code, head));
             }
         }
     }
@@ -254,21 +263,29 @@ impl<'a> Writer<'a> {
     /// nested option, client id of `client_id_len`. The largest IA is the
     /// NotOnLink one (IA_NA + status code).
     fn for_reply(out: &'a mut [u8], client_id_len: usize) -> Result<Self, Dhcpv6Drop> {
-        let limit = out.len().min(MAX_REPLY);
-        let w = Writer {
-            buf: &mut out[..limit],
-            pos: 0,
-        };
-        let fixed = HEADER_LEN
+        const NOT_ON_LINK_LEN: usize = 2 + NOT_ON_LINK_MSG.len();
+        const FIXED: usize = HEADER_LEN
             + OPT_HDR
             + DUID_LEN
             + OPT_HDR
             + IA_NA_FIXED
             + OPT_HDR
-            + IAADDR_LEN.max(2 + NOT_ON_LINK_MSG.len())
-            + OPT_HDR
-            + client_id_len;
-        if w.room() < fixed {
+            + if IAADDR_LEN > NOT_ON_LINK_LEN {
+                IAADDR_LEN
+            } else {
+                NOT_ON_LINK_LEN
+            }
+            + OPT_HDR;
+        let limit = out.len().min(MAX_REPLY);
+        let w = Writer {
+            // `limit` is at most `out.len()`: never the default.
+            buf: out.get_mut(..limit).unwrap_or_default(),
+            pos: 0,
+        };
+        if FIXED
+            .checked_add(client_id_len)
+            .is_none_or(|n| w.room() < n)
+        {
             return Err(Dhcpv6Drop::OutputTooSmall);
         }
         Ok(w)
@@ -280,31 +297,45 @@ impl<'a> Writer<'a> {
     }
 
     fn room(&self) -> usize {
-        self.buf.len() - self.pos
+        // `pos` never passes the end: never clamps.
+        self.buf.len().saturating_sub(self.pos)
     }
 
+    /// Appends `bytes`; callers check [`Writer::room`] first, so they
+    /// always fit (otherwise nothing is written).
     fn bytes(&mut self, bytes: &[u8]) {
-        self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
-        self.pos += bytes.len();
+        let Some(end) = self.pos.checked_add(bytes.len()) else {
+            return;
+        };
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(bytes);
+            self.pos = end;
+        }
     }
 
     /// Writes an option header and returns where its length goes.
     fn header(&mut self, code: u16) -> usize {
         self.bytes(&code.to_be_bytes());
+        let at = self.pos;
         self.bytes(&[0, 0]);
-        self.pos - 2
+        at
     }
 
     /// Fixes the length of the option whose length field is at `at`.
     fn close(&mut self, at: usize) {
-        let len = (self.pos - at - 2) as u16;
-        self.buf[at..at + 2].copy_from_slice(&len.to_be_bytes());
+        let Some(len) = self.pos.checked_sub(at).and_then(|n| n.checked_sub(2)) else {
+            return;
+        };
+        if let Some(field) = self.buf.get_mut(at..).and_then(<[u8]>::first_chunk_mut) {
+            *field = (len as u16).to_be_bytes();
+        }
     }
 
     /// Writes one option if it fits.
     fn option(&mut self, code: u16, parts: &[&[u8]]) -> bool {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if OPT_HDR + len > self.room() || len > usize::from(u16::MAX) {
+        let fits = OPT_HDR.checked_add(len).is_some_and(|n| n <= self.room());
+        if !fits || len > usize::from(u16::MAX) {
             return false;
         }
         let at = self.header(code);
@@ -496,15 +527,10 @@ impl Dhcpv6Server {
         ia: &[u8],
         client_id: &[u8],
     ) {
-        let fixed_len = if code == opt::IA_NA {
-            IA_NA_FIXED
-        } else {
-            IA_TA_FIXED
-        };
         w.message_header(msg::REPLY, xid);
         w.option(opt::SERVER_ID, &[&self.duid]);
         let at = w.header(code);
-        w.bytes(&ia[..fixed_len]);
+        w.bytes(ia);
         w.option(
             opt::STATUS_CODE,
             &[&STATUS_NOT_ON_LINK.to_be_bytes(), NOT_ON_LINK_MSG],
@@ -525,14 +551,15 @@ impl Dhcpv6Server {
         addr: Ipv6Addr,
         client_id: &[u8],
     ) {
-        let iaid = match ia_na {
-            Some(ia) => &ia[..4],
-            None => &1u32.to_be_bytes()[..],
-        };
+        // `Request::parse` refuses an IA_NA shorter than its fixed part.
+        let iaid = ia_na
+            .and_then(<[u8]>::first_chunk::<4>)
+            .copied()
+            .unwrap_or(1u32.to_be_bytes());
         w.message_header(reply_type, xid);
         w.option(opt::SERVER_ID, &[&self.duid]);
         let at = w.header(opt::IA_NA);
-        w.bytes(iaid);
+        w.bytes(&iaid);
         w.bytes(&INFINITE.to_be_bytes());
         w.bytes(&INFINITE.to_be_bytes());
         w.option(
@@ -551,14 +578,14 @@ impl Dhcpv6Server {
 /// DNS Recursive Name Server option: the first [`MAX_DNS`] specified
 /// addresses, if any.
 fn write_dns(w: &mut Writer, servers: &[Ipv6Addr]) {
-    let mut dns = [0u8; 16 * MAX_DNS];
-    let mut n = 0;
-    for a in servers.iter().filter(|a| !a.is_unspecified()).take(MAX_DNS) {
-        dns[n..n + 16].copy_from_slice(&a.octets());
-        n += 16;
-    }
-    if n > 0 {
-        w.option(opt::DNS_SERVERS, &[&dns[..n]]);
+    let mut dns = [[0u8; 16]; MAX_DNS];
+    let n = dns
+        .iter_mut()
+        .zip(servers.iter().filter(|a| !a.is_unspecified()))
+        .map(|(slot, a)| *slot = a.octets())
+        .count();
+    if let Some(used) = dns.get(..n).filter(|u| !u.is_empty()) {
+        w.option(opt::DNS_SERVERS, &[used.as_flattened()]);
     }
 }
 
@@ -569,16 +596,19 @@ fn write_domain_list(w: &mut Writer, search: &[String]) {
     }
     let at = w.pos;
     let hdr = w.header(opt::DOMAIN_LIST);
+    let first = w.pos;
     for name in search {
         // Root-only names say nothing: skip them.
         if name.is_empty() || name == "." {
             continue;
         }
-        if let Some(len) = dns_name::encode(name, &mut w.buf[w.pos..]) {
-            w.pos += len;
+        let rest = w.buf.get_mut(w.pos..).unwrap_or_default();
+        if let Some(len) = dns_name::encode(name, rest) {
+            // At most `rest.len()`: no overflow.
+            w.pos = w.pos.wrapping_add(len);
         }
     }
-    if w.pos == hdr + 2 {
+    if w.pos == first {
         w.pos = at;
     } else {
         w.close(hdr);
@@ -593,8 +623,8 @@ fn write_fqdn(w: &mut Writer, fqdn: &str, client_flags: Option<u8>) {
         _ => 0,
     };
     let mut name = [0u8; dns_name::MAX_NAME];
-    if let Some(len) = dns_name::encode(fqdn, &mut name) {
-        w.option(opt::CLIENT_FQDN, &[&[flags], &name[..len]]);
+    if let Some(name) = dns_name::encode(fqdn, &mut name).and_then(|len| name.get(..len)) {
+        w.option(opt::CLIENT_FQDN, &[&[flags], name]);
     }
 }
 

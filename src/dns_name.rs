@@ -23,6 +23,14 @@
 //! longer than 255 bytes is refused rather than mangled. Nothing here
 //! allocates: callers pass the output buffer.
 
+// Every byte parsed here is attacker-controlled (guest input) and a panic
+// aborts the process, cutting every flow: no unchecked index or slice, no
+// arithmetic that can overflow. (Unit tests index their own fixtures.)
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 /// Longest label, RFC 1035 section 2.3.4.
 const MAX_LABEL: usize = 63;
 /// Longest encoded name, including length bytes and the root label.
@@ -44,12 +52,12 @@ pub(crate) fn encoded_len(name: &str) -> Option<usize> {
     if name.is_empty() {
         return Some(1);
     }
-    let mut len = 1;
+    let mut len: usize = 1;
     for label in name.split('.') {
         if label.is_empty() || label.len() > MAX_LABEL {
             return None;
         }
-        len += 1 + label.len();
+        len = len.checked_add(label.len())?.checked_add(1)?;
     }
     (len <= MAX_NAME).then_some(len)
 }
@@ -59,17 +67,18 @@ pub(crate) fn encoded_len(name: &str) -> Option<usize> {
 /// name is invalid or `out` is too short.
 pub(crate) fn encode(name: &str, out: &mut [u8]) -> Option<usize> {
     let len = encoded_len(name)?;
-    let out = out.get_mut(..len)?;
-    let mut pos = 0;
+    let mut rest = out.get_mut(..len)?;
     let name = strip_root(name);
     if !name.is_empty() {
         for label in name.split('.') {
-            out[pos] = label.len() as u8;
-            out[pos + 1..pos + 1 + label.len()].copy_from_slice(label.as_bytes());
-            pos += 1 + label.len();
+            let (n, tail) = std::mem::take(&mut rest).split_first_mut()?;
+            *n = label.len() as u8;
+            let (text, tail) = tail.split_at_mut_checked(label.len())?;
+            text.copy_from_slice(label.as_bytes());
+            rest = tail;
         }
     }
-    out[pos] = 0;
+    *rest.first_mut()? = 0;
     Some(len)
 }
 
@@ -105,7 +114,8 @@ impl<'b, 'n> CompressedList<'b, 'n> {
     pub(crate) fn new(buf: &'b mut [u8]) -> Self {
         let cap = buf.len().min(0x3fff);
         CompressedList {
-            buf: &mut buf[..cap],
+            // `cap` is at most `buf.len()`: never the default.
+            buf: buf.get_mut(..cap).unwrap_or_default(),
             len: 0,
             marks: [Mark {
                 offset: 0,
@@ -154,12 +164,13 @@ impl<'b, 'n> CompressedList<'b, 'n> {
             if !self.put(&mut pos, &[label.len() as u8]) || !self.put(&mut pos, label.as_bytes()) {
                 return Err(self.rollback(marks_before));
             }
-            if self.n_marks < MAX_MARKS {
-                self.marks[self.n_marks] = Mark {
+            let next_mark = self.n_marks.checked_add(1);
+            if let (Some(m), Some(n)) = (self.marks.get_mut(self.n_marks), next_mark) {
+                *m = Mark {
                     offset: offset as u16,
                     suffix: rest,
                 };
-                self.n_marks += 1;
+                self.n_marks = n;
             }
             rest = next;
         }
@@ -178,18 +189,22 @@ impl<'b, 'n> CompressedList<'b, 'n> {
         if suffix.is_empty() {
             return None;
         }
-        self.marks[..self.n_marks]
+        self.marks
             .iter()
+            .take(self.n_marks)
             .find(|m| m.suffix.eq_ignore_ascii_case(suffix))
             .map(|m| m.offset)
     }
 
     /// Copies `bytes` at `*pos` if they fit, advancing `*pos`.
     fn put(&mut self, pos: &mut usize, bytes: &[u8]) -> bool {
-        match self.buf.get_mut(*pos..*pos + bytes.len()) {
+        let Some(end) = pos.checked_add(bytes.len()) else {
+            return false;
+        };
+        match self.buf.get_mut(*pos..end) {
             Some(dst) => {
                 dst.copy_from_slice(bytes);
-                *pos += bytes.len();
+                *pos = end;
                 true
             }
             None => false,

@@ -25,6 +25,14 @@
 //! flow directly. Flows that saw no request for 60 s are closed by the
 //! periodic timer.
 
+// Every byte parsed here is attacker-controlled (guest input) and a panic
+// aborts the process, cutting every flow: no unchecked index or slice, no
+// arithmetic that can overflow. (Unit tests index their own fixtures.)
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -124,7 +132,7 @@ impl Icmp {
             icmpv6::msg_type::ECHO_REQUEST
         };
         let Some(echo) = echo(msg).filter(|e| e.msg_type() == want && !conf.no_icmp) else {
-            self.stats.dropped += 1;
+            self.stats.dropped = self.stats.dropped.wrapping_add(1);
             return;
         };
         let id = echo.echo_ident();
@@ -135,7 +143,7 @@ impl Icmp {
                 Ok(i) => i,
                 Err(e) => {
                     log::debug!("ICMP: can't open ping socket to {dst}: {e}");
-                    self.stats.dropped += 1;
+                    self.stats.dropped = self.stats.dropped.wrapping_add(1);
                     return;
                 }
             },
@@ -153,11 +161,11 @@ impl Icmp {
         );
         match r {
             Ok(_) => {
-                self.stats.requests += 1;
+                self.stats.requests = self.stats.requests.wrapping_add(1);
                 log::trace!("ICMP: echo request {guest} -> {dst} (to {target}), id {id}");
             }
             Err(e) => {
-                self.stats.dropped += 1;
+                self.stats.dropped = self.stats.dropped.wrapping_add(1);
                 log::debug!("ICMP: sendto {target}: {e}");
             }
         }
@@ -247,17 +255,17 @@ impl Icmp {
                 icmpv6::msg_type::ECHO_REPLY
             };
             let Some(mut echo) = echo(msg).filter(|e| e.msg_type() == want) else {
-                self.stats.dropped += 1;
+                self.stats.dropped = self.stats.dropped.wrapping_add(1);
                 continue;
             };
             let seq = echo.echo_seq();
             if conf.mode == Mode::Pasta && flow.last_seq == Some(seq) {
-                self.stats.dropped += 1;
+                self.stats.dropped = self.stats.dropped.wrapping_add(1);
                 continue;
             }
             flow.last_seq = Some(seq);
             echo.set_echo_ident(flow.id);
-            self.stats.replies += 1;
+            self.stats.replies = self.stats.replies.wrapping_add(1);
             emit(&EchoReply {
                 src: flow.dst,
                 dst: flow.guest,
@@ -270,7 +278,7 @@ impl Icmp {
     pub(crate) fn timer(&mut self, flows: &mut Flows, epoll: &Epoll, now: Instant) {
         let mut next = flows.next_index(0);
         while let Some(idx) = next {
-            next = flows.next_index(idx + 1);
+            next = idx.checked_add(1).and_then(|i| flows.next_index(i));
             let Some(f) = flows.ping_mut(idx) else {
                 continue;
             };

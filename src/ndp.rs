@@ -36,6 +36,14 @@
 //! allocation; functions return the frame length, `None` for nothing to
 //! send.
 
+// Every byte parsed here is attacker-controlled (guest input) and a panic
+// aborts the process, cutting every flow: no unchecked index or slice, no
+// arithmetic that can overflow. (Unit tests index their own fixtures.)
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use crate::conf::Config;
 use crate::wire::build::{self, ICMP6_OFFSET};
 use crate::wire::icmpv6::{msg_type, Icmpv6Packet};
@@ -194,7 +202,7 @@ fn write_neighbour_msg(
     ll_opt: u8,
     mac: Mac,
 ) -> Option<usize> {
-    let m = out.get_mut(ICMP6_OFFSET..ICMP6_OFFSET + NS_NA_LEN)?;
+    let m: &mut [u8; NS_NA_LEN] = out.get_mut(ICMP6_OFFSET..)?.first_chunk_mut()?;
     m.fill(0);
     m[0] = ty;
     m[4] = flags;
@@ -221,11 +229,19 @@ impl OptWriter<'_> {
         Some(s)
     }
 
-    /// Writes an option header: type, length in units of 8 bytes.
-    fn option(&mut self, ty: u8, units: u8) -> Option<&mut [u8]> {
-        let s = self.take(usize::from(units) * 8)?;
-        s[0] = ty;
-        s[1] = units;
+    /// Reserves `N` zeroed bytes (a multiple of 8) and returns them.
+    fn take_array<const N: usize>(&mut self) -> Option<&mut [u8; N]> {
+        self.take(N)?.first_chunk_mut()
+    }
+
+    /// Writes an option header: type, length in units of 8 bytes (`N`,
+    /// the option's length, is a multiple of 8 below 2048).
+    fn option<const N: usize>(&mut self, ty: u8) -> Option<&mut [u8; N]> {
+        let s = self.take_array::<N>()?;
+        if let [t, units, ..] = s.as_mut_slice() {
+            *t = ty;
+            *units = (N / 8) as u8;
+        }
         Some(s)
     }
 }
@@ -237,7 +253,7 @@ fn write_ra(conf: &Config, out: &mut [u8]) -> Option<usize> {
         buf: out.get_mut(ICMP6_OFFSET..)?,
         pos: 0,
     };
-    let h = w.take(RA_HEADER_LEN)?;
+    let h = w.take_array::<RA_HEADER_LEN>()?;
     h[0] = msg_type::ROUTER_ADVERT;
     h[4] = NDP_HOP_LIMIT;
     h[5] = RA_MANAGED;
@@ -245,28 +261,32 @@ fn write_ra(conf: &Config, out: &mut [u8]) -> Option<usize> {
     // Reachable time and retransmission timer stay 0: unspecified.
 
     if let Some(addr) = ip6.addr {
-        let o = w.option(opt::PREFIX_INFO, 4)?;
+        let o = w.option::<32>(opt::PREFIX_INFO)?;
         o[2] = 64;
         o[3] = PREFIX_L_A;
         o[4..8].copy_from_slice(&INFINITE.to_be_bytes());
         o[8..12].copy_from_slice(&INFINITE.to_be_bytes());
-        let prefix = u128::from(addr) & !((1u128 << 64) - 1);
+        let prefix = u128::from(addr) & !(u128::from(u64::MAX));
         o[16..32].copy_from_slice(&prefix.to_be_bytes());
     }
 
-    let o = w.option(opt::SRC_LL_ADDR, 1)?;
+    let o = w.option::<8>(opt::SRC_LL_ADDR)?;
     o[2..8].copy_from_slice(&conf.our_mac);
 
     if conf.mtu != 0 {
-        let o = w.option(opt::MTU, 1)?;
+        let o = w.option::<8>(opt::MTU)?;
         o[4..8].copy_from_slice(&u32::from(conf.mtu).to_be_bytes());
     }
 
     let dns = ip6.dns.get(..ip6.dns.len().min(MAX_DNS)).unwrap_or(&[]);
     if !conf.no_dhcp_dns && !dns.is_empty() {
-        let o = w.option(opt::RDNSS, 1 + 2 * dns.len() as u8)?;
-        o[4..8].copy_from_slice(&INFINITE.to_be_bytes());
-        for (slot, a) in o[8..].chunks_exact_mut(16).zip(dns) {
+        // Header, then one address per 16 bytes: at most 56 bytes.
+        let len = dns.len().checked_mul(16)?.checked_add(8)?;
+        let o = w.take(len)?;
+        let (hdr, slots) = o.split_first_chunk_mut::<8>()?;
+        let [i0, i1, i2, i3] = INFINITE.to_be_bytes();
+        *hdr = [opt::RDNSS, (len / 8) as u8, 0, 0, i0, i1, i2, i3];
+        for (slot, a) in slots.chunks_exact_mut(16).zip(dns) {
             slot.copy_from_slice(&a.octets());
         }
         if !conf.no_dhcp_search {
@@ -284,40 +304,60 @@ fn write_dnssl(w: &mut OptWriter<'_>, domains: &[String]) {
     const MAX_OPT_LEN: usize = 255 * 8;
     let start = w.pos;
     let room = w.buf.len().saturating_sub(start).min(MAX_OPT_LEN);
-    let Some(o) = w.buf.get_mut(start..start + room) else {
+    let Some(o) = w.buf.get_mut(start..).and_then(|b| b.get_mut(..room)) else {
         return;
     };
     // Header (8 bytes) then encoded names, padded to 8 bytes.
-    let mut end = 8;
+    let Some((hdr, body)) = o.split_first_chunk_mut::<8>() else {
+        return;
+    };
+    let mut used: usize = 0;
     for d in domains {
         let name = d.trim_end_matches('.');
         let valid = !name.is_empty() && name.split('.').all(|l| (1..=63).contains(&l.len()));
         // Encoded length: one length byte per label + label bytes + root.
-        let enc_len = name.len() + 2;
-        if !valid || enc_len > 255 || end + enc_len > room {
+        let Some(enc_len) = name.len().checked_add(2) else {
             continue;
-        }
+        };
+        let Some(next) = used.checked_add(enc_len) else {
+            continue;
+        };
+        let dst = match body.get_mut(used..next) {
+            Some(dst) if valid && enc_len <= 255 => dst,
+            _ => continue,
+        };
+        let mut rest = dst;
         for label in name.split('.') {
-            o[end] = label.len() as u8;
-            o[end + 1..end + 1 + label.len()].copy_from_slice(label.as_bytes());
-            end += 1 + label.len();
+            let Some((n, tail)) = std::mem::take(&mut rest).split_first_mut() else {
+                return;
+            };
+            *n = label.len() as u8;
+            let Some((text, tail)) = tail.split_at_mut_checked(label.len()) else {
+                return;
+            };
+            text.copy_from_slice(label.as_bytes());
+            rest = tail;
         }
-        o[end] = 0;
-        end += 1;
+        if let Some(root) = rest.first_mut() {
+            *root = 0;
+        }
+        used = next;
     }
-    if end == 8 {
+    if used == 0 {
         return;
     }
-    let padded = end.div_ceil(8) * 8;
-    if padded > room {
+    let Some(padded) = used.checked_next_multiple_of(8) else {
         return;
-    }
-    o[end..padded].fill(0);
-    o[0] = opt::DNSSL;
-    o[1] = (padded / 8) as u8;
-    o[2..4].fill(0);
-    o[4..8].copy_from_slice(&INFINITE.to_be_bytes());
-    w.pos = start + padded;
+    };
+    let Some(pad) = body.get_mut(used..padded) else {
+        return;
+    };
+    pad.fill(0);
+    // `padded` is at most `room - 8`, below 2048: none of these overflow.
+    let total = padded.wrapping_add(8);
+    let [i0, i1, i2, i3] = INFINITE.to_be_bytes();
+    *hdr = [opt::DNSSL, (total / 8) as u8, 0, 0, i0, i1, i2, i3];
+    w.pos = start.wrapping_add(total);
 }
 
 /// When the next unsolicited Router Advertisement is due.
@@ -344,8 +384,10 @@ impl RaTimer {
     /// The interval chosen by a random value: uniform in [200 s, 600 s),
     /// millisecond granularity.
     pub(crate) fn interval(random: u32) -> Duration {
-        let span = (Self::MAX_INTERVAL - Self::MIN_INTERVAL).as_millis() as u32;
-        Self::MIN_INTERVAL + Duration::from_millis(u64::from(random % span))
+        const SPAN_MS: u32 =
+            RaTimer::MAX_INTERVAL.as_millis() as u32 - RaTimer::MIN_INTERVAL.as_millis() as u32;
+        // Below `MAX_INTERVAL`: never saturates.
+        Self::MIN_INTERVAL.saturating_add(Duration::from_millis(u64::from(random % SPAN_MS)))
     }
 
     /// Whether an unsolicited RA is due at `now`. The first call only arms
@@ -355,7 +397,8 @@ impl RaTimer {
         match self.next {
             Some(t) if now < t => false,
             armed => {
-                self.next = Some(now + Self::interval(random));
+                // `None` (no RA ever again) only at the end of time.
+                self.next = now.checked_add(Self::interval(random));
                 armed.is_some()
             }
         }

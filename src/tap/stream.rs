@@ -52,6 +52,14 @@
 //! start-up with the sysctl that raises it. The receive side is bounded by
 //! QEMU's own send buffer.
 
+// Every byte parsed here is attacker-controlled (guest input) and a panic
+// aborts the process, cutting every flow: no unchecked index or slice, no
+// arithmetic that can overflow. (Unit tests index their own fixtures.)
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -262,55 +270,61 @@ impl Stream {
         };
         // Move the incomplete record left by the last batch to the front.
         let (at, n) = std::mem::take(&mut self.carry);
-        if n > 0 {
-            rx.buf.copy_within(at..at + n, 0);
+        if let Some(end) = at.checked_add(n).filter(|_| n > 0) {
+            rx.buf.copy_within(at..end, 0);
         }
         let mut fill = n;
         let mut parsed = 0;
+        // `parsed <= fill <= rx.buf.len()` throughout: the offsets below
+        // cannot overflow, and a record is only cut out once it is whole.
         loop {
             // Cut out every complete record.
-            while fill - parsed >= 4 {
-                let mut len = [0u8; 4];
-                len.copy_from_slice(&rx.buf[parsed..parsed + 4]);
-                let len = u32::from_be_bytes(len) as usize;
+            while let Some(pending) = rx.buf.get(parsed..fill) {
+                let Some((len, rest)) = pending.split_first_chunk::<4>() else {
+                    break;
+                };
+                let len = u32::from_be_bytes(*len) as usize;
                 if !(FRAME_MIN..=FRAME_MAX).contains(&len) {
-                    stats.rx_runt_or_giant += 1;
+                    stats.rx_runt_or_giant = stats.rx_runt_or_giant.wrapping_add(1);
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("Bad frame size from guest: {len} bytes"),
                     ));
                 }
-                if fill - parsed - 4 < len {
+                let Some(frame) = rest.get(..len) else {
                     break;
-                }
+                };
                 if rx.frames.len() >= RX_FRAMES {
-                    self.carry = (parsed, fill - parsed);
+                    self.carry = (parsed, pending.len());
                     rx.used = fill;
                     return Ok(RxEnd::Full);
                 }
-                rx.push_at(parsed + 4, len, false, false);
-                stats.rx_frames += 1;
-                stats.rx_bytes += len as u64;
                 if let Some(p) = pcap.as_deref_mut() {
-                    p.record(&rx.buf[parsed + 4..parsed + 4 + len]);
+                    p.record(frame);
                 }
-                parsed += 4 + len;
+                let frame_at = parsed.saturating_add(4);
+                rx.push_at(frame_at, len, false, false);
+                stats.rx_frames = stats.rx_frames.wrapping_add(1);
+                stats.rx_bytes = stats.rx_bytes.wrapping_add(len as u64);
+                parsed = frame_at.saturating_add(len);
             }
             rx.used = fill;
-            if rx.buf.len() - fill < FRAME_MAX + 4 {
-                self.carry = (parsed, fill - parsed);
+            let room = rx.buf.get_mut(fill..).unwrap_or_default();
+            if room.len() < FRAME_MAX + 4 {
+                self.carry = (parsed, fill.saturating_sub(parsed));
                 return Ok(RxEnd::Full);
             }
-            match rustix::io::read(fd, &mut rx.buf[fill..]) {
+            match rustix::io::read(fd, room) {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "Client connection closed",
                     ))
                 }
-                Ok(n) => fill += n,
+                // At most the room left: no overflow.
+                Ok(n) => fill = fill.saturating_add(n),
                 Err(Errno::AGAIN) => {
-                    self.carry = (parsed, fill - parsed);
+                    self.carry = (parsed, fill.saturating_sub(parsed));
                     return Ok(RxEnd::Drained);
                 }
                 Err(Errno::INTR) => continue,
@@ -336,13 +350,13 @@ impl Stream {
             return;
         }
         if self.conn.is_none() {
-            stats.tx_dropped += tx.frames.len() as u64;
+            stats.tx_dropped = stats.tx_dropped.wrapping_add(tx.frames.len() as u64);
             tx.clear();
             return;
         }
         // Complete offloaded checksums, fill in the length prefixes.
-        for (i, f) in tx.frames.iter().enumerate() {
-            let frame = &mut tx.buf[f.off as usize..(f.off + f.len) as usize];
+        for (f, prefix) in tx.frames.iter().zip(self.prefixes.iter_mut()) {
+            let frame = frame_bytes_mut(&mut tx.buf, f);
             if f.csum != (0, 0) {
                 complete_csum(frame, f.csum);
             }
@@ -350,26 +364,30 @@ impl Stream {
                 p.record(frame);
             }
             let wire_len = frame.len().max(ETH_ZLEN) as u32;
-            self.prefixes[i] = wire_len.to_be_bytes();
+            *prefix = wire_len.to_be_bytes();
         }
         let mut start = 0;
         while start < tx.frames.len() {
-            let end = (start + IOV_FRAMES).min(tx.frames.len());
+            let end = start.saturating_add(IOV_FRAMES).min(tx.frames.len());
             match self.write_batch(tx, start, end) {
                 Ok(sent) => {
-                    for f in &tx.frames[start..start + sent] {
-                        stats.tx_frames += 1;
-                        stats.tx_bytes += u64::from(f.len);
+                    let batch = tx.frames.get(start..end).unwrap_or_default();
+                    for f in batch.iter().take(sent) {
+                        stats.tx_frames = stats.tx_frames.wrapping_add(1);
+                        stats.tx_bytes = stats.tx_bytes.wrapping_add(u64::from(f.len));
                     }
-                    if start + sent < end {
-                        let dropped = tx.frames.len() - (start + sent);
-                        stats.tx_dropped += dropped as u64;
+                    // `sent` is at most `end - start`: never clamps.
+                    let done = start.saturating_add(sent);
+                    if done < end {
+                        let dropped = tx.frames.len().saturating_sub(done);
+                        stats.tx_dropped = stats.tx_dropped.wrapping_add(dropped as u64);
                         log::trace!("tap: guest socket full, dropped {dropped} frames");
                         break;
                     }
                 }
                 Err(e) => {
-                    stats.tx_dropped += (tx.frames.len() - start) as u64;
+                    let dropped = tx.frames.len().saturating_sub(start);
+                    stats.tx_dropped = stats.tx_dropped.wrapping_add(dropped as u64);
                     log::debug!("tap: write to the guest socket failed: {e}");
                     if e.kind() == io::ErrorKind::TimedOut {
                         // Half a frame is stuck in the stream: the stream is
@@ -394,63 +412,84 @@ impl Stream {
         let Some(fd) = &self.conn else {
             return Ok(0);
         };
+        let frames = tx.frames.get(start..end).unwrap_or_default();
+        let prefixes = self.prefixes.get(start..end).unwrap_or_default();
+        // Prefix, frame and padding (if any) of each frame: `end - start`
+        // is at most IOV_FRAMES, so they fit.
+        let parts = frames.iter().zip(prefixes).flat_map(|(f, prefix)| {
+            let frame = frame_bytes(&tx.buf, f);
+            [prefix.as_slice(), frame, padding(frame)]
+        });
         let mut iov = [IoSlice::new(&[]); IOV_FRAMES * 3];
-        let mut n_iov = 0;
-        for i in start..end {
-            let f = tx.frames[i];
-            let frame = &tx.buf[f.off as usize..(f.off + f.len) as usize];
-            iov[n_iov] = IoSlice::new(&self.prefixes[i]);
-            iov[n_iov + 1] = IoSlice::new(frame);
-            n_iov += 2;
-            if frame.len() < ETH_ZLEN {
-                iov[n_iov] = IoSlice::new(&ZEROS[..ETH_ZLEN - frame.len()]);
-                n_iov += 1;
-            }
-        }
+        let n_iov = iov
+            .iter_mut()
+            .zip(parts.filter(|p| !p.is_empty()))
+            .map(|(slot, part)| *slot = IoSlice::new(part))
+            .count();
         let mut written = loop {
-            match rustix::io::writev(fd, &iov[..n_iov]) {
+            match rustix::io::writev(fd, iov.get(..n_iov).unwrap_or_default()) {
                 Ok(n) => break n,
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => return Ok(0),
                 Err(e) => return Err(e.into()),
             }
         };
-        for i in start..end {
-            let f = tx.frames[i];
-            let wire = 4 + (f.len as usize).max(ETH_ZLEN);
-            if written >= wire {
-                written -= wire;
+        for (i, (f, prefix)) in frames.iter().zip(prefixes).enumerate() {
+            let frame = frame_bytes(&tx.buf, f);
+            let wire = frame.len().max(ETH_ZLEN).saturating_add(4);
+            if let Some(rest) = written.checked_sub(wire) {
+                written = rest;
                 continue;
             }
             if written == 0 {
-                return Ok(i - start);
+                return Ok(i);
             }
-            let frame = &tx.buf[f.off as usize..(f.off + f.len) as usize];
-            let pad = &ZEROS[..ETH_ZLEN.saturating_sub(frame.len())];
-            write_remainder(fd, &[&self.prefixes[i], frame, pad], written)?;
-            return Ok(i - start + 1);
+            write_remainder(fd, &[prefix, frame, padding(frame)], written)?;
+            // `i` is below `frames.len()`: never clamps.
+            return Ok(i.saturating_add(1));
         }
-        Ok(end - start)
+        Ok(frames.len())
     }
+}
+
+/// The bytes of a queued frame.
+fn frame_bytes<'a>(buf: &'a [u8], f: &super::TxFrame) -> &'a [u8] {
+    let frame = buf
+        .get(f.off as usize..)
+        .and_then(|b| b.get(..f.len as usize));
+    frame.unwrap_or_default()
+}
+
+fn frame_bytes_mut<'a>(buf: &'a mut [u8], f: &super::TxFrame) -> &'a mut [u8] {
+    let frame = buf
+        .get_mut(f.off as usize..)
+        .and_then(|b| b.get_mut(..f.len as usize));
+    frame.unwrap_or_default()
+}
+
+/// The zeros that pad `frame` to the Ethernet minimum (none if long
+/// enough).
+fn padding(frame: &[u8]) -> &'static [u8] {
+    ZEROS.get(frame.len()..).unwrap_or_default()
 }
 
 /// Writes `parts` from byte `skip` on, waiting for the socket to drain:
 /// the rest of one frame, so that the stream stays in step.
 fn write_remainder(fd: &OwnedFd, parts: &[&[u8]], mut skip: usize) -> io::Result<()> {
-    let deadline = Instant::now() + REMAINDER_TIMEOUT;
+    let started = Instant::now();
     for part in parts {
-        if skip >= part.len() {
-            skip -= part.len();
+        let Some(mut rest) = part.get(skip..).filter(|r| !r.is_empty()) else {
+            // `skip` is at least the part's length here: never clamps.
+            skip = skip.saturating_sub(part.len());
             continue;
-        }
-        let mut rest = &part[skip..];
+        };
         skip = 0;
         while !rest.is_empty() {
             match rustix::io::write(fd, rest) {
-                Ok(n) => rest = &rest[n..],
+                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    let left = REMAINDER_TIMEOUT.saturating_sub(started.elapsed());
                     if left.is_zero() {
                         return Err(io::Error::new(
                             io::ErrorKind::TimedOut,
@@ -480,15 +519,24 @@ fn write_remainder(fd: &OwnedFd, parts: &[&[u8]], mut skip: usize) -> io::Result
 /// checksum. A zero result is sent as 0xffff (the same in one's
 /// complement; zero would mean "no checksum" in UDP over IPv4).
 pub(super) fn complete_csum(frame: &mut [u8], (start, offset): (u16, u16)) {
-    let (start, field) = (usize::from(start), usize::from(start) + usize::from(offset));
-    if field + 2 > frame.len() {
+    let start = usize::from(start);
+    let Some(field) = start.checked_add(usize::from(offset)) else {
+        return;
+    };
+    if frame
+        .get(field..)
+        .and_then(<[u8]>::first_chunk::<2>)
+        .is_none()
+    {
         return;
     }
-    let mut c = checksum::finish(checksum::sum(&frame[start..]));
+    let mut c = checksum::finish(checksum::sum(frame.get(start..).unwrap_or_default()));
     if c == 0 {
         c = 0xffff;
     }
-    frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    if let Some(dst) = frame.get_mut(field..).and_then(<[u8]>::first_chunk_mut) {
+        *dst = c.to_be_bytes();
+    }
 }
 
 /// Says once if the kernel caps our socket buffers low.

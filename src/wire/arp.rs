@@ -5,7 +5,7 @@
 //! packet really is Ethernet/IPv4 (`htype`, `ptype`, `hlen`, `plen`) is for
 //! the caller to decide, see [`ArpPacket::is_eth_ipv4`].
 
-use super::{get_array, get_u16, set_u16, Mac, Result, WireError};
+use super::{get_array, get_u16, get_u8, set_array, set_u16, set_u8, Mac, Result, WireError};
 use std::net::Ipv4Addr;
 
 mod field {
@@ -64,11 +64,11 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     pub(crate) fn hlen(&self) -> u8 {
-        self.buffer.as_ref()[field::HLEN]
+        get_u8(self.buffer.as_ref(), field::HLEN)
     }
 
     pub(crate) fn plen(&self) -> u8 {
-        self.buffer.as_ref()[field::PLEN]
+        get_u8(self.buffer.as_ref(), field::PLEN)
     }
 
     pub(crate) fn oper(&self) -> u16 {
@@ -111,8 +111,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
         let b = self.buffer.as_mut();
         set_u16(b, field::HTYPE, HTYPE_ETHERNET);
         set_u16(b, field::PTYPE, super::eth::ethertype::IPV4);
-        b[field::HLEN] = 6;
-        b[field::PLEN] = 4;
+        set_u8(b, field::HLEN, 6);
+        set_u8(b, field::PLEN, 4);
     }
 
     pub(crate) fn set_oper(&mut self, op: u16) {
@@ -120,19 +120,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     }
 
     pub(crate) fn set_sha(&mut self, mac: Mac) {
-        self.buffer.as_mut()[field::SHA].copy_from_slice(&mac);
+        set_array(self.buffer.as_mut(), field::SHA, mac);
     }
 
     pub(crate) fn set_spa(&mut self, a: Ipv4Addr) {
-        self.buffer.as_mut()[field::SPA].copy_from_slice(&a.octets());
+        set_array(self.buffer.as_mut(), field::SPA, a.octets());
     }
 
     pub(crate) fn set_tha(&mut self, mac: Mac) {
-        self.buffer.as_mut()[field::THA].copy_from_slice(&mac);
+        set_array(self.buffer.as_mut(), field::THA, mac);
     }
 
     pub(crate) fn set_tpa(&mut self, a: Ipv4Addr) {
-        self.buffer.as_mut()[field::TPA].copy_from_slice(&a.octets());
+        set_array(self.buffer.as_mut(), field::TPA, a.octets());
     }
 }
 

@@ -68,7 +68,10 @@ pub(crate) const fn l4_offset(ip: IpAddr) -> usize {
 /// Offset of the payload of a TCP segment without options in a frame of
 /// the family of `ip`: where the data path reads socket data to.
 pub(crate) const fn tcp_payload_offset(ip: IpAddr) -> usize {
-    l4_offset(ip) + tcp::HEADER_LEN
+    match ip {
+        IpAddr::V4(_) => const { L4_OFFSET_V4 + tcp::HEADER_LEN },
+        IpAddr::V6(_) => const { L4_OFFSET_V6 + tcp::HEADER_LEN },
+    }
 }
 
 /// Largest L4 length the IP header of the family of `ip` can carry.
@@ -88,10 +91,18 @@ fn write_eth(out: &mut [u8], src: Mac, dst: Mac, t: u16) {
 
 /// Writes the Ethernet and IPv4 headers for an L4 length; `out` must hold
 /// the whole frame.
-fn write_ipv4(out: &mut [u8], macs: (Mac, Mac), ip: (Ipv4Addr, Ipv4Addr), proto: u8, ttl: u8) {
+fn write_ipv4(
+    out: &mut [u8],
+    macs: (Mac, Mac),
+    ip: (Ipv4Addr, Ipv4Addr),
+    proto: u8,
+    ttl: u8,
+) -> Result<()> {
     write_eth(out, macs.0, macs.1, ethertype::IPV4);
-    let total = (out.len() - IP_OFFSET) as u16;
-    write_ipv4_header(&mut out[IP_OFFSET..], total, ip, proto, ttl);
+    let h = tail(out, IP_OFFSET)?;
+    let total = h.len() as u16;
+    write_ipv4_header(h, total, ip, proto, ttl);
+    Ok(())
 }
 
 /// Writes an IPv4 header (no options) announcing `total` bytes at the
@@ -110,10 +121,17 @@ fn write_ipv4_header(out: &mut [u8], total: u16, ip: (Ipv4Addr, Ipv4Addr), proto
     p.fill_checksum();
 }
 
-fn write_ipv6(out: &mut [u8], macs: (Mac, Mac), ip: (Ipv6Addr, Ipv6Addr), nh: u8, hop: u8) {
+fn write_ipv6(
+    out: &mut [u8],
+    macs: (Mac, Mac),
+    ip: (Ipv6Addr, Ipv6Addr),
+    nh: u8,
+    hop: u8,
+) -> Result<()> {
     write_eth(out, macs.0, macs.1, ethertype::IPV6);
-    let plen = (out.len() - L4_OFFSET_V6) as u16;
-    write_ipv6_header(&mut out[IP_OFFSET..], plen, ip, nh, hop);
+    let plen = tail(out, L4_OFFSET_V6)?.len() as u16;
+    write_ipv6_header(tail(out, IP_OFFSET)?, plen, ip, nh, hop);
+    Ok(())
 }
 
 /// Writes an IPv6 header announcing `plen` payload bytes at the start of
@@ -140,13 +158,13 @@ fn write_ip(
 ) -> Result<u64> {
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            write_ipv4(out, macs, (s, d), proto, ttl);
-            let l4_len = (out.len() - L4_OFFSET_V4) as u16;
+            write_ipv4(out, macs, (s, d), proto, ttl)?;
+            let l4_len = tail(out, L4_OFFSET_V4)?.len() as u16;
             Ok(checksum::pseudo_v4(s, d, proto, l4_len))
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            write_ipv6(out, macs, (s, d), proto, ttl);
-            let l4_len = (out.len() - L4_OFFSET_V6) as u32;
+            write_ipv6(out, macs, (s, d), proto, ttl)?;
+            let l4_len = tail(out, L4_OFFSET_V6)?.len() as u32;
             Ok(checksum::pseudo_v6(s, d, proto, l4_len))
         }
         _ => Err(WireError::FamilyMismatch),
@@ -180,7 +198,7 @@ pub(crate) fn quote_ip_udp(
     let len16 = udp_len.min(65535) as u16;
     let ip_len = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = (ipv4::HEADER_LEN + udp_len).min(65535) as u16;
+            let total = ipv4::HEADER_LEN.saturating_add(udp_len).min(65535) as u16;
             let h = out
                 .get_mut(..ipv4::HEADER_LEN)
                 .ok_or(WireError::BufferTooSmall)?;
@@ -196,15 +214,15 @@ pub(crate) fn quote_ip_udp(
         }
         _ => return Err(WireError::FamilyMismatch),
     };
-    let room = quote
-        .min(out.len())
-        .saturating_sub(ip_len + udp::HEADER_LEN);
-    let n = payload.len().min(room);
-    let end = ip_len + udp::HEADER_LEN + n;
+    // Both headers are at most 60 bytes: no overflow.
+    let headers = ip_len.wrapping_add(udp::HEADER_LEN);
+    let room = quote.min(out.len()).saturating_sub(headers);
+    let quoted = payload.get(..room).unwrap_or(payload);
+    let end = headers.wrapping_add(quoted.len());
     let u = out.get_mut(ip_len..end).ok_or(WireError::BufferTooSmall)?;
-    // The length field names the whole datagram, of which `n` bytes are
-    // quoted: write them past the header directly.
-    u[udp::HEADER_LEN..].copy_from_slice(&payload[..n]);
+    // The length field names the whole datagram, of which `quoted.len()`
+    // bytes are quoted: write them past the header directly.
+    place(u, udp::HEADER_LEN, quoted)?;
     let mut p = UdpPacket::new_unchecked(u);
     p.set_src_port(src.port());
     p.set_dst_port(dst.port());
@@ -309,7 +327,7 @@ pub(crate) fn finish_ip_tcp(
         protocol::TCP,
         ttl,
     )?;
-    let mut t = TcpPacket::new_unchecked(&mut f[l4..]);
+    let mut t = TcpPacket::new_unchecked(tail(f, l4)?);
     t.set_src_port(src.port());
     t.set_dst_port(dst.port());
     repr.emit(&mut t);
@@ -354,7 +372,7 @@ pub(crate) fn finish_ip_udp_csum(
     let f = frame(out, len, l4_len, max_l4(src.ip()))?;
     let ips = (src.ip(), dst.ip());
     let pseudo = write_ip(f, (src_mac, dst_mac), ips, protocol::UDP, ttl)?;
-    let mut u = UdpPacket::new_unchecked(&mut f[l4..]);
+    let mut u = UdpPacket::new_unchecked(tail(f, l4)?);
     u.set_src_port(src.port());
     u.set_dst_port(dst.port());
     u.set_len(l4_len as u16);
@@ -372,7 +390,11 @@ pub(crate) fn eth_ip_udp(
     ttl: u8,
     payload: &[u8],
 ) -> Result<usize> {
-    place(out, l4_offset(src.ip()) + udp::HEADER_LEN, payload)?;
+    let offset = match src.ip() {
+        IpAddr::V4(_) => UDP4_PAYLOAD_OFFSET,
+        IpAddr::V6(_) => UDP6_PAYLOAD_OFFSET,
+    };
+    place(out, offset, payload)?;
     let n = payload.len();
     finish_ip_udp_csum(out, src_mac, dst_mac, src, dst, ttl, n, L4Csum::Full)
 }
@@ -462,8 +484,8 @@ pub(crate) fn finish_ipv4_icmp(
     }
     let len = ICMP4_OFFSET.saturating_add(msg_len);
     let f = frame(out, len, msg_len, MAX_L4_V4)?;
-    write_ipv4(f, (src_mac, dst_mac), (src, dst), protocol::ICMP, ttl);
-    IcmpPacket::new_unchecked(&mut f[ICMP4_OFFSET..]).fill_checksum();
+    write_ipv4(f, (src_mac, dst_mac), (src, dst), protocol::ICMP, ttl)?;
+    IcmpPacket::new_unchecked(tail(f, ICMP4_OFFSET)?).fill_checksum();
     Ok(len)
 }
 
@@ -504,9 +526,9 @@ pub(crate) fn finish_ipv6_icmpv6(
         (src, dst),
         protocol::ICMPV6,
         hop_limit,
-    );
+    )?;
     let pseudo = checksum::pseudo_v6(src, dst, protocol::ICMPV6, msg_len as u32);
-    Icmpv6Packet::new_unchecked(&mut f[ICMP6_OFFSET..]).fill_checksum(pseudo);
+    Icmpv6Packet::new_unchecked(tail(f, ICMP6_OFFSET)?).fill_checksum(pseudo);
     Ok(len)
 }
 
@@ -552,8 +574,13 @@ pub fn eth_arp(out: &mut [u8], src_mac: Mac, dst_mac: Mac, repr: &ArpRepr) -> Re
         .get_mut(..ARP_FRAME_LEN)
         .ok_or(WireError::BufferTooSmall)?;
     write_eth(f, src_mac, dst_mac, ethertype::ARP);
-    repr.emit(&mut ArpPacket::new_unchecked(&mut f[eth::HEADER_LEN..]));
+    repr.emit(&mut ArpPacket::new_unchecked(tail(f, eth::HEADER_LEN)?));
     Ok(ARP_FRAME_LEN)
+}
+
+/// The part of `out` from `off` on.
+fn tail(out: &mut [u8], off: usize) -> Result<&mut [u8]> {
+    out.get_mut(off..).ok_or(WireError::BufferTooSmall)
 }
 
 /// Copies `data` into `out` at `off`.

@@ -4,7 +4,7 @@
 //! `new_checked` only requires the 14-byte header; the payload is whatever
 //! follows, including any padding up to the 60-byte minimum frame.
 
-use super::{get_array, get_u16, set_u16, Mac, Result, WireError};
+use super::{get_array, get_u16, set_array, set_u16, Mac, Result, WireError};
 
 mod field {
     use crate::wire::Field;
@@ -72,11 +72,11 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     pub(crate) fn set_dst(&mut self, mac: Mac) {
-        self.buffer.as_mut()[field::DST].copy_from_slice(&mac);
+        set_array(self.buffer.as_mut(), field::DST, mac);
     }
 
     pub(crate) fn set_src(&mut self, mac: Mac) {
-        self.buffer.as_mut()[field::SRC].copy_from_slice(&mac);
+        set_array(self.buffer.as_mut(), field::SRC, mac);
     }
 
     pub(crate) fn set_ethertype(&mut self, t: u16) {

@@ -6,7 +6,7 @@
 //! builder recomputes it).
 
 use super::checksum;
-use super::{get_u16, set_u16, Result, WireError};
+use super::{get_u16, get_u8, set_u16, Result, WireError};
 
 mod field {
     pub(crate) const TYPE: usize = 0;
@@ -55,11 +55,11 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
     }
 
     pub(crate) fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[field::TYPE]
+        get_u8(self.buffer.as_ref(), field::TYPE)
     }
 
     pub(crate) fn code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
+        get_u8(self.buffer.as_ref(), field::CODE)
     }
 
     #[cfg(test)]

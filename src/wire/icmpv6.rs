@@ -7,7 +7,7 @@
 //! pseudo-header, passed in as a partial sum.
 
 use super::checksum;
-use super::{set_u16, Result, WireError};
+use super::{get_u8, set_u16, Result, WireError};
 use std::net::Ipv6Addr;
 
 mod field {
@@ -58,11 +58,11 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     }
 
     pub(crate) fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[field::TYPE]
+        get_u8(self.buffer.as_ref(), field::TYPE)
     }
 
     pub(crate) fn code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
+        get_u8(self.buffer.as_ref(), field::CODE)
     }
 
     /// Target address of an NS or NA, if the message is long enough.

@@ -6,7 +6,7 @@
 //! then ends at the total length, which drops any Ethernet padding.
 
 use super::checksum;
-use super::{get_array, get_u16, set_u16, Result, WireError};
+use super::{get_array, get_u16, get_u8, set_array, set_u16, set_u8, Result, WireError};
 use std::net::Ipv4Addr;
 
 mod field {
@@ -72,17 +72,17 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     pub(crate) fn version(&self) -> u8 {
-        self.buffer.as_ref()[field::VER_IHL] >> 4
+        get_u8(self.buffer.as_ref(), field::VER_IHL) >> 4
     }
 
     /// Header length in bytes (IHL × 4).
     pub(crate) fn header_len(&self) -> usize {
-        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+        usize::from(get_u8(self.buffer.as_ref(), field::VER_IHL) & 0x0f) * 4
     }
 
     /// DSCP and ECN.
     pub(crate) fn tos(&self) -> u8 {
-        self.buffer.as_ref()[field::TOS]
+        get_u8(self.buffer.as_ref(), field::TOS)
     }
 
     pub(crate) fn total_len(&self) -> u16 {
@@ -104,11 +104,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     pub(crate) fn ttl(&self) -> u8 {
-        self.buffer.as_ref()[field::TTL]
+        get_u8(self.buffer.as_ref(), field::TTL)
     }
 
     pub(crate) fn protocol(&self) -> u8 {
-        self.buffer.as_ref()[field::PROTOCOL]
+        get_u8(self.buffer.as_ref(), field::PROTOCOL)
     }
 
     #[cfg(test)]
@@ -127,7 +127,8 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Whether the header checksum (over the whole header, options
     /// included) is valid.
     pub(crate) fn verify_checksum(&self) -> bool {
-        checksum::verify(checksum::sum(&self.buffer.as_ref()[..self.header_len()]))
+        let header = self.buffer.as_ref().get(..self.header_len());
+        checksum::verify(checksum::sum(header.unwrap_or_default()))
     }
 
     /// The L4 payload: from the end of the header to the total length.
@@ -140,11 +141,15 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets version 4 and the header length in bytes (multiple of 4).
     pub(crate) fn set_version_header_len(&mut self, hlen: usize) {
-        self.buffer.as_mut()[field::VER_IHL] = 0x40 | ((hlen / 4) as u8 & 0x0f);
+        set_u8(
+            self.buffer.as_mut(),
+            field::VER_IHL,
+            0x40 | ((hlen / 4) as u8 & 0x0f),
+        );
     }
 
     pub(crate) fn set_tos(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TOS] = v;
+        set_u8(self.buffer.as_mut(), field::TOS, v);
     }
 
     pub(crate) fn set_total_len(&mut self, v: u16) {
@@ -162,11 +167,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     pub(crate) fn set_ttl(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TTL] = v;
+        set_u8(self.buffer.as_mut(), field::TTL, v);
     }
 
     pub(crate) fn set_protocol(&mut self, v: u8) {
-        self.buffer.as_mut()[field::PROTOCOL] = v;
+        set_u8(self.buffer.as_mut(), field::PROTOCOL, v);
     }
 
     pub(crate) fn set_checksum(&mut self, v: u16) {
@@ -174,18 +179,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     pub(crate) fn set_src(&mut self, a: Ipv4Addr) {
-        self.buffer.as_mut()[field::SRC].copy_from_slice(&a.octets());
+        set_array(self.buffer.as_mut(), field::SRC, a.octets());
     }
 
     pub(crate) fn set_dst(&mut self, a: Ipv4Addr) {
-        self.buffer.as_mut()[field::DST].copy_from_slice(&a.octets());
+        set_array(self.buffer.as_mut(), field::DST, a.octets());
     }
 
     /// Computes and stores the header checksum.
     pub(crate) fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let hlen = self.header_len();
-        let c = checksum::finish(checksum::sum(&self.buffer.as_ref()[..hlen]));
+        let header = self.buffer.as_ref().get(..hlen).unwrap_or_default();
+        let c = checksum::finish(checksum::sum(header));
         self.set_checksum(c);
     }
 }

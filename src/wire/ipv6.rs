@@ -5,7 +5,9 @@
 //! Extension headers are not parsed here: the payload starts right after the
 //! fixed header, whatever `next_header` says.
 
-use super::{get_array, get_u16, get_u32, set_u16, set_u32, Result, WireError};
+use super::{
+    get_array, get_u16, get_u32, get_u8, set_array, set_u16, set_u32, set_u8, Result, WireError,
+};
 use std::net::Ipv6Addr;
 
 mod field {
@@ -50,7 +52,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     pub(crate) fn version(&self) -> u8 {
-        self.buffer.as_ref()[field::VER_TC_FLOW] >> 4
+        get_u8(self.buffer.as_ref(), field::VER_TC_FLOW) >> 4
     }
 
     pub(crate) fn traffic_class(&self) -> u8 {
@@ -66,11 +68,11 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     pub(crate) fn next_header(&self) -> u8 {
-        self.buffer.as_ref()[field::NEXT_HEADER]
+        get_u8(self.buffer.as_ref(), field::NEXT_HEADER)
     }
 
     pub(crate) fn hop_limit(&self) -> u8 {
-        self.buffer.as_ref()[field::HOP_LIMIT]
+        get_u8(self.buffer.as_ref(), field::HOP_LIMIT)
     }
 
     pub(crate) fn src(&self) -> Ipv6Addr {
@@ -99,19 +101,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     }
 
     pub(crate) fn set_next_header(&mut self, v: u8) {
-        self.buffer.as_mut()[field::NEXT_HEADER] = v;
+        set_u8(self.buffer.as_mut(), field::NEXT_HEADER, v);
     }
 
     pub(crate) fn set_hop_limit(&mut self, v: u8) {
-        self.buffer.as_mut()[field::HOP_LIMIT] = v;
+        set_u8(self.buffer.as_mut(), field::HOP_LIMIT, v);
     }
 
     pub(crate) fn set_src(&mut self, a: Ipv6Addr) {
-        self.buffer.as_mut()[field::SRC].copy_from_slice(&a.octets());
+        set_array(self.buffer.as_mut(), field::SRC, a.octets());
     }
 
     pub(crate) fn set_dst(&mut self, a: Ipv6Addr) {
-        self.buffer.as_mut()[field::DST].copy_from_slice(&a.octets());
+        set_array(self.buffer.as_mut(), field::DST, a.octets());
     }
 
     #[cfg(test)]

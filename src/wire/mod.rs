@@ -24,6 +24,14 @@
 //! translators. Header lengths and offsets are defined here only (each
 //! view's `HEADER_LEN`, [`build`]'s offsets): callers do not count bytes.
 
+// Every byte parsed here is attacker-controlled (guest input) and a panic
+// aborts the process, cutting every flow: no unchecked index or slice, no
+// arithmetic that can overflow. (Unit tests index their own fixtures.)
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 pub mod arp;
 pub mod build;
 pub(crate) mod checksum;
@@ -72,34 +80,74 @@ pub type Result<T> = std::result::Result<T, WireError>;
 /// A range of bytes in a header.
 pub(crate) type Field = std::ops::Range<usize>;
 
+// The accessors below are total: after a view's `check_len` every offset
+// they get is in bounds, so the fallbacks (reads as zero, writes dropped)
+// are never taken on checked input; they replace the panic of an index,
+// which would abort every flow, should a view ever be misused.
+
+/// One byte at `off`; `off` must be in bounds (checked by the caller's
+/// `check_len`).
+#[inline]
+pub(crate) fn get_u8(b: &[u8], off: usize) -> u8 {
+    b.get(off).copied().unwrap_or(0)
+}
+
 /// Big-endian 16-bit read; `off + 2` must be in bounds (checked by the
 /// caller's `check_len`).
 #[inline]
 pub(crate) fn get_u16(b: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes([b[off], b[off + 1]])
+    u16::from_be_bytes(get_array_at(b, off))
 }
 
 #[inline]
 pub(crate) fn get_u32(b: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+    u32::from_be_bytes(get_array_at(b, off))
+}
+
+#[inline]
+pub(crate) fn set_u8(b: &mut [u8], off: usize, v: u8) {
+    if let Some(d) = b.get_mut(off) {
+        *d = v;
+    }
 }
 
 #[inline]
 pub(crate) fn set_u16(b: &mut [u8], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_be_bytes());
+    set_array_at(b, off, v.to_be_bytes());
 }
 
 #[inline]
 pub(crate) fn set_u32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_be_bytes());
+    set_array_at(b, off, v.to_be_bytes());
+}
+
+/// The `N` bytes at `off`.
+#[inline]
+fn get_array_at<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
+    b.get(off..)
+        .and_then(<[u8]>::first_chunk)
+        .copied()
+        .unwrap_or([0; N])
+}
+
+#[inline]
+fn set_array_at<const N: usize>(b: &mut [u8], off: usize, v: [u8; N]) {
+    if let Some(d) = b.get_mut(off..).and_then(<[u8]>::first_chunk_mut) {
+        *d = v;
+    }
 }
 
 /// Copies a fixed-size array out of a slice whose length was checked.
 #[inline]
 pub(crate) fn get_array<const N: usize>(b: &[u8], f: Field) -> [u8; N] {
-    let mut out = [0; N];
-    out.copy_from_slice(&b[f]);
-    out
+    get_array_at(b, f.start)
+}
+
+/// Writes `v` over the field `f` (of `v`'s length) of a checked slice.
+#[inline]
+pub(crate) fn set_array<const N: usize>(b: &mut [u8], f: Field, v: [u8; N]) {
+    debug_assert_eq!(f.len(), N);
+    set_array_at(b, f.start, v);
 }
 
 /// A tiny xorshift generator for the fuzz-style tests.

@@ -9,7 +9,7 @@
 //! malformed option (length below 2 or past the header) and never panics.
 
 use super::checksum;
-use super::{get_u16, get_u32, set_u16, set_u32, Result, WireError};
+use super::{get_u16, get_u32, get_u8, set_u16, set_u32, Result, WireError};
 
 mod field {
     pub(crate) const SRC_PORT: usize = 0;
@@ -72,13 +72,12 @@ pub(crate) struct TcpRepr {
 impl TcpRepr {
     /// Header length, options included.
     pub(crate) fn header_len(&self) -> usize {
-        HEADER_LEN
-            + if self.mss.is_some() { MSS_OPT_LEN } else { 0 }
-            + if self.window_scale.is_some() {
-                WSCALE_OPT_LEN
-            } else {
-                0
-            }
+        match (self.mss.is_some(), self.window_scale.is_some()) {
+            (false, false) => HEADER_LEN,
+            (true, false) => const { HEADER_LEN + MSS_OPT_LEN },
+            (false, true) => const { HEADER_LEN + WSCALE_OPT_LEN },
+            (true, true) => const { HEADER_LEN + MSS_OPT_LEN + WSCALE_OPT_LEN },
+        }
     }
 
     /// Writes everything but ports and checksum (left 0) into `p`, which
@@ -90,15 +89,19 @@ impl TcpRepr {
         p.set_window(self.window);
         p.set_checksum(0);
         p.set_urgent(0);
-        let mut o = &mut p.buffer.as_mut()[HEADER_LEN..];
+        let mut o = p.buffer.as_mut().get_mut(HEADER_LEN..).unwrap_or_default();
         if let Some(mss) = self.mss {
             let [a, b] = mss.to_be_bytes();
-            o[..MSS_OPT_LEN].copy_from_slice(&[kind::MSS, MSS_OPT_LEN as u8, a, b]);
-            o = &mut o[MSS_OPT_LEN..];
+            if let Some((opt, rest)) = std::mem::take(&mut o).split_first_chunk_mut() {
+                *opt = [kind::MSS, MSS_OPT_LEN as u8, a, b];
+                o = rest;
+            }
         }
         if let Some(ws) = self.window_scale {
             // NOP, then kind, length (3) and shift.
-            o[..WSCALE_OPT_LEN].copy_from_slice(&[kind::NOP, kind::WSCALE, 3, ws]);
+            if let Some(opt) = o.first_chunk_mut::<WSCALE_OPT_LEN>() {
+                *opt = [kind::NOP, kind::WSCALE, 3, ws];
+            }
         }
     }
 }
@@ -211,7 +214,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// Header length in bytes (data offset × 4).
     pub(crate) fn header_len(&self) -> usize {
-        usize::from(self.buffer.as_ref()[field::OFF_FLAGS] >> 4) * 4
+        usize::from(get_u8(self.buffer.as_ref(), field::OFF_FLAGS) >> 4) * 4
     }
 
     /// The flag bits, see [`flags`].
@@ -241,7 +244,8 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// The raw option bytes.
     pub(crate) fn options_raw(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
+        let raw = self.buffer.as_ref().get(HEADER_LEN..self.header_len());
+        raw.unwrap_or_default()
     }
 
     pub(crate) fn options(&self) -> TcpOptions<'_> {
@@ -276,7 +280,10 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.header_len()..]
+        self.buffer
+            .as_ref()
+            .get(self.header_len()..)
+            .unwrap_or_default()
     }
 }
 

@@ -72,7 +72,8 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// Verifies the checksum given the pseudo-header sum. A zero checksum
     /// ("none", legal on IPv4 only) is for the caller to accept or not.
     pub(crate) fn verify_checksum(&self, pseudo: u64) -> bool {
-        let data = &self.buffer.as_ref()[..usize::from(self.len())];
+        let data = self.buffer.as_ref().get(..usize::from(self.len()));
+        let data = data.unwrap_or_default();
         checksum::verify(checksum::combine(pseudo, checksum::sum(data)))
     }
 
@@ -103,7 +104,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// length field); a computed 0 is sent as 0xffff (RFC 768).
     pub(crate) fn fill_checksum(&mut self, pseudo: u64) {
         self.set_checksum(0);
-        let data = &self.buffer.as_ref()[..usize::from(self.len())];
+        let data = self.buffer.as_ref().get(..usize::from(self.len()));
+        let data = data.unwrap_or_default();
         let c = checksum::finish(checksum::combine(pseudo, checksum::sum(data)));
         self.set_checksum(if c == 0 { 0xffff } else { c });
     }
