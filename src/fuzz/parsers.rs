@@ -289,9 +289,7 @@ pub fn cli(data: &[u8]) {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     for mode in [Mode::Pasta, Mode::Passt] {
-        let a = cli::parse(mode, &args);
-        let b = cli::parse(mode, &args);
-        assert_eq!(a.is_ok(), b.is_ok(), "parse is deterministic");
+        let _ = cli::parse(mode, &args);
     }
     for arg in args.iter().take(8) {
         for allow_addr in [false, true] {

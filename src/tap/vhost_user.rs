@@ -268,14 +268,19 @@ fn invalid(what: &str) -> VuError {
 /// Refuses a mapping of `len` bytes at `offset` that does not lie within
 /// `file`: the pages past its end would be mapped all the same, and the
 /// first access to one (a ring index, a buffer) kills us with `SIGBUS`.
-/// Found by the `vhost_user` fuzz target. A front-end that shrinks the
-/// file afterwards can still do that; QEMU never does (its RAM files keep
-/// their size while the guest runs).
+/// Found by the `vhost_user` fuzz target. Only regular files (memfd,
+/// tmpfs, hugetlbfs) have a size to check against: a device (`/dev/dax`)
+/// reports none. A front-end that shrinks the file afterwards can still do
+/// that; QEMU never does (its RAM files keep their size while the guest
+/// runs).
 fn within_file(file: &File, offset: u64, len: u64) -> VuResult<()> {
-    let size = file
+    let meta = file
         .metadata()
-        .map_err(|e| invalid(&format!("can't stat a memory file: {e}")))?
-        .len();
+        .map_err(|e| invalid(&format!("can't stat a memory file: {e}")))?;
+    if !meta.is_file() {
+        return Ok(());
+    }
+    let size = meta.len();
     if offset.checked_add(len).is_none_or(|end| end > size) {
         return Err(invalid(&format!(
             "mapping of {len:#x} bytes at {offset:#x} past the end of its file ({size:#x} bytes)"
