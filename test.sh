@@ -63,4 +63,8 @@ set -e
 # One closing line for the whole run (--no-fail-fast: a failing test file
 # does not hide the results of the files after it).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "passt-rs: %d passed, %d failed\n", p, f }' "$log"
+# Every fuzz target for a bounded time on its committed corpus (installs
+# the nightly toolchain and cargo-fuzz if missing; fails on a crash).
+echo "== fuzz"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || rc=1
 exit "$rc"

@@ -137,8 +137,13 @@ impl<'b, 'n> CompressedList<'b, 'n> {
     /// Appends `name`, ending it with a pointer to the longest suffix
     /// already written, if any.
     pub(crate) fn push(&mut self, name: &'n str) -> Result<(), PushError> {
+        // Validated as given: `encoded_len` strips the root dot itself, and
+        // stripping it twice would take "a.." for "a.".
+        if encoded_len(name).is_none() {
+            return Err(PushError::Invalid);
+        }
         let name = strip_root(name);
-        if name.is_empty() || encoded_len(name).is_none() {
+        if name.is_empty() {
             return Err(PushError::Invalid);
         }
 
@@ -262,6 +267,22 @@ mod tests {
         );
         assert_eq!(list.push(""), Err(PushError::Invalid));
         assert_eq!(list.push("a..b"), Err(PushError::Invalid));
+    }
+
+    /// Found by the `dns_name` fuzz target: the root dot was stripped
+    /// twice, so "a.b.." (an empty label) went in as "a.b", and ".." as
+    /// two zero bytes (a root label, then garbage).
+    #[test]
+    fn push_refuses_what_encode_refuses() {
+        let mut buf = [0u8; 64];
+        let mut list = CompressedList::new(&mut buf);
+        for bad in ["a.b..", "..", "a..", "...", "."] {
+            assert_eq!(encoded_len(bad).filter(|_| bad != "."), None, "{bad:?}");
+            assert_eq!(list.push(bad), Err(PushError::Invalid), "{bad:?}");
+        }
+        assert!(list.is_empty());
+        list.push("a.b.").unwrap();
+        assert_eq!(list.as_bytes(), b"\x01a\x01b\x00");
     }
 
     #[test]

@@ -325,7 +325,7 @@ impl TxQueue {
         self.used += (len + 7) & !7;
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn len(&self) -> usize {
         self.frames.len()
     }

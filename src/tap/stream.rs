@@ -258,7 +258,7 @@ impl Stream {
     /// Reads records into `rx` until the socket would block or the batch
     /// is full. Errors (end of file, a bad record length) mean the client
     /// must be dropped.
-    pub(super) fn recv(
+    pub(crate) fn recv(
         &mut self,
         rx: &mut RxBatch,
         stats: &mut TapStats,

@@ -265,6 +265,30 @@ fn invalid(what: &str) -> VuError {
     ))
 }
 
+/// Refuses a mapping of `len` bytes at `offset` that does not lie within
+/// `file`: the pages past its end would be mapped all the same, and the
+/// first access to one (a ring index, a buffer) kills us with `SIGBUS`.
+/// Found by the `vhost_user` fuzz target. Only regular files (memfd,
+/// tmpfs, hugetlbfs) have a size to check against: a device (`/dev/dax`)
+/// reports none. A front-end that shrinks the file afterwards can still do
+/// that; QEMU never does (its RAM files keep their size while the guest
+/// runs).
+fn within_file(file: &File, offset: u64, len: u64) -> VuResult<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| invalid(&format!("can't stat a memory file: {e}")))?;
+    if !meta.is_file() {
+        return Ok(());
+    }
+    let size = meta.len();
+    if offset.checked_add(len).is_none_or(|end| end > size) {
+        return Err(invalid(&format!(
+            "mapping of {len:#x} bytes at {offset:#x} past the end of its file ({size:#x} bytes)"
+        )));
+    }
+    Ok(())
+}
+
 impl Device {
     fn new() -> Self {
         Device {
@@ -389,6 +413,7 @@ impl VhostUserBackendReqHandlerMut for Device {
             let (gpa, len, vmm, offset) =
                 (r.guest_phys_addr, r.memory_size, r.user_addr, r.mmap_offset);
             let size = usize::try_from(len).map_err(|_| invalid("memory region too large"))?;
+            within_file(&file, offset, len)?;
             let region = MmapRegion::<()>::from_file(FileOffset::new(file, offset), size)
                 .map_err(|e| invalid(&format!("can't map a memory region: {e}")))?;
             let region = GuestRegionMmap::new(region, GuestAddress(gpa))
@@ -590,6 +615,7 @@ impl VhostUserBackendReqHandlerMut for Device {
 
     fn set_log_base(&mut self, log: &VhostUserLog, file: File) -> VuResult<()> {
         let size = usize::try_from(log.mmap_size).map_err(|_| invalid("dirty log too large"))?;
+        within_file(&file, log.mmap_offset, log.mmap_size)?;
         let region = MmapRegion::<()>::from_file(FileOffset::new(file, log.mmap_offset), size)
             .map_err(|e| invalid(&format!("can't map the dirty log: {e}")))?;
         self.log = Some(region);
@@ -637,6 +663,19 @@ impl VhostUser {
             dev: Arc::new(Mutex::new(Device::new())),
             active: None,
         }
+    }
+
+    /// A back-end without a session, whose device the fuzz harness
+    /// configures by calling the request handlers itself.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn detached() -> Self {
+        Self::with(None)
+    }
+
+    /// The device, for the fuzz harness's requests.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn device(&self) -> MutexGuard<'_, Device> {
+        lock(&self.dev)
     }
 
     /// Waits for front-ends on `listener`.
@@ -1273,6 +1312,35 @@ pub(crate) fn announce(path: &std::path::Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn memfd(size: u64) -> File {
+        let fd = rustix::fs::memfd_create("vhost-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, size).unwrap();
+        File::from(fd)
+    }
+
+    /// Found by the `vhost_user` fuzz target: a region (or dirty log)
+    /// larger than its file was mapped, and the first ring access past
+    /// the file's end raised SIGBUS.
+    #[test]
+    fn mappings_past_the_file_are_refused() {
+        let mut dev = Device::new();
+        let f = memfd(0x4000);
+        for (size, offset) in [(0x8000, 0), (0x4000, 0x1000), (0x1000, u64::MAX - 0x800)] {
+            let r = VhostUserMemoryRegion::new(0x10000, size, 0x7f00_0000_0000, offset);
+            assert!(dev
+                .set_mem_table(&[r], vec![f.try_clone().unwrap()], None)
+                .is_err());
+            assert!(dev.mem.is_none());
+        }
+        let r = VhostUserMemoryRegion::new(0x10000, 0x3000, 0x7f00_0000_0000, 0x1000);
+        dev.set_mem_table(&[r], vec![f.try_clone().unwrap()], None)
+            .unwrap();
+        assert!(dev.mem.is_some());
+        let log = VhostUserLog::new(0x5000, 0);
+        assert!(dev.set_log_base(&log, f.try_clone().unwrap()).is_err());
+        dev.set_log_base(&VhostUserLog::new(0x4000, 0), f).unwrap();
+    }
 
     #[test]
     fn header_fields() {
