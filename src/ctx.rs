@@ -47,7 +47,7 @@
 //! the protocol's accept or receive function.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,46 @@ pub(crate) struct Counters {
     pub(crate) unhandled_l4: u64,
 }
 
+impl std::fmt::Display for Counters {
+    /// `name=value` pairs, the format tests read from the exit log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "over_mtu={} arp_replies={} ndp_replies={} dhcp_replies={} dhcpv6_replies={} unhandled_l4={}",
+            self.over_mtu,
+            self.arp_replies,
+            self.ndp_replies,
+            self.dhcp_replies,
+            self.dhcpv6_replies,
+            self.unhandled_l4
+        )
+    }
+}
+
+/// The per-reason drop counters as `name=value` pairs (every reason, so
+/// that a test can read a zero).
+struct DropCounters<'a>(&'a [u64; DropReason::COUNT]);
+
+impl std::fmt::Display for DropCounters<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut total = 0u64;
+        for (r, n) in DropReason::ALL.iter().zip(self.0) {
+            write!(f, "{}={n} ", r.key())?;
+            total += n;
+        }
+        write!(f, "total={total}")
+    }
+}
+
+/// Kinds of rate-limited drop lines: one per [`DropReason`], and one for
+/// frames over the MTU.
+const DROP_LOG_KINDS: usize = DropReason::COUNT + 1;
+/// The [`DROP_LOG_KINDS`] index of frames over the MTU.
+const DROP_LOG_OVER_MTU: usize = DropReason::COUNT;
+
+/// The rate limit of per-frame drop lines.
+pub(crate) type DropLog = crate::log::RateLimit<DROP_LOG_KINDS>;
+
 /// Why the loop ended: the process exit status.
 pub(crate) type ExitCode = i32;
 
@@ -143,6 +183,9 @@ pub(crate) struct Ctx<'c> {
     /// xorshift state for RA jitter.
     rng: u64,
     pub(crate) counters: Counters,
+    /// Rate limit of the lines about dropped frames (a flood of bad frames
+    /// is counted exactly, but logged a few lines a second).
+    drop_log: DropLog,
     /// pasta: the namespace, to open sockets in it at run time.
     pub(crate) netns: Option<crate::pasta::NetNs>,
     /// The forwarding tables and their listening sockets.
@@ -230,6 +273,7 @@ impl<'c> Ctx<'c> {
             ra: crate::ndp::RaTimer::new(),
             rng: u64::from_ne_bytes(seed) | 1,
             counters: Counters::default(),
+            drop_log: DropLog::default(),
             netns: None,
             fwd,
             signals,
@@ -352,6 +396,9 @@ impl<'c> Ctx<'c> {
     fn log_counters(&self) {
         log::debug!("TCP counters: {}", self.tcp.stats);
         log::debug!("tap counters: {}", self.tap.stats);
+        log::debug!("frames counters: {}", self.counters);
+        log::debug!("drop counters: {}", DropCounters(&self.counters.drops));
+        log::debug!("UDP counters: {}", self.udp.stats);
         log::debug!(
             "alloc counters: allocations={}",
             crate::sys::alloc::allocations()
@@ -636,9 +683,17 @@ impl<'c> Ctx<'c> {
     /// the service or protocol for its L4 header.
     fn frame_in(&mut self, i: usize) {
         let conf = self.conf;
-        let Some(c) = checked_frame(conf, &self.rx, i, &mut self.counters) else {
+        let log = &mut self.drop_log;
+        let Some(c) = checked_frame(conf, &self.rx, i, &mut self.counters, log) else {
             return;
         };
+        if let Err(reason) = check_addresses(conf, &c.l3) {
+            self.counters.drops[reason.index()] += 1;
+            if log.allow(reason.index()) {
+                log::debug!("tap: dropped frame: {reason}");
+            }
+            return;
+        }
         // The guest's MAC is whatever it sends from (unicast sources only).
         if c.src_mac[0] & 1 == 0 {
             self.guest.mac = c.src_mac;
@@ -735,6 +790,13 @@ impl<'c> Ctx<'c> {
     }
 
     fn timer(&mut self, now: Instant) {
+        self.drop_log.tick(|i, n| {
+            let why = DropReason::ALL
+                .get(i)
+                .map_or("exceeds the MTU", |r| r.as_str());
+            log::debug!("tap: dropped {n} more frames: {why}");
+        });
+        self.udp.log_tick();
         self.scan_ports();
         self.icmp.timer(&mut self.flows, &self.epoll, now);
         self.udp.timer(&mut self.flows, &self.epoll, now);
@@ -759,24 +821,103 @@ fn checked_frame<'r>(
     rx: &'r RxBatch,
     i: usize,
     counters: &mut Counters,
+    log: &mut DropLog,
 ) -> Option<Classified<'r>> {
     let frame = rx.frame(i);
     // A segmentation offload super-frame is many MTU-sized segments at
     // once, by design.
     if conf.mtu != 0 && !rx.gso(i) && frame.len() > usize::from(conf.mtu) + 14 {
         counters.over_mtu += 1;
-        log::trace!(
-            "tap: dropped frame of {} bytes: exceeds the MTU",
-            frame.len()
-        );
+        if log.allow(DROP_LOG_OVER_MTU) {
+            log::debug!(
+                "tap: dropped frame of {} bytes: exceeds the MTU",
+                frame.len()
+            );
+        }
         return None;
     }
     match classify_with(frame, rx.csum_partial(i)) {
         Ok(c) => Some(c),
         Err(reason) => {
             counters.drops[reason.index()] += 1;
-            log::trace!("tap: dropped frame of {} bytes: {reason}", frame.len());
+            if log.allow(reason.index()) {
+                log::debug!("tap: dropped frame of {} bytes: {reason}", frame.len());
+            }
             None
+        }
+    }
+}
+
+/// The second gate, after [`classify_with`]: addresses a guest frame may
+/// not carry, whatever its headers say (the classifier already refused
+/// loopback and IPv4-mapped ones).
+///
+/// - No unspecified destination (`0.0.0.0`, `::`: a host socket reads it
+///   as "this host").
+/// - No broadcast or multicast destination (IPv4 limited or subnet
+///   broadcast, IPv4 and IPv6 multicast), except toward our services: DHCP
+///   (UDP to port 67, broadcast from `0.0.0.0` while the guest has no
+///   address), NDP (router and neighbour solicitations to all-routers and
+///   solicited-node groups) and DHCPv6 (UDP to port 547 at
+///   `ff02::1:2`). We forward no multicast yet.
+/// - The source is the guest's: its assigned address (`-a`, or the host's
+///   address it was given) or, in pasta, one of the addresses copied to
+///   the namespace; in IPv6 also any link-local address (the guest
+///   chooses its own) and any address of the /64 prefixes we announce
+///   (SLAAC); `0.0.0.0` only for DHCP and `::` only for NDP (duplicate
+///   address detection). Upstream learns whatever source the guest uses
+///   (`addr_seen`); we still learn (see [`learn_address`]), but only
+///   from a source that passed here, so a spoofed frame can neither open
+///   a flow nor redirect inbound flows.
+///
+/// Without an IPv4 (IPv6) configuration nothing is checked for that
+/// family: nothing else would route it anyway.
+fn check_addresses(conf: &Config, l3: &L3<'_>) -> Result<(), DropReason> {
+    match *l3 {
+        L3::Arp(_) => Ok(()),
+        L3::Ipv4 { src, dst, l4, .. } => {
+            let Some(ip4) = conf.ip4.as_ref() else {
+                return Ok(());
+            };
+            let dhcp = matches!(l4, L4::Udp { dport: 67, .. });
+            if dst.is_unspecified() {
+                return Err(DropReason::Unspecified);
+            }
+            let host_bits = u32::MAX.checked_shr(u32::from(ip4.prefix_len)).unwrap_or(0);
+            let subnet_bcast = ip4.prefix_len < 31
+                && u32::from(dst) | host_bits == u32::from(dst)
+                && u32::from(dst) & !host_bits == u32::from(ip4.addr) & !host_bits;
+            if dst.is_multicast() || subnet_bcast || (dst.is_broadcast() && !dhcp) {
+                return Err(DropReason::Broadcast);
+            }
+            let ours = src == ip4.addr || ip4.host_addrs.iter().any(|&(a, _)| a == src);
+            if ours || (src.is_unspecified() && dhcp) {
+                Ok(())
+            } else {
+                Err(DropReason::Spoofed)
+            }
+        }
+        L3::Ipv6 { src, dst, l4, .. } => {
+            let Some(ip6) = conf.ip6.as_ref() else {
+                return Ok(());
+            };
+            let ndp = matches!(l4, L4::Icmpv6 { msg_type: t, .. } if crate::ndp::is_ndp(t));
+            if dst.is_unspecified() {
+                return Err(DropReason::Unspecified);
+            }
+            let dhcpv6 = matches!(l4, L4::Udp { dport: 547, .. });
+            if dst.is_multicast() && !ndp && !dhcpv6 {
+                return Err(DropReason::Broadcast);
+            }
+            let prefix64 = |a: Ipv6Addr| a.segments()[..4] == src.segments()[..4];
+            let ours = crate::wire::ipv6::is_link_local(src)
+                || ip6.addr.is_some_and(|a| a == src || prefix64(a))
+                || ip6.host_addrs.iter().any(|&(a, _)| a == src || prefix64(a));
+            if (ours && !src.is_multicast()) || (src.is_unspecified() && ndp) {
+                Ok(())
+            } else {
+                Err(DropReason::Spoofed)
+            }
         }
     }
 }

@@ -220,9 +220,86 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+/// Rate limit for log lines that a guest or a peer can trigger once per
+/// frame (a dropped frame, a flow that could not be opened).
+///
+/// Per kind of line (an index below `N`): the first [`RateLimit::BURST`]
+/// lines of each period go out, the rest are only counted, and
+/// [`RateLimit::tick`], called once a second from the loop's timer, hands
+/// back how many were suppressed, for one summary line per kind. A flood
+/// therefore costs at most `BURST + 1` lines per kind and second.
+///
+/// Plain data owned by a worker's context (no global state), and nothing
+/// on its path allocates. Counters of what happened are kept elsewhere,
+/// exact; this only decides what is worth a line.
+#[derive(Clone, Debug)]
+pub(crate) struct RateLimit<const N: usize> {
+    logged: [u32; N],
+    suppressed: [u64; N],
+}
+
+impl<const N: usize> Default for RateLimit<N> {
+    fn default() -> Self {
+        RateLimit {
+            logged: [0; N],
+            suppressed: [0; N],
+        }
+    }
+}
+
+impl<const N: usize> RateLimit<N> {
+    /// Lines per kind and period before suppression.
+    pub(crate) const BURST: u32 = 5;
+
+    /// Whether a line of kind `i` may go out now; if not, it is counted
+    /// as suppressed. Kinds out of range are always suppressed.
+    pub(crate) fn allow(&mut self, i: usize) -> bool {
+        let (Some(logged), Some(suppressed)) = (self.logged.get_mut(i), self.suppressed.get_mut(i))
+        else {
+            return false;
+        };
+        if *logged < Self::BURST {
+            *logged += 1;
+            true
+        } else {
+            *suppressed += 1;
+            false
+        }
+    }
+
+    /// Ends a period: `report(kind, n)` for each kind with `n` suppressed
+    /// lines, then every kind may log again.
+    pub(crate) fn tick(&mut self, mut report: impl FnMut(usize, u64)) {
+        for (i, n) in self.suppressed.iter_mut().enumerate() {
+            if *n > 0 {
+                report(i, *n);
+                *n = 0;
+            }
+        }
+        self.logged = [0; N];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_bursts_then_summarises() {
+        let mut r = RateLimit::<3>::default();
+        let allowed = (0..1000).filter(|_| r.allow(1)).count();
+        assert_eq!(allowed, RateLimit::<3>::BURST as usize);
+        assert!(r.allow(0));
+        assert!(!r.allow(3), "out of range");
+        let mut reports = Vec::new();
+        r.tick(|i, n| reports.push((i, n)));
+        assert_eq!(reports, [(1, 1000 - u64::from(RateLimit::<3>::BURST))]);
+        // A new period: lines go out again, nothing left to report.
+        assert!(r.allow(1));
+        reports.clear();
+        r.tick(|i, n| reports.push((i, n)));
+        assert!(reports.is_empty());
+    }
     use std::io::Read;
 
     #[test]

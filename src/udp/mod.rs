@@ -78,6 +78,21 @@
 //! guest's kernel then reports it to the application (`ECONNREFUSED` on a
 //! connected socket).
 //!
+//! ## Exhaustion
+//!
+//! Every flow costs one or two descriptors, and a process holds a limited
+//! number (`RLIMIT_NOFILE`, 20000 on some hosts): a guest sending from tens
+//! of thousands of source ports would take them all, and each new flow
+//! costs several system calls. So UDP keeps to a budget, half the
+//! descriptor limit at start ([`Udp::sock_max`]), leaving the rest to TCP
+//! and the others; when the kernel refuses a socket all the same
+//! (`EMFILE`, `ENFILE`, `ENOBUFS`), the budget shrinks to what is open
+//! now. A datagram that would need a socket past the budget is dropped
+//! before any system call, and counted (`no_socket` in the `UDP counters`
+//! line at exit); established flows go on untouched. Flows expire as
+//! below, and each one closed makes room for a new one. Lines about
+//! refused flows are rate-limited ([`crate::log::RateLimit`]).
+//!
 //! ## Timeouts
 //!
 //! As conntrack: a flow idle for `nf_conntrack_udp_timeout` (30 s) goes,
@@ -151,7 +166,81 @@ pub(crate) struct UdpStats {
     pub(crate) to_tap: u64,
     pub(crate) spliced: u64,
     pub(crate) dropped: u64,
+    /// Datagrams dropped because their new flow would need a socket
+    /// beyond the budget, or the kernel refused one.
+    pub(crate) no_socket: u64,
     pub(crate) icmp_to_tap: u64,
+}
+
+impl std::fmt::Display for UdpStats {
+    /// `name=value` pairs, the format tests read from the exit log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "flows_opened={} flows_closed={} from_tap={} to_tap={} spliced={} dropped={} no_socket={} icmp_to_tap={}",
+            self.flows_opened,
+            self.flows_closed,
+            self.from_tap,
+            self.to_tap,
+            self.spliced,
+            self.dropped,
+            self.no_socket,
+            self.icmp_to_tap
+        )
+    }
+}
+
+/// Kinds of rate-limited UDP lines.
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// No socket for a new flow (budget, or the kernel refused).
+    NoSocket = 0,
+    /// The flow table is full.
+    TableFull = 1,
+}
+
+/// Socket accounting of the UDP flows (see the module doc, "Exhaustion").
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SockBudget {
+    /// Sockets our flows hold now.
+    pub(crate) open: usize,
+    /// How many they may hold now.
+    pub(crate) max: usize,
+    /// How many they may hold when the kernel does not refuse earlier.
+    limit: usize,
+}
+
+impl SockBudget {
+    /// Half the descriptor limit (raised to its maximum at start).
+    fn new() -> Self {
+        let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let limit = (lim / 2).max(16);
+        SockBudget {
+            open: 0,
+            max: limit,
+            limit,
+        }
+    }
+
+    /// Whether `n` more sockets fit.
+    fn fits(&self, n: usize) -> bool {
+        self.open + n <= self.max
+    }
+
+    /// The kernel refused a socket: no more than we hold now, until flows
+    /// close (each close makes room again) or the next tick.
+    fn exhausted(&mut self) {
+        self.max = self.open.max(1).min(self.max);
+    }
+
+    /// Once a second: try the full budget again (others may have closed
+    /// descriptors), at the cost of one refused `socket()` a second at
+    /// most while the process is out of them.
+    fn tick(&mut self) {
+        self.max = self.limit;
+    }
 }
 
 /// A datagram from the tap waiting to be sent: its flow and socket side,
@@ -185,6 +274,10 @@ pub(crate) struct Udp {
     /// Average size of the datagrams of the last socket batch.
     avg_len: usize,
     pub(crate) stats: UdpStats,
+    /// Descriptors of our flows, and their limit.
+    pub(crate) socks: SockBudget,
+    /// Rate limit of the lines about refused flows (by [`Refusal`]).
+    log: crate::log::RateLimit<2>,
 }
 
 /// A sysctl read as seconds.
@@ -215,7 +308,21 @@ impl Udp {
             timeout_stream,
             avg_len: 1500,
             stats: UdpStats::default(),
+            socks: SockBudget::new(),
+            log: crate::log::RateLimit::default(),
         }
+    }
+
+    /// Once a second: how many lines about refused flows were left out.
+    pub(crate) fn log_tick(&mut self) {
+        self.log.tick(|i, n| {
+            let why = if i == Refusal::NoSocket as usize {
+                "no socket"
+            } else {
+                "flow table full"
+            };
+            log::debug!("UDP: {n} more datagrams dropped for new flows: {why}");
+        });
     }
 
     // ------------------------------------------------------------------
@@ -251,7 +358,7 @@ impl Udp {
         };
         let (idx, s) = match c.flows.lookup(&key) {
             Some((i, s)) => (i, usize::from(s)),
-            None => match flow_from_tap(c, key, &mut self.stats) {
+            None => match self.flow_from_tap(c, key) {
                 Some(i) => (i, 0),
                 None => {
                     self.stats.dropped += 1;
@@ -568,7 +675,7 @@ impl Udp {
                     continue;
                 }
                 let peer = SocketAddr::new(unmap(peer.ip()), peer.port());
-                let Some((idx, s)) = flow_from_listener(c, l, peer, &mut self.stats) else {
+                let Some((idx, s)) = self.flow_from_listener(c, l, peer) else {
                     self.stats.dropped += 1;
                     continue;
                 };
@@ -587,6 +694,7 @@ impl Udp {
 
     /// Closes expired flows.
     pub(crate) fn timer(&mut self, flows: &mut Flows, epoll: &Epoll, now: Instant) {
+        self.socks.tick();
         let mut next = flows.next_index(0);
         while let Some(idx) = next {
             next = flows.next_index(idx + 1);
@@ -602,7 +710,7 @@ impl Udp {
                     f.side[0].oaddr,
                     f.side[0].oport
                 );
-                close(flows, epoll, idx);
+                self.socks.open -= close(flows, epoll, idx);
                 self.stats.flows_closed += 1;
             }
         }
@@ -700,11 +808,13 @@ fn send_run(f: &mut UdpFlow, s: usize, bufs: &[&[u8]]) -> (usize, usize) {
     (sent, dropped)
 }
 
-/// Removes flow `idx`: its keys, sockets and slot.
-fn close(flows: &mut Flows, epoll: &Epoll, idx: u32) {
+/// Removes flow `idx`: its keys, sockets and slot. Returns how many
+/// sockets it closed.
+fn close(flows: &mut Flows, epoll: &Epoll, idx: u32) -> usize {
     let Some(f) = flows.udp_mut(idx) else {
-        return;
+        return 0;
     };
+    let n = f.sock.iter().flatten().count();
     let keys = [f.key(0), f.key(1)];
     for sock in f.sock.iter().flatten() {
         let _ = epoll.del(sock);
@@ -715,12 +825,19 @@ fn close(flows: &mut Flows, epoll: &Epoll, idx: u32) {
         }
     }
     flows.remove(idx);
+    n
 }
 
 /// Stores a new flow, hashes both sides and watches its sockets.
-fn insert(c: &mut UdpCtx<'_>, flow: UdpFlow, stats: &mut UdpStats) -> Option<u32> {
+fn insert(c: &mut UdpCtx<'_>, flow: UdpFlow, u: &mut Udp) -> Option<u32> {
     let keys = [flow.key(0), flow.key(1)];
-    let idx = c.flows.insert(flow).ok()?;
+    let socks = flow.sock.iter().flatten().count();
+    // Counted from here: dropping the flow (on failure below) closes them.
+    let idx = match c.flows.insert(flow) {
+        Ok(i) => i,
+        Err(_) => return None,
+    };
+    u.socks.open += socks;
     for (s, k) in keys.iter().enumerate() {
         if k.pif != Pif::None {
             c.flows.hash_insert(k, idx, s as u8);
@@ -734,62 +851,130 @@ fn insert(c: &mut UdpCtx<'_>, flow: UdpFlow, stats: &mut UdpStats) -> Option<u32
                 .add(sock, EpollRef::flow_side(Kind::UdpSock, idx, s))
             {
                 log::debug!("UDP: epoll: {e}");
-                close(c.flows, c.epoll, idx);
+                u.socks.open -= close(c.flows, c.epoll, idx);
                 return None;
             }
         }
     }
-    stats.flows_opened += 1;
+    u.stats.flows_opened += 1;
     Some(idx)
 }
 
-/// A new flow for a datagram from the guest, `key` its tap side.
-fn flow_from_tap(c: &mut UdpCtx<'_>, key: FlowKey, stats: &mut UdpStats) -> Option<u32> {
-    let mut tgt = fwd::from_tap(c.conf, IPPROTO_UDP, &key.side)?;
-    if c.flows.len() >= c.flows.capacity() {
-        log::debug!("UDP: flow table full, dropping a datagram from the guest");
-        return None;
+impl Udp {
+    /// Whether a new flow may take `n` more sockets, and the table has a
+    /// slot: if not, the datagram is counted and the line rate-limited.
+    fn room_for(&mut self, c: &UdpCtx<'_>, n: usize) -> bool {
+        if c.flows.len() >= c.flows.capacity() {
+            if self.log.allow(Refusal::TableFull as usize) {
+                log::debug!("UDP: flow table full, dropping a datagram for a new flow");
+            }
+            return false;
+        }
+        if !self.socks.fits(n) {
+            self.stats.no_socket += 1;
+            if self.log.allow(Refusal::NoSocket as usize) {
+                log::debug!(
+                    "UDP: {} flow sockets open (at most {}), dropping a datagram for a new flow",
+                    self.socks.open,
+                    self.socks.max
+                );
+            }
+            return false;
+        }
+        true
     }
-    let sock = open_target(c, Pif::Tap, &mut tgt)?;
-    open_flow(c, (Pif::Tap, key.side, None), tgt, sock, stats)
-}
 
-/// The flow of a datagram from `peer` on listener `l`: found, or opened
-/// where [`fwd::from_host`] or [`fwd::from_splice`] sends it. Returns the
-/// flow and the side the datagram came from.
-fn flow_from_listener(
-    c: &mut UdpCtx<'_>,
-    l: &Listening<'_>,
-    peer: SocketAddr,
-    stats: &mut UdpStats,
-) -> Option<(u32, usize)> {
-    let ini = FlowSide {
-        eaddr: peer.ip(),
-        eport: peer.port(),
-        oaddr: l.addr,
-        oport: l.port,
-    };
-    let key = FlowKey {
-        proto: IPPROTO_UDP,
-        pif: l.pif,
-        side: ini,
-    };
-    if let Some((idx, s)) = c.flows.lookup(&key) {
-        return Some((idx, usize::from(s)));
+    /// A socket for a new flow failed: out of descriptors or buffers
+    /// shrinks the budget; every failure is logged, rate-limited.
+    fn open_failed(&mut self, what: std::fmt::Arguments<'_>, e: &io::Error) {
+        let exhausted = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        if exhausted {
+            self.socks.exhausted();
+            self.stats.no_socket += 1;
+        }
+        if self.log.allow(Refusal::NoSocket as usize) {
+            log::debug!("UDP: {what}: {e}");
+        }
     }
-    let mut tgt = match l.pif {
-        Pif::Host => fwd::from_host(c.conf, c.guest, l.rule, IPPROTO_UDP, &ini)?,
-        Pif::Splice => fwd::from_splice(l.rule, IPPROTO_UDP, &ini)?,
-        Pif::Tap | Pif::None => return None,
-    };
-    if c.flows.len() >= c.flows.capacity() {
-        log::debug!("UDP: flow table full, dropping a datagram from {peer}");
-        return None;
+
+    /// A new flow for a datagram from the guest, `key` its tap side.
+    fn flow_from_tap(&mut self, c: &mut UdpCtx<'_>, key: FlowKey) -> Option<u32> {
+        let mut tgt = fwd::from_tap(c.conf, IPPROTO_UDP, &key.side)?;
+        if !self.room_for(c, usize::from(tgt.pif != Pif::Tap)) {
+            return None;
+        }
+        let sock = self.open_target(c, Pif::Tap, &mut tgt)?;
+        open_flow(c, (Pif::Tap, key.side, None), tgt, sock, self)
     }
-    // The target side first: nothing to undo if it fails.
-    let tgt_sock = open_target(c, l.pif, &mut tgt)?;
-    let ini_sock = open_reply(c, l, peer, tgt.pif)?;
-    open_flow(c, (l.pif, ini, Some(ini_sock)), tgt, tgt_sock, stats).map(|i| (i, 0))
+
+    /// The flow of a datagram from `peer` on listener `l`: found, or opened
+    /// where [`fwd::from_host`] or [`fwd::from_splice`] sends it. Returns the
+    /// flow and the side the datagram came from.
+    fn flow_from_listener(
+        &mut self,
+        c: &mut UdpCtx<'_>,
+        l: &Listening<'_>,
+        peer: SocketAddr,
+    ) -> Option<(u32, usize)> {
+        let ini = FlowSide {
+            eaddr: peer.ip(),
+            eport: peer.port(),
+            oaddr: l.addr,
+            oport: l.port,
+        };
+        let key = FlowKey {
+            proto: IPPROTO_UDP,
+            pif: l.pif,
+            side: ini,
+        };
+        if let Some((idx, s)) = c.flows.lookup(&key) {
+            return Some((idx, usize::from(s)));
+        }
+        let mut tgt = match l.pif {
+            Pif::Host => fwd::from_host(c.conf, c.guest, l.rule, IPPROTO_UDP, &ini)?,
+            Pif::Splice => fwd::from_splice(l.rule, IPPROTO_UDP, &ini)?,
+            Pif::Tap | Pif::None => return None,
+        };
+        if !self.room_for(c, 1 + usize::from(tgt.pif != Pif::Tap)) {
+            return None;
+        }
+        // The target side first: nothing to undo if it fails.
+        let tgt_sock = self.open_target(c, l.pif, &mut tgt)?;
+        let ini_sock = match open_reply(c, l, peer, tgt.pif) {
+            Ok(s) => s,
+            Err(e) => {
+                self.open_failed(
+                    format_args!("reply socket for {peer} on port {}", l.port),
+                    &e,
+                );
+                return None;
+            }
+        };
+        open_flow(c, (l.pif, ini, Some(ini_sock)), tgt, tgt_sock, self).map(|i| (i, 0))
+    }
+
+    /// [`open_target`], failures accounted.
+    fn open_target(
+        &mut self,
+        c: &UdpCtx<'_>,
+        ini_pif: Pif,
+        tgt: &mut fwd::Target,
+    ) -> Option<Option<OwnedFd>> {
+        match open_target(c, ini_pif, tgt) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let t = tgt.side;
+                self.open_failed(
+                    format_args!("{} socket to {}:{}", tgt.pif.name(), t.eaddr, t.eport),
+                    &e,
+                );
+                None
+            }
+        }
+    }
 }
 
 /// The socket of the target side `tgt` of a flow from `ini_pif`, if that
@@ -797,9 +982,9 @@ fn flow_from_listener(
 /// port (any port if that one is taken), connected to its endpoint, in
 /// the namespace for [`Pif::Splice`]. Sets the side's own address and
 /// port to what the kernel chose.
-fn open_target(c: &UdpCtx<'_>, ini_pif: Pif, tgt: &mut fwd::Target) -> Option<Option<OwnedFd>> {
+fn open_target(c: &UdpCtx<'_>, ini_pif: Pif, tgt: &mut fwd::Target) -> io::Result<Option<OwnedFd>> {
     if tgt.pif == Pif::Tap {
-        return Some(None);
+        return Ok(None);
     }
     let t = tgt.side;
     // Datagrams from the guest leave through the outbound interface, and
@@ -826,22 +1011,10 @@ fn open_target(c: &UdpCtx<'_>, ini_pif: Pif, tgt: &mut fwd::Target) -> Option<Op
     } else {
         open_connected(&spec)
     };
-    match opened {
-        Ok((sock, local)) => {
-            tgt.side.oaddr = local.ip();
-            tgt.side.oport = local.port();
-            Some(Some(sock))
-        }
-        Err(e) => {
-            log::debug!(
-                "UDP: {} socket to {}:{}: {e}",
-                tgt.pif.name(),
-                t.eaddr,
-                t.eport
-            );
-            None
-        }
-    }
+    let (sock, local) = opened?;
+    tgt.side.oaddr = local.ip();
+    tgt.side.oport = local.port();
+    Ok(Some(sock))
 }
 
 /// The initiating side's socket of a flow from listener `l`: sharing the
@@ -853,7 +1026,7 @@ fn open_reply(
     l: &Listening<'_>,
     peer: SocketAddr,
     tgt_pif: Pif,
-) -> Option<OwnedFd> {
+) -> io::Result<OwnedFd> {
     let spec = SockSpec {
         local: SocketAddr::new(l.addr, l.port),
         fallback: false,
@@ -867,13 +1040,7 @@ fn open_reply(
     } else {
         open_connected(&spec)
     };
-    match opened {
-        Ok((s, _)) => Some(s),
-        Err(e) => {
-            log::debug!("UDP: reply socket for {peer} on port {}: {e}", l.port);
-            None
-        }
-    }
+    opened.map(|(s, _)| s)
 }
 
 /// Runs `f` inside the namespace.
@@ -894,7 +1061,7 @@ fn open_flow(
     (ini_pif, ini, ini_sock): (Pif, FlowSide, Option<OwnedFd>),
     tgt: fwd::Target,
     tgt_sock: Option<OwnedFd>,
-    stats: &mut UdpStats,
+    u: &mut Udp,
 ) -> Option<u32> {
     let flow = UdpFlow {
         pif: [ini_pif, tgt.pif],
@@ -905,7 +1072,7 @@ fn open_flow(
         ttl: 0,
         gso: true,
     };
-    let idx = insert(c, flow, stats)?;
+    let idx = insert(c, flow, u)?;
     fwd::log_decision(idx, IPPROTO_UDP, ini_pif, &ini, &tgt);
     Some(idx)
 }

@@ -93,7 +93,7 @@ pub enum L4<'a> {
 }
 
 macro_rules! drop_reasons {
-    ($($name:ident => $text:literal,)*) => {
+    ($($name:ident $key:ident => $text:literal,)*) => {
         /// Why a guest frame was dropped.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum DropReason {
@@ -113,6 +113,13 @@ macro_rules! drop_reasons {
                 }
             }
 
+            /// The counter's name in the `drop counters:` line at exit.
+            pub(crate) const fn key(self) -> &'static str {
+                match self {
+                    $(DropReason::$name => stringify!($key),)*
+                }
+            }
+
             /// Index into a `[u64; DropReason::COUNT]` counter array.
             pub(crate) const fn index(self) -> usize {
                 self as usize
@@ -122,34 +129,37 @@ macro_rules! drop_reasons {
 }
 
 drop_reasons! {
-    FrameTooShort => "frame shorter than an Ethernet header",
-    FrameTooLong => "frame longer than an Ethernet header and a maximum IP packet",
-    UnknownEtherType => "unknown EtherType",
-    ArpTruncated => "truncated ARP packet",
-    Ipv4Truncated => "truncated IPv4 header",
-    Ipv4BadVersion => "IPv4 EtherType with another IP version",
-    Ipv4Options => "IPv4 options",
-    Ipv4BadLength => "IPv4 total length inconsistent with the frame",
-    Ipv4BadChecksum => "bad IPv4 header checksum",
-    Ipv4Fragment => "IPv4 fragment",
-    Ipv6Truncated => "truncated IPv6 header",
-    Ipv6BadVersion => "IPv6 EtherType with another IP version",
-    Ipv6BadLength => "IPv6 payload length beyond the frame",
-    Ipv6ExtensionHeader => "IPv6 extension header",
-    Ipv6Fragment => "IPv6 fragment",
-    Loopback => "loopback address on the tap interface",
-    Ipv4Mapped => "IPv4-mapped address in an IPv6 packet",
-    UnknownProtocol => "unhandled transport protocol",
-    UdpTruncated => "truncated UDP header",
-    UdpBadLength => "UDP length inconsistent with the IP length",
-    UdpBadChecksum => "bad UDP checksum",
-    TcpTruncated => "truncated TCP header",
-    TcpBadOffset => "TCP data offset out of the segment",
-    TcpBadChecksum => "bad TCP checksum",
-    IcmpTruncated => "truncated ICMP header",
-    IcmpBadChecksum => "bad ICMP checksum",
-    Icmpv6Truncated => "truncated ICMPv6 header",
-    Icmpv6BadChecksum => "bad ICMPv6 checksum",
+    FrameTooShort frame_too_short => "frame shorter than an Ethernet header",
+    FrameTooLong frame_too_long => "frame longer than an Ethernet header and a maximum IP packet",
+    UnknownEtherType unknown_ether_type => "unknown EtherType",
+    ArpTruncated arp_truncated => "truncated ARP packet",
+    Ipv4Truncated ipv4_truncated => "truncated IPv4 header",
+    Ipv4BadVersion ipv4_bad_version => "IPv4 EtherType with another IP version",
+    Ipv4Options ipv4_options => "IPv4 options",
+    Ipv4BadLength ipv4_bad_length => "IPv4 total length inconsistent with the frame",
+    Ipv4BadChecksum ipv4_bad_checksum => "bad IPv4 header checksum",
+    Ipv4Fragment ipv4_fragment => "IPv4 fragment",
+    Ipv6Truncated ipv6_truncated => "truncated IPv6 header",
+    Ipv6BadVersion ipv6_bad_version => "IPv6 EtherType with another IP version",
+    Ipv6BadLength ipv6_bad_length => "IPv6 payload length beyond the frame",
+    Ipv6ExtensionHeader ipv6_extension_header => "IPv6 extension header",
+    Ipv6Fragment ipv6_fragment => "IPv6 fragment",
+    Loopback loopback => "loopback address on the tap interface",
+    Ipv4Mapped ipv4_mapped => "IPv4-mapped address in an IPv6 packet",
+    UnknownProtocol unknown_protocol => "unhandled transport protocol",
+    UdpTruncated udp_truncated => "truncated UDP header",
+    UdpBadLength udp_bad_length => "UDP length inconsistent with the IP length",
+    UdpBadChecksum udp_bad_checksum => "bad UDP checksum",
+    TcpTruncated tcp_truncated => "truncated TCP header",
+    TcpBadOffset tcp_bad_offset => "TCP data offset out of the segment",
+    TcpBadChecksum tcp_bad_checksum => "bad TCP checksum",
+    IcmpTruncated icmp_truncated => "truncated ICMP header",
+    IcmpBadChecksum icmp_bad_checksum => "bad ICMP checksum",
+    Icmpv6Truncated icmpv6_truncated => "truncated ICMPv6 header",
+    Icmpv6BadChecksum icmpv6_bad_checksum => "bad ICMPv6 checksum",
+    Unspecified unspecified => "unspecified destination address",
+    Broadcast broadcast => "broadcast or multicast destination",
+    Spoofed spoofed => "source address not the guest's",
 }
 
 impl std::fmt::Display for DropReason {
@@ -718,7 +728,7 @@ mod tests {
             assert!(!r.as_str().is_empty());
         }
         let mut counters = [0u64; DropReason::COUNT];
-        counters[DropReason::Icmpv6BadChecksum.index()] += 1;
+        counters[DropReason::Spoofed.index()] += 1;
         assert_eq!(counters[DropReason::COUNT - 1], 1);
     }
 
