@@ -478,9 +478,9 @@ impl<'c> Ctx<'c> {
                 let (tcp, mut c, fwd) = self.tcp_ctx();
                 if let Some(l) = fwd.listening(ev.r.index) {
                     if kind == Kind::TcpListen {
-                        tcp.listen_event(&mut c, &l);
+                        tcp.listen_event(&mut c, &l, ev.r);
                     } else {
-                        tcp.listen_ns_event(&mut c, &l);
+                        tcp.listen_ns_event(&mut c, &l, ev.r);
                     }
                 }
             }
@@ -800,8 +800,9 @@ impl<'c> Ctx<'c> {
         self.scan_ports();
         self.icmp.timer(&mut self.flows, &self.epoll, now);
         self.udp.timer(&mut self.flows, &self.epoll, now);
-        let (tcp, mut c, _) = self.tcp_ctx();
+        let (tcp, mut c, fwd) = self.tcp_ctx();
         tcp.timer(&mut c, now);
+        tcp.resume_listeners(c.epoll, |r| fwd.listening(r));
         let conf = self.conf;
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;

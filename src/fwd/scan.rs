@@ -64,6 +64,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
 use super::rules::{FwdTable, FwdTables, Table};
 use super::spec;
@@ -205,7 +206,19 @@ pub(crate) struct Scanner {
     active: [[PortSet; 2]; 2],
     ephemeral: (u16, u16),
     buf: Vec<u8>,
+    /// No scan before this (see [`SCAN_COST_RATIO`]).
+    next_at: Option<Instant>,
 }
+
+/// A scan may take at most one part in this of the time: the kernel
+/// builds `/proc/net/tcp` by walking every TCP socket of the machine (the
+/// established hash is shared by all namespaces), a page per read, so with
+/// tens of thousands of sockets (a connection flood, our own flows) one
+/// scan takes a large part of a second, during which no packet moves. A
+/// scan that took `d` delays the next one by `d` times this.
+const SCAN_COST_RATIO: u32 = 20;
+/// Longest wait between two scans, however slow they are.
+const SCAN_MAX_INTERVAL: Duration = Duration::from_secs(10);
 
 fn pi(p: Proto) -> usize {
     match p {
@@ -248,6 +261,7 @@ impl Scanner {
             active: Default::default(),
             ephemeral: spec::ephemeral_range(),
             buf: Vec::with_capacity(65536),
+            next_at: None,
         })
     }
 
@@ -272,6 +286,20 @@ impl Scanner {
         &mut self,
         tables: &mut FwdTables,
         mut apply: impl FnMut(&mut FwdTable, Table, usize, u16, bool) -> bool,
+    ) {
+        let start = Instant::now();
+        if self.next_at.is_some_and(|t| start < t) {
+            return;
+        }
+        self.scan_now(tables, &mut apply);
+        let took = start.elapsed();
+        self.next_at = Some(start + (took * SCAN_COST_RATIO).min(SCAN_MAX_INTERVAL));
+    }
+
+    fn scan_now(
+        &mut self,
+        tables: &mut FwdTables,
+        apply: &mut impl FnMut(&mut FwdTable, Table, usize, u16, bool) -> bool,
     ) {
         for t in Table::BOTH {
             if !tables.get(t).rules().any(|(_, r)| r.scan) {

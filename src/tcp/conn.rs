@@ -98,6 +98,9 @@ pub(crate) struct TcpConn {
     /// Inactivity clock marks (see the module documentation).
     pub(crate) inactive: bool,
     pub(crate) tap_inactive: bool,
+    /// When the connection was opened: its handshake must finish within
+    /// `HANDSHAKE_TIMEOUT` of this.
+    pub(crate) opened_at: Instant,
 }
 
 impl TcpConn {
@@ -124,6 +127,7 @@ impl TcpConn {
             rto_at: None,
             inactive: false,
             tap_inactive: false,
+            opened_at: Instant::now(),
         }
     }
 

@@ -114,6 +114,19 @@ use window::{LinkMss, MAX_WINDOW, MAX_WS, MSS_DEFAULT, WINDOW_DEFAULT};
 
 /// Retransmissions to the guest before giving up.
 const MAX_RETRIES: u8 = 7;
+/// A connection whose handshake did not finish within this is reset
+/// (upstream's `SYN_TIMEOUT`): a connect the host's peer never answers (a
+/// server whose backlog overflows drops SYNs) or a SYN the guest never
+/// answers would otherwise hold its descriptor for the kernel's two
+/// minutes of SYN retries, or ours.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections taken from one listening socket per wake-up: under a
+/// connection flood the rest waits in the listener's backlog while the
+/// events of established connections are served (the listener is watched
+/// level-triggered, so we come back to it in the next batch).
+const ACCEPT_BATCH: usize = 32;
+/// Refusals of new connections are logged at most once per this.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// Tap-side keepalive interval.
 pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Inactivity interval: idle connections go after one to two of these.
@@ -160,6 +173,15 @@ pub(crate) struct TcpStats {
     pub(crate) opened_from_sock: u64,
     pub(crate) closed: u64,
     pub(crate) refused_table_full: u64,
+    /// New connections refused because no socket could be had
+    /// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), from either side.
+    pub(crate) refused_no_fd: u64,
+    /// Times a listening socket was left unwatched until the next tick
+    /// because not even a refusal could be accepted.
+    pub(crate) listen_paused: u64,
+    /// Connections reset because their handshake took too long
+    /// ([`HANDSHAKE_TIMEOUT`]).
+    pub(crate) handshake_timeouts: u64,
     pub(crate) rst_to_tap: u64,
     pub(crate) retransmits: u64,
     pub(crate) partial_writes: u64,
@@ -181,6 +203,9 @@ impl std::fmt::Display for TcpStats {
             opened_from_sock,
             closed,
             refused_table_full,
+            refused_no_fd,
+            listen_paused,
+            handshake_timeouts,
             rst_to_tap,
             retransmits,
             partial_writes,
@@ -192,11 +217,14 @@ impl std::fmt::Display for TcpStats {
         write!(
             f,
             "opened_from_tap={opened_from_tap} opened_from_sock={opened_from_sock} \
-             closed={closed} refused_table_full={refused_table_full} rst_to_tap={rst_to_tap} \
+             closed={closed} refused_table_full={refused_table_full} \
+             refused_no_fd={refused_no_fd} listen_paused={listen_paused} \
+             handshake_timeouts={handshake_timeouts} rst_to_tap={rst_to_tap} \
              retransmits={retransmits} partial_writes={partial_writes} gap_drops={gap_drops} \
              keepalives={keepalives} inactivity_resets={inactivity_resets} \
-             spliced_opened={} spliced_closed={} spliced_resets={} spliced_refused={}",
-            spliced.opened, spliced.closed, spliced.resets, spliced.refused
+             spliced_opened={} spliced_closed={} spliced_resets={} spliced_refused={} \
+             spliced_refused_no_fd={}",
+            spliced.opened, spliced.closed, spliced.resets, spliced.refused, spliced.refused_no_fd
         )
     }
 }
@@ -232,7 +260,73 @@ pub(crate) struct Tcp {
     inactivity: Duration,
     next_keepalive: Instant,
     next_inactivity: Instant,
+    /// A descriptor held in reserve: when accepting fails for want of
+    /// descriptors, it is closed so that the waiting connection can be
+    /// accepted and reset at once (its peer sees a refusal, not a hang),
+    /// then taken again. Without it the listener would stay readable and
+    /// the loop would spin on it.
+    spare: Option<OwnedFd>,
+    /// Listening sockets left unwatched until the next tick
+    /// ([`Tcp::resume_listeners`]): their epoll references.
+    paused: Vec<EpollRef>,
+    /// Refusals not logged yet, and when the last log line went out.
+    refusals: Refusals,
     pub(crate) stats: TcpStats,
+}
+
+/// Refused new connections, logged as one line per
+/// [`REFUSAL_LOG_INTERVAL`] at most: a flood must not turn into a flood of
+/// log lines.
+#[derive(Default)]
+struct Refusals {
+    pending: u64,
+    last_log: Option<Instant>,
+}
+
+impl Refusals {
+    fn add(&mut self, now: Instant) {
+        self.pending += 1;
+        self.log(now);
+    }
+
+    /// Logs what is pending unless a line went out less than an interval
+    /// ago.
+    fn log(&mut self, now: Instant) {
+        if self.pending == 0
+            || self
+                .last_log
+                .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
+        {
+            return;
+        }
+        log::warn!(
+            "TCP: refused {} new connection(s): out of descriptors, memory or flow table entries",
+            self.pending
+        );
+        self.pending = 0;
+        self.last_log = Some(now);
+    }
+}
+
+/// Whether a failure to get a socket is the process or the system running
+/// out of something (refuse the connection and go on), not a fault of
+/// this connection.
+fn exhausted(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        e,
+        Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM
+    )
+}
+
+/// A descriptor to hold in reserve ([`Tcp::spare`]): an unbound socket,
+/// a kind of descriptor every mode already creates.
+fn spare_fd() -> Option<OwnedFd> {
+    [AddressFamily::INET, AddressFamily::INET6]
+        .into_iter()
+        .find_map(|f| {
+            rustix::net::socket_with(f, SocketType::STREAM, SocketFlags::CLOEXEC, None).ok()
+        })
 }
 
 /// Everything a handler needs besides the TCP state.
@@ -273,6 +367,9 @@ impl Tcp {
             inactivity,
             next_keepalive: now + keepalive,
             next_inactivity: now + inactivity,
+            spare: spare_fd(),
+            paused: Vec::with_capacity(64),
+            refusals: Refusals::default(),
             stats: TcpStats::default(),
         }
     }
@@ -339,7 +436,8 @@ impl Tcp {
         };
         if c.flows.len() >= c.flows.capacity() {
             self.stats.refused_table_full += 1;
-            log::debug!(
+            self.refusals.add(Instant::now());
+            log::trace!(
                 "TCP: flow table full, refusing {}:{} -> {}:{}",
                 key.side.eaddr,
                 key.side.eport,
@@ -352,7 +450,13 @@ impl Tcp {
         let sock = match connect_socket(conf, &tgt.side, seg.mss()) {
             Ok(s) => s,
             Err(e) => {
-                log::debug!(
+                if e.raw_os_error()
+                    .is_some_and(|n| exhausted(rustix::io::Errno::from_raw_os_error(n)))
+                {
+                    self.stats.refused_no_fd += 1;
+                    self.refusals.add(Instant::now());
+                }
+                log::trace!(
                     "TCP: connect to {}:{} failed: {e}",
                     tgt.side.eaddr,
                     tgt.side.eport
@@ -374,6 +478,7 @@ impl Tcp {
             LinkMss::new(conf.mtu, key.side.oaddr).to_guest(seg.mss().unwrap_or(MSS_DEFAULT));
         let Ok(idx) = c.flows.insert(conn) else {
             self.stats.refused_table_full += 1;
+            self.refusals.add(Instant::now());
             frame::rst_no_conn(conf, c.guest.mac, c.tap, &key, seg);
             return;
         };
@@ -758,7 +863,7 @@ impl Tcp {
             match sys::so_error(&conn.sock) {
                 Ok(0) if !ev.error => self.connected(c, idx),
                 r => {
-                    log::debug!("TCP {idx}: connect failed: {r:?}");
+                    log::trace!("TCP {idx}: connect failed: {r:?}");
                     self.reset(c, idx);
                 }
             }
@@ -886,9 +991,11 @@ impl Tcp {
 
     /// A listening socket of the host's table (`-t`) is readable: accept,
     /// and open each connection where [`fwd::from_host`] sends it: toward
-    /// the guest, or spliced into the namespace.
-    pub(crate) fn listen_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>) {
-        while let Some((sock, ini)) = accept(l) {
+    /// the guest, or spliced into the namespace. `r` is the socket's epoll
+    /// reference (to pause it, see [`Tcp::next_accepted`]).
+    pub(crate) fn listen_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>, r: EpollRef) {
+        let mut budget = ACCEPT_BATCH;
+        while let Some((sock, ini)) = self.next_accepted(c.epoll, l, r, &mut budget) {
             match fwd::from_host(c.conf, c.guest, l.rule, IPPROTO_TCP, &ini) {
                 Some(tgt) if tgt.pif == Pif::Splice => {
                     let target = SocketAddr::new(tgt.side.eaddr, tgt.side.eport);
@@ -898,6 +1005,7 @@ impl Tcp {
                     {
                         fwd::log_decision(idx, IPPROTO_TCP, l.pif, &ini, &tgt);
                     }
+                    self.splice_refusals();
                 }
                 Some(tgt) => self.conn_from_sock(c, sock, &ini, &tgt),
                 None => {
@@ -910,8 +1018,9 @@ impl Tcp {
     /// A listening socket of the namespace's table (`-T`) is readable:
     /// accept, and splice each loopback connection to the host's loopback
     /// ([`fwd::from_splice`]); others are reset.
-    pub(crate) fn listen_ns_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>) {
-        while let Some((sock, ini)) = accept(l) {
+    pub(crate) fn listen_ns_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>, r: EpollRef) {
+        let mut budget = ACCEPT_BATCH;
+        while let Some((sock, ini)) = self.next_accepted(c.epoll, l, r, &mut budget) {
             let Some(tgt) = fwd::from_splice(l.rule, IPPROTO_TCP, &ini) else {
                 let _ = sys::set_linger_zero(&sock);
                 continue;
@@ -922,6 +1031,99 @@ impl Tcp {
                 .open(c.flows.splice(), c.epoll, sock, target, false)
             {
                 fwd::log_decision(idx, IPPROTO_TCP, l.pif, &ini, &tgt);
+            }
+            self.splice_refusals();
+        }
+    }
+
+    /// The splice path's refusals since the last look go to the
+    /// rate-limited log too.
+    fn splice_refusals(&mut self) {
+        let now_refused = self.splice.stats.refused + self.splice.stats.refused_no_fd;
+        let before = self.stats.spliced.refused + self.stats.spliced.refused_no_fd;
+        for _ in before..now_refused {
+            self.refusals.add(Instant::now());
+        }
+        self.stats.spliced = self.splice.stats;
+    }
+
+    /// The next connection waiting on `l`, while `budget` lasts
+    /// ([`ACCEPT_BATCH`] per wake-up). If accepting fails for want of
+    /// descriptors or memory, the waiting connection is refused: the
+    /// spare descriptor makes room to accept it and reset it at once.
+    /// Without a spare (or if that fails too) the listener `r` is not
+    /// watched until the next tick ([`Tcp::resume_listeners`]), rather
+    /// than waking us up again at once for nothing.
+    fn next_accepted(
+        &mut self,
+        epoll: &Epoll,
+        l: &Listening<'_>,
+        r: EpollRef,
+        budget: &mut usize,
+    ) -> Option<(OwnedFd, FlowSide)> {
+        while *budget > 0 {
+            *budget -= 1;
+            match accept(l) {
+                Ok(Some(got)) => return Some(got),
+                Ok(None) => return None,
+                Err(e) if exhausted(e) => {
+                    self.stats.refused_no_fd += 1;
+                    self.refusals.add(Instant::now());
+                    if !self.refuse_with_spare(l) {
+                        self.pause_listener(epoll, l, r);
+                        return None;
+                    }
+                }
+                // The connection went before we took it (ECONNABORTED),
+                // or a fault of this connection only: the next one.
+                Err(e) => log::trace!("TCP: accept on {} port {}: {e}", l.pif.name(), l.port),
+            }
+        }
+        None
+    }
+
+    /// Gives up the spare descriptor to accept and reset the next
+    /// connection on `l`, then takes the spare again. False if there was
+    /// no spare or the accept failed all the same.
+    fn refuse_with_spare(&mut self, l: &Listening<'_>) -> bool {
+        let Some(spare) = self.spare.take() else {
+            self.spare = spare_fd();
+            return false;
+        };
+        drop(spare);
+        let refused = match rustix::net::acceptfrom_with(l.fd, SocketFlags::CLOEXEC) {
+            Ok((s, _)) => {
+                let _ = sys::set_linger_zero(&s);
+                true
+            }
+            Err(_) => false,
+        };
+        self.spare = spare_fd();
+        refused
+    }
+
+    /// Stops watching listener `r` until the next tick.
+    fn pause_listener(&mut self, epoll: &Epoll, l: &Listening<'_>, r: EpollRef) {
+        if self.paused.len() == self.paused.capacity() || self.paused.contains(&r) {
+            return;
+        }
+        if epoll.modify(l.fd, r, EventFlags::empty()).is_ok() {
+            self.stats.listen_paused += 1;
+            self.paused.push(r);
+        }
+    }
+
+    /// Watches again the listeners paused by [`Tcp::pause_listener`]
+    /// (once per tick); `listening` finds a reference's socket, if its
+    /// rule still has it.
+    pub(crate) fn resume_listeners<'f>(
+        &mut self,
+        epoll: &Epoll,
+        listening: impl Fn(u32) -> Option<Listening<'f>>,
+    ) {
+        for r in self.paused.drain(..) {
+            if let Some(l) = listening(r.index) {
+                let _ = epoll.modify(l.fd, r, EventFlags::IN | EventFlags::RDHUP);
             }
         }
     }
@@ -950,7 +1152,8 @@ impl Tcp {
         let conf = c.conf;
         if c.flows.len() >= c.flows.capacity() {
             self.stats.refused_table_full += 1;
-            log::debug!(
+            self.refusals.add(Instant::now());
+            log::trace!(
                 "TCP: flow table full, refusing [{}]:{}",
                 ini.eaddr,
                 ini.eport
@@ -973,6 +1176,7 @@ impl Tcp {
         conn.mss = LinkMss::new(conf.mtu, src).to_guest(u16::MAX);
         let Ok(idx) = c.flows.insert(conn) else {
             self.stats.refused_table_full += 1;
+            self.refusals.add(Instant::now());
             return;
         };
         c.flows.hash_insert(&key, idx, 0);
@@ -1081,6 +1285,7 @@ impl Tcp {
 
     /// Periodic work: retransmissions, keepalives, inactivity.
     pub(crate) fn timer(&mut self, c: &mut TcpCtx<'_>, now: Instant) {
+        self.refusals.log(now);
         self.splice.timer(c.flows.splice(), c.epoll);
         let keepalive_tick = now >= self.next_keepalive;
         if keepalive_tick {
@@ -1099,6 +1304,14 @@ impl Tcp {
                 continue;
             };
             if conn.events & CLOSED != 0 {
+                continue;
+            }
+            if conn.events & ESTABLISHED == 0
+                && now.saturating_duration_since(conn.opened_at) >= HANDSHAKE_TIMEOUT
+            {
+                log::trace!("TCP {idx}: handshake timed out, reset");
+                self.stats.handshake_timeouts += 1;
+                self.reset(c, idx);
                 continue;
             }
             if inactivity_tick {
@@ -1492,8 +1705,9 @@ fn finish_connect(s: OwnedFd, r: rustix::io::Result<()>) -> io::Result<(OwnedFd,
 }
 
 /// Accepts the next connection on `l`: the socket, and the flow's
-/// initiating side (the peer, and the listener's address and port).
-fn accept(l: &Listening<'_>) -> Option<(OwnedFd, FlowSide)> {
+/// initiating side (the peer, and the listener's address and port); None
+/// once no connection waits.
+fn accept(l: &Listening<'_>) -> rustix::io::Result<Option<(OwnedFd, FlowSide)>> {
     loop {
         match rustix::net::acceptfrom_with(l.fd, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
             Ok((s, Some(p))) => {
@@ -1506,14 +1720,11 @@ fn accept(l: &Listening<'_>) -> Option<(OwnedFd, FlowSide)> {
                     oaddr: l.addr,
                     oport: l.port,
                 };
-                return Some((s, ini));
+                return Ok(Some((s, ini)));
             }
             Ok((_, None)) | Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::AGAIN) => return None,
-            Err(e) => {
-                log::debug!("TCP: accept on {} port {}: {e}", l.pif.name(), l.port);
-                return None;
-            }
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(e),
         }
     }
 }

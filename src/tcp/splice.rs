@@ -257,7 +257,10 @@ pub(crate) struct SpliceStats {
     pub(crate) opened: u64,
     pub(crate) closed: u64,
     pub(crate) resets: u64,
+    /// Refused: the flow table was full.
     pub(crate) refused: u64,
+    /// Refused: no socket could be had (out of descriptors or memory).
+    pub(crate) refused_no_fd: u64,
 }
 
 /// One line of `name=value` pairs, a format the tests read (pasta logs it
@@ -269,10 +272,12 @@ impl std::fmt::Display for SpliceStats {
             closed,
             resets,
             refused,
+            refused_no_fd,
         } = self;
         write!(
             f,
-            "opened={opened} closed={closed} resets={resets} refused={refused}"
+            "opened={opened} closed={closed} resets={resets} refused={refused} \
+             refused_no_fd={refused_no_fd}"
         )
     }
 }
@@ -361,7 +366,7 @@ impl Splice {
     ) -> Option<u32> {
         if flows.len() >= flows.capacity() {
             self.stats.refused += 1;
-            log::debug!("TCP splice: flow table full, refusing connection to {target}");
+            log::trace!("TCP splice: flow table full, refusing connection to {target}");
             let _ = sys::set_linger_zero(&accepted);
             return None;
         }
@@ -384,7 +389,14 @@ impl Splice {
         let sock = match sock {
             Ok(s) => s,
             Err(e) => {
-                log::debug!("TCP splice: no socket for {target}: {e}");
+                // Out of descriptors or memory: refused, counted (the
+                // caller logs refusals at a bounded rate).
+                if e.raw_os_error().is_some_and(|n| {
+                    [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM].contains(&n)
+                }) {
+                    self.stats.refused_no_fd += 1;
+                }
+                log::trace!("TCP splice: no socket for {target}: {e}");
                 let _ = sys::set_linger_zero(&accepted);
                 return None;
             }
