@@ -805,7 +805,7 @@ fn answer(tap: &mut Tap, handle: impl FnOnce(&mut [u8]) -> Option<usize>) -> boo
     sent
 }
 
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(feature = "fuzzing")]
 impl Ctx<'_> {
     /// One iteration of [`Ctx::run`] that does not wait: the events ready
     /// now (frames from the guest, sockets), the end-of-iteration flush and

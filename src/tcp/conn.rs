@@ -164,7 +164,7 @@ impl TcpConn {
     }
 }
 
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(feature = "fuzzing")]
 impl TcpConn {
     /// What must hold for one connection between two events (see
     /// `Tcp::check_invariants`): the first broken rule, described.

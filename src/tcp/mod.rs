@@ -1507,7 +1507,7 @@ fn accept(l: &Listening<'_>) -> Option<(OwnedFd, FlowSide)> {
     }
 }
 
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(feature = "fuzzing")]
 impl Tcp {
     /// Checks what must hold for every TCP connection between two events
     /// (the fuzz targets call it after each guest segment): sequence
