@@ -814,6 +814,18 @@ mod tests {
         assert_eq!(read, [150]);
     }
 
+    /// Regression (found by the `tcp` target): a SYN,ACK with data on an
+    /// established connection had its payload written to the socket as if
+    /// it began at the segment's sequence number, one byte early.
+    #[test]
+    fn tcp_syn_on_established_connection_is_not_data() {
+        let mut input = vec![0u8, 0x02, 3, 0, 0, 3, 0xe8, 0, 0xff, 0xff, 0, 0];
+        input.extend_from_slice(&seg(0x10, 0));
+        input.extend_from_slice(&seg(0x12, 10));
+        let read = Harness::with(|h| tcp_run(h, &input));
+        assert_eq!(read, [0]);
+    }
+
     /// Inbound: a host client through `-t 5002`, the guest's SYN,ACK and
     /// data, which the client reads.
     #[test]

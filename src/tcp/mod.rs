@@ -500,6 +500,13 @@ impl Tcp {
             }
         }
 
+        // A SYN in a synchronized connection is no data of this stream
+        // (its payload would start one sequence number later): answered
+        // with an ACK and dropped (RFC 5961, section 4).
+        if seg.syn() {
+            frame::send_ack(conf, c.guest.mac, c.tap, conn);
+            return;
+        }
         self.established_segment(c, idx, seg);
     }
 
