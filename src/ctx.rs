@@ -946,3 +946,49 @@ fn answer(tap: &mut Tap, handle: impl FnOnce(&mut [u8]) -> Option<usize>) -> boo
     });
     sent
 }
+
+#[cfg(feature = "fuzzing")]
+impl Ctx<'_> {
+    /// One iteration of [`Ctx::run`] that does not wait: the events ready
+    /// now (frames from the guest, sockets), the end-of-iteration flush and
+    /// the freeing of closed connections. Timers do not run. The number of
+    /// events handled.
+    pub(crate) fn poll_once(&mut self, events: &mut Vec<Event>) -> usize {
+        if self.epoll.wait_into(0, events).is_err() {
+            return 0;
+        }
+        for ev in events.iter().copied() {
+            if self.handle(ev).is_some() {
+                break;
+            }
+        }
+        self.flush_tap();
+        self.tcp.defer(&mut self.flows, &self.epoll);
+        events.len()
+    }
+
+    /// Back to the state of a new context, without building one (the
+    /// buffers stay): no flows (their sockets close), fresh TCP state, the
+    /// guest unknown again, counters at zero. Run between two fuzz inputs.
+    pub(crate) fn reset(&mut self) {
+        let conf = self.conf;
+        self.flows = Flows::new(self.flows.capacity());
+        let ack_delay = self.tcp.ack_delay;
+        self.tcp = Tcp::new(conf);
+        self.tcp.ack_delay = ack_delay;
+        self.guest = GuestState {
+            mac: [0xff; 6],
+            addr4_seen: conf.ip4.as_ref().map(|c| c.addr),
+            addr6_seen: conf.ip6.as_ref().and_then(|c| c.addr),
+            addr6_ll_seen: None,
+        };
+        self.counters = Counters::default();
+        self.rx.clear();
+        self.tap.tx.clear_all();
+    }
+
+    /// See `Tcp::check_invariants`.
+    pub(crate) fn tcp_invariants(&self) -> Result<(), String> {
+        self.tcp.check_invariants(&self.flows)
+    }
+}

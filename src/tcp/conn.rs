@@ -167,3 +167,80 @@ impl TcpConn {
         }
     }
 }
+
+#[cfg(feature = "fuzzing")]
+impl TcpConn {
+    /// What must hold for one connection between two events (see
+    /// `Tcp::check_invariants`): the first broken rule, described.
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let ev = self.events;
+        let implies = |a: u16, b: u16, what: &str| {
+            if ev & a != 0 && ev & b == 0 {
+                Err(format!("events {ev:#x}: {what}"))
+            } else {
+                Ok(())
+            }
+        };
+        implies(
+            TAP_SYN_ACK_SENT,
+            TAP_SYN_RCVD,
+            "SYN,ACK sent without a guest SYN",
+        )?;
+        implies(
+            TAP_FIN_ACKED,
+            TAP_FIN_SENT,
+            "FIN acknowledged but never sent",
+        )?;
+        implies(
+            SOCK_FIN_SENT,
+            TAP_FIN_RCVD,
+            "socket shut down without a guest FIN",
+        )?;
+        if ev & TAP_SYN_RCVD != 0 && ev & SOCK_ACCEPTED != 0 {
+            return Err(format!("events {ev:#x}: opened from both sides"));
+        }
+        if ev & (TAP_FIN_RCVD | TAP_FIN_SENT) != 0 && ev & ESTABLISHED == 0 {
+            return Err(format!("events {ev:#x}: FIN before the handshake"));
+        }
+        // Sent and not acknowledged: within the largest window we use.
+        let in_flight = self.seq_to_tap.wrapping_sub(self.seq_ack_from_tap);
+        if in_flight > window::MAX_WINDOW + 1 {
+            return Err(format!(
+                "{in_flight} bytes in flight to the guest (sent up to {}, acknowledged {})",
+                self.seq_to_tap, self.seq_ack_from_tap
+            ));
+        }
+        // Never acknowledged beyond what we sent, nor before our SYN.
+        if ev & ESTABLISHED != 0 && super::seq_gt(self.seq_init_to_tap, self.seq_ack_from_tap) {
+            return Err(format!(
+                "guest acknowledged {} before our ISN {}",
+                self.seq_ack_from_tap, self.seq_init_to_tap
+            ));
+        }
+        // We acknowledge only what we received.
+        if super::seq_gt(self.seq_ack_to_tap, self.seq_from_tap) {
+            return Err(format!(
+                "acknowledged {} to the guest, expecting {}",
+                self.seq_ack_to_tap, self.seq_from_tap
+            ));
+        }
+        if ev & (TAP_SYN_RCVD | ESTABLISHED) != 0
+            && super::seq_gt(self.seq_init_from_tap, self.seq_from_tap)
+        {
+            return Err(format!(
+                "expecting {} from the guest, before its ISN {}",
+                self.seq_from_tap, self.seq_init_from_tap
+            ));
+        }
+        if self.ws_to_tap > window::MAX_WS || self.ws_from_tap > 14 {
+            return Err(format!(
+                "window scales {} to, {} from the guest",
+                self.ws_to_tap, self.ws_from_tap
+            ));
+        }
+        if self.mss == 0 {
+            return Err("segment size 0".into());
+        }
+        Ok(())
+    }
+}

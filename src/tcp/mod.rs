@@ -605,6 +605,13 @@ impl Tcp {
             }
         }
 
+        // A SYN in a synchronized connection is no data of this stream
+        // (its payload would start one sequence number later): answered
+        // with an ACK and dropped (RFC 5961, section 4).
+        if seg.syn() {
+            frame::send_ack(conf, c.guest.mac, c.tap, conn);
+            return;
+        }
         self.established_segment(c, idx, seg);
     }
 
@@ -1726,5 +1733,39 @@ fn accept(l: &Listening<'_>) -> rustix::io::Result<Option<(OwnedFd, FlowSide)>> 
             Err(rustix::io::Errno::AGAIN) => return Ok(None),
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(feature = "fuzzing")]
+impl Tcp {
+    /// Checks what must hold for every TCP connection between two events
+    /// (the fuzz targets call it after each guest segment): sequence
+    /// bookkeeping within the windows, event bits that can follow one
+    /// another, and a table whose connections are exactly those opened and
+    /// not freed, each found again under its own key. The first broken
+    /// rule, described.
+    pub(crate) fn check_invariants(&self, flows: &Flows) -> Result<(), String> {
+        let mut count = 0u64;
+        let mut idx = 0;
+        while let Some(i) = flows.next_index(idx) {
+            idx = i + 1;
+            let Some(conn) = flows.tcp(i) else {
+                continue;
+            };
+            count += 1;
+            conn.check_invariants()
+                .map_err(|e| format!("TCP {i}: {e}"))?;
+            if conn.events & CLOSED == 0 && flows.lookup(&conn.key) != Some((i, 0)) {
+                return Err(format!("TCP {i}: not found under its own key"));
+            }
+        }
+        let open = (self.stats.opened_from_tap + self.stats.opened_from_sock)
+            .saturating_sub(self.stats.closed);
+        if count != open {
+            return Err(format!(
+                "{count} TCP connections in the table, {open} opened and not freed"
+            ));
+        }
+        Ok(())
     }
 }
