@@ -66,8 +66,8 @@
 //!   `readv`; `fcntl` also `F_GETPIPE_SZ`, `F_SETPIPE_SZ`;
 //! - the spawned command's exit: `wait4`;
 //! - the quit timer's probe of `/proc/PID/ns/net`: `openat`, only relative
-//!   to the directory opened at start (never `AT_FDCWD`) and only
-//!   `O_RDONLY | O_CLOEXEC`;
+//!   to the directory opened at start (never `AT_FDCWD`) and only read-only
+//!   (no `O_CREAT`, `O_TRUNC`, `O_APPEND`, `O_TMPFILE`);
 //! - the short-lived thread of [`crate::pasta::NetNs::run`] that opens
 //!   sockets inside the namespace (splice pools, `auto` port scans and
 //!   their listeners): `setns` (only `CLONE_NEWNET`), `clone` (only the
@@ -309,7 +309,19 @@ fn rules(profile: Profile) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompErr
                 libc::SYS_openat,
                 vec![rule(vec![
                     cond(0, Op::Ne, libc::AT_FDCWD as u32 as u64)?,
-                    cond(2, Op::Eq, (libc::O_RDONLY | libc::O_CLOEXEC) as u64)?,
+                    // Read-only, creating or truncating nothing (rustix
+                    // adds O_LARGEFILE, so not an exact match).
+                    cond(
+                        2,
+                        Op::MaskedEq(
+                            (libc::O_ACCMODE
+                                | libc::O_CREAT
+                                | libc::O_TRUNC
+                                | libc::O_APPEND
+                                | libc::O_TMPFILE) as u64,
+                        ),
+                        0,
+                    )?,
                 ])?],
             );
             fcntl.extend([libc::F_GETPIPE_SZ as u64, libc::F_SETPIPE_SZ as u64]);
