@@ -15,7 +15,7 @@
 //! 2. [`netlink`], [`conf`], [`log`]: the configuration, read-only
 //!    afterwards, and logging;
 //! 3. [`pasta`] (namespaces), [`tap`] (the guest's link), [`daemon`],
-//!    [`isolation`];
+//!    [`isolation`], [`seccomp`] (the allowlist installed before the loop);
 //! 4. [`flow`] (the generic flow table, naming no protocol) and [`guest`]
 //!    (what we learnt about the guest);
 //! 5. [`fwd`]: where each flow goes, the forwarding tables and their
@@ -52,6 +52,7 @@ mod ndp;
 pub mod netlink;
 mod pasta;
 mod pcap;
+mod seccomp;
 #[allow(unsafe_code)]
 mod sys;
 /// The binaries' allocator (see `sys::alloc`).
@@ -295,6 +296,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     ) {
         log::stop_stderr();
     }
+    seccomp::install(seccomp::Profile::Pasta)?;
     let code = ctx.run();
     log::sync();
     Ok(code)
@@ -351,6 +353,11 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     if connected {
         ctx.probe_guest();
     }
+    seccomp::install(if vhost_user {
+        seccomp::Profile::PasstVhostUser
+    } else {
+        seccomp::Profile::PasstStream
+    })?;
     let code = ctx.run();
     log::sync();
     Ok(code)
