@@ -6,6 +6,8 @@ misbehave, and those peers.
 Roles (argv[1]):
   sink PORT READY            remote: per connection, read to EOF, answer
                              "COUNT SHA256" and close.
+  (the host loopback peers listen on ::1 instead of 127.0.0.1 with V6=1 in
+  their environment)
   stall PORT READY SECS OUT  host loopback: accept one connection and do not
                              read for SECS seconds, then read to EOF, write
                              "COUNT SHA256 STALLED_S" to OUT.
@@ -36,6 +38,9 @@ import time
 # An odd-sized block, so that a lost or repeated block of a round size
 # changes the checksum as well as the count.
 BLOCK = bytes((i * 7 + (i >> 8) * 13) & 0xFF for i in range(196613))
+
+
+LOOPBACK = "::1" if os.environ.get("V6") == "1" else "127.0.0.1"
 
 
 def ready(path):
@@ -89,7 +94,7 @@ def sink(port, rdy):
 
 
 def stall(port, rdy, secs, out):
-    s = listener("127.0.0.1", port)
+    s = listener(LOOPBACK, port)
     ready(rdy)
     s.settimeout(60)
     c, _ = s.accept()
@@ -106,7 +111,7 @@ def stall(port, rdy, secs, out):
 
 
 def reset(port, rdy, after, out):
-    s = listener("127.0.0.1", port)
+    s = listener(LOOPBACK, port)
     ready(rdy)
     s.settimeout(60)
     c, _ = s.accept()
@@ -124,7 +129,7 @@ def reset(port, rdy, after, out):
 
 
 def halfclose(port, rdy, out):
-    s = listener("127.0.0.1", port)
+    s = listener(LOOPBACK, port)
     ready(rdy)
     s.settimeout(60)
     c, _ = s.accept()
@@ -258,10 +263,12 @@ def guest(argv):
     # runs (bounded): UDP port unreachable, TCP to a rejected port, TCP to
     # an unreachable host.
     counts = {}
+    slowest = {}
     fam = socket.AF_INET6 if ":" in sink_addr else socket.AF_INET
     for i in range(200):
         if i >= 3 and not tr.is_alive():
             break
+        t0 = time.monotonic()
         u = socket.socket(fam, socket.SOCK_DGRAM)
         u.settimeout(5)
         u.connect((sink_addr, udp_closed))
@@ -275,6 +282,7 @@ def guest(argv):
             print(f"udp attempt {i}: {k}", flush=True)
         u.close()
         counts[k] = counts.get(k, 0) + 1
+        slowest["udp"] = max(slowest.get("udp", 0), time.monotonic() - t0)
         for name, addr, port in (("rej", rej_addr, rej_port),
                                  ("unreach", unreach_addr, rej_port + 1)):
             t0 = time.monotonic()
@@ -284,7 +292,9 @@ def guest(argv):
                 k = name + ":connected"
             except OSError as e:
                 k = name + ":" + err_name(e)
-            if time.monotonic() - t0 > 3:
+            took = time.monotonic() - t0
+            slowest[name] = max(slowest.get(name, 0), took)
+            if took > 3:
                 k += "-slow"
             counts[k] = counts.get(k, 0) + 1
 
@@ -292,6 +302,8 @@ def guest(argv):
     t2, ok2, detail2 = ref.get("r", (0.0, False, "not done"))
     print(f"during {t2:.3f} {'ok' if ok2 else 'BAD'} {detail2}", flush=True)
     print("icmp " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())), flush=True)
+    print("slowest " + " ".join(f"{k}={v:.3f}" for k, v in sorted(slowest.items())),
+          flush=True)
     for name, th_ in (("stall", ts), ("reset", tb), ("half", th)):
         th_.join(60)
         print(f"{name} {res.get(name, 'unfinished')}", flush=True)

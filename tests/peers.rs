@@ -79,8 +79,13 @@ fn read_when_there(p: &Path) -> String {
 
 /// One run of the scenario; returns the reference's rate during the
 /// misbehaviour over its rate alone. Asserts everything else.
-fn scenario() -> f64 {
+fn scenario(v6: bool) -> f64 {
     let tb = Testbed::new();
+    let (beyond, gw) = if v6 {
+        (BEYOND6, REMOTE6)
+    } else {
+        (BEYOND4, REMOTE4)
+    };
     // The remote: a sink, and REJECT rules for (d). Its kernel would
     // rate-limit the ICMP errors toward one destination (a burst of 6,
     // then one a second), which is not what is tested here.
@@ -89,6 +94,7 @@ fn scenario() -> f64 {
         "net.ipv4.icmp_ratelimit=0",
         "net.ipv4.icmp_msgs_per_sec=100000",
         "net.ipv4.icmp_msgs_burst=10000",
+        "net.ipv6.icmp.ratelimit=0",
     ]));
     must(tb.in_remote("nft").arg(format!(
         "add table inet peers
@@ -104,8 +110,13 @@ fn scenario() -> f64 {
     );
     // The misbehaving host peers, on the host's loopback (the guest
     // reaches them through the gateway address).
+    let host_py = || {
+        let mut c = tb.in_host("python3");
+        c.env("V6", if v6 { "1" } else { "0" });
+        c
+    };
     let _stall = py(
-        &mut tb.in_host("python3"),
+        &mut host_py(),
         &[
             "stall",
             &STALL_PORT.to_string(),
@@ -115,7 +126,7 @@ fn scenario() -> f64 {
         ],
     );
     let _reset = py(
-        &mut tb.in_host("python3"),
+        &mut host_py(),
         &[
             "reset",
             &RESET_PORT.to_string(),
@@ -125,7 +136,7 @@ fn scenario() -> f64 {
         ],
     );
     let _half = py(
-        &mut tb.in_host("python3"),
+        &mut host_py(),
         &[
             "halfclose",
             &HALF_PORT.to_string(),
@@ -138,9 +149,9 @@ fn scenario() -> f64 {
         wait_for(&format!("the {r} peer"), T, || f.exists());
     }
     let guest = format!(
-        "python3 {SCRIPT} guest {BEYOND4} {SINK_PORT} {REF_SIZE} {REMOTE4} \
+        "python3 {SCRIPT} guest {beyond} {SINK_PORT} {REF_SIZE} {gw} \
          {STALL_PORT} {RESET_PORT} {HALF_PORT} {STALL_SIZE} {HALF_SIZE} \
-         {UDP_CLOSED} {BEYOND4} {REJECT_PORT} {BEYOND4}"
+         {UDP_CLOSED} {beyond} {REJECT_PORT} {beyond}"
     );
     let o = tb.pasta_output(&["--config-net", "--", "sh", "-c", &guest], T);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -220,17 +231,26 @@ fn scenario() -> f64 {
     ta / td
 }
 
-#[test]
-fn misbehaving_peers_do_not_disturb_a_transfer() {
-    let mut ratio = scenario();
+fn misbehaving_peers(v6: bool) {
+    let mut ratio = scenario(v6);
     eprintln!("rate during / rate alone: {ratio:.2}");
     if ratio < 0.5 {
         // The test hosts are shared: one retry.
-        ratio = ratio.max(scenario());
+        ratio = ratio.max(scenario(v6));
         eprintln!("retry: best rate during / rate alone: {ratio:.2}");
     }
     assert!(
         ratio >= 0.5,
         "the reference transfer fell to {ratio:.2} of its rate"
     );
+}
+
+#[test]
+fn misbehaving_peers_do_not_disturb_a_transfer_ipv4() {
+    misbehaving_peers(false);
+}
+
+#[test]
+fn misbehaving_peers_do_not_disturb_a_transfer_ipv6() {
+    misbehaving_peers(true);
 }
