@@ -50,7 +50,10 @@
 //!   (the log sink's and the vhost-user device's mutexes); `sigaltstack`
 //!   (the runtime frees the main thread's signal stack on exit).
 //!
-//! # passt on the stream socket: the list above (43)
+//! # passt on the stream socket: the list above and `ppoll` (44)
+//!
+//! A frame written in part to QEMU's socket: its remainder is waited for
+//! with `ppoll`, a bounded time.
 //!
 //! # passt on vhost-user: the list above, wider arguments (43)
 //!
@@ -333,7 +336,9 @@ fn rules(profile: Profile) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompErr
         }
         // The control socket of a front-end, cloned for the vhost crate.
         Profile::PasstVhostUser => fcntl.push(libc::F_DUPFD_CLOEXEC as u64),
-        Profile::PasstStream => {}
+        // A frame written in part to QEMU's socket: the rest is waited
+        // for, a bounded time (`tap::stream`'s remainder write).
+        Profile::PasstStream => any(&mut m, &[libc::SYS_ppoll]),
     }
     m.insert(libc::SYS_fcntl, one_of(1, &fcntl)?);
     Ok(m)
@@ -411,7 +416,7 @@ mod tests {
     #[test]
     fn counts_match_the_doc() {
         let n = |p| rules(p).unwrap().len();
-        assert_eq!(n(Profile::PasstStream), 43);
+        assert_eq!(n(Profile::PasstStream), 44);
         assert_eq!(n(Profile::PasstVhostUser), 43);
         assert_eq!(n(Profile::Pasta), 55);
     }
