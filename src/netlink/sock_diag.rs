@@ -30,8 +30,9 @@
 //! allocates nothing: the crate's own decoder would build an owned message
 //! with a vector of attributes per socket, once a second.
 //!
-//! System calls after [`SockDiag::open`]: `sendto` (`send(2)`) and
-//! `recvfrom` (`recv(2)`) on the socket, nothing else.
+//! System calls after [`SockDiag::open`]: `sendto` (`send(2)`, flags 0)
+//! and `recvfrom` (`recv(2)`, flags `MSG_TRUNC | MSG_DONTWAIT`) on the
+//! socket, nothing else.
 //!
 //! Without `inet_diag` (module not built, or `udp_diag` missing) the
 //! kernel answers the dump with an error (`ENOENT`): the caller then reads
@@ -126,7 +127,13 @@ impl SockDiag {
         let (family, state) = (af(family), serving_state(proto));
         loop {
             self.buf.clear();
-            let n = retry_eintr(|| self.sock.recv(&mut self.buf, libc::MSG_TRUNC))?;
+            // The kernel queues each part of a dump before we can ask for
+            // it (the first when the request is sent, the next when a part
+            // is read), so there is always one to read: never wait, a
+            // kernel that had nothing would make the scan fail, not stop
+            // the event loop.
+            let flags = libc::MSG_TRUNC | libc::MSG_DONTWAIT;
+            let n = retry_eintr(|| self.sock.recv(&mut self.buf, flags))?;
             if n > self.buf.len() {
                 return Err(NetlinkError::Decode(format!(
                     "datagram of {n} bytes truncated"
