@@ -86,9 +86,17 @@ use std::os::fd::OwnedFd;
 use super::rules::{FwdTable, FwdTables, Table};
 use super::spec;
 use crate::conf::Proto;
-use crate::netlink::sock_diag::SockDiag;
+use crate::netlink::sock_diag::{self, SockDiag};
 use crate::netlink::Family;
 use crate::pasta::NetNs;
+
+/// The sock_diag dump for `proto`.
+fn diag_proto(proto: Proto) -> sock_diag::Proto {
+    match proto {
+        Proto::Tcp => sock_diag::Proto::Tcp,
+        Proto::Udp => sock_diag::Proto::Udp,
+    }
+}
 
 /// A set of ports, as a bitmap.
 #[derive(Clone)]
@@ -167,7 +175,7 @@ impl Side {
         let proc = [Proto::Tcp, Proto::Udp].map(|proto| {
             let works = diag.as_mut().is_some_and(|d| {
                 [Family::V4, Family::V6].into_iter().all(|f| {
-                    d.serving_ports(f, proto, |_| ())
+                    d.serving_ports(f, diag_proto(proto), |_| ())
                         .inspect_err(|e| {
                             log::debug!(
                                 "Port scan: no sock_diag for {proto:?} ({e}), reading /proc/net"
@@ -202,7 +210,7 @@ impl Side {
             return Ok(());
         };
         for f in [Family::V4, Family::V6] {
-            d.serving_ports(f, proto, |p| out.insert(p))
+            d.serving_ports(f, diag_proto(proto), |p| out.insert(p))
                 .map_err(|e| log::debug!("Port scan: sock_diag: {e}"))?;
         }
         Ok(())

@@ -52,7 +52,14 @@ use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
 use super::{retry_eintr, Family, NetlinkError, Result, RECV_BUF_SIZE};
-use crate::conf::Proto;
+
+/// The transport protocol of a dump (the same two as `conf::Proto`, which
+/// this layer does not import: `conf` builds on `netlink`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Proto {
+    Tcp,
+    Udp,
+}
 
 /// Length of a request: `nlmsghdr` and `inet_diag_req_v2`.
 const REQ_LEN: usize = 16 + 56;
