@@ -25,7 +25,7 @@
 //! proven by the suite passing with the filter on (`tests/seccomp.rs`
 //! checks that each mode runs filtered).
 //!
-//! # Every mode (26 calls with any arguments, 5 filtered: 31)
+//! # Every mode (27 calls with any arguments, 5 filtered: 32)
 //!
 //! (`x86_64` names, as the suite runs them)
 //!
@@ -42,27 +42,34 @@
 //!   socket), `setsockopt` (only the level and option pairs of
 //!   [`SOCKOPTS`]), `ioctl` (only `FIONBIO`, on an accepted QEMU socket),
 //!   `fcntl` (only `F_GETFL`, `F_SETFL`, `F_GETFD`, `F_SETFD`);
-//! - memory: `brk` and `munmap`; filtered: `mmap` (never `PROT_EXEC`). The
-//!   loop allocates (log lines, a new flow's table entries, a namespace
-//!   call's results; never per packet, see `tests/no_alloc.rs`) from the
-//!   C library's main arena, which grows with `brk`, and a large block is
-//!   an `mmap` of its own, freed with `munmap`. vhost-user maps the guest's
-//!   memory regions and the dirty log (shared, read and write) with the
-//!   same `mmap`. Nothing in the loop needs `mremap`, `madvise` or
-//!   `mprotect` (those came from threads: see pasta);
+//! - memory: `brk`, `munmap`, `mremap`; filtered: `mmap` (never
+//!   `PROT_EXEC`). The loop allocates (log lines, a new flow's table
+//!   entries, a namespace call's results; never per packet, see
+//!   `tests/no_alloc.rs`) from the C library's main arena, which grows
+//!   with `brk`; a large block is an `mmap` of its own, freed with
+//!   `munmap`, and grown in place with `mremap` (a table growing under a
+//!   flood of new flows: `tests/flood.rs` needs it). vhost-user maps the
+//!   guest's memory regions and the dirty log (shared, read and write) with
+//!   the same `mmap`. Nothing in the loop needs `madvise` or `mprotect`
+//!   (those came from threads: see pasta);
 //! - exit: `exit_group` (`_exit`: see [`crate::exit`]).
 //!
-//! # passt on the stream socket: the list above (31)
+//! # passt on the stream socket: the list above, `ppoll` (33)
 //!
-//! # passt on vhost-user: the list above, wider arguments (31)
+//! A frame the socket took only part of (its buffer full): the rest waits
+//! for room with `ppoll`, up to a deadline, so that the stream stays
+//! framed.
+//!
+//! # passt on vhost-user: the list above, wider arguments, `statx` (33)
 //!
 //! Each new front-end's control socket gets a read timeout
 //! (`setsockopt` `SO_RCVTIMEO`) and is cloned for the `vhost` crate
 //! (`fcntl` `F_DUPFD_CLOEXEC`). Kicks and calls are eventfd `read` and
 //! `write`, the memory table and its descriptors come with `recvmsg`
-//! (`SCM_RIGHTS`).
+//! (`SCM_RIGHTS`); before mapping a region, the `vm-memory` crate reads
+//! the size of its descriptor (`statx`).
 //!
-//! # pasta: 8 more (39)
+//! # pasta: 8 more (40)
 //!
 //! - the spliced loopback path and the tun device: `splice`, `pipe2`,
 //!   `readv`; `fcntl` also `F_GETPIPE_SZ`, `F_SETPIPE_SZ`;
@@ -77,8 +84,7 @@
 //!   new namespace, a thread or a process of its own), `setns` (only
 //!   `CLONE_NEWNET`), `exit`, and `wait4` to reap it. A thread instead
 //!   needed `clone3`, `set_robust_list`, `rseq`, `sched_getaffinity`,
-//!   `futex`, `sigaltstack`, `rt_sigprocmask`, `mprotect`, `madvise`,
-//!   `mremap`.
+//!   `futex`, `sigaltstack`, `rt_sigprocmask`, `mprotect`, `madvise`.
 //!
 //! # Against upstream
 //!
@@ -108,17 +114,19 @@
 //!   (`pasta.c`, `tap.c`, `util.c`, `tcp_splice.c`; `fwd.c`'s `lseek` is
 //!   among the 34).
 //!
-//! Here 31, 31 and 39 (`counts_match_the_doc`). The differences:
+//! Here 33, 33 and 40 (`counts_match_the_doc`). The differences:
 //!
-//! - passt, ours only: `brk`, `mmap`, `munmap` (the allocator, above);
-//!   upstream only: `accept`, `clock_gettime` (the vDSO serves ours),
-//!   `epoll_wait`, `fallocate` (its log rotation), `timerfd_create`,
-//!   `timerfd_gettime` (its timer per connection);
-//! - vhost-user, ours only: `brk`; upstream only: the same six;
-//! - pasta, ours only: `brk`, `mmap`, `munmap`, `readv` (the tun device),
-//!   `wait4` (the spawned command and namespace tasks); upstream only: the
-//!   same six and `waitid`, `rt_sigprocmask`, `rt_sigreturn` (its
-//!   `SIGCHLD` handler: our signals come from a signalfd).
+//! - passt, ours only: `brk`, `mmap`, `munmap`, `mremap` (the allocator,
+//!   above), `ppoll` (a frame's remainder); upstream only: `accept`,
+//!   `clock_gettime` (the vDSO serves ours), `epoll_wait`, `fallocate`
+//!   (its log rotation), `timerfd_create`, `timerfd_gettime` (its timer
+//!   per connection);
+//! - vhost-user, ours only: `brk`, `mremap`, `statx`; upstream only: the
+//!   same six;
+//! - pasta, ours only: `brk`, `mmap`, `munmap`, `mremap`, `readv` (the tun
+//!   device), `wait4` (the spawned command and namespace tasks); upstream
+//!   only: the same six and `waitid`, `rt_sigprocmask`, `rt_sigreturn`
+//!   (its `SIGCHLD` handler: our signals come from a signalfd).
 
 use std::collections::BTreeMap;
 
@@ -238,9 +246,10 @@ fn rules(profile: Profile) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompErr
             libc::SYS_shutdown,
             libc::SYS_getsockname,
             libc::SYS_getsockopt,
-            // Memory: the allocator's main arena.
+            // Memory: the allocator's main arena, and large blocks.
             libc::SYS_brk,
             libc::SYS_munmap,
+            libc::SYS_mremap,
             // Exit.
             libc::SYS_exit_group,
         ],
@@ -327,9 +336,16 @@ fn rules(profile: Profile) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompErr
                 )?])?],
             );
         }
-        // The control socket of a front-end, cloned for the vhost crate.
-        Profile::PasstVhostUser => fcntl.push(libc::F_DUPFD_CLOEXEC as u64),
-        Profile::PasstStream => {}
+        Profile::PasstVhostUser => {
+            // The control socket of a front-end, cloned for the vhost crate.
+            fcntl.push(libc::F_DUPFD_CLOEXEC as u64);
+            // The size of each memory region's descriptor, before mapping
+            // it (`vm-memory` reads the file's metadata).
+            any(&mut m, &[libc::SYS_statx]);
+        }
+        // A frame cut by a full socket: the rest of it waits for room, up
+        // to a deadline (`tap::stream`, `ppoll`).
+        Profile::PasstStream => any(&mut m, &[libc::SYS_ppoll]),
     }
     m.insert(libc::SYS_fcntl, one_of(1, &fcntl)?);
     Ok(m)
@@ -402,13 +418,14 @@ mod tests {
     #[test]
     fn counts_match_the_doc() {
         let n = |p| rules(p).unwrap().len();
-        assert_eq!(n(Profile::PasstStream), 31);
-        assert_eq!(n(Profile::PasstVhostUser), 31);
-        assert_eq!(n(Profile::Pasta), 39);
+        assert_eq!(n(Profile::PasstStream), 33);
+        assert_eq!(n(Profile::PasstVhostUser), 33);
+        assert_eq!(n(Profile::Pasta), 40);
     }
 
     /// Calls the lists were trimmed of (module doc): the abort path, the
-    /// runtime's thread and signal-stack set-up, `statx`, stack memory.
+    /// runtime's thread and signal-stack set-up, stack memory, and `statx`
+    /// but for vhost-user's memory regions.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn trimmed_calls_stay_out() {
@@ -425,7 +442,6 @@ mod tests {
                 libc::SYS_getpid,
                 libc::SYS_gettid,
                 libc::SYS_tgkill,
-                libc::SYS_statx,
                 libc::SYS_futex,
                 libc::SYS_sigaltstack,
                 libc::SYS_clone3,
@@ -434,10 +450,13 @@ mod tests {
                 libc::SYS_sched_getaffinity,
                 libc::SYS_mprotect,
                 libc::SYS_madvise,
-                libc::SYS_mremap,
             ] {
                 assert!(!m.contains_key(&nr), "{p:?} allows {nr}");
             }
+            assert_eq!(
+                m.contains_key(&libc::SYS_statx),
+                p == Profile::PasstVhostUser
+            );
         }
     }
 }
