@@ -80,8 +80,9 @@
 //! - code that runs in the namespace (splice socket pools, `auto` port
 //!   scans and their listeners), in a task cloned as upstream's `NS_CALL`
 //!   ([`crate::pasta::NetNs::run`]): `clone` (only the flags of
-//!   [`crate::sys::NS_CALL_FLAGS`]: shared memory and descriptors, never a
-//!   new namespace, a thread or a process of its own), `setns` (only
+//!   [`crate::sys::NS_CALL_FLAGS`]: a task sharing our memory and
+//!   descriptors while we wait for it; never a thread, a new namespace or
+//!   a copy of the process that goes on by itself), `setns` (only
 //!   `CLONE_NEWNET`), `exit`, and `wait4` to reap it. A thread instead
 //!   needed `clone3`, `set_robust_list`, `rseq`, `sched_getaffinity`,
 //!   `futex`, `sigaltstack`, `rt_sigprocmask`, `mprotect`, `madvise`.
