@@ -32,6 +32,9 @@
 //! not decode is skipped with a warning (dumps) or reported as
 //! [`NetlinkError::Decode`].
 //!
+//! The [`sock_diag`] submodule is the other netlink client of pasta: dumps
+//! of listening sockets for the `auto` port scanner.
+//!
 //! # Namespace configuration
 //!
 //! [`configure_ns`] follows upstream's order exactly (MTU; link up, with
@@ -60,6 +63,8 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+pub(crate) mod sock_diag;
 
 /// Size of the receive buffer: the kernel never sends datagrams larger than
 /// this (netlink(7) recommends at least 8 KiB or a page, 32 KiB for dumps).

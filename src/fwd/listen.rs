@@ -108,7 +108,9 @@ impl Fwd {
     }
 
     /// pasta: starts the port scanner if there are `auto` rules (its
-    /// `/proc` files are opened now, before the filesystem goes).
+    /// sock_diag sockets, or `/proc` files, are opened now: the
+    /// namespace's from inside it, all before the filesystem goes and
+    /// before the seccomp filter).
     pub(crate) fn start_scan(&mut self, netns: &NetNs) {
         self.scanner = Scanner::new(&self.tables, netns);
     }

@@ -25,7 +25,7 @@
 //!   exclusion-only lists, which cover ports somebody else may well use;
 //!   a weak rule must still bind at least one port;
 //! - `scan`: `auto` mode; no socket is opened up front: the port scanner
-//!   ([`super::scan`]: pasta, once a second, `/proc/net/{tcp,udp}[6]` of
+//!   ([`super::scan`]: pasta, once a second, sock_diag dumps of
 //!   the other side) opens and closes listeners on the rule's ports while
 //!   the other side listens on them, one port at a time through
 //!   [`open_port`]. [`FwdTable::open`] skips such rules.

@@ -5,21 +5,39 @@
 //!
 //! An `auto` spec becomes one `scan` rule covering ports 1–65535 (see
 //! [`super::rules`]); no socket is opened for it at start. Instead, once a
-//! second, [`Scanner::scan`] reads which ports are bound on the *other*
-//! side of each table:
+//! second (the event loop's tick), [`Scanner::scan`] reads which ports are
+//! bound on the *other* side of each table:
 //!
 //! - table `host` (`-t auto`, `-u auto`): listeners on the host for the
 //!   ports bound **in the namespace**;
 //! - table `splice` (`-T auto`, `-U auto`): listeners in the namespace for
 //!   the ports bound **on the host**.
 //!
-//! The kernel lists sockets in `/proc/net/tcp`, `tcp6`, `udp` and `udp6`
-//! of each network namespace: TCP sockets in state `0A` (listening) and
-//! UDP sockets in state `07` (bound, not connected) count. The files are
-//! opened once at start — the host's from the daemon's own namespace, the
-//! namespace's from a thread inside it — because the filesystem is gone
-//! afterwards ([`crate::isolation::detach_filesystem`]); each scan seeks
-//! back to offset 0 and reads them again (the kernel regenerates them).
+//! TCP sockets in state `TCP_LISTEN` and UDP sockets in state `TCP_CLOSE`
+//! (bound, not connected) count. The kernel gives them per namespace in
+//! [`crate::netlink::sock_diag`] dumps that ask for those states only: four
+//! dumps (TCP, UDP; IPv4, IPv6) per side and scan, whose cost does not grow
+//! with the established connections of the machine. That is what
+//! `/proc/net/tcp` would cost: the kernel builds it by walking every TCP
+//! socket of the machine (the established hash is shared by all
+//! namespaces) and formatting those of the namespace, so with tens of
+//! thousands of connections (a connection flood, our own flows) one scan
+//! took tens of milliseconds of the only thread, during which no packet
+//! moved. The sock_diag socket of each side is opened once at start — the
+//! host's from the daemon's own namespace, the namespace's from a thread
+//! inside it — and keeps listing the sockets of the namespace it was
+//! created in, whichever thread asks; after start the scan makes only
+//! `sendto` and `recvfrom` calls on it.
+//!
+//! Where the kernel cannot dump a protocol (no `inet_diag` or `udp_diag`:
+//! the probe dump at start fails, logged once at debug level), that
+//! protocol is read from `/proc/net/tcp`, `tcp6`, `udp` or `udp6` instead
+//! (states `0A` and `07`): those files too are opened at start, because
+//! the filesystem is gone afterwards
+//! ([`crate::isolation::detach_filesystem`]), and each scan seeks back to
+//! offset 0 and reads them again (`lseek`, `read`). A scan that fails to
+//! read one side (a dump error) changes nothing on that side until the
+//! next one.
 //!
 //! From each side's bound ports we take away:
 //!
@@ -38,10 +56,10 @@
 //! are bound to ports outside the ephemeral range too (the guest's source
 //! port, the port of a listener they share, a peer's source port): every
 //! one of them is `connect()`ed right after `bind()`, within one call of
-//! the event loop, and a connected UDP socket is listed in state `01`
-//! (established), never `07`. So a flow never looks like a service and is
-//! not forwarded back (`tests/auto_fwd.rs` checks it with a client on a
-//! fixed port).
+//! the event loop, and a connected UDP socket is in state
+//! `TCP_ESTABLISHED` (`01` in `/proc/net/udp`), never `TCP_CLOSE`. So a
+//! flow never looks like a service and is not forwarded back
+//! (`tests/auto_fwd.rs` checks it with a client on a fixed port).
 //!
 //! The result, one port bitmap per (table, protocol), is compared with
 //! what is forwarded now: for each port that appears, and each that went
@@ -64,12 +82,21 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
 
 use super::rules::{FwdTable, FwdTables, Table};
 use super::spec;
 use crate::conf::Proto;
+use crate::netlink::sock_diag::{self, SockDiag};
+use crate::netlink::Family;
 use crate::pasta::NetNs;
+
+/// The sock_diag dump for `proto`.
+fn diag_proto(proto: Proto) -> sock_diag::Proto {
+    match proto {
+        Proto::Tcp => sock_diag::Proto::Tcp,
+        Proto::Udp => sock_diag::Proto::Udp,
+    }
+}
 
 /// A set of ports, as a bitmap.
 #[derive(Clone)]
@@ -111,48 +138,95 @@ impl PortSet {
     }
 }
 
-/// The `/proc/net` files of one namespace: tcp, tcp6, udp, udp6.
-struct ProcNet {
-    files: [Option<OwnedFd>; 4],
+/// Where the serving ports of one namespace are read: its sock_diag
+/// socket, or for a protocol the kernel cannot dump, its `/proc/net` files.
+struct Side {
+    diag: Option<SockDiag>,
+    /// By protocol: the IPv4 and IPv6 `/proc/net` files read instead of
+    /// sock_diag (`None`: sock_diag works for that protocol).
+    proc: [Option<[Option<OwnedFd>; 2]>; 2],
 }
 
-const PROC_NAMES: [&str; 4] = ["tcp", "tcp6", "udp", "udp6"];
+/// The `/proc/net` files of each protocol, IPv4 then IPv6.
+const PROC_NAMES: [[&str; 2]; 2] = [["tcp", "tcp6"], ["udp", "udp6"]];
 
-impl ProcNet {
-    /// Opens the files under `dir` (missing ones, e.g. without IPv6, are
-    /// skipped).
-    fn open(dir: &str) -> ProcNet {
-        let files = PROC_NAMES.map(|n| {
-            let path = format!("{dir}/{n}");
-            match rustix::fs::open(
-                path.as_str(),
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            ) {
-                Ok(fd) => Some(fd),
-                Err(e) => {
-                    log::debug!("Port scan: can't open {path}: {e}");
-                    None
-                }
-            }
-        });
-        ProcNet { files }
-    }
-
-    /// The bound ports of `proto` into `out`, read with `buf`.
-    fn read(&self, proto: Proto, out: &mut PortSet, buf: &mut Vec<u8>) {
-        let (files, state) = match proto {
-            Proto::Tcp => (&self.files[0..2], "0A"),
-            Proto::Udp => (&self.files[2..4], "07"),
-        };
-        for fd in files.iter().flatten() {
-            if let Err(e) = read_all(fd, buf) {
-                log::debug!("Port scan: read: {e}");
-                continue;
-            }
-            parse_ports(buf, state, out);
+impl Side {
+    /// Nothing to read: that side is not scanned.
+    fn none() -> Side {
+        Side {
+            diag: None,
+            proc: [None, None],
         }
     }
+
+    /// Opens the sock_diag socket of the calling thread's namespace and
+    /// tries one dump of each protocol and family; for a protocol that
+    /// fails (no `inet_diag`, no `udp_diag`) the `/proc/net` files are
+    /// opened instead, from `/proc/thread-self/net` (missing ones, e.g.
+    /// without IPv6, are skipped).
+    fn open() -> Side {
+        let mut diag = match SockDiag::open() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                log::debug!("Port scan: no sock_diag ({e}), reading /proc/net");
+                None
+            }
+        };
+        let proc = [Proto::Tcp, Proto::Udp].map(|proto| {
+            let works = diag.as_mut().is_some_and(|d| {
+                [Family::V4, Family::V6].into_iter().all(|f| {
+                    d.serving_ports(f, diag_proto(proto), |_| ())
+                        .inspect_err(|e| {
+                            log::debug!(
+                                "Port scan: no sock_diag for {proto:?} ({e}), reading /proc/net"
+                            )
+                        })
+                        .is_ok()
+                })
+            });
+            (!works).then(|| PROC_NAMES[pi(proto)].map(open_proc))
+        });
+        if proc.iter().all(Option::is_some) {
+            diag = None;
+        }
+        Side { diag, proc }
+    }
+
+    /// The serving ports of `proto` into `out` (`buf` for `/proc`);
+    /// `Err` if they could not all be read.
+    fn read(&mut self, proto: Proto, out: &mut PortSet, buf: &mut Vec<u8>) -> Result<(), ()> {
+        if let Some(files) = &self.proc[pi(proto)] {
+            let state = match proto {
+                Proto::Tcp => "0A",
+                Proto::Udp => "07",
+            };
+            for fd in files.iter().flatten() {
+                read_all(fd, buf).map_err(|e| log::debug!("Port scan: read: {e}"))?;
+                parse_ports(buf, state, out);
+            }
+            return Ok(());
+        }
+        let Some(d) = self.diag.as_mut() else {
+            return Ok(());
+        };
+        for f in [Family::V4, Family::V6] {
+            d.serving_ports(f, diag_proto(proto), |p| out.insert(p))
+                .map_err(|e| log::debug!("Port scan: sock_diag: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens `/proc/thread-self/net/{name}`.
+fn open_proc(name: &str) -> Option<OwnedFd> {
+    let path = format!("/proc/thread-self/net/{name}");
+    rustix::fs::open(
+        path.as_str(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .inspect_err(|e| log::debug!("Port scan: can't open {path}: {e}"))
+    .ok()
 }
 
 /// Reads the whole file from offset 0 into `buf`.
@@ -199,26 +273,15 @@ pub(crate) fn parse_ports(text: &[u8], state: &str, out: &mut PortSet) {
 /// The port scanner of pasta's `auto` rules.
 pub(crate) struct Scanner {
     /// Read for the `splice` table.
-    host: ProcNet,
+    host: Side,
     /// Read for the `host` table.
-    ns: ProcNet,
+    ns: Side,
     /// Forwarded now, by [table][proto].
     active: [[PortSet; 2]; 2],
     ephemeral: (u16, u16),
+    /// For the `/proc/net` fallback.
     buf: Vec<u8>,
-    /// No scan before this (see [`SCAN_COST_RATIO`]).
-    next_at: Option<Instant>,
 }
-
-/// A scan may take at most one part in this of the time: the kernel
-/// builds `/proc/net/tcp` by walking every TCP socket of the machine (the
-/// established hash is shared by all namespaces), a page per read, so with
-/// tens of thousands of sockets (a connection flood, our own flows) one
-/// scan takes a large part of a second, during which no packet moves. A
-/// scan that took `d` delays the next one by `d` times this.
-const SCAN_COST_RATIO: u32 = 20;
-/// Longest wait between two scans, however slow they are.
-const SCAN_MAX_INTERVAL: Duration = Duration::from_secs(10);
 
 fn pi(p: Proto) -> usize {
     match p {
@@ -229,39 +292,33 @@ fn pi(p: Proto) -> usize {
 
 impl Scanner {
     /// A scanner for the `scan` rules of `tables`, or `None` if there are
-    /// none. Opens the `/proc/net` files now (host side from this thread,
-    /// namespace side from a thread inside `netns`).
+    /// none. Opens the sock_diag sockets (or `/proc/net` files) now: host
+    /// side from this thread, namespace side from a thread inside `netns`.
     pub(crate) fn new(tables: &FwdTables, netns: &NetNs) -> Option<Scanner> {
         let scans = |t: &FwdTable| t.rules().any(|(_, r)| r.scan);
         let (want_ns, want_host) = (scans(&tables.host), scans(&tables.splice));
         if !want_ns && !want_host {
             return None;
         }
-        let none = || ProcNet {
-            files: [None, None, None, None],
-        };
         let ns = if want_ns {
-            netns
-                .run(|| ProcNet::open("/proc/thread-self/net"))
-                .unwrap_or_else(|e| {
-                    log::warn!("Port scan: can't enter the namespace: {e}");
-                    none()
-                })
+            netns.run(Side::open).unwrap_or_else(|e| {
+                log::warn!("Port scan: can't enter the namespace: {e}");
+                Side::none()
+            })
         } else {
-            none()
+            Side::none()
         };
         let host = if want_host {
-            ProcNet::open("/proc/thread-self/net")
+            Side::open()
         } else {
-            none()
+            Side::none()
         };
         Some(Scanner {
             host,
             ns,
             active: Default::default(),
             ephemeral: spec::ephemeral_range(),
-            buf: Vec::with_capacity(65536),
-            next_at: None,
+            buf: Vec::new(),
         })
     }
 
@@ -282,41 +339,30 @@ impl Scanner {
     /// `tables` in line: `apply(table, t, rule, port, open)` opens or
     /// closes the sockets of one port and returns whether the port is
     /// forwarded afterwards.
+    /// A side that cannot be read this time (a failed dump) is left as
+    /// it is until the next scan: nothing is closed on a transient error.
     pub(crate) fn scan(
         &mut self,
         tables: &mut FwdTables,
         mut apply: impl FnMut(&mut FwdTable, Table, usize, u16, bool) -> bool,
-    ) {
-        let start = Instant::now();
-        if self.next_at.is_some_and(|t| start < t) {
-            return;
-        }
-        self.scan_now(tables, &mut apply);
-        let took = start.elapsed();
-        self.next_at = Some(start + (took * SCAN_COST_RATIO).min(SCAN_MAX_INTERVAL));
-    }
-
-    fn scan_now(
-        &mut self,
-        tables: &mut FwdTables,
-        apply: &mut impl FnMut(&mut FwdTable, Table, usize, u16, bool) -> bool,
     ) {
         for t in Table::BOTH {
             if !tables.get(t).rules().any(|(_, r)| r.scan) {
                 continue;
             }
             let side = match t {
-                Table::Host => &self.ns,
-                Table::Splice => &self.host,
+                Table::Host => &mut self.ns,
+                Table::Splice => &mut self.host,
             };
             let other = match t {
                 Table::Host => Table::Splice,
                 Table::Splice => Table::Host,
             };
             let mut bound = [PortSet::default(), PortSet::default()];
+            let mut complete = true;
             for proto in [Proto::Tcp, Proto::Udp] {
                 let b = &mut bound[pi(proto)];
-                side.read(proto, b, &mut self.buf);
+                complete &= side.read(proto, b, &mut self.buf).is_ok();
                 // Our own sockets on that side: the other table's
                 // (opened earlier in this scan too).
                 for (_, _, r, l) in tables.get(other).sockets() {
@@ -331,6 +377,9 @@ impl Scanner {
                 for p in self.ephemeral.0..=self.ephemeral.1 {
                     b.remove(p);
                 }
+            }
+            if !complete {
+                continue;
             }
             let [tcp, mut udp] = bound;
             udp.union(&tcp);
@@ -391,6 +440,88 @@ mod tests {
         let mut s = PortSet::default();
         parse_ports(tcp6, "07", &mut s);
         assert_eq!(s.iter().collect::<Vec<_>>(), [53]);
+    }
+
+    /// The `/proc/net` reader of the calling thread's namespace, as the
+    /// fallback would use it.
+    fn proc_side() -> Side {
+        Side {
+            diag: None,
+            proc: PROC_NAMES.map(|names| Some(names.map(open_proc))),
+        }
+    }
+
+    fn ports(side: &mut Side, proto: Proto) -> Vec<u16> {
+        let mut s = PortSet::default();
+        side.read(proto, &mut s, &mut Vec::new()).unwrap();
+        s.iter().collect()
+    }
+
+    /// In a fresh namespace: listening TCP and bound UDP sockets of both
+    /// families are seen, established TCP and connected UDP ones are not;
+    /// sock_diag and `/proc/net` agree.
+    #[test]
+    fn sees_serving_sockets_only() {
+        use rustix::net::{AddressFamily, SocketType};
+        use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+        std::thread::spawn(|| {
+            crate::sys::unshare(rustix::thread::UnshareFlags::NEWNET).unwrap();
+            let mut nl = crate::netlink::Netlink::open().unwrap();
+            crate::netlink::lo_up(&mut nl).unwrap();
+            let lo = |p| SocketAddrV4::new(Ipv4Addr::LOCALHOST, p);
+            let _l4 = TcpListener::bind(lo(8080)).unwrap();
+            let _l6 = TcpListener::bind("[::]:8443").unwrap();
+            // A client from a fixed port, outside the ephemeral range.
+            let c = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+            rustix::net::bind(&c, &lo(4000)).unwrap();
+            rustix::net::connect(&c, &lo(8080)).unwrap();
+            let _u4 = UdpSocket::bind(lo(5353)).unwrap();
+            let _u6 = UdpSocket::bind("[::]:5354").unwrap();
+            let connected = UdpSocket::bind(lo(4001)).unwrap();
+            connected.connect(lo(5353)).unwrap();
+
+            let mut side = Side::open();
+            assert!(side.diag.is_some() && side.proc.iter().all(Option::is_none));
+            assert_eq!(ports(&mut side, Proto::Tcp), [8080, 8443]);
+            assert_eq!(ports(&mut side, Proto::Udp), [5353, 5354]);
+            let mut proc = proc_side();
+            assert_eq!(ports(&mut proc, Proto::Tcp), [8080, 8443]);
+            assert_eq!(ports(&mut proc, Proto::Udp), [5353, 5354]);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// What one read of each protocol costs in this namespace, sock_diag
+    /// against `/proc/net`, side by side: run with many connections open
+    /// on the machine (`cargo test --release --lib scan_cost -- --ignored
+    /// --nocapture`).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn scan_cost() {
+        const ROUNDS: u32 = 20;
+        let measure = |ns: &str| {
+            let mut diag = Side::open();
+            let mut proc = proc_side();
+            for (name, side) in [("sock_diag", &mut diag), ("/proc/net", &mut proc)] {
+                let start = std::time::Instant::now();
+                let mut n = 0;
+                for _ in 0..ROUNDS {
+                    n = ports(side, Proto::Tcp).len() + ports(side, Proto::Udp).len();
+                }
+                let per = start.elapsed() / ROUNDS;
+                println!("{ns}: {name}: {per:?} per side and scan, {n} ports");
+            }
+        };
+        measure("this namespace");
+        // The other side: a namespace without the connections (the walk of
+        // the shared hash remains for /proc, not the formatting).
+        std::thread::spawn(move || {
+            crate::sys::unshare(rustix::thread::UnshareFlags::NEWNET).unwrap();
+            measure("fresh namespace");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
