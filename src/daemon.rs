@@ -72,6 +72,7 @@ pub(crate) fn daemonize(
         sys::Fork::Child => {
             drop(pid_file);
             let _ = rustix::process::setsid();
+            crate::log::forked();
             crate::log::stop_stderr();
             if let Some(null) = devnull {
                 let _ = rustix::stdio::dup2_stdin(&null);

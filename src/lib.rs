@@ -65,6 +65,16 @@ pub mod wire;
 use conf::cli::Parsed;
 use conf::{Config, Mode};
 
+/// Ends the process with `code` once [`main`] returned: flushes stdout and
+/// calls `_exit(2)` (one `exit_group`). `std::process::exit` would first
+/// run the runtime's clean-up, which frees the main thread's signal stack
+/// (`sigaltstack`, `munmap`): calls the seccomp lists need not allow.
+pub fn exit(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    sys::exit_now(code)
+}
+
 /// The program: parse, discover, set up, loop. Returns the exit status.
 pub fn main() -> i32 {
     let args: Vec<String> = std::env::args_os()

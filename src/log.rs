@@ -31,6 +31,9 @@ struct Sink {
     file_size: u64,
     file_limit: u64,
     syslog: Option<UnixDatagram>,
+    /// Our PID for syslog lines, read when configured and after
+    /// daemonizing, not per line (`getpid` is not in the seccomp lists).
+    pid: u32,
 }
 
 struct Logger {
@@ -53,6 +56,7 @@ pub(crate) fn init_early(ident: &'static str) {
             file_size: 0,
             file_limit: 0,
             syslog: None,
+            pid: 0,
         }),
     });
     let _ = log::set_logger(logger);
@@ -80,9 +84,12 @@ pub(crate) fn configure(level: LogLevel, file: Option<&Path>, size: u64) -> std:
         return Ok(());
     };
     let mut sink = logger.sink.lock().unwrap_or_else(|e| e.into_inner());
+    sink.pid = std::process::id();
     if let Some(path) = file {
+        // Read too: rotation moves the newest lines to the front.
         let mut f = File::options()
             .create(true)
+            .read(true)
             .write(true)
             .truncate(true)
             .open(path)?;
@@ -122,6 +129,13 @@ pub(crate) fn stop_stderr() {
     }
 }
 
+/// Our PID changed (the daemonized child): syslog lines carry the new one.
+pub(crate) fn forked() {
+    if let Some(logger) = LOGGER.get() {
+        logger.sink.lock().unwrap_or_else(|e| e.into_inner()).pid = std::process::id();
+    }
+}
+
 /// Flushes the log file to disk (at exit).
 pub(crate) fn sync() {
     if let Some(logger) = LOGGER.get() {
@@ -155,21 +169,53 @@ impl Sink {
     }
 }
 
+/// Cuts the oldest part of the log file: keeps the newest ~70 % of `limit`,
+/// from a line boundary, moved to the front after a header line. Copies
+/// through a fixed buffer: no allocation, and no `statx` (which sizing a
+/// `read_to_end` buffer would make), as this runs in the filtered loop.
 fn rotate(f: &mut File, limit: u64) -> std::io::Result<()> {
     use std::io::Read;
+    let mut buf = [0u8; 4096];
     let len = f.seek(SeekFrom::End(0))?;
-    let cut = len.saturating_sub(limit * 7 / 10);
-    let mut rest = Vec::new();
-    f.seek(SeekFrom::Start(cut))?;
-    f.read_to_end(&mut rest)?;
-    let start = rest
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(rest.len(), |p| p + 1);
-    f.set_len(0)?;
+    let mut from = len.saturating_sub(limit * 7 / 10);
+    // Skip the partial line at the cut.
+    f.seek(SeekFrom::Start(from))?;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(p) = buf[..n].iter().position(|&b| b == b'\n') {
+            from += p as u64 + 1;
+            break;
+        }
+        from += n as u64;
+    }
+    let mut header = [0u8; 64];
+    let header_len = {
+        let mut w = &mut header[..];
+        writeln!(w, "log truncated at {len} bytes")?;
+        64 - w.len()
+    };
     f.seek(SeekFrom::Start(0))?;
-    writeln!(f, "log truncated at {len} bytes")?;
-    f.write_all(&rest[start..])?;
+    f.write_all(&header[..header_len])?;
+    // Writing at `to` never overtakes reading at `from`: the header is
+    // much shorter than the part cut (30 % of `limit`, 64 KiB or more),
+    // and a cut inside the header would only lose its first bytes.
+    let mut to = header_len as u64;
+    from = from.max(to);
+    while from < len {
+        f.seek(SeekFrom::Start(from))?;
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        f.seek(SeekFrom::Start(to))?;
+        f.write_all(&buf[..n])?;
+        from += n as u64;
+        to += n as u64;
+    }
+    f.set_len(to)?;
     Ok(())
 }
 
@@ -206,12 +252,7 @@ impl Log for Logger {
                     Level::Warn => 4,
                     _ => 6,
                 } + 3 * 8; // LOG_DAEMON
-                let msg = format!(
-                    "<{pri}>{}[{}]: {}",
-                    self.ident,
-                    std::process::id(),
-                    record.args()
-                );
+                let msg = format!("<{pri}>{}[{}]: {}", self.ident, sink.pid, record.args());
                 let _ = s.send(msg.as_bytes());
             }
         }

@@ -8,5 +8,5 @@
 static ALLOC: passt_rs::CountingAlloc = passt_rs::CountingAlloc;
 
 fn main() {
-    std::process::exit(passt_rs::main());
+    passt_rs::exit(passt_rs::main());
 }

@@ -195,3 +195,61 @@ pub(crate) fn close_from(first: u32, keep: Option<u32>) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The `clone(2)` flags of [`run_on_stack`]: a task sharing our memory and
+/// descriptor table, that we wait for (`CLONE_VFORK`), with no exit signal.
+/// Not a thread: a namespace it enters is its own, and it needs no thread
+/// set-up (`clone3`, robust list, `rseq`, signal stack, stack mapping).
+pub(crate) const NS_CALL_FLAGS: i32 = libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_VFORK;
+
+extern "C" fn call_once<F: FnOnce()>(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Option<F>` of `run_on_stack`, whose frame stays
+    // alive and untouched while we run: the caller is suspended until we
+    // exit (CLONE_VFORK).
+    let slot = unsafe { &mut *arg.cast::<Option<F>>() };
+    if let Some(f) = slot.take() {
+        f();
+    }
+    0
+}
+
+/// Runs `f` in a task cloned with [`NS_CALL_FLAGS`] on `stack`, as
+/// upstream's `NS_CALL` does: we are suspended until it has exited, then
+/// reap it. What `f` writes to memory (its results) is ours when this
+/// returns; descriptors it opens are in our table. If `f` never returns
+/// (the task was killed), its results are simply not written.
+///
+/// `f` runs with our thread-local storage while we are suspended: it may
+/// allocate, log and make system calls, but must not start threads.
+pub(crate) fn run_on_stack<F: FnOnce()>(stack: &mut [u8], f: F) -> io::Result<()> {
+    let mut slot = Some(f);
+    // The stack grows down from its 16-byte aligned top.
+    let top = stack.as_mut_ptr_range().end as usize & !0xf;
+    // SAFETY: `top` is the aligned end of `stack`, which we borrow mutably
+    // for the whole call; `call_once::<F>` gets a pointer to `slot`, valid
+    // until the task exits since CLONE_VFORK suspends us until then.
+    let pid = unsafe {
+        libc::clone(
+            call_once::<F>,
+            top as *mut libc::c_void,
+            NS_CALL_FLAGS,
+            std::ptr::addr_of_mut!(slot).cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    loop {
+        let mut status = 0;
+        // SAFETY: plain wait4 on our own child (a clone child without an
+        // exit signal: __WCLONE); `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WCLONE) };
+        if r == pid {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
