@@ -1594,8 +1594,12 @@ fn fin_to_tap(
     conn.seq_to_tap = conn.seq_to_tap.wrapping_add(1);
     conn.events |= TAP_FIN_SENT;
     conn.arm_rto(Instant::now());
-    // No more reading: only hang-ups and errors matter now.
-    let _ = modify(epoll, conn, idx, EventFlags::RDHUP);
+    // No more reading, and the peer's half-close is what brought us here:
+    // RDHUP stays asserted from now on, and in a level-triggered set it
+    // would wake every epoll_wait until the guest closes too (a busy loop
+    // under a flood of connections the host peer closed). Hang-ups and
+    // errors are reported whatever the mask.
+    let _ = modify(epoll, conn, idx, EventFlags::empty());
 }
 
 /// Probes whether TCP sockets support `SO_PEEK_OFF` (Linux 6.9+).
