@@ -889,6 +889,11 @@ impl VhostUser {
         }
         rx.pair = (q / 2) as u8;
         let mut end = RxEnd::Drained;
+        // At most one ring's worth of chains per call: a front-end whose
+        // rings overlap (our used-ring writes changing its avail index)
+        // could otherwise keep us here for ever. The rest waits for the
+        // next kick or poll.
+        let mut budget = v.queue.size();
         'drain: loop {
             let _ = v.queue.disable_notification(mem);
             loop {
@@ -896,6 +901,10 @@ impl VhostUser {
                     end = RxEnd::Full;
                     break 'drain;
                 }
+                let Some(left) = budget.checked_sub(1) else {
+                    break 'drain;
+                };
+                budget = left;
                 let chain = match v.queue.iter(mem) {
                     Ok(mut it) => it.next(),
                     Err(e) => {
