@@ -161,14 +161,7 @@ fn arp_round_trip(s: &mut UnixStream) {
 }
 
 fn connect(path: &Path) -> UnixStream {
-    let end = Instant::now() + T;
-    loop {
-        match UnixStream::connect(path) {
-            Ok(s) => return s,
-            Err(e) if Instant::now() > end => panic!("connect {}: {e}", path.display()),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    common::connect_unix(path, T)
 }
 
 /// passt started as root, daemonized, with a socket path and a log file:

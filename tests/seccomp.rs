@@ -67,14 +67,7 @@ fn is_arp_reply(fr: &[u8]) -> bool {
 }
 
 fn connect(path: &Path) -> UnixStream {
-    let end = Instant::now() + T;
-    loop {
-        match UnixStream::connect(path) {
-            Ok(s) => return s,
-            Err(e) if Instant::now() > end => panic!("connect {}: {e}", path.display()),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
+    common::connect_unix(path, T)
 }
 
 /// passt on the stream socket: filtered once the client is there, and it

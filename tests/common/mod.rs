@@ -89,6 +89,19 @@ fn sh(args: &str) -> Command {
     c
 }
 
+/// Connects to the UNIX socket at `path`, retrying until `timeout`
+/// (the daemon may not have bound it yet).
+pub fn connect_unix(path: &std::path::Path, timeout: Duration) -> std::os::unix::net::UnixStream {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(s) => return s,
+            Err(e) if std::time::Instant::now() > end => panic!("connect {}: {e}", path.display()),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 /// Waits for `cond` with a deadline; panics with `what` on timeout.
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;
