@@ -20,7 +20,21 @@ import threading
 import time
 
 IFACE = "eth0"
-OUR = bytes.fromhex(open(f"/sys/class/net/{IFACE}/address").read().strip().replace(":", ""))
+
+def our_mac():
+    """The guest interface's own MAC address. Not from /sys/class/net:
+    pasta's namespace sees the host's sysfs there, so that would be the
+    host's interface of the same name, and pasta, which learns the
+    guest's address from the frames it gets, would then send the
+    transfer's ACKs to a MAC the guest's kernel drops (PACKET_OTHERHOST)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((IFACE, 0))
+    mac = s.getsockname()[4]
+    s.close()
+    return mac
+
+
+OUR = our_mac()
 PASTA = b"\x9a\x55\x9a\x55\x9a\x55"
 BCAST = b"\xff" * 6
 
