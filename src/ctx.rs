@@ -164,6 +164,55 @@ const DROP_LOG_OVER_MTU: usize = DropReason::COUNT;
 /// The rate limit of per-frame drop lines.
 pub(crate) type DropLog = crate::log::RateLimit<DROP_LOG_KINDS>;
 
+/// The built-in services whose requests are rate-limited.
+#[derive(Clone, Copy)]
+enum Service {
+    Arp,
+    Ndp,
+    Dhcp,
+    Dhcpv6,
+}
+
+/// Requests each built-in service (ARP, NDP, DHCP, DHCPv6) answers per
+/// second; the rest are dropped (`rate_limited`).
+///
+/// A real client sends a handful: a boot is one ARP request, a router
+/// solicitation, a few neighbour solicitations, two DHCP and two DHCPv6
+/// messages; a guest with hundreds of addresses doing duplicate address
+/// detection stays far below. A flood of them, though, costs a write to
+/// the tap per reply (and the guest's kernel handles each reply in that
+/// write): at full rate that is more work per frame than the flooder
+/// spends, pasta falls behind, the kernel's tap queue overflows and the
+/// guest's other frames (an established transfer's segments) are lost
+/// there. Over the budget a request costs what a malformed frame costs:
+/// read, classified, counted.
+const SERVICE_REQUESTS_PER_SEC: u32 = 1000;
+
+/// What each [`Service`] answered in the current second.
+#[derive(Clone, Debug, Default)]
+struct ServiceBudget {
+    used: [u32; 4],
+}
+
+impl ServiceBudget {
+    /// Takes one request of `s` from the budget: false if it is spent.
+    fn take(&mut self, s: Service) -> bool {
+        let Some(used) = self.used.get_mut(s as usize) else {
+            return false;
+        };
+        if *used >= SERVICE_REQUESTS_PER_SEC {
+            return false;
+        }
+        *used += 1;
+        true
+    }
+
+    /// A new second.
+    fn tick(&mut self) {
+        self.used = [0; 4];
+    }
+}
+
 /// Why the loop ended: the process exit status.
 pub(crate) type ExitCode = i32;
 
@@ -186,6 +235,8 @@ pub(crate) struct Ctx<'c> {
     /// Rate limit of the lines about dropped frames (a flood of bad frames
     /// is counted exactly, but logged a few lines a second).
     drop_log: DropLog,
+    /// Requests answered by the built-in services this second.
+    services: ServiceBudget,
     /// pasta: the namespace, to open sockets in it at run time.
     pub(crate) netns: Option<crate::pasta::NetNs>,
     /// The forwarding tables and their listening sockets.
@@ -274,6 +325,7 @@ impl<'c> Ctx<'c> {
             rng: u64::from_ne_bytes(seed) | 1,
             counters: Counters::default(),
             drop_log: DropLog::default(),
+            services: ServiceBudget::default(),
             netns: None,
             fwd,
             signals,
@@ -698,6 +750,31 @@ impl<'c> Ctx<'c> {
         if c.src_mac[0] & 1 == 0 {
             self.guest.mac = c.src_mac;
         }
+        // Requests to the built-in services, within their budget.
+        let service = match c.l3 {
+            L3::Arp(_) => Some(Service::Arp),
+            L3::Ipv6 {
+                l4: L4::Icmpv6 { msg_type: t, .. },
+                ..
+            } if crate::ndp::is_ndp(t) && !conf.no_ndp => Some(Service::Ndp),
+            L3::Ipv4 {
+                l4: L4::Udp { dport: 67, .. },
+                ..
+            } => Some(Service::Dhcp),
+            L3::Ipv6 {
+                l4: L4::Udp { dport: 547, .. },
+                ..
+            } => Some(Service::Dhcpv6),
+            _ => None,
+        };
+        if service.is_some_and(|s| !self.services.take(s)) {
+            let reason = DropReason::RateLimited;
+            self.counters.drops[reason.index()] += 1;
+            if log.allow(reason.index()) {
+                log::debug!("tap: dropped frame: {reason}");
+            }
+            return;
+        }
         // L3, once: ARP is answered here, IP gives its two addresses.
         let (src, dst, l4) = match c.l3 {
             L3::Arp(_) => {
@@ -797,6 +874,7 @@ impl<'c> Ctx<'c> {
             log::debug!("tap: dropped {n} more frames: {why}");
         });
         self.udp.log_tick();
+        self.services.tick();
         self.scan_ports();
         self.icmp.timer(&mut self.flows, &self.epoll, now);
         self.udp.timer(&mut self.flows, &self.epoll, now);
@@ -983,6 +1061,9 @@ impl Ctx<'_> {
             addr6_ll_seen: None,
         };
         self.counters = Counters::default();
+        // A new second for the built-in services' rate limit: each input
+        // reaches them, however many came before.
+        self.services.tick();
         self.rx.clear();
         self.tap.tx.clear_all();
     }
@@ -990,5 +1071,22 @@ impl Ctx<'_> {
     /// See `Tcp::check_invariants`.
     pub(crate) fn tcp_invariants(&self) -> Result<(), String> {
         self.tcp.check_invariants(&self.flows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_budget_is_per_service_and_per_second() {
+        let mut b = ServiceBudget::default();
+        let taken = (0..5000).filter(|_| b.take(Service::Arp)).count();
+        assert_eq!(taken, SERVICE_REQUESTS_PER_SEC as usize);
+        // Another service has its own budget.
+        assert!(b.take(Service::Dhcp));
+        assert!(!b.take(Service::Arp));
+        b.tick();
+        assert!(b.take(Service::Arp));
     }
 }

@@ -5,12 +5,12 @@
 #       frames the guest must not get through (unspecified, broadcast and
 #       multicast destinations, spoofed sources), all UDP to PORT, then one
 #       good datagram "ok" from ME4 to GW4:PORT; prints the number sent.
-#   measure KIND SECS SINK PORT GW4 ME4 GW6 ME6 RATE
+#   measure KIND SECS SINK PORT GW4 ME4 GW6 ME6 RATE FRAMES
 #       a TCP transfer to SINK:PORT; its rate over SECS undisturbed, then
-#       over SECS while another process floods KIND (udp_ports, icmp_echo,
-#       arp, ndp, dhcp, dhcpv6, malformed) at RATE frames per second (0:
-#       as fast as it can), then over SECS after the flood; prints
-#       "rates UNDISTURBED DISTURBED AFTER frames N".
+#       while another process floods FRAMES frames of KIND (udp_ports,
+#       icmp_echo, arp, ndp, dhcp, dhcpv6, malformed) at RATE frames per
+#       second (0: as fast as it can; at most 30 s), then over SECS after
+#       the flood; prints "rates UNDISTURBED DISTURBED AFTER frames N".
 import multiprocessing
 import os
 import socket
@@ -173,21 +173,21 @@ def flood_frames(kind, gw4, me4, gw6, me6):
         raise SystemExit(f"unknown flood {kind}")
 
 
-def flood(kind, secs, args, count, fps):
-    # Below the transfer's and pasta's priority: on a shared machine (the
-    # test hosts run many jobs on two cores) a flooder competing on equal
-    # terms for the CPU starves pasta's reads of the tap, and a full tap
-    # queue drops the transfer's segments in the kernel before pasta sees
-    # them, whatever pasta does with the flood. Niced, it still sends as
-    # fast as the CPU it gets allows: what is measured is what pasta does
-    # with the frames it reads.
+def flood(kind, args, count, fps, frames):
+    # Below the transfer's priority: on a shared machine (the test hosts
+    # run many jobs on two cores) a flooder competing on equal terms takes
+    # the transfer's endpoints' CPU time, and the ratio would measure the
+    # scheduler. Niced, it still sends as fast as the CPU it gets allows:
+    # what is measured is what pasta does with the frames.
     os.nice(10)
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((IFACE, 0))
     start = time.monotonic()
-    end = start + secs
+    end = start + 30
     n = 0
     for f in flood_frames(kind, *args):
+        if n >= frames:
+            break
         try:
             s.send(f)
         except OSError:
@@ -204,7 +204,7 @@ def flood(kind, secs, args, count, fps):
     count.value = n
 
 
-def measure(kind, secs, sink, port, args, fps):
+def measure(kind, secs, sink, port, args, fps, frames):
     c = socket.create_connection((sink, port), timeout=10)
     sent = [0]
     stop = threading.Event()
@@ -218,17 +218,19 @@ def measure(kind, secs, sink, port, args, fps):
     t.start()
 
     def rate(window):
-        time.sleep(0.3)  # settle (a new flow's first window, a flood's start)
+        time.sleep(0.3)  # settle (a new flow's first window)
         b0, t0 = sent[0], time.monotonic()
         time.sleep(window)
         return (sent[0] - b0) / (time.monotonic() - t0)
 
     before = rate(secs)
     count = multiprocessing.Value("q", 0)
-    p = multiprocessing.Process(target=flood, args=(kind, secs + 0.6, args, count, fps))
+    p = multiprocessing.Process(target=flood, args=(kind, args, count, fps, frames))
+    # The rate during the flood: from its start to its end.
+    b0, t0 = sent[0], time.monotonic()
     p.start()
-    during = rate(secs)
     p.join()
+    during = (sent[0] - b0) / (time.monotonic() - t0)
     after = rate(secs)
     stop.set()
     t.join()
@@ -245,7 +247,7 @@ def main():
     elif mode == "measure":
         kind, secs, sink, port = sys.argv[2], float(sys.argv[3]), sys.argv[4], int(sys.argv[5])
         args = (a4(sys.argv[6]), a4(sys.argv[7]), a6(sys.argv[8]), a6(sys.argv[9]))
-        measure(kind, secs, sink, port, args, int(sys.argv[10]))
+        measure(kind, secs, sink, port, args, int(sys.argv[10]), int(sys.argv[11]))
     else:
         raise SystemExit(f"unknown mode {mode}")
     sys.stdout.flush()

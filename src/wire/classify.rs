@@ -160,6 +160,7 @@ drop_reasons! {
     Unspecified unspecified => "unspecified destination address",
     Broadcast broadcast => "broadcast or multicast destination",
     Spoofed spoofed => "source address not the guest's",
+    RateLimited rate_limited => "request to a built-in service over its rate limit",
 }
 
 impl std::fmt::Display for DropReason {
