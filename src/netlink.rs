@@ -504,15 +504,18 @@ impl Netlink {
     }
 }
 
-/// Takes the messages of one received datagram for the exchange `seq`:
-/// replies are appended to `replies`; `Some` when the kernel ended the
-/// exchange (`NLMSG_DONE`, `NLMSG_ERROR`: acknowledged or failed) or the
-/// datagram cannot be walked, `None` when more datagrams are to come.
-/// Everything in `buf` is the kernel's, trusted for nothing.
-pub(crate) fn take_replies(
+/// Walks the messages of one received datagram for the exchange `seq`,
+/// the loop every netlink reader here shares: messages of other exchanges
+/// are skipped; `NLMSG_DONE` and `NLMSG_ERROR` end the exchange with
+/// their code (0, or a negative errno); `each(type, message, payload)`
+/// gets every other message, and ends the walk with its error, if any.
+/// `Some` when the exchange ended or the datagram cannot be walked,
+/// `None` when more datagrams are to come. Everything in `buf` is the
+/// kernel's, trusted for nothing.
+pub(crate) fn walk_datagram(
     buf: &[u8],
     seq: u32,
-    replies: &mut Vec<RouteNetlinkMessage>,
+    mut each: impl FnMut(u16, &[u8], &[u8]) -> Result<()>,
 ) -> Option<Result<()>> {
     let mut off = 0;
     while let Some(chunk) = buf.get(off..).filter(|c| !c.is_empty()) {
@@ -524,37 +527,62 @@ pub(crate) fn take_replies(
         let (mtype, mseq) = (nl.message_type(), nl.sequence_number());
         // Messages are 4-byte aligned; the last one may lack padding.
         off += (len + 3) & !3;
-        // `new_checked` made sure the buffer holds `len` bytes.
-        let raw = chunk.get(..len).unwrap_or(chunk);
         if mseq != seq {
             debug!("netlink: skipping reply to request {mseq}");
             continue;
         }
-        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
-            Ok(m) => match m.payload {
-                NetlinkPayload::Done(d) => {
-                    return Some(if d.code < 0 {
-                        Err(NetlinkError::Kernel(d.code.saturating_neg()))
-                    } else {
-                        Ok(())
-                    });
-                }
-                NetlinkPayload::Error(e) => {
-                    return Some(match e.raw_code() {
-                        0 => Ok(()),
-                        c => Err(NetlinkError::Kernel(c.saturating_abs())),
-                    });
-                }
-                NetlinkPayload::InnerMessage(inner) => replies.push(inner),
-                _ => {}
-            },
-            Err(e) if mtype == NLMSG_DONE || mtype == NLMSG_ERROR => {
-                return Some(Err(NetlinkError::Decode(e.to_string())));
+        // `new_checked` made sure the buffer holds `len` bytes.
+        let raw = chunk.get(..len).unwrap_or(chunk);
+        let payload = nl.payload();
+        match mtype {
+            // Both carry an `int`: 0, or a negative errno (an error, or
+            // the `NLMSG_DONE` of a dump that failed half way). A bare
+            // `NLMSG_DONE` is a success.
+            NLMSG_DONE | NLMSG_ERROR => {
+                let code = match payload.get(..4).and_then(|b| b.try_into().ok()) {
+                    Some(b) => i32::from_ne_bytes(b),
+                    None if mtype == NLMSG_DONE => 0,
+                    None => {
+                        return Some(Err(NetlinkError::Decode(format!(
+                            "NLMSG_ERROR of {} bytes",
+                            payload.len()
+                        ))))
+                    }
+                };
+                return Some(match code {
+                    0 => Ok(()),
+                    c => Err(NetlinkError::Kernel(c.saturating_abs())),
+                });
             }
-            Err(e) => warn!("netlink: skipping undecodable message: {e}"),
+            _ => {
+                if let Err(e) = each(mtype, raw, payload) {
+                    return Some(Err(e));
+                }
+            }
         }
     }
     None
+}
+
+/// Takes the messages of one received datagram for the exchange `seq`
+/// ([`walk_datagram`]): replies are decoded and appended to `replies`,
+/// undecodable ones skipped with a warning.
+pub(crate) fn take_replies(
+    buf: &[u8],
+    seq: u32,
+    replies: &mut Vec<RouteNetlinkMessage>,
+) -> Option<Result<()>> {
+    walk_datagram(buf, seq, |_, raw, _| {
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) {
+            Ok(NetlinkMessage {
+                payload: NetlinkPayload::InnerMessage(inner),
+                ..
+            }) => replies.push(inner),
+            Ok(_) => {}
+            Err(e) => warn!("netlink: skipping undecodable message: {e}"),
+        }
+        Ok(())
+    })
 }
 
 /// Runs a socket call again when a signal interrupted it.

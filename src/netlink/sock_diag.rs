@@ -25,7 +25,7 @@
 //! later. One dump is one request per (family, protocol): `send`, then
 //! `recv` until `NLMSG_DONE`. The requests are encoded by
 //! `netlink-packet-sock-diag`; the replies are walked in place with
-//! `netlink-packet-core`'s zero-copy [`NetlinkBuffer`] and only two fields
+//! `netlink-packet-core`'s zero-copy [`netlink_packet_core::NetlinkBuffer`] and only two fields
 //! of each `inet_diag_msg` are read (state, source port), so a dump
 //! allocates nothing: the crate's own decoder would build an owned message
 //! with a vector of attributes per socket, once a second.
@@ -40,10 +40,7 @@
 
 use std::io;
 
-use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP,
-    NLM_F_REQUEST,
-};
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_sock_diag::constants::{
     AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SOCK_DIAG_BY_FAMILY, TCP_CLOSE, TCP_LISTEN,
 };
@@ -199,56 +196,28 @@ fn request(family: Family, proto: Proto, seq: u32) -> [u8; REQ_LEN] {
     out
 }
 
-/// Walks the messages of one received datagram for the dump `seq`:
-/// `each` gets the payload of every `SOCK_DIAG_BY_FAMILY` reply (an
-/// `inet_diag_msg`, unchecked); `Some` when the kernel ended the dump
-/// (`NLMSG_DONE`, `NLMSG_ERROR`) or the datagram cannot be walked, `None`
-/// when more datagrams are to come. Everything in `buf` is the kernel's,
-/// trusted for nothing.
+/// Walks the messages of one received datagram for the dump `seq`
+/// ([`super::walk_datagram`]): `each` gets the payload of every
+/// `SOCK_DIAG_BY_FAMILY` reply (an `inet_diag_msg`, unchecked but for its
+/// length).
 fn walk_replies(buf: &[u8], seq: u32, mut each: impl FnMut(&[u8])) -> Option<Result<()>> {
-    let mut off = 0;
-    while let Some(chunk) = buf.get(off..).filter(|c| !c.is_empty()) {
-        let nl = match NetlinkBuffer::new_checked(chunk) {
-            Ok(nl) => nl,
-            Err(e) => return Some(Err(NetlinkError::Decode(e.to_string()))),
-        };
-        let len = nl.length() as usize;
-        let (mtype, mseq) = (nl.message_type(), nl.sequence_number());
-        // Messages are 4-byte aligned; the last one may lack padding.
-        off += (len + 3) & !3;
-        if mseq != seq {
-            continue;
+    super::walk_datagram(buf, seq, |mtype, _, payload| match mtype {
+        SOCK_DIAG_BY_FAMILY if payload.len() >= field::LEN => {
+            each(payload);
+            Ok(())
         }
-        let payload = nl.payload();
-        match mtype {
-            SOCK_DIAG_BY_FAMILY if payload.len() >= field::LEN => each(payload),
-            SOCK_DIAG_BY_FAMILY => {
-                return Some(Err(NetlinkError::Decode(format!(
-                    "inet_diag_msg of {} bytes",
-                    payload.len()
-                ))))
-            }
-            // Both carry an `int`: 0, or a negative errno (`NLMSG_DONE` of
-            // a dump that failed half way).
-            NLMSG_DONE | NLMSG_ERROR => {
-                let code = payload
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, i32::from_ne_bytes);
-                return Some(match code {
-                    0 => Ok(()),
-                    c => Err(NetlinkError::Kernel(c.saturating_abs())),
-                });
-            }
-            _ => {}
-        }
-    }
-    None
+        SOCK_DIAG_BY_FAMILY => Err(NetlinkError::Decode(format!(
+            "inet_diag_msg of {} bytes",
+            payload.len()
+        ))),
+        _ => Ok(()),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR};
 
     /// A netlink message of type `mtype` with sequence number `seq`.
     fn nlmsg(mtype: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
