@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use passt_rs::wire::{self, L3, L4};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -19,82 +19,42 @@ use std::time::{Duration, Instant};
 const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 const T: Duration = Duration::from_secs(10);
 
-/// The guest's end of the QEMU socket.
+/// The guest's end of the QEMU socket, checking every frame it gets.
 struct Guest {
-    s: UnixStream,
-    buf: Vec<u8>,
+    g: common::stream::StreamGuest,
     our_mac: Option<[u8; 6]>,
 }
 
 impl Guest {
     fn new(s: UnixStream) -> Guest {
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
         Guest {
-            s,
-            buf: Vec::new(),
+            g: common::stream::StreamGuest::new(s),
             our_mac: None,
         }
     }
 
     fn connect(path: &Path) -> Guest {
-        let mut last = None;
-        let end = Instant::now() + T;
-        while Instant::now() < end {
-            match UnixStream::connect(path) {
-                Ok(s) => return Guest::new(s),
-                Err(e) => last = Some(e),
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("can't connect to {}: {last:?}", path.display());
+        Guest::new(common::connect_unix(path, T))
     }
 
     fn send(&mut self, frame: &[u8]) {
-        let mut rec = (frame.len() as u32).to_be_bytes().to_vec();
-        rec.extend_from_slice(frame);
-        self.s.write_all(&rec).expect("write to passt");
+        self.g.send(frame).expect("write to passt");
     }
 
     /// Sends raw bytes (bad records).
     fn send_raw(&mut self, bytes: &[u8]) {
-        let _ = self.s.write_all(bytes);
+        self.g.send_raw(bytes);
     }
 
     /// Next frame within `timeout`, checked; None on timeout. Panics if
     /// passt closes the connection.
     fn recv(&mut self, timeout: Duration) -> Option<Vec<u8>> {
-        let end = Instant::now() + timeout;
-        loop {
-            if self.buf.len() >= 4 {
-                let len = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
-                assert!((14..=65535).contains(&len), "bad record length {len}");
-                if self.buf.len() >= 4 + len {
-                    let f: Vec<u8> = self.buf[4..4 + len].to_vec();
-                    self.buf.drain(..4 + len);
-                    check_frame(&f);
-                    if self.our_mac.is_none() {
-                        self.our_mac = Some(f[6..12].try_into().unwrap());
-                    }
-                    return Some(f);
-                }
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            let mut chunk = [0u8; 65536];
-            match self.s.read(&mut chunk) {
-                Ok(0) => panic!("passt closed the connection"),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                // A signal (SIGCHLD of another test's child) interrupts
-                // the read: try again.
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut
-                        || e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => panic!("read from passt: {e}"),
-            }
+        let f = self.g.recv(timeout).expect("read from passt")?;
+        check_frame(&f);
+        if self.our_mac.is_none() {
+            self.our_mac = Some(f[6..12].try_into().unwrap());
         }
+        Some(f)
     }
 
     /// Waits for a frame matching `pred`, skipping others.
@@ -112,20 +72,7 @@ impl Guest {
 
     /// True once passt has closed this connection (end of file).
     fn closed_within(&mut self, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            let mut chunk = [0u8; 65536];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut
-                        || e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return true,
-            }
-        }
-        false
+        self.g.closed_within(timeout)
     }
 
     fn gw_mac(&self) -> [u8; 6] {

@@ -9,11 +9,10 @@ mod common;
 #[path = "common/vhost.rs"]
 mod vu;
 
+use common::stream::StreamGuest;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use vu::{NetHdr, Opts, VhostDriver};
@@ -66,10 +65,6 @@ fn is_arp_reply(fr: &[u8]) -> bool {
         && fr[28..32] == REMOTE4.parse::<Ipv4Addr>().unwrap().octets()
 }
 
-fn connect(path: &Path) -> UnixStream {
-    common::connect_unix(path, T)
-}
-
 /// passt on the stream socket: filtered once the client is there, and it
 /// answers ARP; a second client after the first one went is served too
 /// (accept inside the loop).
@@ -94,31 +89,14 @@ fn passt_stream_is_filtered_and_serves() {
         let end = Instant::now() + T;
         let mut got = false;
         while !got && Instant::now() < end {
-            let mut s = connect(&sock);
-            let f = arp_request();
-            let mut rec = (f.len() as u32).to_be_bytes().to_vec();
-            rec.extend_from_slice(&f);
-            if s.write_all(&rec).is_err() {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            s.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            let mut buf = Vec::new();
-            while !got && Instant::now() < end {
-                let mut chunk = [0u8; 65536];
-                match s.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    Err(_) => continue,
-                }
-                while buf.len() >= 4 {
-                    let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
-                    if buf.len() < 4 + len {
-                        break;
+            let mut g = StreamGuest::connect(&sock, T);
+            if g.send(&arp_request()).is_ok() {
+                while !got && Instant::now() < end {
+                    match g.recv(Duration::from_millis(200)) {
+                        Ok(Some(fr)) => got = is_arp_reply(&fr),
+                        Ok(None) => {}
+                        Err(_) => break,
                     }
-                    let fr: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
-                    got |= is_arp_reply(&fr);
                 }
             }
             if !got {

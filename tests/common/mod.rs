@@ -17,6 +17,7 @@
 
 #![allow(dead_code)]
 
+pub mod stream;
 pub mod tcp;
 
 use std::collections::HashMap;
