@@ -105,6 +105,11 @@ def flooder(k, ip, ports, quota, stop_after, release, out):
     for s in held: s.close()
     out.put("closed")
 
+def retrans():
+    """RetransSegs of this namespace's TCP."""
+    h, v = [l.split() for l in open("/proc/net/snmp") if l.startswith("Tcp:")]
+    return int(v[h.index("RetransSegs")])
+
 def driver(ip, sink, base, n, procs, size, table, tmp):
     nofile(400000)
     # Four-tuples to the holders: the whole port range toward each port.
@@ -157,6 +162,7 @@ def driver(ip, sink, base, n, procs, size, table, tmp):
     filled.set(); th.join(60)
     phase("full")
     res["full_transfer"] = transfer(old, size, 4.0)
+    retrans0 = retrans()
     phase("release")
     t1 = time.monotonic()
     release.set()
@@ -165,6 +171,9 @@ def driver(ip, sink, base, n, procs, size, table, tmp):
     for p in ps: p.join()
     res["close_secs"] = time.monotonic() - t1
     phase("drained")
+    # Informational: the clients' FINs sent again while pasta works
+    # through the burst of closes.
+    res["retransmits_in_drain"] = retrans() - retrans0
     res["after"] = transfer(connect(), size, 2.0)
     # And a burst of new flows, held, then closed.
     after = []

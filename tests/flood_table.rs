@@ -233,6 +233,9 @@ fn full_flow_table_refuses_and_recovers() {
          with the table full, back in {drain:?}; RSS {rss0} KiB before, {rss} KiB with the \
          table full; refused_table_full={refused}"
     );
+    for l in err.lines().filter(|l| l.contains("counters: ")) {
+        eprintln!("{l}");
+    }
     let held = res["held"].as_u64().unwrap();
     // The table holds the clients' connections and the transfer's; a
     // few slots may still be the flooders' last half-open attempts when
