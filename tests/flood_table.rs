@@ -78,6 +78,21 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) of a process, in seconds (100 ticks a
+/// second on Linux; utime and stime are fields 12 and 13 after the
+/// command name).
+fn cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn f(v: &serde_json::Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {v}"))
 }
@@ -211,12 +226,14 @@ fn full_flow_table_refuses_and_recovers() {
     at(&tb, pid, "release");
     go(&tb, "release");
     let t1 = Instant::now();
+    let c1 = cpu(pid);
     wait_for(
         &format!("pasta's descriptors back near {base}"),
         Duration::from_secs(60),
         || fds(pid) <= base + 8,
     );
     let drain = t1.elapsed();
+    let drain_cpu = (cpu(pid) - c1) / drain.as_secs_f64();
     at(&tb, pid, "drained");
     go(&tb, "drained");
     let (st, out, err) = pasta_bg.wait(Duration::from_secs(120));
@@ -230,8 +247,9 @@ fn full_flow_table_refuses_and_recovers() {
     let refused = tcp_counter(&err, "refused_table_full");
     eprintln!(
         "full table of {table}: {res}\nfilled in {fill:?}; pasta's descriptors {base} before, {full_fds} \
-         with the table full, back in {drain:?}; RSS {rss0} KiB before, {rss} KiB with the \
-         table full; refused_table_full={refused}"
+         with the table full, back in {drain:?} (pasta's CPU meanwhile {:.0} %); RSS {rss0} KiB before, {rss} KiB with the \
+         table full; refused_table_full={refused}",
+        drain_cpu * 100.0
     );
     for l in err.lines().filter(|l| l.contains("counters: ")) {
         eprintln!("{l}");
