@@ -171,8 +171,12 @@ def driver(ip, sink, base, n, procs, size, table, tmp):
     for p in ps: p.join()
     res["close_secs"] = time.monotonic() - t1
     phase("drained")
-    # Informational: the clients' FINs sent again while pasta works
-    # through the burst of closes.
+    # Informational: the clients' FINs sent again. They come as a burst
+    # larger than the tun device's queue (txqueuelen 1000) while pasta
+    # works through the first thousand: the rest is dropped before pasta
+    # reads it (a --pcap of pasta shows one FIN a connection, arriving a
+    # thousand at a time) and sent again after the clients' retransmission
+    # timeouts, which is what the drain waits for.
     res["retransmits_in_drain"] = retrans() - retrans0
     res["after"] = transfer(connect(), size, 2.0)
     # And a burst of new flows, held, then closed.
