@@ -287,4 +287,8 @@ fn full_flow_table_refuses_and_recovers() {
     assert!(f(&res, "full_transfer") > 0.0, "{res}");
     assert!(f(&res, "after") > 0.0, "{res}");
     assert_eq!(res["after_conns"], 1000, "{res}");
+    // Closed at the pace pasta acknowledges, the clients' FINs are not
+    // lost on the way (a loaded machine may lose a few).
+    let resent = res["retransmits_in_drain"].as_u64().unwrap();
+    assert!(resent < held / 4, "{resent} FINs sent again: {res}");
 }
