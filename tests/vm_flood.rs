@@ -18,9 +18,11 @@
 //! Asserted: the transfer (guest to a host sink, paced, started before
 //! the floods and stopped after them) arrives byte-exact (count and CRC32
 //! at both ends) and moved during the floods; every flood is seen in
-//! passt's exit counters; passt's descriptors come back to their level
-//! from before the floods (UDP and ICMP flows expire after 2 s here);
-//! a new connection works after the floods; passt lives until the guest
+//! passt's exit counters; UDP keeps to its socket budget (half of the
+//! descriptor limit, which the test sets) and the port flood goes past
+//! it; passt's descriptors come back to their level from before the
+//! floods (UDP flows expire after 5 s here, ICMP's after 2 s); a new
+//! connection works after the floods; passt lives until the guest
 //! leaves, then exits (`--one-off`). Under TCG the guest is slow: the
 //! floods are bounded in count, not in rate, and no throughput is
 //! asserted. Counts and durations are printed (`--nocapture`).
@@ -38,13 +40,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Connects per TCP flood (open port, closed port).
-const NCONN: u32 = 1000;
-/// UDP source ports.
-const NUDP: u32 = 3000;
+const NCONN: u32 = 5000;
+/// UDP source ports: past UDP's budget (half of [`NOFILE`]).
+const NUDP: u32 = 20000;
+/// passt's descriptor limit.
+const NOFILE: u64 = 8192;
 /// ICMP echo requests.
-const NICMP: u32 = 3000;
+const NICMP: u32 = 10000;
 /// ARP requests, and as many malformed frames.
-const NRAW: u32 = 5000;
+const NRAW: u32 = 20000;
 
 /// Host-side servers (python3, in the host namespace, for at most 5
 /// minutes): the transfer's sink on 5001 (one connection: reads to EOF,
@@ -96,7 +100,7 @@ flood() {
 }
 flood conn-open connflood $GW4 5002 $NCONN 32
 flood conn-closed connflood $GW4 5003 $NCONN 32
-flood udp udpflood $GW4 5004 $NUDP 20000
+flood udp udpflood $GW4 5004 $NUDP 10000
 flood icmp icmpflood $GW4 $NICMP
 flood raw rawflood eth0 $GWMAC $ADDR4 $GW4 $NRAW
 c1=$(cat /tmp/count)
@@ -180,8 +184,13 @@ fn vm_flood(link: Link) {
     let sock = tb.path("passt.socket");
     let pidf = tb.path("passt.pid");
     let log = tb.path("passt.log");
-    let mut c = tb.in_host(passt());
-    c.arg("--one-off")
+    // A known descriptor limit, whatever the host's: UDP's budget is half
+    // of it, and the port flood goes past that.
+    let mut c = tb.in_host("prlimit");
+    c.arg(format!("--nofile={NOFILE}:{NOFILE}"))
+        .arg("--")
+        .arg(passt())
+        .arg("--one-off")
         .args(link.passt_args())
         .arg("--socket")
         .arg(&sock)
@@ -190,8 +199,10 @@ fn vm_flood(link: Link) {
         .args(["-d", "--log-size", "8388608", "--log-file"])
         .arg(&log)
         // Flows the floods leave behind expire soon: the descriptors
-        // must come back within the test's time.
-        .env("PASST_RS_TEST_UDP_TIMEOUT", "2")
+        // must come back within the test's time. UDP's still hold long
+        // enough for the port flood to fill the budget on a slow guest
+        // (over 820 datagrams a second; it sends about 8000 here).
+        .env("PASST_RS_TEST_UDP_TIMEOUT", "5")
         .env("PASST_RS_TEST_ICMP_TIMEOUT", "2")
         .stdin(Stdio::null());
     must(&mut c);
@@ -314,15 +325,19 @@ fn vm_flood(link: Link) {
     let udp_sent = field(&console, "UDPFLOOD", "sent");
     assert_eq!(udp_sent, u64::from(NUDP), "{ctx}");
     let udp = |name| counter(&passt_log, "UDP", name);
+    // Each datagram opened a flow or found no socket in the budget (the
+    // guest's kernel may have lost a few on its way out).
+    let flows = udp("flows_opened") + udp("no_socket");
     assert!(
-        udp("flows_opened") + udp("no_socket") >= udp_sent,
+        flows <= udp_sent && flows >= udp_sent * 9 / 10,
         "UDP flows\n{ctx}"
     );
+    assert!(udp("no_socket") > 0, "UDP's budget was not reached\n{ctx}");
     let icmp_sent = field(&console, "ICMPFLOOD", "sent");
     let icmp_replies = field(&console, "ICMPFLOOD", "replies");
-    assert_eq!(icmp_sent, u64::from(NICMP), "{ctx}");
+    assert!(icmp_sent >= u64::from(NICMP) * 9 / 10, "{ctx}");
     assert!(
-        icmp_replies >= icmp_sent / 2,
+        icmp_replies >= icmp_sent / 4,
         "{icmp_replies} echo replies\n{ctx}"
     );
     let arp = field(&console, "RAWFLOOD", "arp");
@@ -352,6 +367,13 @@ fn vm_flood(link: Link) {
     let base = baseline.load(Ordering::SeqCst);
     let (after, secs) = settled.lock().unwrap().expect("descriptors read");
     assert!(base > 0, "{ctx}");
+    // UDP kept to its budget: half the limit, and a few for the others
+    // (TCP connects in flight, ICMP echo sockets).
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        peak > base + 1000 && peak < base + NOFILE as usize / 2 + 200,
+        "peak of {peak} descriptors, {base} before the floods\n{ctx}"
+    );
     assert!(
         after <= base,
         "passt kept {after} descriptors, {base} before the floods\n{ctx}"
@@ -373,10 +395,9 @@ fn vm_flood(link: Link) {
         eprintln!("{link:?}: {l}");
     }
     eprintln!(
-        "{link:?}: passt descriptors: {base} before the floods, peak {}, {after} {secs:.1} s after; \
+        "{link:?}: passt descriptors: {base} before the floods, peak {peak}, {after} {secs:.1} s after; \
          TCP opened_from_tap={} rst_to_tap={}; UDP flows_opened={} no_socket={}; arp_replies={}; \
-         whole test {:.1} s",
-        peak.load(Ordering::SeqCst),
+         {:.1} s since passt started",
         tcp("opened_from_tap"),
         tcp("rst_to_tap"),
         udp("flows_opened"),

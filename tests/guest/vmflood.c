@@ -292,8 +292,20 @@ static int icmpflood(const char *host, int n)
 		c = csum(m, sizeof(m));
 		m[2] = c >> 8;
 		m[3] = c;
-		if (sendto(s, m, sizeof(m), 0, (struct sockaddr *)&a, sizeof(a)) == sizeof(m))
-			sent++;
+		/* a full send buffer or queue: drain, wait a little, again */
+		for (int tries = 0; tries < 1000; tries++) {
+			if (sendto(s, m, sizeof(m), 0, (struct sockaddr *)&a, sizeof(a)) ==
+			    sizeof(m)) {
+				sent++;
+				break;
+			}
+			if (errno != EAGAIN && errno != ENOBUFS)
+				die("sendto");
+			usleep(1000);
+			while (recv(s, r, sizeof(r), 0) > 28)
+				if (r[20] == ICMP_ECHOREPLY && r[24] == 0x70)
+					replies++;
+		}
 		/* drain as we go: the socket's buffer holds only so many */
 		while (recv(s, r, sizeof(r), 0) > 28)
 			if (r[20] == ICMP_ECHOREPLY && r[24] == 0x70)
