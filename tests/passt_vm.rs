@@ -18,133 +18,15 @@
 //! (its log is printed when a check fails).
 
 mod common;
+#[path = "common/guest.rs"]
+mod guest;
 
 use common::*;
+use guest::{boot, check_passed, http_server, Link};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-static VM_LOCK: Mutex<()> = Mutex::new(());
-
-fn guest_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guest")
-}
-
-/// How QEMU attaches the guest's virtio-net to passt.
-#[derive(Clone, Copy, Debug)]
-enum Link {
-    /// `-netdev stream` on passt's socket (length-prefixed frames).
-    Stream,
-    /// `passt --vhost-user`: `-netdev vhost-user` with `queues` pairs (and
-    /// as many vCPUs, so that the guest uses them all).
-    VhostUser { queues: u32 },
-}
-
-impl Link {
-    /// passt's options for this link, before `--socket`.
-    fn passt_args(self) -> &'static [&'static str] {
-        match self {
-            Link::Stream => &[],
-            Link::VhostUser { .. } => &["--vhost-user"],
-        }
-    }
-
-    /// run-guest.sh's options for this link on socket `sock`.
-    fn guest_args(self, sock: &Path) -> Vec<String> {
-        let sock = sock.display().to_string();
-        match self {
-            Link::Stream => vec!["--socket".into(), sock],
-            Link::VhostUser { queues } => vec![
-                "--vhost-user".into(),
-                sock,
-                "--queues".into(),
-                queues.to_string(),
-            ],
-        }
-    }
-
-    fn queues(self) -> u32 {
-        match self {
-            Link::Stream => 1,
-            Link::VhostUser { queues } => queues,
-        }
-    }
-}
-
-/// Boots the guest over `link` on `sock` with `script`; calls `on_line`
-/// for each console line. Returns the exit status and the console
-/// (run-guest.sh's own messages, from its stderr, at the end).
-fn boot(
-    tb: &Testbed,
-    link: Link,
-    sock: &Path,
-    script: &str,
-    env: &[(&str, &str)],
-    mut on_line: impl FnMut(&str),
-) -> (i32, String) {
-    let _serial = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let script_path = tb.path("guest-test.sh");
-    std::fs::write(&script_path, script).unwrap();
-    let mut c = Command::new(guest_dir().join("run-guest.sh"));
-    c.args(link.guest_args(sock))
-        .arg("--script")
-        .arg(&script_path)
-        .args(["--timeout", "400"]);
-    for (k, v) in env {
-        c.arg("--env").arg(format!("{k}={v}"));
-    }
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = c.spawn().expect("run-guest.sh");
-    let out = child.stdout.take().unwrap();
-    let mut console = String::new();
-    for line in BufReader::new(out).lines() {
-        let Ok(line) = line else { break };
-        on_line(&line);
-        console.push_str(&line);
-        console.push('\n');
-    }
-    let st = child.wait().unwrap();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
-    console.push_str(&err);
-    eprintln!(
-        "{link:?}: guest run took {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    (st.code().unwrap_or(-1), console)
-}
-
-fn check_passed(console: &str, name: &str) -> bool {
-    console
-        .lines()
-        .any(|l| l.trim() == format!("CHECK {name}: PASS"))
-}
-
-/// A directory served over HTTP by python3 in namespace `ns` on port 8000
-/// (both families).
-fn http_server(ns: &str, dir: &Path) -> Guard {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, "python3", "-m", "http.server", "8000"])
-        .args(["--bind", "::", "--directory"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let g = Guard(c.spawn().expect("python3 http.server"));
-    wait_for("the HTTP server", Duration::from_secs(10), || {
-        Command::new("ip")
-            .args(["netns", "exec", ns, "curl", "-sf", "-o", "/dev/null"])
-            .arg("http://127.0.0.1:8000/index.html")
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    g
-}
 
 const CHECK_FN: &str = r#"
 fail=0
