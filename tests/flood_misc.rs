@@ -16,7 +16,7 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const T: Duration = Duration::from_secs(60);
+const T: Duration = Duration::from_secs(120);
 /// Frames per second of the floods that pasta turns into system calls on
 /// the host (UDP datagrams to new flows, ICMP echo requests through ping
 /// sockets): that is the guest's legitimate data path, a `sendto` per
@@ -33,6 +33,8 @@ const SYSCALL_FLOOD_RATE: u32 = 20_000;
 const SYSCALL_FLOOD_FRAMES: u32 = 50_000;
 /// Frames of each full-rate flood, per try.
 const FULL_RATE_FRAMES: u32 = 1_000_000;
+/// Serialises the floods of this file.
+static FLOOD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/flood_misc.py");
 
 /// Runs `script` in pasta's namespace with debug logging to a file;
@@ -111,6 +113,10 @@ with open('{g}','a') as f:
 /// while the guest sends `frames` frames of `kind` at `fps` frames a
 /// second (0: as fast as it can), twice: (stdout, pasta's log).
 fn measure(kind: &str, fps: u32, frames: u32) -> (String, String) {
+    // One flood at a time: the test threads would otherwise run several
+    // (two CPUs, niced flooders that each get a sliver of them), and a
+    // million frames would take minutes instead of seconds.
+    let _one = FLOOD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let tb = Testbed::new();
     let port = 47302u16;
     let mut sink = tb.in_remote("socat");

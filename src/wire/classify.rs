@@ -729,7 +729,7 @@ mod tests {
             assert!(!r.as_str().is_empty());
         }
         let mut counters = [0u64; DropReason::COUNT];
-        counters[DropReason::Spoofed.index()] += 1;
+        counters[DropReason::RateLimited.index()] += 1;
         assert_eq!(counters[DropReason::COUNT - 1], 1);
     }
 
