@@ -1292,14 +1292,21 @@ fn log_used(dirty: Option<&MmapRegion<()>>, v: &Vring) {
     }
 }
 
-/// Marks `len` bytes from guest address `gpa` dirty in the log.
+/// Marks `len` bytes from guest address `gpa` dirty in the log. Both come
+/// from the front-end (a ring's log address, a buffer's place in guest
+/// memory): a range that wraps past the end of the address space stops
+/// there, and pages past the log's bitmap are not marked (the log is
+/// QEMU's size for the guest's memory, so a range beyond it is bogus).
 fn dev_log(dirty: Option<&MmapRegion<()>>, gpa: u64, len: u64) {
     let Some(log) = dirty else { return };
-    if len == 0 {
+    let Some(last) = len.checked_sub(1) else {
         return;
-    }
+    };
     let bytes = log.as_volatile_slice();
-    for page in gpa / LOG_PAGE..=(gpa + len - 1) / LOG_PAGE {
+    let pages_in_log = (bytes.len() as u64).saturating_mul(8);
+    let first = gpa / LOG_PAGE;
+    let last = (gpa.saturating_add(last) / LOG_PAGE).min(pages_in_log.saturating_sub(1));
+    for page in first..=last {
         let (byte, bit) = ((page / 8) as usize, page % 8);
         if let Ok(v) = bytes.load::<u8>(byte, Ordering::Relaxed) {
             let _ = bytes.store(v | (1 << bit), byte, Ordering::Relaxed);
@@ -1349,6 +1356,26 @@ mod tests {
         let log = VhostUserLog::new(0x5000, 0);
         assert!(dev.set_log_base(&log, f.try_clone().unwrap()).is_err());
         dev.set_log_base(&VhostUserLog::new(0x4000, 0), f).unwrap();
+    }
+
+    /// Found by the `vhost_user` fuzz target's long run: a used ring whose
+    /// log address is near the top of the address space overflowed the
+    /// end of the range to mark (`gpa + len - 1`).
+    #[test]
+    fn dirty_log_ranges_at_the_end_of_the_address_space() {
+        let f = memfd(0x1000);
+        let log = MmapRegion::<()>::from_file(FileOffset::new(f, 0), 0x1000).unwrap();
+        dev_log(Some(&log), u64::MAX - 10, 100);
+        dev_log(Some(&log), u64::MAX, u64::MAX);
+        // A range inside the log is marked, page by page.
+        dev_log(Some(&log), 3 * LOG_PAGE + 1, LOG_PAGE);
+        let bytes = log.as_volatile_slice();
+        assert_eq!(bytes.load::<u8>(0, Ordering::Relaxed).unwrap(), 0b0001_1000);
+        // Past the bitmap (0x1000 bytes: 32768 pages): nothing, no panic.
+        dev_log(Some(&log), 40_000 * LOG_PAGE, 3 * LOG_PAGE);
+        assert_eq!(bytes.load::<u8>(0xfff, Ordering::Relaxed).unwrap(), 0);
+        dev_log(Some(&log), 32_767 * LOG_PAGE, 3 * LOG_PAGE);
+        assert_eq!(bytes.load::<u8>(0xfff, Ordering::Relaxed).unwrap(), 0x80);
     }
 
     #[test]
