@@ -50,6 +50,12 @@ pub(crate) const ACK_DELAYED: u8 = 1 << 4;
 /// The guest's link took no more frames (a full vhost-user ring): socket
 /// input is not watched until it drains (`Tcp::tap_ready`).
 pub(crate) const TAP_WAIT: u8 = 1 << 5;
+/// Everything the socket held went to the guest: its events are
+/// edge-triggered (`EPOLLET`), so that data the guest has and did not
+/// acknowledge yet does not wake us again and again (a readable socket is
+/// level-triggered readable until the guest's ACK lets us drop the data);
+/// new data wakes us once.
+pub(crate) const SOCK_DRAINED: u8 = 1 << 6;
 
 // TCP header flags.
 pub(crate) use crate::wire::tcp::flags::{ACK, FIN, PSH, RST, SYN};
@@ -161,7 +167,7 @@ impl TcpConn {
     pub(crate) fn rewind(&mut self, peek_off: bool) {
         self.seq_to_tap = self.seq_ack_from_tap;
         self.dup_acks = 0;
-        self.flags &= !STALLED;
+        self.flags &= !(STALLED | SOCK_DRAINED);
         if peek_off {
             let _ = crate::sys::set_peek_off(&self.sock, 0);
         }

@@ -138,6 +138,11 @@ const DUP_ACK_THRESHOLD: u8 = 3;
 /// With delayed ACKs, ACK at once when this much guest data is
 /// unacknowledged.
 const ACK_DELAY_BYTES: u32 = 64 << 10;
+/// pasta: how long the ACK of a request (a guest segment with PSH, shorter
+/// than a full segment) waits for the answer to carry it. Short, as the
+/// guest's Nagle algorithm may hold its next small write until then; the
+/// answer of a local service usually comes within tens of microseconds.
+const REQUEST_ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// The flow table as TCP sees it: its connections, and the spliced ones
 /// of the splice path ([`TcpFlows::splice`]).
@@ -644,8 +649,16 @@ impl Tcp {
             AckDue::No => {}
         }
         self.check_closed(c.flows, idx);
-        // The guest's window may have opened: send what we can.
-        self.data_from_sock(c, idx);
+        // The guest's window may have opened: send what we can. Unless the
+        // socket gave the guest everything it had: then new data wakes
+        // us, and a peek now would find nothing (a wasted call for every
+        // request of a request/response exchange).
+        if c.flows
+            .tcp(idx)
+            .is_some_and(|conn| conn.flags & SOCK_DRAINED == 0)
+        {
+            self.data_from_sock(c, idx);
+        }
     }
 
     /// The acknowledgement and window of a guest segment: drops what it
@@ -721,19 +734,20 @@ impl Tcp {
         } else {
             let skip = conn.seq_from_tap.wrapping_sub(seq) as usize;
             let data = payload.get(skip..).unwrap_or(&[]);
-            let (ack, all) = self.write_to_sock(c, idx, data)?;
+            let (ack, all) = self.write_to_sock(c, idx, data, seg.flags() & PSH != 0)?;
             Some((ack, all && seg.fin()))
         }
     }
 
-    /// Writes new guest data to the socket. Returns the ACK it calls for and
-    /// whether the socket took all of it; `None` if the connection was
-    /// reset.
+    /// Writes new guest data to the socket (`push`: the segment had PSH).
+    /// Returns the ACK it calls for and whether the socket took all of it;
+    /// `None` if the connection was reset.
     fn write_to_sock(
         &mut self,
         c: &mut TcpCtx<'_>,
         idx: u32,
         data: &[u8],
+        push: bool,
     ) -> Option<(AckDue, bool)> {
         let conn = c.flows.tcp_mut(idx)?;
         match rustix::net::send(&conn.sock, data, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
@@ -742,8 +756,8 @@ impl Tcp {
                 if n < data.len() {
                     self.partial(c.flows, c.epoll, idx);
                     Some((AckDue::Queued, false))
-                } else if self.ack_delay.is_some()
-                    && conn.seq_from_tap.wrapping_sub(conn.seq_ack_to_tap) < ACK_DELAY_BYTES
+                } else if conn.seq_from_tap.wrapping_sub(conn.seq_ack_to_tap) < ACK_DELAY_BYTES
+                    && (self.ack_delay.is_some() || push && n < usize::from(conn.mss))
                 {
                     Some((AckDue::Delayed, true))
                 } else {
@@ -800,8 +814,13 @@ impl Tcp {
         watch_window(c.conf, c.tap.tso(), c.epoll, conn, idx);
     }
 
+    /// Holds back the ACK of `idx`'s data: for [`Tcp::ack_delay`], or in
+    /// pasta for [`REQUEST_ACK_DELAY`] after a request (a short segment
+    /// with PSH), whose answer usually comes before and carries the ACK: one
+    /// frame through the tap instead of two for each exchange.
     fn delay_ack(&mut self, flows: &mut Flows, idx: u32) {
-        let (Some(delay), Some(conn)) = (self.ack_delay, flows.tcp_mut(idx)) else {
+        let delay = self.ack_delay.unwrap_or(REQUEST_ACK_DELAY);
+        let Some(conn) = flows.tcp_mut(idx) else {
             return;
         };
         if conn.flags & ACK_DELAYED != 0 {
@@ -833,7 +852,10 @@ impl Tcp {
             };
             if conn.flags & ACK_DELAYED != 0 {
                 conn.flags &= !ACK_DELAYED;
-                if conn.events & CLOSED == 0 {
+                // Covered already if data to the guest carried it.
+                let owed =
+                    conn.seq_ack_to_tap != conn.seq_from_tap || conn.flags & ACK_TO_TAP_DUE != 0;
+                if conn.events & CLOSED == 0 && owed {
                     self.send_ack(c, idx, false);
                 }
             }
@@ -924,6 +946,8 @@ impl Tcp {
         let Some(conn) = c.flows.tcp_mut(idx) else {
             return;
         };
+        // Set again below if the socket has nothing more for the guest.
+        conn.flags &= !SOCK_DRAINED;
         if conn.events & ESTABLISHED == 0 || conn.events & (CLOSED | TAP_FIN_SENT) != 0 {
             return;
         }
@@ -967,8 +991,7 @@ impl Tcp {
             }
             Err(rustix::io::Errno::AGAIN) => {
                 // Nothing yet: be told when there is.
-                let want = conn.epoll_flags | EventFlags::IN;
-                let _ = modify(c.epoll, conn, idx, want);
+                drained(c.epoll, conn, idx);
                 return;
             }
             Err(e) => {
@@ -981,6 +1004,8 @@ impl Tcp {
             // Nothing new: end of stream once everything was sent?
             if eof {
                 fin_to_tap(c.conf, c.guest.mac, c.tap, c.epoll, conn, idx);
+            } else {
+                drained(c.epoll, conn, idx);
             }
             return;
         }
@@ -991,9 +1016,20 @@ impl Tcp {
         if conn.rto_at.is_none() {
             conn.arm_rto(Instant::now());
         }
-        // More may be waiting: level-triggered epoll will tell us.
-        let want = conn.epoll_flags | EventFlags::IN;
-        let _ = modify(c.epoll, conn, idx, want);
+        // Less than we asked for: the socket has nothing more for now,
+        // and new data will wake us once. Else more may be waiting:
+        // level-triggered epoll will tell us.
+        let asked = room.min(fit.saturating_mul(layout.mss));
+        if n < asked && conn.events & SOCK_FIN_RCVD != 0 {
+            // All of it, and the peer's FIN came with it: no edge is left
+            // to report, our FIN follows the data.
+            fin_to_tap(c.conf, c.guest.mac, c.tap, c.epoll, conn, idx);
+        } else if n < asked {
+            drained(c.epoll, conn, idx);
+        } else {
+            let want = (conn.epoll_flags | EventFlags::IN) & !EventFlags::ET;
+            let _ = modify(c.epoll, conn, idx, want);
+        }
     }
 
     /// A listening socket of the host's table (`-t`) is readable: accept,
@@ -1653,6 +1689,17 @@ fn watch_window(conf: &Config, tso: bool, epoll: &Epoll, conn: &mut TcpConn, idx
         let want = conn.epoll_flags | EventFlags::OUT;
         let _ = modify(epoll, conn, idx, want);
     }
+}
+
+/// The socket gave the guest all it had ([`SOCK_DRAINED`]): its input is
+/// watched edge-triggered from now on, so that what the guest was sent
+/// and did not acknowledge (still in the socket, only peeked) does not
+/// report it readable again on every wait. Arming it reports data that
+/// came in the meantime, so nothing is missed.
+fn drained(epoll: &Epoll, conn: &mut TcpConn, idx: u32) {
+    conn.flags |= SOCK_DRAINED;
+    let want = conn.epoll_flags | EventFlags::IN | EventFlags::ET;
+    let _ = modify(epoll, conn, idx, want);
 }
 
 fn modify(epoll: &Epoll, conn: &mut TcpConn, idx: u32, flags: EventFlags) -> io::Result<()> {
