@@ -219,7 +219,8 @@ slirp_fwd() { # PROTO PORT: forward the host's PORT to the guest's through the A
 # translator_pid PID: sets TPID to the translator under PID, the process
 # that spawn started: `ip netns exec` execs timeout(1), whose child is the
 # translator (both pastas run with -f, in the foreground; slirp4netns's
-# own helper child, if still there, is one level further down).
+# main loop is that process too: the helper it forks to open the tap in
+# the namespace is one level further down, and exits).
 translator_pid() {
 	local n
 	TPID=""
