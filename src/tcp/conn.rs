@@ -93,6 +93,11 @@ pub(crate) struct TcpConn {
     pub(crate) wnd_from_tap: u32,
     /// The window field we last sent (unscaled).
     pub(crate) wnd_to_tap: u16,
+    /// The send buffer's room for payload at the last `SO_MEMINFO`
+    /// reading (0: none held), and that less what we wrote since: see
+    /// [`TcpConn::window_to_tap`].
+    room_read: u32,
+    room_left: u32,
     pub(crate) ws_from_tap: u8,
     pub(crate) ws_to_tap: u8,
     /// Segment size toward the guest.
@@ -123,6 +128,8 @@ impl TcpConn {
             seq_from_tap: 0,
             seq_ack_to_tap: 0,
             seq_init_from_tap: 0,
+            room_read: 0,
+            room_left: 0,
             wnd_from_tap: WINDOW_DEFAULT,
             wnd_to_tap: 0,
             ws_from_tap: 0,
@@ -145,21 +152,50 @@ impl TcpConn {
     /// send buffer can still take (see `window::window_to_tap`).
     /// `tso`: the tap takes segmentation offload ([`crate::tap::Tap::tso`]),
     /// so the guest's frames may be 64 KiB long.
-    pub(crate) fn window_to_tap(&self, conf: &Config, tso: bool) -> u16 {
-        let (sndbuf, queued) = crate::sys::send_memory(&self.sock).unwrap_or((0, 0));
-        self.window_for(conf, tso, sndbuf, queued)
+    ///
+    /// Not a `getsockopt()` each time (that was one per request of a
+    /// request/response exchange, four per short connection): the room
+    /// read last, less what we wrote since ([`TcpConn::wrote`]), until
+    /// that falls under half the reading. The estimate only errs low (the
+    /// peer's reads free room it does not count), and a window that got
+    /// small is watched and read again as the buffer drains
+    /// ([`TcpConn::room_changed`]).
+    pub(crate) fn window_to_tap(&mut self, conf: &Config, tso: bool) -> u16 {
+        let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
+        if self.room_read == 0 || self.room_left < self.room_read / 2 {
+            let (sndbuf, queued) = crate::sys::send_memory(&self.sock).unwrap_or((0, 0));
+            self.room_read = window::send_room(sndbuf, queued, mss, Self::frame(mss, tso));
+            self.room_left = self.room_read;
+        }
+        let established = self.events & ESTABLISHED != 0;
+        window::window_field(self.room_left, mss, established, self.ws_to_tap)
+    }
+
+    /// The guest's data went to the socket: `n` bytes less room.
+    pub(crate) fn wrote(&mut self, n: usize) {
+        self.room_left = self.room_left.saturating_sub(window::room_taken(n));
+    }
+
+    /// The send buffer drained: the next window is read from the socket.
+    pub(crate) fn room_changed(&mut self) {
+        self.room_read = 0;
+    }
+
+    /// The most payload one frame from the guest carries.
+    fn frame(mss: u16, tso: bool) -> u32 {
+        if tso {
+            window::GSO_FRAME
+        } else {
+            u32::from(mss)
+        }
     }
 
     /// The window field for a send buffer of `sndbuf` bytes with `queued`
     /// in it (see [`TcpConn::window_to_tap`]).
     pub(crate) fn window_for(&self, conf: &Config, tso: bool, sndbuf: u32, queued: u32) -> u16 {
         let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
-        let frame = if tso {
-            window::GSO_FRAME
-        } else {
-            u32::from(mss)
-        };
         let established = self.events & ESTABLISHED != 0;
+        let frame = Self::frame(mss, tso);
         window::window_to_tap(sndbuf, queued, mss, frame, established, self.ws_to_tap)
     }
 

@@ -760,6 +760,7 @@ impl Tcp {
         match rustix::net::send(&conn.sock, data, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
             Ok(n) => {
                 conn.seq_from_tap = conn.seq_from_tap.wrapping_add(n as u32);
+                conn.wrote(n);
                 if n < data.len() {
                     self.partial(c.flows, c.epoll, idx);
                     Some((AckDue::Queued, false))
@@ -791,6 +792,8 @@ impl Tcp {
             return;
         };
         conn.flags |= DROPPED_FROM_TAP;
+        // The buffer is full, whatever the estimate says: read it.
+        conn.room_changed();
         let want = conn.epoll_flags | EventFlags::OUT;
         let _ = modify(epoll, conn, idx, want);
     }
@@ -896,6 +899,13 @@ impl Tcp {
         conn.inactive = false;
         // Connect completion of a guest-initiated connection.
         if conn.events & TAP_SYN_RCVD != 0 && conn.events & (TAP_SYN_ACK_SENT | ESTABLISHED) == 0 {
+            // Writable with no error or hang-up: connected, no need to ask
+            // (a failed connect sets the socket's error and closes it, so
+            // epoll reports EPOLLERR and EPOLLHUP with it).
+            if ev.writable && !ev.error && !ev.hangup {
+                self.connected(c, idx);
+                return;
+            }
             match sys::so_error(&conn.sock) {
                 Ok(0) if !ev.error => self.connected(c, idx),
                 r => {
@@ -921,6 +931,7 @@ impl Tcp {
             // probes; an open one is updated by the ACKs of the data the
             // guest sends into it.
             let old = conn.wnd_to_tap;
+            conn.room_changed();
             conn.wnd_to_tap = conn.window_to_tap(c.conf, c.tap.tso());
             let acks = if conn.flags & DROPPED_FROM_TAP != 0 {
                 4
@@ -1377,6 +1388,7 @@ impl Tcp {
             if keepalive_tick && conn.events & ESTABLISHED != 0 {
                 if conn.tap_inactive {
                     self.stats.keepalives += 1;
+                    conn.room_changed();
                     conn.wnd_to_tap = conn.window_to_tap(c.conf, c.tap.tso());
                     frame::send_flags(
                         c.conf,

@@ -116,7 +116,8 @@ pub(crate) fn syn_window(wnd_to_tap: u16) -> u16 {
 }
 
 /// The window field we advertise to the guest: what the socket's send
-/// buffer can still take, scaled down by `ws_to_tap`.
+/// buffer can still take ([`send_room`]), scaled down by `ws_to_tap`
+/// ([`window_field`]).
 ///
 /// `sndbuf` and `queued` are the socket's send buffer size and what is
 /// queued in it, in kernel memory (`SO_MEMINFO`); `mss` is the MSS we
@@ -132,6 +133,14 @@ pub(crate) fn window_to_tap(
     established: bool,
     ws_to_tap: u8,
 ) -> u16 {
+    let room = send_room(sndbuf, queued, mss, frame);
+    window_field(room, mss, established, ws_to_tap)
+}
+
+/// What a send buffer of `sndbuf` bytes with `queued` in it (kernel
+/// memory) can still take, in payload bytes, bounded by the tap's queue
+/// (see [`window_to_tap`]).
+pub(crate) fn send_room(sndbuf: u32, queued: u32, mss: u16, frame: u32) -> u32 {
     let mss = u32::from(mss);
     // What the send buffer can still take, in kernel memory, turned into
     // payload bytes: each buffer carries about a kilobyte of overhead, a
@@ -140,12 +149,24 @@ pub(crate) fn window_to_tap(
     let room = sndbuf.saturating_sub(queued) / 8 * 7;
     let free = (u64::from(room) * u64::from(mss) / (u64::from(mss) + SKB_OVERHEAD)) as u32;
     let free = free.min(MAX_WINDOW);
-    let free = free.min(TAP_QUEUE_FRAMES.saturating_mul(frame.max(mss)));
+    free.min(TAP_QUEUE_FRAMES.saturating_mul(frame.max(mss)))
+}
+
+/// What a write of `n` payload bytes takes from the room [`send_room`]
+/// counted: the bytes and, about, the overhead of their buffer.
+pub(crate) fn room_taken(n: usize) -> u32 {
+    u32::try_from(n)
+        .unwrap_or(u32::MAX)
+        .saturating_add(SKB_OVERHEAD as u32)
+}
+
+/// The window field for `room` payload bytes (see [`window_to_tap`]).
+pub(crate) fn window_field(room: u32, mss: u16, established: bool, ws_to_tap: u8) -> u16 {
     // A sender does not put less than a segment into a small window (silly
     // window avoidance): a window below one segment is as good as closed,
     // and saying so makes us watch for the buffer draining (see
     // `watch_window`) instead of leaving the guest to probe.
-    let free = if free < mss { 0 } else { free };
+    let free = if room < u32::from(mss) { 0 } else { room };
     let free = if established {
         free
     } else {
