@@ -98,6 +98,8 @@ pub(crate) struct TcpConn {
     /// [`TcpConn::window_to_tap`].
     room_read: u32,
     room_left: u32,
+    /// The send buffer's size at that reading.
+    sndbuf_read: u32,
     pub(crate) ws_from_tap: u8,
     pub(crate) ws_to_tap: u8,
     /// Segment size toward the guest.
@@ -130,6 +132,7 @@ impl TcpConn {
             seq_init_from_tap: 0,
             room_read: 0,
             room_left: 0,
+            sndbuf_read: 0,
             wnd_from_tap: WINDOW_DEFAULT,
             wnd_to_tap: 0,
             ws_from_tap: 0,
@@ -166,6 +169,7 @@ impl TcpConn {
             let (sndbuf, queued) = crate::sys::send_memory(&self.sock).unwrap_or((0, 0));
             self.room_read = window::send_room(sndbuf, queued, mss, Self::frame(mss, tso));
             self.room_left = self.room_read;
+            self.sndbuf_read = sndbuf;
         }
         let established = self.events & ESTABLISHED != 0;
         window::window_field(self.room_left, mss, established, self.ws_to_tap)
@@ -174,6 +178,11 @@ impl TcpConn {
     /// The guest's data went to the socket: `n` bytes less room.
     pub(crate) fn wrote(&mut self, n: usize) {
         self.room_left = self.room_left.saturating_sub(window::room_taken(n));
+    }
+
+    /// The send buffer's size when [`TcpConn::window_to_tap`] last read it.
+    pub(crate) fn sndbuf(&self) -> u32 {
+        self.sndbuf_read
     }
 
     /// The send buffer drained: the next window is read from the socket.

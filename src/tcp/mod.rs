@@ -1705,8 +1705,9 @@ fn watch_window(conf: &Config, tso: bool, epoll: &Epoll, conn: &mut TcpConn, idx
         return;
     }
     let wnd = u32::from(conn.wnd_to_tap) << conn.ws_to_tap;
-    let sndbuf = sys::sndbuf(&conn.sock).unwrap_or(0).max(0) as u32;
-    let full = u32::from(conn.window_for(conf, tso, sndbuf, 0)) << conn.ws_to_tap;
+    // The size read with the window (it only changes by autotuning, which
+    // grows it: a third of an older size errs on the side of quiet).
+    let full = u32::from(conn.window_for(conf, tso, conn.sndbuf(), 0)) << conn.ws_to_tap;
     if wnd < full / 3 && conn.flags & WND_UPDATE_DUE == 0 {
         conn.flags |= WND_UPDATE_DUE;
         let want = conn.epoll_flags | EventFlags::OUT;
