@@ -50,6 +50,10 @@ pub(crate) const ACK_DELAYED: u8 = 1 << 4;
 /// The guest's link took no more frames (a full vhost-user ring): socket
 /// input is not watched until it drains (`Tcp::tap_ready`).
 pub(crate) const TAP_WAIT: u8 = 1 << 5;
+/// The guest sent a segment longer than the MTU: its kernel uses the tap's
+/// segmentation offload, so its frames may be 64 KiB long (see
+/// [`TcpConn::window_for`]).
+pub(crate) const GUEST_GSO: u8 = 1 << 6;
 
 // TCP header flags.
 pub(crate) use crate::wire::tcp::flags::{ACK, FIN, PSH, RST, SYN};
@@ -138,7 +142,8 @@ impl TcpConn {
     /// The window field to advertise to the guest now: what the socket's
     /// send buffer can still take (see `window::window_to_tap`).
     /// `tso`: the tap takes segmentation offload ([`crate::tap::Tap::tso`]),
-    /// so the guest's frames may be 64 KiB long.
+    /// so the guest's frames may be 64 KiB long, once it showed it sends
+    /// such ([`GUEST_GSO`]).
     pub(crate) fn window_to_tap(&self, conf: &Config, tso: bool) -> u16 {
         let (sndbuf, queued) = crate::sys::send_memory(&self.sock).unwrap_or((0, 0));
         self.window_for(conf, tso, sndbuf, queued)
@@ -148,7 +153,14 @@ impl TcpConn {
     /// in it (see [`TcpConn::window_to_tap`]).
     pub(crate) fn window_for(&self, conf: &Config, tso: bool, sndbuf: u32, queued: u32) -> u16 {
         let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
-        let frame = if tso {
+        // The window is capped at the tap queue's length in frames: counted
+        // in super-segments for a guest whose kernel sends them, but a
+        // guest that does not (offload off on its side of the tap) sends
+        // MSS-sized frames, and a window of 700 super-segments would be
+        // tens of thousands of those: its tap queue overflows, every drop
+        // loses everything after it (we keep no out-of-order data) and
+        // the transfer crawls through retransmissions.
+        let frame = if tso && self.flags & GUEST_GSO != 0 {
             window::GSO_FRAME
         } else {
             u32::from(mss)
