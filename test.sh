@@ -13,7 +13,7 @@ trap give_back EXIT
 # Tools the integration tests drive: real clients, no mocks.
 APT_PACKAGES="iproute2 iputils-ping busybox-static isc-dhcp-client ndisc6 socat
 	curl jq iperf3 procps util-linux kmod python3 bind9-dnsutils qemu-system-x86 cpio
-	nftables gcc libc6-dev"
+	nftables gcc libc6-dev ethtool"
 missing=""
 for p in $APT_PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

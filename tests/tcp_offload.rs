@@ -3,7 +3,10 @@
 //! in pasta's namespace, byte-exact, with the offload on (pasta's counters
 //! must show super-frames: `tx_gso_frames` toward the namespace,
 //! `rx_gso_frames` from it) and off (`PASST_RS_TEST_NO_TSO`: no
-//! super-frame either way, everything MTU-sized as before).
+//! super-frame either way, everything MTU-sized as before). And a guest
+//! kernel that sends no super-segment although pasta takes them (the
+//! tap's TSO and GSO turned off in the namespace with `ethtool`): pasta
+//! must get MTU-sized segments only, and both directions stay byte-exact.
 //!
 //! Every command runs under `timeout`; the guest's server announces that
 //! it listens through a ready file.
@@ -23,6 +26,12 @@ const SIZE: u64 = 100 << 20;
 /// segmentation offload. Asserts the data arrived whole; returns pasta's
 /// log (its debug output, with the exit counters).
 fn transfer(host_addr: &str, guest_mode: &str, tso: bool) -> String {
+    transfer_after(host_addr, guest_mode, tso, "")
+}
+
+/// [`transfer`], with `setup` (shell commands, each followed by `&&`)
+/// run in pasta's namespace before the server starts.
+fn transfer_after(host_addr: &str, guest_mode: &str, tso: bool, setup: &str) -> String {
     let tb = Tb::new();
     let size = SIZE.to_string();
     let remote_mode = if guest_mode == "sink" {
@@ -35,20 +44,21 @@ fn transfer(host_addr: &str, guest_mode: &str, tso: bool) -> String {
         &tb,
         T_BULK,
         &["-d", "--config-net", "--mtu", "1500", "-t", "8080"],
-        &shell(&helper(
-            guest_mode,
-            &[
-                "--listen",
-                "::",
-                "8080",
-                "--stall",
-                STALL,
-                "--size",
-                &size,
-                "--ready",
-                ready.to_str().unwrap(),
-            ],
-        )),
+        &(setup.to_string()
+            + &shell(&helper(
+                guest_mode,
+                &[
+                    "--listen",
+                    "::",
+                    "8080",
+                    "--stall",
+                    STALL,
+                    "--size",
+                    &size,
+                    "--ready",
+                    ready.to_str().unwrap(),
+                ],
+            ))),
     );
     if !tso {
         pasta.env("PASST_RS_TEST_NO_TSO", "1");
@@ -133,6 +143,33 @@ fn no_offload_both_ways(host_addr: &str) {
             "MTU-sized frames expected: {log}"
         );
     }
+}
+
+/// The guest's kernel segments what it sends itself (TSO and GSO off on
+/// its side of the tap): pasta gets no super-segment, the data from the
+/// guest arrives whole, and data toward it (still super-frames, which the
+/// guest's kernel takes whatever it sends) too.
+fn guest_without_offload(host_addr: &str) {
+    let setup = "ethtool -K eth0 tso off gso off && ";
+    let log = transfer_after(host_addr, "source", true, setup);
+    assert_eq!(counter(&log, "tap", "rx_gso_frames"), 0, "{log}");
+    assert!(
+        counter(&log, "tap", "rx_frames") > SIZE / 1500,
+        "MTU-sized frames expected: {log}"
+    );
+    let log = transfer_after(host_addr, "sink", true, setup);
+    assert_eq!(counter(&log, "tap", "rx_gso_frames"), 0, "{log}");
+    assert!(counter(&log, "tap", "tx_gso_frames") > 0, "{log}");
+}
+
+#[test]
+fn mtu1500_guest_without_offload_ipv4() {
+    guest_without_offload(HOST4);
+}
+
+#[test]
+fn mtu1500_guest_without_offload_ipv6() {
+    guest_without_offload(HOST6);
 }
 
 #[test]

@@ -56,6 +56,10 @@ pub(crate) const TAP_WAIT: u8 = 1 << 5;
 /// level-triggered readable until the guest's ACK lets us drop the data);
 /// new data wakes us once.
 pub(crate) const SOCK_DRAINED: u8 = 1 << 6;
+/// The guest sent a segment longer than the MTU: its kernel uses the tap's
+/// segmentation offload, so its frames may be 64 KiB long (see
+/// [`TcpConn::window_for`]).
+pub(crate) const GUEST_GSO: u8 = 1 << 7;
 
 // TCP header flags.
 pub(crate) use crate::wire::tcp::flags::{ACK, FIN, PSH, RST, SYN};
@@ -154,7 +158,8 @@ impl TcpConn {
     /// The window field to advertise to the guest now: what the socket's
     /// send buffer can still take (see `window::window_to_tap`).
     /// `tso`: the tap takes segmentation offload ([`crate::tap::Tap::tso`]),
-    /// so the guest's frames may be 64 KiB long.
+    /// so the guest's frames may be 64 KiB long, once it showed it sends
+    /// such ([`GUEST_GSO`]).
     ///
     /// Not a `getsockopt()` each time (that was one per request of a
     /// request/response exchange, four per short connection): the room
@@ -167,7 +172,7 @@ impl TcpConn {
         let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
         if self.room_read == 0 || self.room_left < self.room_read / 2 {
             let (sndbuf, queued) = crate::sys::send_memory(&self.sock).unwrap_or((0, 0));
-            self.room_read = window::send_room(sndbuf, queued, mss, Self::frame(mss, tso));
+            self.room_read = window::send_room(sndbuf, queued, mss, self.frame(mss, tso));
             self.room_left = self.room_read;
             self.sndbuf_read = sndbuf;
         }
@@ -190,9 +195,16 @@ impl TcpConn {
         self.room_read = 0;
     }
 
-    /// The most payload one frame from the guest carries.
-    fn frame(mss: u16, tso: bool) -> u32 {
-        if tso {
+    /// The most payload one frame from the guest carries. The window is
+    /// capped at the tap queue's length in frames: counted in
+    /// super-segments for a guest whose kernel sends them, but a guest that
+    /// does not (offload off on its side of the tap) sends MSS-sized
+    /// frames, and a window of 700 super-segments would be tens of
+    /// thousands of those: its tap queue overflows, every drop loses
+    /// everything after it (we keep no out-of-order data) and the transfer
+    /// crawls through retransmissions.
+    fn frame(&self, mss: u16, tso: bool) -> u32 {
+        if tso && self.flags & GUEST_GSO != 0 {
             window::GSO_FRAME
         } else {
             u32::from(mss)
@@ -204,7 +216,7 @@ impl TcpConn {
     pub(crate) fn window_for(&self, conf: &Config, tso: bool, sndbuf: u32, queued: u32) -> u16 {
         let mss = LinkMss::new(conf.mtu, self.key.side.oaddr).advertised();
         let established = self.events & ESTABLISHED != 0;
-        let frame = Self::frame(mss, tso);
+        let frame = self.frame(mss, tso);
         window::window_to_tap(sndbuf, queued, mss, frame, established, self.ws_to_tap)
     }
 

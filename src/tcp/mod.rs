@@ -709,6 +709,13 @@ impl Tcp {
     ) -> Option<(AckDue, bool)> {
         let conn = c.flows.tcp_mut(idx)?;
         let (seq, payload) = (seg.seq(), seg.payload());
+        if payload.len() > usize::from(c.conf.mtu) && conn.flags & GUEST_GSO == 0 {
+            // A super-segment: the guest's frames may be 64 KiB long, and
+            // the window may count in those (see `TcpConn::window_for`),
+            // from a new reading.
+            conn.flags |= GUEST_GSO;
+            conn.room_changed();
+        }
         if payload.is_empty() {
             // An empty segment below the next byte we expect is Linux's
             // zero-window probe (and keepalive): seq one before its

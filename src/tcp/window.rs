@@ -123,8 +123,8 @@ pub(crate) fn syn_window(wnd_to_tap: u16) -> u16 {
 /// queued in it, in kernel memory (`SO_MEMINFO`); `mss` is the MSS we
 /// advertise ([`LinkMss::advertised`]); `frame` the most payload one
 /// frame from the guest carries: `mss`, or [`GSO_FRAME`] when the tap
-/// takes segmentation offload. Before the connection is established, at
-/// least [`WINDOW_DEFAULT`].
+/// takes segmentation offload and the guest sends super-segments. Before
+/// the connection is established, at least [`WINDOW_DEFAULT`].
 pub(crate) fn window_to_tap(
     sndbuf: u32,
     queued: u32,
