@@ -610,7 +610,16 @@ impl Udp {
             };
             let e = match crate::sys::udp::recv_err(sock, &mut buf) {
                 Ok(Some(e)) => e,
-                Ok(None) => return,
+                Ok(None) => {
+                    // The queue is empty, yet epoll said error: the
+                    // socket's pending error was set by an ICMP message
+                    // that found the queue full (a flood of port
+                    // unreachables). Nothing but reading it clears it, and
+                    // level-triggered it would wake every epoll_wait: a
+                    // CPU spinning at once, found by a UDP benchmark.
+                    let _ = crate::sys::so_error(sock);
+                    return;
+                }
                 Err(e) => {
                     log::trace!("UDP {idx}: error queue: {e}");
                     return;
