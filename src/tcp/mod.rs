@@ -27,7 +27,26 @@
 //!   duplicate ACK, as any receiver does. In passt (a VM on the other
 //!   end) ACKs for in-sequence data are delayed, as a receiver's are: up
 //!   to 10 ms or 64 KiB ([`Tcp::ack_delay`]); the VM handles fewer ACKs
-//!   and its Nagle algorithm sends fewer, larger segments.
+//!   and its Nagle algorithm sends fewer, larger segments. In pasta only
+//!   the ACK of a request (a short segment with PSH) waits, up to 1 ms,
+//!   for the answer to carry it.
+//!
+//! ## Events
+//!
+//! A connection's socket is in the epoll set *edge-triggered* once the
+//! socket gave the guest all it held (`SOCK_DRAINED`, and from the
+//! connect on): data the guest has not acknowledged stays in the socket,
+//! which a level-triggered set would report readable on every wait until
+//! the guest's ACK (a loop spinning through each request/response
+//! exchange); new data raises one edge. A peek that fills all the room the
+//! guest's window and the tap's queue gave goes back to level-triggered,
+//! as more may be waiting. Guest segments do not peek a drained socket.
+//! Per 1-byte request and response, pasta makes 8 system calls (an epoll
+//! wait and a read from the tap for each direction, a write to the socket
+//! and to the tap, a peek and the discard of what the guest acknowledged);
+//! the window we advertise comes from the send buffer's memory read last,
+//! less what we wrote since (`TcpConn::window_to_tap`), not a
+//! `getsockopt()` per segment.
 //!
 //! ## States
 //!
