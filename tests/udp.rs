@@ -461,22 +461,26 @@ fn bursts_arrive_intact_and_in_order() {
 }
 
 /// A flood of datagrams from the namespace toward a port of the host's
-/// loopback (the gateway) where nothing listens, from 32 flows: every
+/// loopback (the gateway) where nothing listens, from 1000 flows: every
 /// datagram comes back as an ICMP port unreachable (not rate-limited on
-/// loopback) into the error queues of pasta's host-side sockets. Once the
-/// flood stops, pasta must go idle and still forward UDP. This guards
-/// commit 6782855 (an error event with an empty error queue reads
-/// SO_ERROR): an error that left the socket's pending error set with the
-/// queue empty made the level-triggered EPOLLERR wake every epoll_wait,
-/// pasta spinning at 100 % CPU for good. That state needs a race in the
-/// kernel (the last queued error taken while another ICMP is being
-/// queued or dropped); this flood did not hit it on the machine where the
-/// test was written, so it passes without that fix too: it checks the
-/// behaviour after such a flood, not the race itself.
+/// loopback) into the error queue of the flow's host-side socket. The
+/// kernel sets the socket's pending error (sk_err) after it queues the
+/// ICMP error, and clears it when the last queued error is read: an error
+/// read between the two leaves sk_err set with the queue empty. Without
+/// SO_ERROR to clear it (commit 6782855), the level-triggered EPOLLERR
+/// then woke every epoll_wait and pasta spun at 100 % CPU for good. To
+/// make that race likely, the host's loopback hands its packets (and so
+/// the ICMP errors) to CPU 1 (RPS) while pasta runs on CPU 0. Once the
+/// flood stops, pasta must go idle and still forward UDP.
 #[test]
 fn port_unreachable_flood_leaves_pasta_idle() {
     let tb = Testbed::new();
     let h = helper();
+    must(
+        tb.in_host("sh")
+            .arg("-c")
+            .arg("echo 2 > /sys/class/net/lo/queues/rx-0/rps_cpus"),
+    );
     let ready = tb.path("host-echo.ready");
     let child = tb
         .in_host("python3")
@@ -495,16 +499,23 @@ fn port_unreachable_flood_leaves_pasta_idle() {
         tb.path("pasta.pid"),
     );
     let (f, g, e) = (flooded.display(), go.display(), echoed.display());
-    // Port 7998 of the host's loopback is closed. Then, told to go on, the
-    // namespace asks the echo server on port 7004 (at most 60 s waiting).
+    // Port 7998 of the host's loopback is closed; the sender runs on CPU
+    // 1. Then, told to go on, the namespace asks the echo server on port
+    // 7004 (at most 60 s waiting).
     let script = format!(
-        "python3 {h} flood {REMOTE4} 7998 2 32000 --flows 32 > {f}.tmp && \
-         python3 {h} flood {REMOTE4} 7998 1 100 --flows 32 >> {f}.tmp && mv {f}.tmp {f} && \
+        "taskset -c 1 python3 {h} flood {REMOTE4} 7998 2 100 --flows 1000 > {f}.tmp && \
+         mv {f}.tmp {f} && \
          i=0; while [ ! -e {g} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; \
          python3 {h} client {REMOTE4} 7004 --count 2 --sizes 100,32000 > {e}.tmp; \
          mv {e}.tmp {e}; sleep 60"
     );
-    let _pasta = pasta_server(&tb, &["-P", &pid_file.display().to_string()], &script, &[]);
+    let mut c = tb.in_host("taskset");
+    c.args(["-c", "0", pasta(), "--config-net", "-P"])
+        .arg(&pid_file)
+        .args(["--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let _pasta = Guard(c.spawn().expect("pasta"));
     wait_for("the flood", T, || flooded.exists());
     let sent = std::fs::read_to_string(&flooded).unwrap_or_default();
     let pid: u32 = std::fs::read_to_string(&pid_file)
