@@ -459,3 +459,94 @@ fn bursts_arrive_intact_and_in_order() {
         assert!(good >= 1800, "{line}");
     }
 }
+
+/// A flood of datagrams from the namespace toward a port of the host's
+/// loopback (the gateway) where nothing listens, from 1000 flows: every
+/// datagram comes back as an ICMP port unreachable (not rate-limited on
+/// loopback) into the error queue of the flow's host-side socket. The
+/// kernel sets the socket's pending error (sk_err) after it queues the
+/// ICMP error, and clears it when the last queued error is read: an error
+/// read between the two leaves sk_err set with the queue empty. Without
+/// SO_ERROR to clear it (commit 6782855), the level-triggered EPOLLERR
+/// then woke every epoll_wait and pasta spun at 100 % CPU for good. To
+/// make that race likely, the host's loopback hands its packets (and so
+/// the ICMP errors) to CPU 1 (RPS) while pasta runs on CPU 0. Once the
+/// flood stops, pasta must go idle and still forward UDP.
+#[test]
+fn port_unreachable_flood_leaves_pasta_idle() {
+    let tb = Testbed::new();
+    let h = helper();
+    must(
+        tb.in_host("sh")
+            .arg("-c")
+            .arg("echo 2 > /sys/class/net/lo/queues/rx-0/rps_cpus"),
+    );
+    let ready = tb.path("host-echo.ready");
+    let child = tb
+        .in_host("python3")
+        .args([&h, "echo", "7004", "--ready"])
+        .arg(&ready)
+        .args(["--bind", "127.0.0.1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("echo");
+    let _echo = Guard(child);
+    wait_ready(&ready);
+    let (flooded, go, echoed, pid_file) = (
+        tb.path("flooded"),
+        tb.path("go"),
+        tb.path("echoed"),
+        tb.path("pasta.pid"),
+    );
+    let (f, g, e) = (flooded.display(), go.display(), echoed.display());
+    // Port 7998 of the host's loopback is closed; the sender runs on CPU
+    // 1. Then, told to go on, the namespace asks the echo server on port
+    // 7004 (at most 60 s waiting).
+    let script = format!(
+        "taskset -c 1 python3 {h} flood {REMOTE4} 7998 2 100 --flows 1000 > {f}.tmp && \
+         mv {f}.tmp {f} && \
+         i=0; while [ ! -e {g} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; \
+         python3 {h} client {REMOTE4} 7004 --count 2 --sizes 100,32000 > {e}.tmp; \
+         mv {e}.tmp {e}; sleep 60"
+    );
+    let mut c = tb.in_host("taskset");
+    c.args(["-c", "0", pasta(), "--config-net", "-P"])
+        .arg(&pid_file)
+        .args(["--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let _pasta = Guard(c.spawn().expect("pasta"));
+    wait_for("the flood", T, || flooded.exists());
+    let sent = std::fs::read_to_string(&flooded).unwrap_or_default();
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    // pasta may still be draining what the flood left queued: it must be
+    // idle (under 10 % of a CPU) in one of five 1-second windows. With
+    // the pending error left set it spins in every one of them.
+    let mut loads = Vec::new();
+    for _ in 0..5 {
+        let (c0, t0) = (cpu(pid), std::time::Instant::now());
+        std::thread::sleep(Duration::from_secs(1));
+        let load = (cpu(pid) - c0) / t0.elapsed().as_secs_f64();
+        loads.push(load);
+        if load < 0.10 {
+            break;
+        }
+    }
+    eprintln!(
+        "flood: {}; pasta's CPU after it, per second: {loads:?}",
+        sent.trim()
+    );
+    assert!(
+        loads.last().is_some_and(|&l| l < 0.10),
+        "pasta busy after the flood stopped: {loads:?} ({})",
+        sent.trim()
+    );
+    std::fs::write(&go, "go\n").expect("go");
+    wait_for("the echo after the flood", T, || echoed.exists());
+    let out = std::fs::read_to_string(&echoed).unwrap_or_default();
+    assert!(out.contains("ok 4"), "no echo after the flood: {out:?}");
+}

@@ -14,6 +14,9 @@
   sink BIND PORT SIZE [--ready F]          count and check datagrams from burst
   burst ADDR PORT COUNT SIZE               numbered datagrams back to back
   bindable PORT                            exit 0 if UDP PORT can be bound
+  flood ADDR PORT SECONDS SIZE [--flows N]  datagrams as fast as it can for
+                                           SECONDS from N sockets in turn,
+                                           errors ignored
 
 Results go to stdout as one line of words, errors to stderr with a
 non-zero exit status.
@@ -221,6 +224,32 @@ def burst(args):
     print("sent %d" % args.count, flush=True)
 
 
+def flood(args):
+    """Sends SIZE-byte datagrams from one socket (one flow) to ADDR PORT as
+    fast as it can for SECONDS. The socket is not connected: the port
+    unreachables that come back are no error here."""
+    socks = []
+    for _ in range(args.flows):
+        s = socket.socket(family_of(args.addr), socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        socks.append(s)
+    data = b"x" * args.size
+    dest = (args.addr, args.port)
+    sent = 0
+    end = time.monotonic() + args.seconds
+    while time.monotonic() < end:
+        for s in socks:
+            for _ in range(64):
+                try:
+                    s.sendto(data, dest)
+                    sent += 1
+                except OSError:
+                    # A full queue (EAGAIN, ENOBUFS) or an error from an
+                    # earlier datagram: keep going.
+                    pass
+    print("sent %d" % sent, flush=True)
+
+
 def bindable(args):
     for addr in ["0.0.0.0"]:
         s = socket.socket(family_of(addr), socket.SOCK_DGRAM)
@@ -269,11 +298,17 @@ def main():
     u.add_argument("port", type=int)
     u.add_argument("count", type=int)
     u.add_argument("size", type=int)
+    f = sub.add_parser("flood")
+    f.add_argument("addr")
+    f.add_argument("port", type=int)
+    f.add_argument("seconds", type=float)
+    f.add_argument("size", type=int)
+    f.add_argument("--flows", type=int, default=1)
     b = sub.add_parser("bindable")
     b.add_argument("port", type=int)
     args = p.parse_args()
     {"echo": echo, "client": client, "many": many, "refused": refused, "bindable": bindable,
-     "ttl": ttl, "sink": sink, "burst": burst}[
+     "ttl": ttl, "sink": sink, "burst": burst, "flood": flood}[
         args.mode
     ](args)
 
