@@ -612,11 +612,13 @@ impl Udp {
                 Ok(Some(e)) => e,
                 Ok(None) => {
                     // The queue is empty, yet epoll said error: the
-                    // socket's pending error was set by an ICMP message
-                    // that found the queue full (a flood of port
-                    // unreachables). Nothing but reading it clears it, and
+                    // socket's pending error is still set (the kernel
+                    // queues an ICMP error, then sets it: a read of the
+                    // queue in between leaves it behind, as a flood of
+                    // port unreachables handled on another CPU shows).
+                    // Nothing but reading it clears it, and
                     // level-triggered it would wake every epoll_wait: a
-                    // CPU spinning at once, found by a UDP benchmark.
+                    // CPU spinning for good, found by a UDP benchmark.
                     let _ = crate::sys::so_error(sock);
                     return;
                 }
