@@ -48,7 +48,10 @@
 //! us TCP segments of up to 64 KiB whatever the MTU: [`RxBatch`] keeps
 //! room for those ([`RX_FRAME_MAX`]) and marks them ([`RxBatch::gso`]) so
 //! that the MTU check lets them through; TCP writes each payload to its
-//! socket in one call.
+//! socket in one call. With `TUN_F_USO4 | TUN_F_USO6` too (Linux 6.2+),
+//! datagrams an application sent with `UDP_SEGMENT` come as one UDP
+//! super-frame, marked with its datagram size ([`RxBatch::udp_seg`]),
+//! which UDP cuts back into datagrams.
 //!
 //! Nothing here allocates after start-up.
 
@@ -102,6 +105,8 @@ pub(crate) struct TapStats {
     /// Frames received with a segmentation offload type (TCP segments
     /// longer than the MTU; each is one of `rx_frames`).
     pub(crate) rx_gso_frames: u64,
+    /// Of those, UDP super-frames (many datagrams in one frame).
+    pub(crate) rx_udp_gso_frames: u64,
 }
 
 /// One line of `name=value` pairs, a format the tests read (pasta logs it
@@ -117,12 +122,14 @@ impl std::fmt::Display for TapStats {
             rx_runt_or_giant,
             tx_gso_frames,
             rx_gso_frames,
+            rx_udp_gso_frames,
         } = self;
         write!(
             f,
             "rx_frames={rx_frames} rx_bytes={rx_bytes} tx_frames={tx_frames} \
              tx_bytes={tx_bytes} tx_dropped={tx_dropped} rx_runt_or_giant={rx_runt_or_giant} \
-             tx_gso_frames={tx_gso_frames} rx_gso_frames={rx_gso_frames}"
+             tx_gso_frames={tx_gso_frames} rx_gso_frames={rx_gso_frames} \
+             rx_udp_gso_frames={rx_udp_gso_frames}"
         )
     }
 }
@@ -157,6 +164,10 @@ struct RxFrame {
     /// The frame is a segmentation offload super-frame (a `gso_type` other
     /// than none): it may exceed the MTU.
     gso: bool,
+    /// For a UDP super-frame (`GSO_UDP_L4`, from a tun device that took
+    /// `TUN_F_USO4 | TUN_F_USO6`): the size of its datagrams, the last one
+    /// possibly shorter. 0 otherwise.
+    udp_seg: u16,
 }
 
 /// A batch of frames received from the guest.
@@ -216,6 +227,14 @@ impl RxBatch {
         self.frames.get(i).is_some_and(|f| f.gso)
     }
 
+    /// If the `i`-th frame is a UDP super-frame (UDP segmentation offload
+    /// from the namespace's kernel): the size its payload is cut into,
+    /// one datagram each, as the kernel would have sent them. 0: one
+    /// datagram.
+    pub(crate) fn udp_seg(&self, i: usize) -> u16 {
+        self.frames.get(i).map_or(0, |f| f.udp_seg)
+    }
+
     /// Free space for the next frame, if a maximum-size frame (a
     /// super-segment's, [`RX_FRAME_MAX`]) still fits.
     fn space(&mut self) -> Option<&mut [u8]> {
@@ -233,7 +252,16 @@ impl RxBatch {
             len: len as u32,
             csum_partial,
             gso,
+            udp_seg: 0,
         });
+    }
+
+    /// Marks the last frame recorded as a UDP super-frame of datagrams of
+    /// `seg` bytes (see [`RxBatch::udp_seg`]).
+    fn set_udp_seg(&mut self, seg: u16) {
+        if let Some(f) = self.frames.last_mut() {
+            f.udp_seg = seg;
+        }
     }
 
     /// Records a frame of `len` bytes read into [`RxBatch::space`].
@@ -499,6 +527,12 @@ impl Tap {
                         self.stats.rx_gso_frames += 1;
                     }
                     rx.push(n, vnet[0] & VNET_F_NEEDS_CSUM != 0, gso);
+                    if vnet[1] == VNET_GSO_UDP_L4 {
+                        // virtio_net_hdr.gso_size, little-endian.
+                        let seg = u16::from_le_bytes([vnet[4], vnet[5]]);
+                        self.stats.rx_udp_gso_frames += 1;
+                        rx.set_udp_seg(seg);
+                    }
                     if let Some(p) = self.pcap.as_mut() {
                         p.record(rx.frame(rx.len() - 1));
                     }

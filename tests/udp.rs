@@ -460,6 +460,84 @@ fn bursts_arrive_intact_and_in_order() {
     }
 }
 
+/// UDP segmentation offload from the namespace (`TUN_F_USO4/6`): a sender
+/// with `UDP_SEGMENT` hands its kernel 40 datagrams per send, which reach
+/// pasta as one super-frame (`rx_udp_gso_frames`); each must leave as the
+/// datagram it was, whole and in order, in both families; and with the
+/// offload off (`PASST_RS_TEST_NO_TSO`) the namespace's kernel cuts them
+/// itself, to the same result.
+#[test]
+fn udp_super_frames_from_the_namespace_arrive_as_datagrams() {
+    let tb = Testbed::new();
+    for (bind, size, offload) in [
+        (BEYOND4, 1200, true),
+        (BEYOND6, 1000, true),
+        (BEYOND4, 1200, false),
+    ] {
+        let ready = tb.path("sink.ready");
+        let _ = std::fs::remove_file(&ready);
+        let sink = tb
+            .in_remote("python3")
+            .args([
+                &helper(),
+                "sink",
+                bind,
+                "7101",
+                &size.to_string(),
+                "--ready",
+            ])
+            .arg(&ready)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sink");
+        let mut sink = Guard(sink);
+        wait_for("the sink", T, || ready.exists());
+        let mut c = tb.in_host("timeout");
+        c.arg("60")
+            .arg(pasta())
+            .args(["--config-net", "-d", "--"])
+            .args(["sh", "-c"])
+            .arg(format!(
+                "python3 {} burst {bind} 7101 2000 {size} --gso 40",
+                helper()
+            ))
+            .stdin(Stdio::null());
+        if !offload {
+            c.env("PASST_RS_TEST_NO_TSO", "1");
+        }
+        let o = run(&mut c);
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert!(
+            o.status.success() && out.contains("sent 2000"),
+            "{out}\n{err}"
+        );
+        let supers = counter(&err, "tap", "rx_udp_gso_frames");
+        if offload {
+            assert!(supers > 0, "no UDP super-frame from the namespace:\n{err}");
+        } else {
+            assert_eq!(supers, 0, "{err}");
+        }
+        let mut line = String::new();
+        let stdout = sink.0.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("sink result");
+        let w: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(w.len(), 6, "{line}");
+        let (good, bad, reordered): (u32, u32, u32) = (
+            w[1].parse().unwrap(),
+            w[3].parse().unwrap(),
+            w[5].parse().unwrap(),
+        );
+        assert_eq!((bad, reordered), (0, 0), "{line}");
+        // UDP may lose some under load; nearly all must arrive.
+        assert!(good >= 1800, "{line} (offload {offload})");
+    }
+}
+
 /// A flood of datagrams from the namespace toward a port of the host's
 /// loopback (the gateway) where nothing listens, from 1000 flows: every
 /// datagram comes back as an ICMP port unreachable (not rate-limited on

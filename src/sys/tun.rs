@@ -47,7 +47,12 @@ pub(crate) fn open_tap(name: &str, tso: bool) -> io::Result<(OwnedFd, String, bo
     }
     let csum = libc::TUN_F_CSUM as libc::c_ulong;
     let tso_flags = (libc::TUN_F_TSO4 | libc::TUN_F_TSO6) as libc::c_ulong;
-    let tso = tso && set_offload(&fd, csum | tso_flags).is_ok();
+    // UDP segmentation offload (Linux 6.2+) where the kernel has it: UDP
+    // super-frames (`GSO_UDP_L4`) from applications that send with
+    // `UDP_SEGMENT`; an older kernel refuses the flags, then TCP alone.
+    let tso = tso
+        && (set_offload(&fd, csum | tso_flags | TUN_F_USO4 | TUN_F_USO6).is_ok()
+            || set_offload(&fd, csum | tso_flags).is_ok());
     if !tso {
         set_offload(&fd, csum)?;
     }
@@ -59,6 +64,11 @@ pub(crate) fn open_tap(name: &str, tso: bool) -> io::Result<(OwnedFd, String, bo
         .collect();
     Ok((fd, String::from_utf8_lossy(&got).into_owned(), tso))
 }
+
+/// UDP segmentation offload flags of `TUNSETOFFLOAD` (`linux/if_tun.h`),
+/// which the libc crate does not have.
+const TUN_F_USO4: libc::c_ulong = 0x20;
+const TUN_F_USO6: libc::c_ulong = 0x40;
 
 /// Sets the offloads (`TUN_F_*`) the tun device `fd` may use toward us.
 fn set_offload(fd: &OwnedFd, flags: libc::c_ulong) -> io::Result<()> {

@@ -382,16 +382,30 @@ impl Udp {
         }
         let base = bytes.as_ptr() as usize;
         let off = (payload.as_ptr() as usize).wrapping_sub(base);
-        if self.pending.len() >= PENDING_MAX {
-            self.flush_from_tap(c.flows, rx);
+        // A UDP super-frame carries datagrams of `seg` bytes back to back
+        // (the last one shorter): each goes on as the datagram it was.
+        let seg = match usize::from(rx.udp_seg(frame)) {
+            0 => payload.len().max(1),
+            n => n,
+        };
+        let mut at = 0;
+        loop {
+            let len = seg.min(payload.len() - at);
+            if self.pending.len() >= PENDING_MAX {
+                self.flush_from_tap(c.flows, rx);
+            }
+            self.pending.push(Pending {
+                idx,
+                side: other as u8,
+                frame: frame as u32,
+                off: (off + at) as u32,
+                len: len as u32,
+            });
+            at += len;
+            if at >= payload.len() {
+                break;
+            }
         }
-        self.pending.push(Pending {
-            idx,
-            side: other as u8,
-            frame: frame as u32,
-            off: off as u32,
-            len: payload.len() as u32,
-        });
     }
 
     /// Sends the datagrams queued by [`Udp::from_tap`]: one `sendmmsg()`
