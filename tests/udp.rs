@@ -412,49 +412,63 @@ fn guest_ttl_applies_and_time_exceeded_comes_back() {
     assert_eq!(out.trim(), format!("icmp type 11 code 0 from {REMOTE4}"));
 }
 
+/// A `sink` (udp_helper.py) in the remote namespace on `bind`:`port`,
+/// counting datagrams of `size` bytes made by `burst`, once it listens.
+fn sink(tb: &Testbed, bind: &str, port: u16, size: usize) -> Guard {
+    let ready = tb.path("sink.ready");
+    let _ = std::fs::remove_file(&ready);
+    let child = tb
+        .in_remote("python3")
+        .args([
+            &helper(),
+            "sink",
+            bind,
+            &port.to_string(),
+            &size.to_string(),
+        ])
+        .arg("--ready")
+        .arg(&ready)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sink");
+    let g = Guard(child);
+    wait_for("the sink", T, || ready.exists());
+    g
+}
+
+/// What a [`sink`] received: the datagrams that arrived whole, after
+/// asserting that none was damaged or out of order; and its report line.
+fn sink_result(mut sink: Guard) -> (u32, String) {
+    let mut line = String::new();
+    let stdout = sink.0.stdout.take().expect("stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("sink result");
+    let w: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(w.len(), 6, "{line}");
+    let (good, bad, reordered): (u32, u32, u32) = (
+        w[1].parse().unwrap(),
+        w[3].parse().unwrap(),
+        w[5].parse().unwrap(),
+    );
+    assert_eq!((bad, reordered), (0, 0), "{line}");
+    (good, line)
+}
+
 /// Bursts of equal-size datagrams leave as GSO super-datagrams: every
 /// datagram must still arrive whole, in order, at the remote host.
 #[test]
 fn bursts_arrive_intact_and_in_order() {
     let tb = Testbed::new();
     for (bind, size) in [(BEYOND4, 1400), (BEYOND6, 1200), (BEYOND4, 100)] {
-        let ready = tb.path("sink.ready");
-        let _ = std::fs::remove_file(&ready);
-        let sink = tb
-            .in_remote("python3")
-            .args([
-                &helper(),
-                "sink",
-                bind,
-                "7100",
-                &size.to_string(),
-                "--ready",
-            ])
-            .arg(&ready)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sink");
-        let mut sink = Guard(sink);
-        wait_for("the sink", T, || ready.exists());
+        let sink = sink(&tb, bind, 7100, size);
         let out = in_pasta(
             &tb,
             &[],
             &format!("python3 {} burst {bind} 7100 2000 {size}", helper()),
         );
         assert!(out.contains("sent 2000"), "{out}");
-        let mut line = String::new();
-        let stdout = sink.0.stdout.take().expect("stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("sink result");
-        let w: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(w.len(), 6, "{line}");
-        let (good, bad, reordered): (u32, u32, u32) = (
-            w[1].parse().unwrap(),
-            w[3].parse().unwrap(),
-            w[5].parse().unwrap(),
-        );
-        assert_eq!((bad, reordered), (0, 0), "{line}");
+        let (good, line) = sink_result(sink);
         // UDP may lose some under load; nearly all must arrive.
         assert!(good >= 1800, "{line}");
     }
@@ -474,24 +488,7 @@ fn udp_super_frames_from_the_namespace_arrive_as_datagrams() {
         (BEYOND6, 1000, true),
         (BEYOND4, 1200, false),
     ] {
-        let ready = tb.path("sink.ready");
-        let _ = std::fs::remove_file(&ready);
-        let sink = tb
-            .in_remote("python3")
-            .args([
-                &helper(),
-                "sink",
-                bind,
-                "7101",
-                &size.to_string(),
-                "--ready",
-            ])
-            .arg(&ready)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sink");
-        let mut sink = Guard(sink);
-        wait_for("the sink", T, || ready.exists());
+        let sink = sink(&tb, bind, 7101, size);
         let mut c = tb.in_host("timeout");
         c.arg("60")
             .arg(pasta())
@@ -520,19 +517,7 @@ fn udp_super_frames_from_the_namespace_arrive_as_datagrams() {
         } else {
             assert_eq!(supers, 0, "{err}");
         }
-        let mut line = String::new();
-        let stdout = sink.0.stdout.take().expect("stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("sink result");
-        let w: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(w.len(), 6, "{line}");
-        let (good, bad, reordered): (u32, u32, u32) = (
-            w[1].parse().unwrap(),
-            w[3].parse().unwrap(),
-            w[5].parse().unwrap(),
-        );
-        assert_eq!((bad, reordered), (0, 0), "{line}");
+        let (good, line) = sink_result(sink);
         // UDP may lose some under load; nearly all must arrive.
         assert!(good >= 1800, "{line} (offload {offload})");
     }

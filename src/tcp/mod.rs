@@ -728,7 +728,8 @@ impl Tcp {
     ) -> Option<(AckDue, bool)> {
         let conn = c.flows.tcp_mut(idx)?;
         let (seq, payload) = (seg.seq(), seg.payload());
-        if payload.len() > usize::from(c.conf.mtu) && conn.flags & GUEST_GSO == 0 {
+        let mtu = usize::from(c.conf.mtu);
+        if mtu != 0 && payload.len() > mtu && conn.flags & GUEST_GSO == 0 {
             // A super-segment: the guest's frames may be 64 KiB long, and
             // the window may count in those (see `TcpConn::window_for`),
             // from a new reading.
