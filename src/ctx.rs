@@ -51,7 +51,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use crate::conf::Config;
+use crate::conf::{Config, Proto};
 use crate::event::{Epoll, EpollRef, Event, Kind};
 use crate::flow::{FlowKind, FlowTable};
 use crate::fwd::Fwd;
@@ -241,6 +241,9 @@ pub(crate) struct Ctx<'c> {
     pub(crate) netns: Option<crate::pasta::NetNs>,
     /// The forwarding tables and their listening sockets.
     pub(crate) fwd: Fwd,
+    /// `-c`: the configuration socket, through which clients change
+    /// `fwd`'s tables.
+    pub(crate) control: Option<crate::ctl::Control>,
     signals: OwnedFd,
     spawned: Option<Spawned>,
     quit: Option<QuitWatch>,
@@ -328,6 +331,7 @@ impl<'c> Ctx<'c> {
             services: ServiceBudget::default(),
             netns: None,
             fwd,
+            control: None,
             signals,
             spawned,
             quit,
@@ -525,10 +529,12 @@ impl<'c> Ctx<'c> {
             }
             Kind::TcpListen | Kind::TcpListenNs => {
                 // The table names the socket and its rule (nothing if it
-                // was closed earlier in this batch).
+                // was closed earlier in this batch; another socket, if a
+                // table change reused the slot: then it must be TCP's).
                 let kind = ev.r.kind;
                 let (tcp, mut c, fwd) = self.tcp_ctx();
-                if let Some(l) = fwd.listening(ev.r.index) {
+                let tcp_rule = |l: &crate::fwd::rules::Listening<'_>| l.rule.proto == Proto::Tcp;
+                if let Some(l) = fwd.listening(ev.r.index).filter(tcp_rule) {
                     if kind == Kind::TcpListen {
                         tcp.listen_event(&mut c, &l, ev.r);
                     } else {
@@ -544,9 +550,22 @@ impl<'c> Ctx<'c> {
                 let (udp, mut c, _) = self.udp_ctx();
                 udp.sock_event(&mut c, ev.r.index, &ev);
             }
+            Kind::CtlListen | Kind::CtlConn => {
+                let Some(mut control) = self.control.take() else {
+                    return None;
+                };
+                let mut t = self.ctl_tables();
+                if ev.r.kind == Kind::CtlListen {
+                    control.accept(&mut t);
+                } else {
+                    control.event(&mut t, ev.writable);
+                }
+                self.control = Some(control);
+            }
             Kind::UdpListen => {
                 let (udp, mut c, fwd) = self.udp_ctx();
-                if let Some(l) = fwd.listening(ev.r.index) {
+                let udp_rule = |l: &crate::fwd::rules::Listening<'_>| l.rule.proto == Proto::Udp;
+                if let Some(l) = fwd.listening(ev.r.index).filter(udp_rule) {
                     udp.listen_event(&mut c, &l);
                 }
             }
@@ -861,6 +880,42 @@ impl<'c> Ctx<'c> {
         }
     }
 
+    /// Serves the configuration socket `control` (if any) from this loop.
+    pub(crate) fn set_control(&mut self, control: Option<crate::ctl::Control>) -> io::Result<()> {
+        if let Some(c) = &control {
+            c.register(&self.epoll)?;
+        }
+        self.control = control;
+        Ok(())
+    }
+
+    /// What the configuration socket works on: the forwarding tables
+    /// and what changing them needs.
+    fn ctl_tables(&mut self) -> crate::ctl::Tables<'_> {
+        use crate::wire::pesto;
+        let conf = self.conf;
+        let families = self.fwd.families();
+        let mut caps = pesto::CAP_IFNAME;
+        for (on, bit) in [
+            (families.v4, pesto::CAP_IPV4),
+            (families.v6, pesto::CAP_IPV6),
+            (!conf.no_tcp, pesto::CAP_TCP),
+            (!conf.no_udp, pesto::CAP_UDP),
+            (self.netns.is_some(), pesto::CAP_SCAN),
+        ] {
+            if on {
+                caps |= bit;
+            }
+        }
+        crate::ctl::Tables {
+            fwd: &mut self.fwd,
+            epoll: &self.epoll,
+            netns: self.netns.as_ref(),
+            caps: crate::fwd::rules::Caps(caps),
+            freebind: conf.freebind,
+        }
+    }
+
     /// Scans the ports of `auto` rules and follows them (pasta).
     pub(crate) fn scan_ports(&mut self) {
         self.fwd.scan(&self.epoll, self.netns.as_ref());
@@ -876,6 +931,9 @@ impl<'c> Ctx<'c> {
         self.udp.log_tick();
         self.services.tick();
         self.scan_ports();
+        if let Some(c) = self.control.as_mut() {
+            c.timer(&self.epoll, now);
+        }
         self.icmp.timer(&mut self.flows, &self.epoll, now);
         self.udp.timer(&mut self.flows, &self.epoll, now);
         let (tcp, mut c, fwd) = self.tcp_ctx();

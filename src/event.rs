@@ -50,6 +50,10 @@ pub(crate) enum Kind {
     /// A UDP listening socket (`-u`, `-U`); the index as for
     /// [`Kind::TcpListen`].
     UdpListen = 10,
+    /// The configuration socket (`-c`), listening.
+    CtlListen = 19,
+    /// The configuration client being served.
+    CtlConn = 20,
 }
 
 impl Kind {
@@ -69,6 +73,8 @@ impl Kind {
             11 => Kind::VhostUserCtl,
             9 => Kind::UdpSock,
             10 => Kind::UdpListen,
+            19 => Kind::CtlListen,
+            20 => Kind::CtlConn,
             _ => return None,
         })
     }

@@ -32,6 +32,7 @@
 
 mod arp;
 pub mod conf;
+mod ctl;
 mod ctx;
 mod daemon;
 mod dhcp;
@@ -208,6 +209,17 @@ fn raise_nofile() {
     }
 }
 
+/// `-c`: the configuration socket, created now (before we change user
+/// and lose the filesystem).
+fn open_control(conf: &Config) -> Result<Option<ctl::Control>, Box<dyn std::error::Error>> {
+    match &conf.conf_path {
+        Some(p) => Ok(Some(ctl::Control::open(p).map_err(|e| {
+            format!("Couldn't open configuration socket {}: {e}", p.display())
+        })?)),
+        None => Ok(None),
+    }
+}
+
 /// What both modes open first: the log, the PID file, the pcap file and
 /// the signal descriptor; then the configuration summary is logged.
 #[allow(clippy::type_complexity)]
@@ -251,6 +263,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     // bind low ports, the namespace's once it exists.
     let mut fwd = fwd::Fwd::build(conf)?;
     fwd.open_host(conf, true)?;
+    let control = open_control(conf)?;
     let routes = pasta::host_routes(conf)?;
     let ns = pasta::setup(conf)?;
     let splice_only = conf.pasta.as_ref().is_some_and(|p| p.splice_only);
@@ -295,6 +308,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     )?;
     ctx.guest.addr6_ll_seen = tap.ll6;
     ctx.netns = Some(ns.netns);
+    ctx.set_control(control)?;
     ctx.scan_ports();
     if configured {
         ctx.probe_guest();
@@ -320,6 +334,7 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     // TCP only: passt has no `-u` listeners (yet).
     let mut fwd = fwd::Fwd::build(conf)?;
     fwd.open_host(conf, false)?;
+    let control = open_control(conf)?;
     let mut tcp = tcp::Tcp::new(conf);
     // A VM pays for every ACK: hold them briefly (see `Tcp::ack_delay`).
     tcp.ack_delay = Some(std::time::Duration::from_millis(10));
@@ -360,6 +375,7 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     let mut guest_link = tap::Tap::new(backend);
     guest_link.pcap = pcap;
     let mut ctx = ctx::Ctx::new(conf, epoll, guest_link, None, signals, None, None, tcp, fwd)?;
+    ctx.set_control(control)?;
     if connected {
         ctx.probe_guest();
     }

@@ -100,6 +100,8 @@ pub(crate) struct Options {
     /// `--runas` as given (UID, UID:GID, LOGIN, LOGIN:GROUP).
     pub(crate) runas: Option<String>,
     pub(crate) pcap: Option<PathBuf>,
+    /// `-c`: the configuration socket.
+    pub(crate) conf_path: Option<PathBuf>,
     pub(crate) pid_file: Option<PathBuf>,
     /// `-F`/`--fd` (cleared by a later `-s`).
     pub(crate) fd: Option<i32>,
@@ -198,6 +200,7 @@ impl Options {
             foreground: false,
             runas: None,
             pcap: None,
+            conf_path: None,
             pid_file: None,
             fd: None,
             socket: None,
@@ -336,6 +339,7 @@ enum Opt {
     MigrateExit,
     MigrateNoLinger,
     Stats,
+    ConfPath,
 }
 
 /// Long options: name, takes an argument, meaning.
@@ -410,6 +414,7 @@ const LONG: &[(&str, bool, Opt)] = &[
     ("migrate-exit", false, Opt::MigrateExit),
     ("migrate-no-linger", false, Opt::MigrateNoLinger),
     ("stats", true, Opt::Stats),
+    ("conf-path", true, Opt::ConfPath),
 ];
 
 /// Short options: letter, takes an argument, meaning.
@@ -424,6 +429,7 @@ const SHORT: &[(char, bool, Opt)] = &[
     ('F', true, Opt::Fd),
     ('I', true, Opt::NsIfname),
     ('p', true, Opt::Pcap),
+    ('c', true, Opt::ConfPath),
     ('P', true, Opt::Pid),
     ('m', true, Opt::Mtu),
     ('a', true, Opt::Address),
@@ -995,6 +1001,7 @@ impl<'a> Parser<'a> {
             | Opt::LogSize
             | Opt::Runas
             | Opt::Pcap
+            | Opt::ConfPath
             | Opt::Pid => self.process_option(&occ)?,
             Opt::Socket
             | Opt::Fd
@@ -1077,6 +1084,7 @@ impl<'a> Parser<'a> {
                 o.runas = Some(v.to_string());
             }
             Opt::Pcap => o.pcap = Some(path_value(occ, "pcap path")?),
+            Opt::ConfPath => o.conf_path = Some(path_value(occ, "configuration socket path")?),
             Opt::Pid => o.pid_file = Some(path_value(occ, "PID file")?),
             _ => unreachable!("{:?} is dispatched elsewhere", occ.opt),
         }
@@ -1611,6 +1619,7 @@ const COMMON_HELP: &str = "\
   -h, --help              Show this text and exit
       --version           Show the version and exit
   -p, --pcap FILE         Write guest-side frames to FILE (pcap format)
+  -c, --conf-path PATH    Accept forwarding changes (pesto) on UNIX socket PATH
   -P, --pid FILE          Write the PID of the running daemon to FILE
   -m, --mtu MTU           MTU to announce (0: none; default 65520, max 65521)
   -a, --address ADDR[/LEN]

@@ -218,6 +218,8 @@ pub(crate) struct Config {
     pub(crate) pid_file: Option<PathBuf>,
     /// `-p`.
     pub(crate) pcap: Option<PathBuf>,
+    /// `-c`/`--conf-path`: the configuration socket (`crate::ctl`).
+    pub(crate) conf_path: Option<PathBuf>,
     /// `--runas` resolved to numeric ids.
     pub(crate) runas: Option<(u32, u32)>,
     /// `-F`/`--fd`: pre-opened socket (passt) or tap (pasta).

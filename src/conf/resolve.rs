@@ -128,6 +128,7 @@ pub(crate) fn resolve(opts: Options, host: &HostInfo) -> Result<Config> {
         foreground,
         pid_file: o.pid_file.clone(),
         pcap: o.pcap.clone(),
+        conf_path: o.conf_path.clone(),
         runas,
         fd: o.fd,
         mtu: o.mtu.unwrap_or(DEFAULT_MTU),

@@ -19,6 +19,7 @@
 //! unit tests only, hence `cfg(test)` until then.
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 use super::rules::{
     self, listen_ref, listen_ref_parts, open_port, Families, FwdTable, FwdTables, Listener,
@@ -34,7 +35,8 @@ pub(crate) struct Fwd {
     tables: FwdTables,
     scanner: Option<Scanner>,
     families: Families,
-    /// `--no-udp`: the scanner opens no UDP socket.
+    /// `--no-udp`, or passt (no UDP listeners yet): no UDP socket is
+    /// opened for a rule.
     no_udp: bool,
 }
 
@@ -84,6 +86,7 @@ impl Fwd {
         if !conf.no_tcp {
             host.open(Proto::Tcp, conf.freebind, self.families)?;
         }
+        self.no_udp = conf.no_udp || !udp;
         if udp && !conf.no_udp {
             host.open(Proto::Udp, conf.freebind, self.families)?;
         }
@@ -215,6 +218,344 @@ impl Fwd {
             }
             open_scanned(table, epoll, netns, t, idx, port, families)
         });
+    }
+}
+
+/// A socket that a table change needs: rule `rule` of the new table, on
+/// `addr`.
+#[derive(Clone, Copy, Debug)]
+struct Need {
+    t: Table,
+    rule: usize,
+    addr: std::net::SocketAddr,
+}
+
+/// A socket of the old tables closed before the change was sure, to free
+/// its port: reopened if the change fails.
+struct Closed {
+    t: Table,
+    rule_idx: usize,
+    rule: rules::FwdRule,
+    addr: std::net::SocketAddr,
+}
+
+/// The address a socket of `rule` is bound to.
+fn bound_addr(rule: &rules::FwdRule, l: &Listener) -> std::net::SocketAddr {
+    let any = if l.v6 {
+        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    std::net::SocketAddr::new(rule.addr.unwrap_or(any), l.port)
+}
+
+/// Whether `new` would open the very socket `l` of rule `old`: same
+/// protocol, interface, address and a port `new` covers.
+fn same_socket(new: &rules::FwdRule, old: &rules::FwdRule, l: &Listener) -> bool {
+    let a = bound_addr(old, l);
+    new.proto == old.proto
+        && new.ifname == old.ifname
+        && new.target(l.port).is_some()
+        && new.addr.map_or(a.ip().is_unspecified(), |n| n == a.ip())
+}
+
+/// Whether failing to open a socket of `rule` fails the change: not for
+/// a weak rule, nor for a wildcard on a host without that family.
+fn open_failure(rule: &rules::FwdRule, e: &io::Error) -> bool {
+    if rule.addr.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+        return false;
+    }
+    !rule.weak
+}
+
+impl Fwd {
+    /// The rules of table `t`, in index order.
+    pub(crate) fn rules(&self, t: Table) -> Vec<rules::FwdRule> {
+        self.tables.get(t).rules().map(|(_, r)| r.clone()).collect()
+    }
+
+    /// The families this instance forwards.
+    pub(crate) fn families(&self) -> Families {
+        self.families
+    }
+
+    /// Replaces the rules of the tables in `new`, all or nothing.
+    ///
+    /// The new tables are checked first (conflicts, size). A socket that
+    /// an old rule holds and a new rule would open the same way (protocol,
+    /// address, interface, port) passes to the new rule as it is: an
+    /// unchanged or re-ordered rule keeps listening without a gap, and
+    /// what is waiting in its queue stays there. The others are opened
+    /// before anything is closed; if one can't be bound because an old
+    /// socket holds its port, the old sockets that are going away are
+    /// closed and it is tried again. If a socket still can't be opened,
+    /// the new sockets are closed, the old ones reopened, and the old
+    /// tables stay in force: the error says which port failed.
+    ///
+    /// Flows are never touched: a TCP connection or UDP flow has its own
+    /// socket, whichever rule admitted it. `auto` rules get their
+    /// sockets from the next scan, run at once.
+    pub(crate) fn replace(
+        &mut self,
+        new: Vec<(Table, Vec<rules::FwdRule>)>,
+        epoll: &Epoll,
+        netns: Option<&NetNs>,
+        freebind: bool,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        // The new tables, checked; no socket yet.
+        let mut staged: Vec<(Table, FwdTable)> = Vec::new();
+        for (t, list) in new {
+            if t == Table::Splice && netns.is_none() {
+                return Err("no namespace: no outbound (SPLICE) table".into());
+            }
+            let mut table = FwdTable::default();
+            for rule in list {
+                table.add(rule, t.name())?;
+            }
+            staged.push((t, table));
+        }
+
+        // Which old socket each new rule takes over, and what to open.
+        let mut moves: Vec<(Table, usize, usize, usize)> = Vec::new();
+        let mut needs: Vec<Need> = Vec::new();
+        let wildcards = self.families.wildcards();
+        for (t, table) in &staged {
+            let old = self.tables.get(*t);
+            let mut claimed = std::collections::HashSet::new();
+            let mut covered = std::collections::HashSet::new();
+            for (idx, rule) in table.rules() {
+                for (oi, os, orule, l) in old.sockets() {
+                    if !claimed.contains(&(oi, os)) && same_socket(rule, orule, l) {
+                        claimed.insert((oi, os));
+                        covered.insert((idx, l.port, l.v6));
+                        moves.push((*t, oi, os, idx));
+                    }
+                }
+                if rule.scan || (rule.proto == Proto::Udp && self.no_udp) {
+                    continue;
+                }
+                let addrs: &[std::net::IpAddr] = match &rule.addr {
+                    Some(a) => std::slice::from_ref(a),
+                    None => wildcards,
+                };
+                for port in rule.first..=rule.last {
+                    for &ip in addrs {
+                        if !covered.contains(&(idx, port, ip.is_ipv6())) {
+                            needs.push(Need {
+                                t: *t,
+                                rule: idx,
+                                addr: std::net::SocketAddr::new(ip, port),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+
+        let rule_of = |staged: &[(Table, FwdTable)], n: &Need| -> Option<rules::FwdRule> {
+            staged
+                .iter()
+                .find(|(t, _)| *t == n.t)
+                .and_then(|(_, table)| table.rule(n.rule).cloned())
+        };
+        let mut opened: Vec<(Need, OwnedFd)> = Vec::new();
+        let mut failed = self.open_needs(&staged, &needs, netns, freebind, &mut opened, &rule_of)?;
+
+        // Ports held by old sockets that are going away: free them, then
+        // try again.
+        let mut closed: Vec<Closed> = Vec::new();
+        if failed
+            .iter()
+            .any(|(_, e)| e.raw_os_error() == Some(libc::EADDRINUSE))
+        {
+            for (t, _) in &staged {
+                let doomed: Vec<(usize, usize)> = self
+                    .tables
+                    .get(*t)
+                    .sockets()
+                    .map(|(oi, os, _, _)| (oi, os))
+                    .filter(|&(oi, os)| !moves.iter().any(|m| m.0 == *t && m.1 == oi && m.2 == os))
+                    .collect();
+                for (oi, os) in doomed {
+                    let table = self.tables.get_mut(*t);
+                    let Some(rule) = table.rule(oi).cloned() else {
+                        continue;
+                    };
+                    if let Some(l) = table.take_slot(oi, os) {
+                        let _ = epoll.del(&l.fd);
+                        closed.push(Closed {
+                            t: *t,
+                            rule_idx: oi,
+                            addr: bound_addr(&rule, &l),
+                            rule,
+                        });
+                    }
+                }
+            }
+            let retry: Vec<Need> = failed.iter().map(|(n, _)| *n).collect();
+            failed = self.open_needs(&staged, &retry, netns, freebind, &mut opened, &rule_of)?;
+        }
+
+        // Every normal rule binds all its sockets, a weak one at least one.
+        let mut error: Option<String> = failed.first().map(|(n, e)| {
+            let rule = rule_of(&staged, n).map_or_else(String::new, |r| r.to_string());
+            format!("can't bind port {} on {} for {rule}: {e}", n.addr.port(), n.addr.ip())
+        });
+        if error.is_none() {
+            for (t, table) in &staged {
+                for (idx, rule) in table.rules() {
+                    let has = moves.iter().any(|m| m.0 == *t && m.3 == idx)
+                        || opened.iter().any(|(n, _)| n.t == *t && n.rule == idx);
+                    let wants = !rule.scan
+                        && !(rule.proto == Proto::Udp && self.no_udp)
+                        && (rule.addr.is_some() || !wildcards.is_empty());
+                    if wants && !has {
+                        error = Some(format!("can't bind any port for {rule}"));
+                    }
+                }
+            }
+        }
+        if let Some(e) = error {
+            drop(opened);
+            self.reopen(closed, epoll, netns, freebind);
+            return Err(e.into());
+        }
+
+        // Commit: sockets taken over change their epoll reference,
+        // new ones are added, the rest of the old ones close.
+        for (t, mut table) in staged {
+            let old = self.tables.get_mut(t);
+            for &(mt, oi, os, ni) in &moves {
+                if mt != t {
+                    continue;
+                }
+                let Some(l) = old.take_slot(oi, os) else {
+                    continue;
+                };
+                let proto = table.rule(ni).map(|r| r.proto);
+                if let (Some(proto), Some(slot)) = (proto, table.insert_socket(ni, l)) {
+                    if let Some(l) = table.listening(t.pif(), ni, slot) {
+                        let er = EpollRef::new(kind(t, proto), listen_ref(t, ni, slot));
+                        let flags = rustix::event::epoll::EventFlags::IN
+                            | rustix::event::epoll::EventFlags::RDHUP;
+                        if let Err(e) = epoll.modify(l.fd, er, flags) {
+                            ::log::warn!("forwarding: epoll: {e}");
+                        }
+                    }
+                }
+            }
+            let mine: Vec<(Need, OwnedFd)> = {
+                let (mine, rest): (Vec<_>, Vec<_>) = opened.into_iter().partition(|(n, _)| n.t == t);
+                opened = rest;
+                mine
+            };
+            for (n, fd) in mine {
+                let Some(proto) = table.rule(n.rule).map(|r| r.proto) else {
+                    continue;
+                };
+                let l = Listener {
+                    fd,
+                    port: n.addr.port(),
+                    v6: n.addr.is_ipv6(),
+                };
+                register_one(&mut table, epoll, t, n.rule, proto, l);
+            }
+            let gone = std::mem::replace(old, table);
+            for (_, _, _, l) in gone.sockets() {
+                let _ = epoll.del(&l.fd);
+            }
+            drop(gone);
+            if let Some(s) = self.scanner.as_mut() {
+                s.reset(t, self.tables.get(t));
+            }
+            let (what, list) = match t {
+                Table::Host => ("Inbound", self.tables.get(t)),
+                Table::Splice => ("Outbound", self.tables.get(t)),
+            };
+            ::log::info!("{what} forwarding rules replaced:");
+            for (_, r) in list.rules() {
+                ::log::info!("    {r}");
+            }
+        }
+        self.scan(epoll, netns);
+        Ok(())
+    }
+
+    /// Opens the sockets of `needs` (a namespace's all from one task in
+    /// it): the opened ones go to `opened`, fatal failures are returned.
+    /// Running out of descriptors is an error at once.
+    #[allow(clippy::type_complexity)]
+    fn open_needs(
+        &self,
+        staged: &[(Table, FwdTable)],
+        needs: &[Need],
+        netns: Option<&NetNs>,
+        freebind: bool,
+        opened: &mut Vec<(Need, OwnedFd)>,
+        rule_of: &dyn Fn(&[(Table, FwdTable)], &Need) -> Option<rules::FwdRule>,
+    ) -> Result<Vec<(Need, io::Error)>, Box<dyn std::error::Error>> {
+        let open_all = |list: &[(Need, rules::FwdRule)], freebind: bool| {
+            list.iter()
+                .map(|(n, r)| (*n, rules::open_one(r, n.addr, freebind)))
+                .collect::<Vec<_>>()
+        };
+        let mut failed = Vec::new();
+        for t in Table::BOTH {
+            let list: Vec<(Need, rules::FwdRule)> = needs
+                .iter()
+                .filter(|n| n.t == t)
+                .filter_map(|n| Some((*n, rule_of(staged, n)?)))
+                .collect();
+            if list.is_empty() {
+                continue;
+            }
+            let results = match (t, netns) {
+                (Table::Host, _) => open_all(&list, freebind),
+                (Table::Splice, Some(ns)) => ns.run(|| open_all(&list, false))?,
+                (Table::Splice, None) => return Err("no namespace".into()),
+            };
+            for ((n, r), (_, res)) in list.iter().zip(results) {
+                match res {
+                    Ok(fd) => opened.push((*n, fd)),
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                        return Err(format!("can't open enough sockets for {r}: {e}").into())
+                    }
+                    Err(e) if open_failure(r, &e) => failed.push((*n, e)),
+                    Err(e) => ::log::debug!("{r}: skipping port {} on {}: {e}", n.addr.port(), n.addr.ip()),
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    /// A change failed after old sockets were closed: opens them again in
+    /// their rules of the (unchanged) old tables.
+    fn reopen(&mut self, closed: Vec<Closed>, epoll: &Epoll, netns: Option<&NetNs>, freebind: bool) {
+        for c in closed {
+            let res = match (c.t, netns) {
+                (Table::Host, _) => rules::open_one(&c.rule, c.addr, freebind),
+                (Table::Splice, Some(ns)) => ns
+                    .run(|| rules::open_one(&c.rule, c.addr, false))
+                    .and_then(|r| r),
+                (Table::Splice, None) => continue,
+            };
+            match res {
+                Ok(fd) => {
+                    let l = Listener {
+                        fd,
+                        port: c.addr.port(),
+                        v6: c.addr.is_ipv6(),
+                    };
+                    let proto = c.rule.proto;
+                    register_one(self.tables.get_mut(c.t), epoll, c.t, c.rule_idx, proto, l);
+                }
+                Err(e) => ::log::error!(
+                    "{}: can't listen on {} again after a failed change: {e}",
+                    c.rule,
+                    c.addr
+                ),
+            }
+        }
     }
 }
 

@@ -66,6 +66,7 @@ use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
 use thiserror::Error;
 
 use super::spec::{self, ParseOpts, PortSpec, SpecError, SpecMode};
+use crate::wire::pesto::{self, RawRule};
 use crate::conf::{Config, Mode, Proto};
 use crate::flow::Pif;
 
@@ -155,6 +156,149 @@ impl FwdRule {
     }
 }
 
+/// What a table's instance can forward, as the configuration protocol
+/// announces it (`wire::pesto::CAP_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Caps(pub(crate) u32);
+
+impl Caps {
+    pub(crate) fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+impl FwdRule {
+    /// The rule as the configuration protocol carries it. A rule for any
+    /// address is "dual stack" where both families are on, else the
+    /// wildcard of the one family (as upstream writes them).
+    pub(crate) fn to_raw(&self, families: Families) -> RawRule {
+        let (addr, dual) = match self.addr {
+            Some(a) => (a, false),
+            None if families.v4 && !families.v6 => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), false),
+            None => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), families.v4),
+        };
+        let mut flags = 0;
+        if dual {
+            flags |= pesto::FLAG_DUAL_STACK;
+        }
+        if self.weak {
+            flags |= pesto::FLAG_WEAK;
+        }
+        if self.scan {
+            flags |= pesto::FLAG_SCAN;
+        }
+        RawRule {
+            addr: RawRule::pack_addr(addr),
+            taddr: [0; 16],
+            ifname: self
+                .ifname
+                .as_deref()
+                .map_or([0; pesto::IFNAMSIZ], RawRule::pack_ifname),
+            first: self.first,
+            last: self.last,
+            to: self.to,
+            proto: match self.proto {
+                Proto::Tcp => libc::IPPROTO_TCP as u8,
+                Proto::Udp => libc::IPPROTO_UDP as u8,
+            },
+            flags,
+        }
+    }
+
+    /// A rule from the configuration protocol, for table `table` of an
+    /// instance with capabilities `caps`, checked as upstream checks it
+    /// (ports, flags, families and protocols enabled), and for what this
+    /// implementation can do: no target address yet, and the namespace's
+    /// table listens on its loopback only.
+    pub(crate) fn from_raw(raw: &RawRule, table: Table, caps: Caps) -> std::result::Result<FwdRule, String> {
+        if raw.first > raw.last {
+            return Err(format!("invalid port range {}-{}", raw.first, raw.last));
+        }
+        if raw.first == 0 {
+            return Err("can't forward from port 0".into());
+        }
+        if raw.to == 0 || raw.to.checked_add(raw.last - raw.first).is_none() {
+            return Err(format!(
+                "ports {}-{} can't map to {}: past port 65535 or port 0",
+                raw.first, raw.last, raw.to
+            ));
+        }
+        let known = pesto::FLAG_DUAL_STACK | pesto::FLAG_WEAK | pesto::FLAG_SCAN;
+        if raw.flags & !known != 0 {
+            return Err(format!("unknown flags 0x{:x}", raw.flags & !known));
+        }
+        let proto = match i32::from(raw.proto) {
+            libc::IPPROTO_TCP if caps.has(pesto::CAP_TCP) => Proto::Tcp,
+            libc::IPPROTO_UDP if caps.has(pesto::CAP_UDP) => Proto::Udp,
+            libc::IPPROTO_TCP => return Err("TCP is disabled".into()),
+            libc::IPPROTO_UDP => return Err("UDP is disabled".into()),
+            p => return Err(format!("unsupported protocol {p}")),
+        };
+        let addr = RawRule::unpack_addr(raw.addr);
+        let addr = if raw.flags & pesto::FLAG_DUAL_STACK != 0 {
+            if addr != IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+                return Err(format!("dual stack rule with the address {addr}"));
+            }
+            if !caps.has(pesto::CAP_IPV4) || !caps.has(pesto::CAP_IPV6) {
+                return Err("dual stack rule, but IPv4 or IPv6 is disabled".into());
+            }
+            None
+        } else {
+            let (bit, family) = if addr.is_ipv4() {
+                (pesto::CAP_IPV4, "IPv4")
+            } else {
+                (pesto::CAP_IPV6, "IPv6")
+            };
+            if !caps.has(bit) {
+                return Err(format!("{family} is disabled, can't forward from {addr}"));
+            }
+            Some(addr)
+        };
+        if raw.taddr != [0; 16] {
+            return Err(format!(
+                "target address {} not supported",
+                RawRule::unpack_addr(raw.taddr)
+            ));
+        }
+        let ifname = match raw.ifname().map_err(|e| e.to_string())? {
+            None => None,
+            Some(n) => {
+                let n = std::str::from_utf8(n)
+                    .ok()
+                    .filter(|n| !n.contains(['/', ' ', ':', '%']) && *n != "." && *n != "..")
+                    .ok_or_else(|| format!("bad interface name {:?}", String::from_utf8_lossy(n)))?;
+                if !caps.has(pesto::CAP_IFNAME) {
+                    return Err(format!("can't bind to interface {n} (SO_BINDTODEVICE)"));
+                }
+                Some(n.to_string())
+            }
+        };
+        let scan = raw.flags & pesto::FLAG_SCAN != 0;
+        if scan && !caps.has(pesto::CAP_SCAN) {
+            return Err("'auto' port forwarding is only allowed for pasta".into());
+        }
+        let rule = FwdRule {
+            proto,
+            addr,
+            ifname,
+            first: raw.first,
+            last: raw.last,
+            to: raw.to,
+            weak: raw.flags & pesto::FLAG_WEAK != 0,
+            scan,
+        };
+        if table == Table::Splice
+            && rule.ifname.as_deref() != Some("lo")
+            && !rule.addr.is_some_and(|a| a.is_loopback())
+        {
+            return Err(format!(
+                "{rule}: the namespace's rules listen on its loopback only (interface lo or a loopback address)"
+            ));
+        }
+        Ok(rule)
+    }
+}
+
 impl fmt::Display for FwdRule {
     /// `TCP [192.0.2.1%eth0]:22-80 => 32-90 (weak)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,7 +361,7 @@ impl Table {
     }
 
     /// Its name in errors.
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Table::Host => "the host",
             Table::Splice => "the namespace",

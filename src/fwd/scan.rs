@@ -322,6 +322,18 @@ impl Scanner {
         })
     }
 
+    /// Table `t` was replaced by `table`: the ports forwarded are those
+    /// its `auto` rules have sockets on (taken over from the old table).
+    pub(crate) fn reset(&mut self, t: Table, table: &FwdTable) {
+        let mut active: [PortSet; 2] = Default::default();
+        for (_, _, r, l) in table.sockets() {
+            if r.scan {
+                active[pi(r.proto)].insert(l.port);
+            }
+        }
+        self.active[t as usize] = active;
+    }
+
     /// Forgets the ports forwarded for `rule` of table `t` (removed: its
     /// sockets are closed).
     #[cfg(test)]

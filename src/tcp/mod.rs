@@ -117,7 +117,7 @@ use std::time::{Duration, Instant};
 use rustix::event::epoll::EventFlags;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
-use crate::conf::Config;
+use crate::conf::{Config, Proto};
 use crate::event::{Epoll, EpollRef, Kind};
 use crate::flow::{FlowKey, FlowSide, Pif, ProtoFlows};
 use crate::fwd::{self, rules::Listening};
@@ -1210,7 +1210,8 @@ impl Tcp {
         listening: impl Fn(u32) -> Option<Listening<'f>>,
     ) {
         for r in self.paused.drain(..) {
-            if let Some(l) = listening(r.index) {
+            // A table change may have put another socket in its slot.
+            if let Some(l) = listening(r.index).filter(|l| l.rule.proto == Proto::Tcp) {
                 let _ = epoll.modify(l.fd, r, EventFlags::IN | EventFlags::RDHUP);
             }
         }

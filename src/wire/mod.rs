@@ -41,6 +41,7 @@ pub(crate) mod icmp;
 pub(crate) mod icmpv6;
 pub(crate) mod ipv4;
 pub(crate) mod ipv6;
+pub(crate) mod pesto;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 
