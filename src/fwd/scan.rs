@@ -291,28 +291,17 @@ fn pi(p: Proto) -> usize {
 }
 
 impl Scanner {
-    /// A scanner for the `scan` rules of `tables`, or `None` if there are
-    /// none. Opens the sock_diag sockets (or `/proc/net` files) now: host
-    /// side from this thread, namespace side from a thread inside `netns`.
-    pub(crate) fn new(tables: &FwdTables, netns: &NetNs) -> Option<Scanner> {
-        let scans = |t: &FwdTable| t.rules().any(|(_, r)| r.scan);
-        let (want_ns, want_host) = (scans(&tables.host), scans(&tables.splice));
-        if !want_ns && !want_host {
-            return None;
-        }
-        let ns = if want_ns {
-            netns.run(Side::open).unwrap_or_else(|e| {
-                log::warn!("Port scan: can't enter the namespace: {e}");
-                Side::none()
-            })
-        } else {
+    /// pasta's scanner. Opens the sock_diag sockets (or `/proc/net` files)
+    /// now: host side from this thread, namespace side from a thread
+    /// inside `netns`; both, even without `scan` rules in `_tables`, since
+    /// the configuration socket may add some later, once we can no longer
+    /// open them.
+    pub(crate) fn new(_tables: &FwdTables, netns: &NetNs) -> Option<Scanner> {
+        let ns = netns.run(Side::open).unwrap_or_else(|e| {
+            log::warn!("Port scan: can't enter the namespace: {e}");
             Side::none()
-        };
-        let host = if want_host {
-            Side::open()
-        } else {
-            Side::none()
-        };
+        });
+        let host = Side::open();
         Some(Scanner {
             host,
             ns,
