@@ -54,6 +54,10 @@ pub(crate) struct Control {
     path: PathBuf,
     /// The socket file's owner: the one user allowed in.
     owner: u32,
+    /// The socket file, to read its owner again from the user namespace
+    /// we end up in (passt makes its own: user IDs read there are mapped
+    /// as the peers' credentials are).
+    path_fd: Option<OwnedFd>,
     session: Option<Session>,
 }
 
@@ -131,17 +135,29 @@ impl Control {
         bound?;
         rustix::net::listen(&s, 8)?;
         let owner = std::fs::metadata(path)?.uid();
+        let path_fd = rustix::fs::open(
+            path,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
         ::log::info!("Configuration socket: {}", path.display());
         Ok(Control {
             listener: s,
             path: path.to_path_buf(),
             owner,
+            path_fd: Some(path_fd),
             session: None,
         })
     }
 
-    /// Registers the listener.
-    pub(crate) fn register(&self, epoll: &Epoll) -> io::Result<()> {
+    /// Registers the listener, once isolated (before the seccomp filter):
+    /// the owner is read again as this user namespace sees it. Where that
+    /// maps it to the overflow ID, so are the peers of other unmapped
+    /// IDs; the file's mode (0600) keeps those out.
+    pub(crate) fn register(&mut self, epoll: &Epoll) -> io::Result<()> {
+        if let Some(fd) = self.path_fd.take() {
+            self.owner = rustix::fs::fstat(&fd)?.st_uid;
+        }
         epoll.add(&self.listener, EpollRef::new(Kind::CtlListen, 0))
     }
 
@@ -153,7 +169,10 @@ impl Control {
             return;
         }
         loop {
-            let fd = match rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+            let fd = match rustix::net::accept_with(
+                &self.listener,
+                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            ) {
                 Ok(fd) => fd,
                 Err(rustix::io::Errno::AGAIN) => return,
                 Err(e) => {
@@ -304,9 +323,10 @@ impl Control {
         }
         let verdict = match pesto::decode_update(&s.input) {
             Err(e) => Some(Err(format!("bad update: {e}"))),
-            Ok(Some((_, used))) if used != s.input.len() => {
-                Some(Err(format!("{} bytes after the update", s.input.len() - used)))
-            }
+            Ok(Some((_, used))) if used != s.input.len() => Some(Err(format!(
+                "{} bytes after the update",
+                s.input.len() - used
+            ))),
             Ok(Some((tables, _))) => Some(apply(t, tables)),
             Ok(None) if s.input.len() > pesto::UPDATE_MAX_LEN => {
                 Some(Err("update longer than any valid one".to_string()))

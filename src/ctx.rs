@@ -551,9 +551,7 @@ impl<'c> Ctx<'c> {
                 udp.sock_event(&mut c, ev.r.index, &ev);
             }
             Kind::CtlListen | Kind::CtlConn => {
-                let Some(mut control) = self.control.take() else {
-                    return None;
-                };
+                let mut control = self.control.take()?;
                 let mut t = self.ctl_tables();
                 if ev.r.kind == Kind::CtlListen {
                     control.accept(&mut t);
@@ -881,8 +879,11 @@ impl<'c> Ctx<'c> {
     }
 
     /// Serves the configuration socket `control` (if any) from this loop.
-    pub(crate) fn set_control(&mut self, control: Option<crate::ctl::Control>) -> io::Result<()> {
-        if let Some(c) = &control {
+    pub(crate) fn set_control(
+        &mut self,
+        mut control: Option<crate::ctl::Control>,
+    ) -> io::Result<()> {
+        if let Some(c) = &mut control {
             c.register(&self.epoll)?;
         }
         self.control = control;

@@ -437,6 +437,19 @@ fn spawn(conf: &Config, command: &[String], netns_only: bool) -> Result<Namespac
             drop(unshared_r);
             drop(mapped_w);
             drop(go_w);
+            // Not the listeners, the configuration socket or anything
+            // else of ours: a socket we close later must really close.
+            // (The command gets none of them either: close-on-exec.)
+            use std::os::fd::AsRawFd;
+            let keep = [
+                unshared_w.as_raw_fd(),
+                mapped_r.as_raw_fd(),
+                go_r.as_raw_fd(),
+            ];
+            if let Err(e) = sys::close_all_but(&keep) {
+                eprintln!("pasta: closing descriptors: {e}");
+                sys::exit_now(1);
+            }
             let code = middle_process(
                 netns_only,
                 &unshared_w,

@@ -2119,8 +2119,12 @@ mod tests {
     #[test]
     fn getopt_semantics() {
         // Prefixes.
-        let o = run(Pasta, "--conf --host-lo --netns-o");
+        let o = run(Pasta, "--confi --host-lo --netns-o");
         assert!(o.config_net && o.host_lo_to_ns_lo && o.netns_only);
+        // ... but not one of two options (as upstream: --conf-path too).
+        assert!(err(Pasta, "--conf").contains("--config-net, --conf-path"));
+        let o = run(Passt, "-c /x/c.sock");
+        assert_eq!(o.conf_path, Some(PathBuf::from("/x/c.sock")));
         // Exact name wins over longer ones.
         let o = run(Passt, "--no-dhcp");
         assert!(o.no_dhcp && !o.no_dhcpv6);

@@ -359,7 +359,8 @@ impl Fwd {
                 .and_then(|(_, table)| table.rule(n.rule).cloned())
         };
         let mut opened: Vec<(Need, OwnedFd)> = Vec::new();
-        let mut failed = self.open_needs(&staged, &needs, netns, freebind, &mut opened, &rule_of)?;
+        let mut failed =
+            self.open_needs(&staged, &needs, netns, freebind, &mut opened, &rule_of)?;
 
         // Ports held by old sockets that are going away: free them, then
         // try again.
@@ -399,16 +400,20 @@ impl Fwd {
         // Every normal rule binds all its sockets, a weak one at least one.
         let mut error: Option<String> = failed.first().map(|(n, e)| {
             let rule = rule_of(&staged, n).map_or_else(String::new, |r| r.to_string());
-            format!("can't bind port {} on {} for {rule}: {e}", n.addr.port(), n.addr.ip())
+            format!(
+                "can't bind port {} on {} for {rule}: {e}",
+                n.addr.port(),
+                n.addr.ip()
+            )
         });
         if error.is_none() {
             for (t, table) in &staged {
                 for (idx, rule) in table.rules() {
                     let has = moves.iter().any(|m| m.0 == *t && m.3 == idx)
                         || opened.iter().any(|(n, _)| n.t == *t && n.rule == idx);
-                    let wants = !rule.scan
-                        && !(rule.proto == Proto::Udp && self.no_udp)
-                        && (rule.addr.is_some() || !wildcards.is_empty());
+                    let skipped = rule.proto == Proto::Udp && self.no_udp;
+                    let wants =
+                        !rule.scan && !skipped && (rule.addr.is_some() || !wildcards.is_empty());
                     if wants && !has {
                         error = Some(format!("can't bind any port for {rule}"));
                     }
@@ -445,7 +450,8 @@ impl Fwd {
                 }
             }
             let mine: Vec<(Need, OwnedFd)> = {
-                let (mine, rest): (Vec<_>, Vec<_>) = opened.into_iter().partition(|(n, _)| n.t == t);
+                let (mine, rest): (Vec<_>, Vec<_>) =
+                    opened.into_iter().partition(|(n, _)| n.t == t);
                 opened = rest;
                 mine
             };
@@ -521,7 +527,11 @@ impl Fwd {
                         return Err(format!("can't open enough sockets for {r}: {e}").into())
                     }
                     Err(e) if open_failure(r, &e) => failed.push((*n, e)),
-                    Err(e) => ::log::debug!("{r}: skipping port {} on {}: {e}", n.addr.port(), n.addr.ip()),
+                    Err(e) => ::log::debug!(
+                        "{r}: skipping port {} on {}: {e}",
+                        n.addr.port(),
+                        n.addr.ip()
+                    ),
                 }
             }
         }
@@ -530,7 +540,13 @@ impl Fwd {
 
     /// A change failed after old sockets were closed: opens them again in
     /// their rules of the (unchanged) old tables.
-    fn reopen(&mut self, closed: Vec<Closed>, epoll: &Epoll, netns: Option<&NetNs>, freebind: bool) {
+    fn reopen(
+        &mut self,
+        closed: Vec<Closed>,
+        epoll: &Epoll,
+        netns: Option<&NetNs>,
+        freebind: bool,
+    ) {
         for c in closed {
             let res = match (c.t, netns) {
                 (Table::Host, _) => rules::open_one(&c.rule, c.addr, freebind),

@@ -66,9 +66,9 @@ use rustix::net::{sockopt, AddressFamily, SocketFlags, SocketType};
 use thiserror::Error;
 
 use super::spec::{self, ParseOpts, PortSpec, SpecError, SpecMode};
-use crate::wire::pesto::{self, RawRule};
 use crate::conf::{Config, Mode, Proto};
 use crate::flow::Pif;
+use crate::wire::pesto::{self, RawRule};
 
 /// Most rules in one table (the rule index fits in 8 bits).
 pub(crate) const MAX_RULES: usize = 255;
@@ -210,7 +210,11 @@ impl FwdRule {
     /// (ports, flags, families and protocols enabled), and for what this
     /// implementation can do: no target address yet, and the namespace's
     /// table listens on its loopback only.
-    pub(crate) fn from_raw(raw: &RawRule, table: Table, caps: Caps) -> std::result::Result<FwdRule, String> {
+    pub(crate) fn from_raw(
+        raw: &RawRule,
+        table: Table,
+        caps: Caps,
+    ) -> std::result::Result<FwdRule, String> {
         if raw.first > raw.last {
             return Err(format!("invalid port range {}-{}", raw.first, raw.last));
         }
@@ -266,7 +270,9 @@ impl FwdRule {
                 let n = std::str::from_utf8(n)
                     .ok()
                     .filter(|n| !n.contains(['/', ' ', ':', '%']) && *n != "." && *n != "..")
-                    .ok_or_else(|| format!("bad interface name {:?}", String::from_utf8_lossy(n)))?;
+                    .ok_or_else(|| {
+                        format!("bad interface name {:?}", String::from_utf8_lossy(n))
+                    })?;
                 if !caps.has(pesto::CAP_IFNAME) {
                     return Err(format!("can't bind to interface {n} (SO_BINDTODEVICE)"));
                 }

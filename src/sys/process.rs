@@ -253,3 +253,37 @@ pub(crate) fn run_on_stack<F: FnOnce()>(stack: &mut [u8], f: F) -> io::Result<()
         }
     }
 }
+
+/// In a child just forked that will not exec: closes every descriptor
+/// from 3 up except those in `keep`, so that it does not hold the
+/// parent's sockets open (a listener the parent closes must stop
+/// listening).
+pub(crate) fn close_all_but(keep: &[i32]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter_map(|&k| u32::try_from(k).ok()).collect();
+    keep.sort_unstable();
+    let mut lo = 3u32;
+    for k in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if k < lo {
+            continue;
+        }
+        if k > lo {
+            // SAFETY: only called in a forked child that exits without
+            // returning to the code that owns these descriptors (see the
+            // caller): no OwnedFd of this process is used or dropped after
+            // its descriptor is closed here.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    lo as libc::c_uint,
+                    (k - 1) as libc::c_uint,
+                    0 as libc::c_uint,
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        lo = k.saturating_add(1);
+    }
+    Ok(())
+}

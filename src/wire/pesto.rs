@@ -35,6 +35,8 @@
     not(test),
     deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
 )]
+// The client's half (decoding tables, encoding updates) is for `pesto`.
+#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -410,7 +412,10 @@ pub(crate) fn decode_status(buf: &[u8]) -> Result<Option<(bool, String)>, PestoE
     let Some(text) = r.take(len as usize) else {
         return Ok(None);
     };
-    Ok(Some((status == 0, String::from_utf8_lossy(text).into_owned())))
+    Ok(Some((
+        status == 0,
+        String::from_utf8_lossy(text).into_owned(),
+    )))
 }
 
 #[cfg(test)]
@@ -574,7 +579,10 @@ mod tests {
     fn status_round_trip() {
         let mut b = Vec::new();
         encode_status(false, "no such port", &mut b);
-        assert_eq!(decode_status(&b).unwrap(), Some((false, "no such port".into())));
+        assert_eq!(
+            decode_status(&b).unwrap(),
+            Some((false, "no such port".into()))
+        );
         assert_eq!(decode_status(&b[..b.len() - 1]).unwrap(), None);
         let mut b = Vec::new();
         encode_status(true, &"é".repeat(3000), &mut b);
