@@ -95,7 +95,8 @@ fn fetch_remote(tb: &Testbed, port: u16) -> Option<String> {
 }
 
 /// pasta with `-c SOCK` and `extra` options, running a namespace where
-/// ports 7101 and 7102 answer "one" and "two", port 7103 takes a slow
+/// ports 7101 and 7102 answer "one" and "two", UDP port 7301 echoes,
+/// port 7103 takes a slow
 /// transfer (a sink pausing 50 ms every 256 KiB); returns it once the
 /// servers listen.
 fn start_pasta(tb: &Tb, sock: &Path, extra: &[&str]) -> Bg {
@@ -115,9 +116,12 @@ fn start_pasta(tb: &Tb, sock: &Path, extra: &[&str]) -> Bg {
     let script = format!(
         "socat TCP6-LISTEN:7101,ipv6only=0,fork,reuseaddr SYSTEM:'echo one' &
         socat TCP6-LISTEN:7102,ipv6only=0,fork,reuseaddr SYSTEM:'echo two' &
+        socat UDP6-LISTEN:7301,ipv6only=0,fork PIPE &
         {sink} > '{out}' &
         until [ -n \"$(ss -Hltn 'sport = :7101')\" ] && [ -n \"$(ss -Hltn 'sport = :7102')\" ] \
-            && [ -n \"$(ss -Hltn 'sport = :7103')\" ]; do sleep 0.02; done
+            && [ -n \"$(ss -Hltn 'sport = :7103')\" ] && [ -n \"$(ss -Hlun 'sport = :7301')\" ]; do
+            sleep 0.02
+        done
         touch '{r}'
         wait",
         out = tb.path("sink.out").display(),
@@ -519,4 +523,60 @@ fn passt_forwarding_changes_at_run_time() {
     );
     assert!(listening(7202));
     let _ = Command::new("true").status();
+}
+
+/// UDP and `auto` rules at run time (pasta): a UDP forward added while
+/// running carries datagrams both ways, and the flow it started goes on
+/// after the rule is removed while a new peer gets nothing; an `auto`
+/// rule added at run time forwards what the namespace listens on at once.
+#[test]
+fn udp_and_auto_rules_at_run_time() {
+    require_root();
+    let tb = Tb::new();
+    let sock = tb.path("conf.sock");
+    let _pasta = start_pasta(&tb, &sock, &["-t", "none", "-d"]);
+    let udp = json!({"proto": "udp", "addr": null, "first": 7301, "last": 7301, "to": 7301});
+    let st = set(&tb, &sock, json!({"1": [udp]}));
+    assert_eq!(st["ok"], true, "{st}");
+
+    // One socket: "a" echoed; the rule goes; "b" on the same flow still
+    // echoed; a new socket's "c" is not.
+    let script = format!(
+        "import socket, sys, time, json, subprocess
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect(('127.0.0.1', 7301))
+s.send(b'a')
+r = [s.recv(10).decode()]
+print(subprocess.run(sys.argv[1:], capture_output=True, text=True).stdout.strip(), file=sys.stderr)
+s.send(b'b')
+r.append(s.recv(10).decode())
+n = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+n.settimeout(1.5)
+n.connect(('127.0.0.1', 7301))
+try:
+    n.send(b'c')
+    r.append(n.recv(10).decode())
+except (socket.timeout, ConnectionRefusedError):
+    r.append('none')
+print(json.dumps(r))"
+    );
+    let mut c = tb.in_host("timeout");
+    c.args(["30", python(), "-c", &script, python(), CLIENT])
+        .arg(&sock)
+        .args(["set", r#"{"1": []}"#])
+        .stdin(Stdio::null());
+    let o = run(&mut c);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("\"ok\": true"), "the change: {err}");
+    assert_eq!(out.trim(), r#"["a", "b", "none"]"#, "{err}");
+
+    // auto over 7101-7102: both namespace servers forwarded at once.
+    let auto = json!({"proto": "tcp", "addr": null, "first": 7101, "last": 7102, "to": 7101, "scan": true});
+    let st = set(&tb, &sock, json!({"1": [auto]}));
+    assert_eq!(st["ok"], true, "{st}");
+    assert_eq!(fetch(&tb, "127.0.0.1", 7101).as_deref(), Some("one"));
+    assert_eq!(fetch(&tb, "127.0.0.1", 7102).as_deref(), Some("two"));
+    assert_eq!(show(&tb, &sock)["tables"]["1"]["rules"][0]["scan"], true);
 }
