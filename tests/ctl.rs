@@ -541,8 +541,7 @@ fn udp_and_auto_rules_at_run_time() {
 
     // One socket: "a" echoed; the rule goes; "b" on the same flow still
     // echoed; a new socket's "c" is not.
-    let script = format!(
-        "import socket, sys, time, json, subprocess
+    let script = "import socket, sys, time, json, subprocess
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(3)
 s.connect(('127.0.0.1', 7301))
@@ -559,10 +558,9 @@ try:
     r.append(n.recv(10).decode())
 except (socket.timeout, ConnectionRefusedError):
     r.append('none')
-print(json.dumps(r))"
-    );
+print(json.dumps(r))";
     let mut c = tb.in_host("timeout");
-    c.args(["30", python(), "-c", &script, python(), CLIENT])
+    c.args(["30", python(), "-c", script, python(), CLIENT])
         .arg(&sock)
         .args(["set", r#"{"1": []}"#])
         .stdin(Stdio::null());
