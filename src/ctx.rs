@@ -756,7 +756,7 @@ impl<'c> Ctx<'c> {
         let Some(c) = checked_frame(conf, &self.rx, i, &mut self.counters, log) else {
             return;
         };
-        if let Err(reason) = check_addresses(conf, &c.l3) {
+        if let Err(reason) = check_addresses(conf, self.fwd.targets(), &c.l3) {
             self.counters.drops[reason.index()] += 1;
             if log.allow(reason.index()) {
                 log::debug!("tap: dropped frame: {reason}");
@@ -802,7 +802,11 @@ impl<'c> Ctx<'c> {
             L3::Ipv4 { src, dst, l4, .. } => (IpAddr::V4(src), IpAddr::V4(dst), l4),
             L3::Ipv6 { src, dst, l4, .. } => (IpAddr::V6(src), IpAddr::V6(dst), l4),
         };
-        learn_address(&mut self.guest, src);
+        // Not from a rule's target address: the guest's own stays the
+        // destination of the other inbound flows.
+        if !self.fwd.targets().contains(&src) {
+            learn_address(&mut self.guest, src);
+        }
         let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &self.guest);
         // L4, once.
         match (l4, src, dst) {
@@ -1002,7 +1006,9 @@ fn checked_frame<'r>(
 ///   address it was given) or, in pasta, one of the addresses copied to
 ///   the namespace; in IPv6 also any link-local address (the guest
 ///   chooses its own) and any address of the /64 prefixes we announce
-///   (SLAAC); `0.0.0.0` only for DHCP and `::` only for NDP (duplicate
+///   (SLAAC); the target address of a forwarding rule (where that rule
+///   sends connections, so the guest answers from it); `0.0.0.0` only
+///   for DHCP and `::` only for NDP (duplicate
 ///   address detection). Upstream learns whatever source the guest uses
 ///   (`addr_seen`); we still learn (see [`learn_address`]), but only
 ///   from a source that passed here, so a spoofed frame can neither open
@@ -1010,7 +1016,7 @@ fn checked_frame<'r>(
 ///
 /// Without an IPv4 (IPv6) configuration nothing is checked for that
 /// family: nothing else would route it anyway.
-fn check_addresses(conf: &Config, l3: &L3<'_>) -> Result<(), DropReason> {
+fn check_addresses(conf: &Config, targets: &[IpAddr], l3: &L3<'_>) -> Result<(), DropReason> {
     match *l3 {
         L3::Arp(_) => Ok(()),
         L3::Ipv4 { src, dst, l4, .. } => {
@@ -1028,7 +1034,9 @@ fn check_addresses(conf: &Config, l3: &L3<'_>) -> Result<(), DropReason> {
             if dst.is_multicast() || subnet_bcast || (dst.is_broadcast() && !dhcp) {
                 return Err(DropReason::Broadcast);
             }
-            let ours = src == ip4.addr || ip4.host_addrs.iter().any(|&(a, _)| a == src);
+            let ours = src == ip4.addr
+                || ip4.host_addrs.iter().any(|&(a, _)| a == src)
+                || targets.contains(&IpAddr::V4(src));
             if ours || (src.is_unspecified() && dhcp) {
                 Ok(())
             } else {
@@ -1050,7 +1058,8 @@ fn check_addresses(conf: &Config, l3: &L3<'_>) -> Result<(), DropReason> {
             let prefix64 = |a: Ipv6Addr| a.segments()[..4] == src.segments()[..4];
             let ours = crate::wire::ipv6::is_link_local(src)
                 || ip6.addr.is_some_and(|a| a == src || prefix64(a))
-                || ip6.host_addrs.iter().any(|&(a, _)| a == src || prefix64(a));
+                || ip6.host_addrs.iter().any(|&(a, _)| a == src || prefix64(a))
+                || targets.contains(&IpAddr::V6(src));
             if (ours && !src.is_multicast()) || (src.is_unspecified() && ndp) {
                 Ok(())
             } else {

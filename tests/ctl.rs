@@ -117,9 +117,13 @@ fn start_pasta(tb: &Tb, sock: &Path, extra: &[&str]) -> Bg {
         "socat TCP6-LISTEN:7101,ipv6only=0,fork,reuseaddr SYSTEM:'echo one' &
         socat TCP6-LISTEN:7102,ipv6only=0,fork,reuseaddr SYSTEM:'echo two' &
         socat UDP6-LISTEN:7301,ipv6only=0,fork PIPE &
+        dev=$(ip -o -4 route show default | awk '{{print $5}}')
+        ip address add 192.0.2.77/32 dev $dev
+        socat TCP-LISTEN:7121,bind=192.0.2.77,fork,reuseaddr SYSTEM:'echo seven' &
         {sink} > '{out}' &
         until [ -n \"$(ss -Hltn 'sport = :7101')\" ] && [ -n \"$(ss -Hltn 'sport = :7102')\" ] \
-            && [ -n \"$(ss -Hltn 'sport = :7103')\" ] && [ -n \"$(ss -Hlun 'sport = :7301')\" ]; do
+            && [ -n \"$(ss -Hltn 'sport = :7103')\" ] && [ -n \"$(ss -Hlun 'sport = :7301')\" ] \
+            && [ -n \"$(ss -Hltn 'sport = :7121')\" ]; do
             sleep 0.02
         done
         touch '{r}'
@@ -156,7 +160,11 @@ fn pasta_forwarding_changes_at_run_time() {
     require_root();
     let tb = Tb::new();
     let sock = tb.path("conf.sock");
-    let _pasta = start_pasta(&tb, &sock, &["-t", "7101", "-d"]);
+    let _pasta = start_pasta(
+        &tb,
+        &sock,
+        &["-t", "7101", "-t", "0.0.0.0/7120:192.0.2.77/7121", "-d"],
+    );
 
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let meta = std::fs::metadata(&sock).unwrap();
@@ -173,9 +181,17 @@ fn pasta_forwarding_changes_at_run_time() {
     // IPv4, IPv6, TCP, UDP, scan, ifname.
     assert_eq!(v["tables"]["1"]["caps"], 0x3f);
     assert_eq!(
-        host_rules(&v),
-        [("tcp".into(), Value::Null, 7101, 7101, 7101)]
+        host_rules(&v)[0],
+        ("tcp".into(), Value::Null, 7101, 7101, 7101)
     );
+    // A target address: to 192.0.2.77 in the namespace, never spliced.
+    assert_eq!(
+        host_rules(&v)[1],
+        ("tcp".into(), json!("0.0.0.0"), 7120, 7120, 7121)
+    );
+    assert_eq!(v["tables"]["1"]["rules"][1]["taddr"], "192.0.2.77");
+    assert_eq!(fetch_remote(&tb, 7120).as_deref(), Some("seven"));
+    assert_eq!(fetch(&tb, "127.0.0.1", 7120).as_deref(), Some("seven"));
     assert_eq!(v["tables"]["3"]["rules"], json!([]));
     assert_eq!(
         fetch(&tb, "127.0.0.1", 7101).as_deref(),
@@ -187,17 +203,20 @@ fn pasta_forwarding_changes_at_run_time() {
 
     // Added: 7102 answers at once, 7101 still does; 7104 goes to 7102.
     let remap = json!({"proto": "tcp", "addr": null, "first": 7104, "last": 7104, "to": 7102});
+    let seven = json!({"proto": "tcp", "addr": "0.0.0.0", "first": 7122, "last": 7122, "to": 7121, "taddr": "192.0.2.77"});
     let st = set(
         &tb,
         &sock,
-        json!({"1": [tcp(7101), tcp(7102), remap, tcp(7103)]}),
+        json!({"1": [tcp(7101), tcp(7102), remap, tcp(7103), seven]}),
     );
     assert_eq!(st["ok"], true, "{st}");
     assert_eq!(fetch(&tb, "127.0.0.1", 7102).as_deref(), Some("two"));
     assert_eq!(fetch(&tb, "127.0.0.1", 7104).as_deref(), Some("two"));
     assert_eq!(fetch(&tb, "[::1]", 7101).as_deref(), Some("one"));
     assert_eq!(fetch_remote(&tb, 7101).as_deref(), Some("one"));
-    assert_eq!(host_rules(&show(&tb, &sock)).len(), 4);
+    assert_eq!(fetch_remote(&tb, 7122).as_deref(), Some("seven"));
+    assert_eq!(fetch_remote(&tb, 7120), None, "removed");
+    assert_eq!(host_rules(&show(&tb, &sock)).len(), 5);
 
     // A slow transfer from the remote through 7103 (via the tap), then
     // 7101 and 7103 go: the transfer finishes whole.

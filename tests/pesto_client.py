@@ -12,7 +12,8 @@ code: it checks the daemon's bytes and sends its own.
 
 JSON for `set`: {"1": [rule, ...], "3": [...]}, a rule being
 {"proto": "tcp"|"udp", "addr": "ADDR"|null (dual stack), "ifname": "",
-"first": N, "last": N, "to": N, "weak": bool, "scan": bool}.
+"first": N, "last": N, "to": N, "weak": bool, "scan": bool,
+"taddr": "ADDR"|null}.
 """
 
 import ipaddress
@@ -73,7 +74,7 @@ def read_tables(s):
             rules.append({
                 "proto": PROTOS.get(proto, proto),
                 "addr": None if flags & FLAG_DUAL else unpack_addr(addr),
-                "taddr": unpack_addr(taddr),
+                "taddr": None if taddr == bytes(16) else unpack_addr(taddr),
                 "ifname": ifname.split(b"\0")[0].decode(),
                 "first": first, "last": last, "to": to,
                 "weak": bool(flags & FLAG_WEAK), "scan": bool(flags & FLAG_SCAN),
@@ -91,7 +92,7 @@ def encode_update(update):
             flags = (FLAG_DUAL if r.get("addr") is None else 0) \
                 | (FLAG_WEAK if r.get("weak") else 0) | (FLAG_SCAN if r.get("scan") else 0)
             proto = {"tcp": 6, "udp": 17}.get(r["proto"], r["proto"])
-            out += RULE.pack(pack_addr(r.get("addr")), bytes(16),
+            out += RULE.pack(pack_addr(r.get("addr")), pack_addr(r.get("taddr")),
                              r.get("ifname", "").encode().ljust(16, b"\0"),
                              r["first"], r.get("last", r["first"]), r.get("to", r["first"]),
                              proto, flags)

@@ -762,31 +762,51 @@ fn parse_port_range(s: &str) -> Option<(u16, u16)> {
     (a <= b).then_some((a, b))
 }
 
-/// Syntax check of a port spec (`[ADDR][%IFNAME]/LIST` or `LIST`); the
-/// keywords are handled by the caller.
+/// An address, plain or in brackets.
+fn spec_addr(s: &str) -> Option<IpAddr> {
+    s.strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(s)
+        .parse()
+        .ok()
+}
+
+/// Whether `prefix` is `[ADDR][%IFNAME]`.
+fn spec_prefix_ok(prefix: &str) -> bool {
+    let (addr, ifname) = match prefix.split_once('%') {
+        Some((a, i)) => (a, Some(i)),
+        None => (prefix, None),
+    };
+    if let Some(i) = ifname {
+        if i.is_empty() || i.len() > IFNAMSIZ_MAX {
+            return false;
+        }
+    }
+    (!addr.is_empty() || ifname.is_some()) && (addr.is_empty() || spec_addr(addr).is_some())
+}
+
+/// Syntax check of a port spec (`[ADDR][%IFNAME]/LIST`, `LIST` or
+/// `all:TADDR`); the keywords are handled by the caller. An item is
+/// `RANGE[:RANGE]`, `RANGE:TADDR[/RANGE]` or `~RANGE` (the grammar of
+/// `fwd::spec`, which parses it for real).
 fn check_port_list(spec: &str, allow_addr: bool) -> bool {
+    if let Some(t) = spec.strip_prefix("all:") {
+        return allow_addr && spec_addr(t).is_some();
+    }
     let list = match spec.split_once('/') {
-        Some((prefix, list)) => {
+        Some((prefix, list)) if spec_prefix_ok(prefix) => {
             if !allow_addr {
                 return false;
             }
-            let (addr, ifname) = match prefix.split_once('%') {
-                Some((a, i)) => (a, Some(i)),
-                None => (prefix, None),
-            };
-            if let Some(i) = ifname {
-                if i.is_empty() || i.len() > IFNAMSIZ_MAX {
-                    return false;
-                }
-            }
-            let addr = addr
-                .strip_prefix('[')
-                .and_then(|a| a.strip_suffix(']'))
-                .unwrap_or(addr);
-            if !addr.is_empty() && addr.parse::<IpAddr>().is_err() {
-                return false;
-            }
             list
+        }
+        // `22:192.0.2.1/2022`: the first slash is a target's.
+        Some((prefix, _)) => {
+            let last = prefix.rsplit(',').next().unwrap_or(prefix);
+            match last.split_once(':') {
+                Some((r, _)) if parse_port_range(r).is_some() => spec,
+                _ => return false,
+            }
         }
         None => spec,
     };
@@ -797,11 +817,18 @@ fn check_port_list(spec: &str, allow_addr: bool) -> bool {
         if let Some(excl) = item.strip_prefix('~') {
             return parse_port_range(excl).is_some();
         }
+        let same_len =
+            |(a, b): (u16, u16), m: &str| parse_port_range(m).is_some_and(|(c, d)| b - a == d - c);
         match item.split_once(':') {
-            Some((orig, mapped)) => match (parse_port_range(orig), parse_port_range(mapped)) {
-                (Some((a, b)), Some((c, d))) => b - a == d - c,
-                _ => false,
-            },
+            Some((orig, mapped)) => {
+                let Some(o) = parse_port_range(orig) else {
+                    return false;
+                };
+                match mapped.rsplit_once('/') {
+                    Some((t, m)) => spec_addr(t).is_some() && same_len(o, m),
+                    None => same_len(o, mapped) || spec_addr(mapped).is_some(),
+                }
+            }
             None => parse_port_range(item).is_some(),
         }
     })
@@ -835,7 +862,7 @@ fn check_port_spec(o: &Occurrence, opts: &Options, state: &mut FwdMode) -> Resul
             }
             FwdMode::Auto
         }
-        "all" => {
+        s if s == "all" || s.starts_with("all:") && check_port_list(s, !ns) => {
             if mode != Mode::Passt || ns {
                 return Err(CliError::Invalid(format!(
                     "'all' port forwarding is only allowed for passt ({} {spec})",

@@ -38,6 +38,9 @@ pub(crate) struct Fwd {
     /// `--no-udp`, or passt (no UDP listeners yet): no UDP socket is
     /// opened for a rule.
     no_udp: bool,
+    /// The target addresses of the host table's rules: addresses of the
+    /// guest's too (it answers from them).
+    targets: Vec<std::net::IpAddr>,
 }
 
 /// The epoll kind of a socket of `proto` in `table`.
@@ -65,12 +68,15 @@ impl Fwd {
 
     /// A table set as given (tests, and [`Fwd::build`]).
     pub(crate) fn with_tables(conf: &Config, tables: FwdTables) -> Fwd {
-        Fwd {
+        let mut fwd = Fwd {
             tables,
             scanner: None,
             families: Families::of(conf),
             no_udp: conf.no_udp,
-        }
+            targets: Vec::new(),
+        };
+        fwd.find_targets();
+        fwd
     }
 
     /// The table `t`.
@@ -269,6 +275,25 @@ fn open_failure(rule: &rules::FwdRule, e: &io::Error) -> bool {
 }
 
 impl Fwd {
+    /// The target addresses of the rules (see [`Fwd::targets`]).
+    fn find_targets(&mut self) {
+        let mut t: Vec<std::net::IpAddr> = self
+            .tables
+            .host
+            .rules()
+            .filter_map(|(_, r)| r.taddr)
+            .collect();
+        t.sort_unstable();
+        t.dedup();
+        self.targets = t;
+    }
+
+    /// The addresses rules send connections to on the guest's side,
+    /// besides its own.
+    pub(crate) fn targets(&self) -> &[std::net::IpAddr] {
+        &self.targets
+    }
+
     /// The rules of table `t`, in index order.
     pub(crate) fn rules(&self, t: Table) -> Vec<rules::FwdRule> {
         self.tables.get(t).rules().map(|(_, r)| r.clone()).collect()
@@ -483,6 +508,7 @@ impl Fwd {
                 ::log::info!("    {r}");
             }
         }
+        self.find_targets();
         self.scan(epoll, netns);
         Ok(())
     }
@@ -705,6 +731,7 @@ mod tests {
             first: port,
             last: port,
             to: 8080,
+            taddr: None,
             weak: false,
             scan: false,
         };

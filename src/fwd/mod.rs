@@ -127,7 +127,9 @@ pub(crate) fn from_host(
         return refuse("no rule for the port");
     };
     let pasta = conf.pasta.as_ref().filter(|_| conf.mode == Mode::Pasta);
-    if pasta.is_some_and(|p| !p.no_splice) && peer.is_loopback() {
+    // A target address goes through the tap as given, never spliced
+    // (upstream's rule too).
+    if pasta.is_some_and(|p| !p.no_splice) && peer.is_loopback() && rule.taddr.is_none() {
         // Into the namespace's loopback only if asked: by default its
         // external address, so that what listens only on its loopback is
         // not exposed. Without one (yet), its loopback all the same.
@@ -155,6 +157,11 @@ pub(crate) fn from_host(
     }
     let Some((src, dst)) = nat_inbound(conf, guest, peer) else {
         return refuse("no guest address");
+    };
+    let dst = match rule.taddr {
+        Some(t) if t.is_ipv4() != dst.is_ipv4() => return refuse("target of another family"),
+        Some(t) => t,
+        None => dst,
     };
     Some(Target {
         pif: Pif::Tap,
@@ -442,6 +449,7 @@ mod tests {
             first,
             last,
             to,
+            taddr: None,
             weak: false,
             scan: false,
         }

@@ -96,6 +96,8 @@ pub(crate) enum FwdError {
     },
     #[error("Failed to bind any port for {rule}")]
     NoneBound { rule: String },
+    #[error("{0}")]
+    Target(String),
     #[error("Can't open enough sockets for {rule}: {source}")]
     TooManySockets { rule: String, source: io::Error },
 }
@@ -114,6 +116,9 @@ pub(crate) struct FwdRule {
     pub(crate) last: u16,
     /// Target port of `first`.
     pub(crate) to: u16,
+    /// Target address on the guest's side (`None`: the guest's own, or
+    /// the namespace's).
+    pub(crate) taddr: Option<IpAddr>,
     /// Bind failures are not fatal.
     pub(crate) weak: bool,
     /// `auto`: listen only while the other side does.
@@ -189,7 +194,7 @@ impl FwdRule {
         }
         RawRule {
             addr: RawRule::pack_addr(addr),
-            taddr: [0; 16],
+            taddr: self.taddr.map_or([0; 16], RawRule::pack_addr),
             ifname: self
                 .ifname
                 .as_deref()
@@ -258,12 +263,7 @@ impl FwdRule {
             }
             Some(addr)
         };
-        if raw.taddr != [0; 16] {
-            return Err(format!(
-                "target address {} not supported",
-                RawRule::unpack_addr(raw.taddr)
-            ));
-        }
+        let taddr = (raw.taddr != [0; 16]).then(|| RawRule::unpack_addr(raw.taddr));
         let ifname = match raw.ifname().map_err(|e| e.to_string())? {
             None => None,
             Some(n) => {
@@ -292,7 +292,12 @@ impl FwdRule {
             to: raw.to,
             weak: raw.flags & pesto::FLAG_WEAK != 0,
             scan,
+            taddr,
         };
+        rule.check_target(
+            table,
+            caps.has(pesto::CAP_IPV4) && caps.has(pesto::CAP_IPV6),
+        )?;
         if table == Table::Splice
             && rule.ifname.as_deref() != Some("lo")
             && !rule.addr.is_some_and(|a| a.is_loopback())
@@ -302,6 +307,38 @@ impl FwdRule {
             ));
         }
         Ok(rule)
+    }
+}
+
+impl FwdRule {
+    /// Checks the target address, as upstream does: not multicast, of
+    /// the listening address's family (so not for a rule on any address
+    /// of both families, `both`), and only for the host's table (the
+    /// namespace's rules go to the host's loopback).
+    pub(crate) fn check_target(&self, table: Table, both: bool) -> std::result::Result<(), String> {
+        let Some(t) = self.taddr else {
+            return Ok(());
+        };
+        if t.is_multicast() || t.is_unspecified() {
+            return Err(format!(
+                "{self}: target address {t} is not a unicast address"
+            ));
+        }
+        if table == Table::Splice {
+            return Err(format!(
+                "{self}: target addresses are for inbound rules only"
+            ));
+        }
+        match self.addr {
+            None if both => Err(format!(
+                "{self}: a rule for both families can't go to the {} address {t} (give 0.0.0.0/ or [::]/ first)",
+                if t.is_ipv4() { "IPv4" } else { "IPv6" }
+            )),
+            Some(a) if a.is_ipv4() != t.is_ipv4() => {
+                Err(format!("{self}: forwards from {a} to {t}, another family"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -325,7 +362,11 @@ impl fmt::Display for FwdRule {
         if self.last != self.first {
             write!(f, "-{}", self.last)?;
         }
-        write!(f, " => {}", self.to)?;
+        match self.taddr {
+            Some(IpAddr::V6(a)) => write!(f, " => [{a}]:{}", self.to)?,
+            Some(a) => write!(f, " => {a}:{}", self.to)?,
+            None => write!(f, " => {}", self.to)?,
+        }
         if self.last != self.first {
             write!(f, "-{to_last}")?;
         }
@@ -668,6 +709,7 @@ pub(crate) fn from_specs(
             first: r.first,
             last: r.last,
             to: r.to_first,
+            taddr: r.taddr,
             weak: p.weak,
             scan: p.mode == SpecMode::Auto,
         }));
@@ -700,6 +742,9 @@ pub(crate) fn build(conf: &Config) -> Result<FwdTables> {
                     rule: rule.to_string(),
                 });
             }
+            let both = Families::of(conf);
+            rule.check_target(table, both.v4 && both.v6)
+                .map_err(|e| FwdError::Target(format!("-{opt}: {e}")))?;
             t.get_mut(table).add(rule, table.name())?;
         }
     }
@@ -918,6 +963,7 @@ mod tests {
             first,
             last,
             to,
+            taddr: None,
             weak: false,
             scan: false,
         }
@@ -1269,5 +1315,42 @@ mod tests {
         let want = format!("Failed to bind port {busy} on 127.0.0.1 for TCP [127.0.0.1]:{busy}");
         assert!(msg.starts_with(&want), "{msg}");
         drop(busy_l);
+    }
+
+    #[test]
+    fn target_address_checks_and_wire_form() {
+        let mut r = rule(Proto::Tcp, Some("0.0.0.0"), 22, 22, 2022);
+        r.taddr = Some("192.0.2.5".parse().unwrap());
+        assert!(r.check_target(Table::Host, true).is_ok());
+        assert_eq!(r.to_string(), "TCP [0.0.0.0]:22 => 192.0.2.5:2022");
+        let caps = Caps(0x3f);
+        let raw = r.to_raw(Families::BOTH);
+        assert_eq!(FwdRule::from_raw(&raw, Table::Host, caps), Ok(r.clone()));
+        assert!(r
+            .check_target(Table::Splice, true)
+            .unwrap_err()
+            .contains("inbound"));
+        let mut dual = r.clone();
+        dual.addr = None;
+        assert!(dual
+            .check_target(Table::Host, true)
+            .unwrap_err()
+            .contains("both families"));
+        assert!(dual.check_target(Table::Host, false).is_ok());
+        let mut v6 = r.clone();
+        v6.addr = Some("::".parse().unwrap());
+        assert!(v6
+            .check_target(Table::Host, true)
+            .unwrap_err()
+            .contains("another family"));
+        let mut mc = r.clone();
+        mc.taddr = Some("224.0.0.1".parse().unwrap());
+        assert!(mc
+            .check_target(Table::Host, true)
+            .unwrap_err()
+            .contains("unicast"));
+        let mut v6t = v6.clone();
+        v6t.taddr = Some("2001:db8::5".parse().unwrap());
+        assert_eq!(v6t.to_string(), "TCP [::]:22 => [2001:db8::5]:2022");
     }
 }

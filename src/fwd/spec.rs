@@ -5,13 +5,19 @@
 //! ```text
 //! SPEC  := "none" | "auto" | "all" | [ADDR][%IFNAME]/LIST | LIST
 //! LIST  := ITEM ("," ITEM)*
-//! ITEM  := RANGE [":" RANGE]      forward, optionally to other ports
+//! ITEM  := RANGE [":" TARGET]     forward, optionally elsewhere
 //!        | "~" RANGE              exclude, wherever it appears in the list
+//! TARGET:= RANGE                  other ports
+//!        | TADDR ["/" RANGE]      the guest's address TADDR (other ports)
 //! RANGE := PORT | PORT "-" PORT
 //! ```
 //!
 //! `ADDR` is IPv4 or IPv6, written plainly (`::1/22`) or in brackets
-//! (`[::1]/22`, also accepted for IPv4). `%IFNAME` (at most 15 bytes)
+//! (`[::1]/22`, also accepted for IPv4). `all:TADDR` forwards all to
+//! `TADDR`. A target address (upstream's, since pesto protocol 2) sends
+//! connections to that address on the guest's side instead of the
+//! guest's own; a `TARGET` that reads as a port range is one (`22:2022`),
+//! as upstream reads it. `%IFNAME` (at most 15 bytes)
 //! binds to an interface; `%IFNAME/LIST` binds to any address of that
 //! interface. The prefix is only accepted for `-t`/`-u`.
 //!
@@ -101,6 +107,8 @@ pub(crate) struct PortRange {
     pub(crate) first: u16,
     pub(crate) last: u16,
     pub(crate) to_first: u16,
+    /// Target address, `None` for the usual one.
+    pub(crate) taddr: Option<IpAddr>,
 }
 
 impl PortRange {
@@ -110,6 +118,7 @@ impl PortRange {
             first,
             last,
             to_first: first,
+            taddr: None,
         }
     }
 }
@@ -205,6 +214,42 @@ fn parse_range(s: &str) -> Result<(u16, u16)> {
 
 const KEYWORDS: [&str; 3] = ["none", "all", "auto"];
 
+/// An address, plain or in brackets.
+fn parse_addr(s: &str) -> Result<IpAddr> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse::<IpAddr>()
+        .map_err(|_| SpecError::BadAddr(s.to_string()))
+}
+
+/// Whether `s` (what comes before a first `/`) is a list whose last item
+/// has a target (`80,22:192.0.2.1`) rather than an `ADDR%IFNAME` prefix.
+fn is_item_with_target(s: &str) -> bool {
+    let last = s.rsplit(',').next().unwrap_or(s);
+    match last.split_once(':') {
+        Some((range, _)) => parse_range(range).is_ok(),
+        None => false,
+    }
+}
+
+/// What follows `RANGE:`: a target address and/or ports. A plain range
+/// is ports (`22:2022`), as upstream reads it; else `TADDR[/RANGE]`.
+fn parse_target(m: &str) -> Result<(Option<IpAddr>, Option<&str>)> {
+    if let Some((a, ports)) = m.rsplit_once('/') {
+        return Ok((Some(parse_addr(a)?), Some(ports)));
+    }
+    if parse_range(m).is_ok() {
+        return Ok((None, Some(m)));
+    }
+    match parse_addr(m) {
+        Ok(a) => Ok((Some(a), None)),
+        // Report it as the port range it most likely meant to be.
+        Err(_) => parse_range(m).map(|_| (None, Some(m))),
+    }
+}
+
 /// The `ADDR%IFNAME` prefix before `/`.
 fn parse_prefix(prefix: &str) -> Result<(Option<IpAddr>, Option<String>)> {
     let (addr, ifname) = match prefix.split_once('%') {
@@ -260,8 +305,21 @@ impl PortSpec {
             }
             _ => {}
         }
+        if let Some(t) = spec.strip_prefix("all:") {
+            let taddr = Some(parse_addr(t)?);
+            let ranges = cut(PortRange::same(1, u16::MAX), &ephemeral_set(opts))
+                .into_iter()
+                .map(|r| PortRange { taddr, ..r })
+                .collect();
+            return Ok(keyword(SpecMode::All, ranges, true));
+        }
 
         let (addr, ifname, list) = match spec.split_once('/') {
+            // `22:192.0.2.1/2022`: the first slash is a target's (an
+            // address prefix wins where both read, as upstream).
+            Some((prefix, _)) if parse_prefix(prefix).is_err() && is_item_with_target(prefix) => {
+                (None, None, spec)
+            }
             Some((prefix, list)) => {
                 if !opts.allow_addr {
                     return Err(SpecError::AddrNotAllowed(format!("{prefix}/")));
@@ -321,6 +379,10 @@ impl PortSpec {
                 None => (item, None),
             };
             let (first, last) = parse_range(orig)?;
+            let (taddr, mapped) = match mapped.map(parse_target).transpose()? {
+                Some((a, m)) => (a, m),
+                None => (None, None),
+            };
             let to_first = match mapped {
                 Some(m) => {
                     let (c, d) = parse_range(m)?;
@@ -348,6 +410,7 @@ impl PortSpec {
                     first,
                     last,
                     to_first,
+                    taddr,
                 },
                 &excluded,
             ));
@@ -397,6 +460,7 @@ fn sub(r: PortRange, first: u16, last: u16) -> PortRange {
         first,
         last,
         to_first: r.to_first.wrapping_add(first - r.first),
+        taddr: r.taddr,
     }
 }
 
@@ -419,6 +483,7 @@ mod tests {
             first,
             last,
             to_first,
+            taddr: None,
         }
     }
 
@@ -634,5 +699,49 @@ mod tests {
     fn fifteen_byte_ifname_is_fine() {
         let s = PortSpec::parse("%0123456789abcde/22", &IN).unwrap();
         assert_eq!(s.ifname.as_deref(), Some("0123456789abcde"));
+    }
+
+    #[test]
+    fn target_addresses() {
+        let t = |spec: &str| PortSpec::parse(spec, &IN).map(|p| (p.addr, p.ranges));
+        let a = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let tr = |first, last, to_first, taddr: Option<IpAddr>| PortRange {
+            first,
+            last,
+            to_first,
+            taddr,
+        };
+        assert_eq!(t("22:2022").unwrap().1, [tr(22, 22, 2022, None)]);
+        assert_eq!(
+            t("22:192.0.2.5").unwrap().1,
+            [tr(22, 22, 22, a("192.0.2.5"))]
+        );
+        assert_eq!(
+            t("22-23:192.0.2.5/2022-2023").unwrap().1,
+            [tr(22, 23, 2022, a("192.0.2.5"))]
+        );
+        assert_eq!(
+            t("80,22:[2001:db8::5]/2022").unwrap().1,
+            [tr(80, 80, 80, None), tr(22, 22, 2022, a("2001:db8::5"))]
+        );
+        assert_eq!(
+            t("22:2001:db8::5").unwrap().1,
+            [tr(22, 22, 22, a("2001:db8::5"))]
+        );
+        // A listening address and a target.
+        let (addr, ranges) = t("0.0.0.0/22:192.0.2.5/2022").unwrap();
+        assert_eq!(addr, a("0.0.0.0"));
+        assert_eq!(ranges, [tr(22, 22, 2022, a("192.0.2.5"))]);
+        // An address prefix wins where both read (upstream's order).
+        assert_eq!(t("1:2::3/80").unwrap().0, a("1:2::3"));
+        // all:TADDR
+        let all = PortSpec::parse("all:192.0.2.9", &IN).unwrap();
+        assert!(all.weak && all.ranges.iter().all(|r| r.taddr == a("192.0.2.9")));
+        assert!(matches!(t("22:nonsense"), Err(SpecError::BadNumber(_))));
+        assert!(matches!(
+            t("22:192.0.2.5/20-21"),
+            Err(SpecError::RemapLength { .. })
+        ));
+        assert!(matches!(t("22:300.1.1.1/22"), Err(SpecError::BadAddr(_))));
     }
 }
