@@ -59,6 +59,9 @@ pub(crate) struct Control {
     /// as the peers' credentials are).
     path_fd: Option<OwnedFd>,
     session: Option<Session>,
+    /// Accepting failed (out of descriptors): the listener is not watched
+    /// until the next tick, rather than waking us up again at once.
+    paused: bool,
 }
 
 /// One connected client.
@@ -147,6 +150,7 @@ impl Control {
             owner,
             path_fd: Some(path_fd),
             session: None,
+            paused: false,
         })
     }
 
@@ -175,8 +179,11 @@ impl Control {
             ) {
                 Ok(fd) => fd,
                 Err(rustix::io::Errno::AGAIN) => return,
+                Err(rustix::io::Errno::INTR | rustix::io::Errno::CONNABORTED) => continue,
                 Err(e) => {
-                    ::log::warn!("Configuration socket: accept: {e}");
+                    ::log::warn!("Configuration socket: accept: {e}, trying again in a second");
+                    self.watch_listener(t.epoll, false);
+                    self.paused = true;
                     return;
                 }
             };
@@ -368,8 +375,13 @@ impl Control {
         self.flush(t.epoll);
     }
 
-    /// Drops a client that takes too long.
+    /// Drops a client that takes too long; watches the listener again
+    /// after a failed accept.
     pub(crate) fn timer(&mut self, epoll: &Epoll, now: Instant) {
+        if self.paused && self.session.is_none() {
+            self.paused = false;
+            self.watch_listener(epoll, true);
+        }
         if self.session.as_ref().is_some_and(|s| now >= s.deadline) {
             if let Some(s) = &self.session {
                 ::log::warn!(
