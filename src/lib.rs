@@ -53,6 +53,8 @@ mod ndp;
 pub mod netlink;
 mod pasta;
 mod pcap;
+mod repair;
+pub use repair::passt_repair_main;
 mod seccomp;
 #[allow(unsafe_code)]
 mod sys;

@@ -20,6 +20,10 @@
 //! call (`rt_sigprocmask`), as upstream's does: loud, `SIGSYS` instead of
 //! `SIGABRT`, with the message written first.
 //!
+//! `passt-repair` has a list of its own, installed once it is connected
+//! ([`install_repair`]): receive, `setsockopt(TCP_REPAIR)`, close, send,
+//! write, exit, and the allocator's calls (`repair_rules`).
+//!
 //! The lists were found by running the test suite with
 //! `PASST_RS_SECCOMP_LOG=1` and reading the kernel's audit records, and are
 //! proven by the suite passing with the filter on (`tests/seccomp.rs`
@@ -352,6 +356,50 @@ fn rules(profile: Profile) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompErr
     Ok(m)
 }
 
+/// `passt-repair`'s list, once connected: receive a command and its
+/// sockets, set `TCP_REPAIR` (nothing else), close them, answer, and
+/// write an error and exit.
+fn repair_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
+    let mut m: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for nr in [
+        libc::SYS_recvmsg,
+        libc::SYS_sendto,
+        libc::SYS_close,
+        libc::SYS_write,
+        libc::SYS_exit_group,
+        // The allocator (the descriptor list of a message).
+        libc::SYS_brk,
+        libc::SYS_munmap,
+    ] {
+        m.insert(nr, Vec::new());
+    }
+    m.insert(libc::SYS_mmap, no_exec()?);
+    m.insert(
+        libc::SYS_setsockopt,
+        vec![rule(vec![
+            cond(1, Op::Eq, libc::IPPROTO_TCP as u64)?,
+            cond(2, Op::Eq, libc::TCP_REPAIR as u64)?,
+        ])?],
+    );
+    Ok(m)
+}
+
+/// Installs `passt-repair`'s list (see [`repair_rules`]).
+pub(crate) fn install_repair() -> Result<(), SeccompError> {
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|_| SeccompError::Arch(std::env::consts::ARCH))?;
+    let violation = if log_only() {
+        SeccompAction::Log
+    } else {
+        SeccompAction::KillProcess
+    };
+    let filter = SeccompFilter::new(repair_rules()?, violation, SeccompAction::Allow, arch)?;
+    let prog: BpfProgram = filter.try_into()?;
+    seccompiler::apply_filter(&prog)?;
+    Ok(())
+}
+
 /// True if the debug knob asks to log violations instead of killing.
 fn log_only() -> bool {
     std::env::var_os("PASST_RS_SECCOMP_LOG").is_some_and(|v| v == "1")
@@ -412,6 +460,15 @@ mod tests {
             let prog: BpfProgram = f.try_into().unwrap();
             assert!(!prog.is_empty());
         }
+        let f = SeccompFilter::new(
+            repair_rules().unwrap(),
+            SeccompAction::KillProcess,
+            SeccompAction::Allow,
+            arch,
+        )
+        .unwrap();
+        let prog: BpfProgram = f.try_into().unwrap();
+        assert!(!prog.is_empty());
     }
 
     /// The counts in the module doc.

@@ -115,3 +115,9 @@ pub(crate) fn send_memory(fd: impl AsFd) -> io::Result<(u32, u32)> {
 pub(crate) fn set_rcvlowat(fd: impl AsFd, bytes: i32) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, bytes)
 }
+
+/// `TCP_REPAIR`: repair mode on (1), off (0) or off without a window
+/// probe (-1). Needs `CAP_NET_ADMIN` (`passt-repair`).
+pub(crate) fn set_tcp_repair(fd: impl AsFd, value: i32) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_REPAIR, value)
+}
