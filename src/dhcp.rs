@@ -517,6 +517,7 @@ pub(crate) mod tests {
             foreground: true,
             pid_file: None,
             pcap: None,
+            conf_path: None,
             runas: None,
             fd: None,
             mtu: 65520,
