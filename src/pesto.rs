@@ -191,7 +191,10 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Invocation, String> {
             operands.push(arg);
             continue;
         };
+        // The options of this argument, and an error after them (in a
+        // bundle, the letters before a bad one still count: `-hx` helps).
         let mut found: Vec<(Opt, Option<String>)> = Vec::new();
+        let mut bad = None;
         if s == "--" {
             operands.extend(args.get(i..).unwrap_or_default());
             break;
@@ -213,16 +216,19 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Invocation, String> {
         } else if let Some(letters) = s.strip_prefix('-').filter(|l| !l.is_empty()) {
             for (off, c) in letters.char_indices() {
                 let Some(&(_, has_arg, opt)) = SHORT.iter().find(|(l, _, _)| *l == c) else {
-                    return Err(format!("invalid option -- '{c}'"));
+                    bad = Some(format!("invalid option -- '{c}'"));
+                    break;
                 };
                 if has_arg {
                     let tail = letters.get(off + c.len_utf8()..).unwrap_or_default();
-                    let v = if tail.is_empty() {
-                        value(&mut i, &format!("-{c}"))?
+                    if !tail.is_empty() {
+                        found.push((opt, Some(tail.to_string())));
                     } else {
-                        tail.to_string()
-                    };
-                    found.push((opt, Some(v)));
+                        match value(&mut i, &format!("-{c}")) {
+                            Ok(v) => found.push((opt, Some(v))),
+                            Err(e) => bad = Some(e),
+                        }
+                    }
                     break;
                 }
                 found.push((opt, None));
@@ -243,6 +249,9 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Invocation, String> {
                 Opt::Clear => actions.push(Action::Clear(v)),
                 Opt::Spec(c) => actions.push(Action::Spec(c, v)),
             }
+        }
+        if let Some(e) = bad {
+            return Err(e);
         }
     }
     match operands.as_slice() {
@@ -1028,9 +1037,11 @@ mod tests {
         assert!(run("p").actions.is_empty());
 
         assert_eq!(parse_args(&argv("-t 1 -h -x")), Ok(Invocation::Help));
+        assert_eq!(parse_args(&argv("-shx")), Ok(Invocation::Help));
         assert_eq!(parse_args(&argv("p --vers")), Ok(Invocation::Version));
         for (bad, msg) in [
             ("-x -h", "invalid option -- 'x'"),
+            ("-sxh", "invalid option -- 'x'"),
             ("--tcp 1 p", "ambiguous"),
             ("--nope p", "unrecognized option '--nope'"),
             ("--show=1 p", "doesn't allow an argument"),
