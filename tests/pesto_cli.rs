@@ -451,3 +451,86 @@ fn against_servers_played_by_the_test() {
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A copy of `bin` that user nobody can run, in `dir`.
+fn for_anyone(bin: &str, dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dst = dir.join(Path::new(bin).file_name().unwrap());
+    std::fs::copy(bin, &dst).expect("copy binary");
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dst.display().to_string()
+}
+
+/// `setpriv` arguments to run a command as user nobody.
+const AS_NOBODY: [&str; 4] = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+
+/// passt has one table, `HOST`, and no scanner. Both run as nobody, as
+/// passt usually runs as a user (started as root, passt would become
+/// nobody in a user namespace of its own, where root's client is not its
+/// socket's owner).
+#[test]
+fn passt_has_one_table() {
+    use std::os::unix::fs::PermissionsExt;
+    let tb = Testbed::new();
+    let dir = tb.path("nobody");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&tb.tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let passt_bin = for_anyone(passt(), &dir);
+    let pesto_bin = for_anyone(pesto(), &dir);
+    let sock = dir.join("ctl.sock").display().to_string();
+    let qemu = dir.join("qemu.sock").display().to_string();
+    let child = tb
+        .in_host("setpriv")
+        .args(AS_NOBODY)
+        .args([&passt_bin, "-f", "-s", &qemu, "-c", &sock, "-t", "10001"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn passt");
+    let _passt = Guard(child);
+    wait_for(
+        "passt's configuration socket",
+        Duration::from_secs(20),
+        || UnixStream::connect(&sock).is_ok(),
+    );
+    let s = sock.as_str();
+    let pesto_as_nobody = |args: &[&str]| {
+        let mut c = tb.in_host("timeout");
+        c.args(["30", "setpriv"])
+            .args(AS_NOBODY)
+            .arg(&pesto_bin)
+            .args(args)
+            .arg(s);
+        outcome(c)
+    };
+    let initial = format!("passt/pasta configuration ({s})\n  HOST\n    TCP [*]:10001 => 10001\n");
+    let o = pesto_as_nobody(&[]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, initial.as_str()), "{o:?}");
+    for (args, msg) in [
+        (&["-T", "22"][..], "Can't use -T, no outbound interface"),
+        (
+            &["-A", "-t", "auto"],
+            "'auto' port forwarding is only allowed for pasta",
+        ),
+        (
+            &["-C", "SPLICE"],
+            "-C SPLICE: no such table (the server has HOST)",
+        ),
+    ] {
+        let o = pesto_as_nobody(args);
+        assert_eq!(o.code, 1, "{args:?}: {o:?}");
+        assert!(o.stderr.contains(msg), "{args:?}: {o:?}");
+    }
+    let o = pesto_as_nobody(&["-A", "-t", "10002:22"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("applied"), "{o:?}");
+    let o = pesto_as_nobody(&[]);
+    assert_eq!(
+        o.stdout,
+        format!("{initial}    TCP [*]:10002 => 22\n"),
+        "{o:?}"
+    );
+    assert!(listening(&tb, 10001) && listening(&tb, 10002));
+}
