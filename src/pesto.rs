@@ -581,10 +581,10 @@ pub(crate) fn fmt_rule(r: &RawRule) -> String {
     match r.ifname() {
         Ok(None) => {}
         Ok(Some(n)) => {
-            let _ = write!(s, "%{}", String::from_utf8_lossy(n));
+            let _ = write!(s, "%{}", printable(n));
         }
         Err(_) => {
-            let _ = write!(s, "%{}", String::from_utf8_lossy(&r.ifname));
+            let _ = write!(s, "%{}", printable(&r.ifname));
         }
     }
     let _ = write!(s, "]:{}", r.first);
@@ -624,13 +624,28 @@ pub(crate) fn fmt_rule(r: &RawRule) -> String {
     s
 }
 
+/// A name from the server as text for a terminal: control characters
+/// (escape sequences) and invalid UTF-8 become `?`.
+fn printable(name: &[u8]) -> String {
+    String::from_utf8_lossy(name)
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// The tables, upstream's way: the name indented by two, each rule by
 /// four spaces.
 fn fmt_tables(tables: &[PifTable]) -> String {
     let mut s = String::new();
     for t in tables {
         s.push_str("  ");
-        s.push_str(&t.name);
+        s.push_str(&printable(t.name.as_bytes()));
         s.push('\n');
         for r in &t.rules {
             s.push_str("    ");
@@ -1254,6 +1269,12 @@ mod tests {
         );
         raw.ifname = [b'x'; 16];
         assert!(fmt_rule(&raw).contains("%xxxxxxxxxxxxxxxx]"));
+        raw.ifname = *b"e\x1b[2Jt\xff\0\0\0\0\0\0\0\0\0";
+        assert!(
+            fmt_rule(&raw).contains("[192.0.2.1%e?[2Jt?]"),
+            "{}",
+            fmt_rule(&raw)
+        );
 
         let t = pasta_tables(ALL, &["10001"]);
         assert_eq!(
