@@ -23,7 +23,10 @@
 //! 6. services and protocols: [`arp`], [`ndp`], [`dhcp`], [`dhcpv6`],
 //!    [`icmp`], [`tcp`], [`udp`];
 //! 7. [`ctx`]: the loop, the `Flow` enum of every protocol's flow, and
-//!    dispatch; this file's `main` on top.
+//!    dispatch; this file's `main` on top;
+//! 8. [`pesto`]: the client of the configuration socket (the `pesto`
+//!    binary), beside the daemon: it uses [`wire`], [`conf`] and [`fwd`]
+//!    only.
 
 // `unsafe` lives in `sys` only, each block with its `// SAFETY:` comment
 // (clippy's `undocumented_unsafe_blocks`); the compiler holds everything
@@ -55,6 +58,7 @@ mod pasta;
 mod pcap;
 mod repair;
 pub use repair::passt_repair_main;
+mod pesto;
 mod seccomp;
 #[allow(unsafe_code)]
 mod sys;
@@ -76,6 +80,12 @@ pub fn exit(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     sys::exit_now(code)
+}
+
+/// The `pesto` binary (see [`pesto`]): shows or changes the forwarding
+/// tables of a running passt or pasta. Returns the exit status.
+pub fn pesto_main() -> i32 {
+    pesto::main()
 }
 
 /// The program: parse, discover, set up, loop. Returns the exit status.

@@ -41,12 +41,16 @@ def command(conn, value, socks):
 def main():
     helper, path = sys.argv[1], sys.argv[2]
     target = sys.argv[4] if len(sys.argv) > 3 and sys.argv[3] == "--dir" else path
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if target == path:
+        # passt listens before it asks for the helper.
+        lst.bind(path)
+        lst.listen(1)
     proc = subprocess.Popen([helper, target], stderr=subprocess.PIPE, text=True)
     if target != path:
         time.sleep(0.3)  # the helper is waiting on the directory by now
-    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    lst.bind(path)
-    lst.listen(1)
+        lst.bind(path)
+        lst.listen(1)
     lst.settimeout(15)
     conn, _ = lst.accept()
     conn.settimeout(10)

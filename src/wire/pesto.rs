@@ -35,8 +35,6 @@
     not(test),
     deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
 )]
-// The client's half (decoding tables, encoding updates) is for `pesto`.
-#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv6Addr};
 
