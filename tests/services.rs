@@ -167,7 +167,7 @@ fn slaac_address_in_the_hosts_prefix() {
 fn rdisc6(tb: &Testbed, extra: &[&str]) -> (bool, String) {
     let cmd = "sysctl -qw net.ipv6.conf.eth0.accept_dad=0; ip link set eth0 up; \
         for i in $(seq 50); do ip -6 addr show dev eth0 scope link | grep -q inet6 && break; sleep 0.1; done; \
-        rdisc6 -1 -r 3 -w 700 eth0";
+        rdisc6 -1 -r 6 -w 1000 eth0";
     let mut args: Vec<&str> = extra.to_vec();
     args.extend(["--", "sh", "-c", cmd]);
     let o = tb.pasta_output(&args, T);
