@@ -47,7 +47,7 @@
 //! the protocol's accept or receive function.
 
 use std::io;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -223,6 +223,9 @@ pub(crate) struct Ctx<'c> {
     pub(crate) tap: Tap,
     rx: RxBatch,
     pub(crate) guest: GuestState,
+    /// What the guest is told now: the configuration's values as they
+    /// follow the host ([`crate::follow`]).
+    pub(crate) live: crate::live::Live,
     pub(crate) flows: Flows,
     pub(crate) icmp: Icmp,
     pub(crate) tcp: Tcp,
@@ -241,6 +244,8 @@ pub(crate) struct Ctx<'c> {
     pub(crate) netns: Option<crate::pasta::NetNs>,
     /// The forwarding tables and their listening sockets.
     pub(crate) fwd: Fwd,
+    /// The watchers of the host's resolv.conf, addresses and routes.
+    follow: crate::follow::Follower,
     signals: OwnedFd,
     spawned: Option<Spawned>,
     quit: Option<QuitWatch>,
@@ -316,6 +321,7 @@ impl<'c> Ctx<'c> {
                 addr6_seen: conf.ip6.as_ref().and_then(|c| c.addr),
                 addr6_ll_seen: None,
             },
+            live: crate::live::Live::new(conf),
             flows: Flows::new(conf.test.flow_max.unwrap_or(crate::flow::FLOW_MAX)),
             icmp: Icmp::new(conf),
             tcp,
@@ -328,6 +334,7 @@ impl<'c> Ctx<'c> {
             services: ServiceBudget::default(),
             netns: None,
             fwd,
+            follow: crate::follow::Follower::default(),
             signals,
             spawned,
             quit,
@@ -339,13 +346,14 @@ impl<'c> Ctx<'c> {
     /// request and a neighbour solicitation for its addresses), once the
     /// link is configured.
     pub(crate) fn probe_guest(&mut self) {
-        let conf = self.conf;
+        let (conf, live) = (self.conf, &self.live);
         if conf.ip4.is_some() {
-            self.tap.send_with(|out| crate::arp::probe_guest(conf, out));
+            self.tap
+                .send_with(|out| crate::arp::probe_guest(conf, live, out));
         }
         if conf.ip6.is_some() && !conf.no_ndp {
             self.tap
-                .send_with(|out| crate::ndp::solicit_guest(conf, out));
+                .send_with(|out| crate::ndp::solicit_guest(conf, live, out));
         }
         self.tap.flush();
     }
@@ -357,6 +365,7 @@ impl<'c> Ctx<'c> {
             &mut self.tcp,
             TcpCtx {
                 conf: self.conf,
+                live: &self.live,
                 flows: &mut self.flows,
                 epoll: &self.epoll,
                 tap: &mut self.tap,
@@ -373,6 +382,7 @@ impl<'c> Ctx<'c> {
             &mut self.udp,
             crate::udp::UdpCtx {
                 conf: self.conf,
+                live: &self.live,
                 flows: &mut self.flows,
                 epoll: &self.epoll,
                 tap: &mut self.tap,
@@ -381,6 +391,33 @@ impl<'c> Ctx<'c> {
             },
             &self.fwd,
         )
+    }
+
+    /// Watches the host with `follow` (opened before isolation).
+    pub(crate) fn set_follow(&mut self, follow: crate::follow::Follower) -> io::Result<()> {
+        follow.register(&self.epoll)?;
+        self.follow = follow;
+        Ok(())
+    }
+
+    /// Acts on a change of the host that [`crate::follow`] made to
+    /// [`Self::live`]: an unsolicited router advertisement (new prefix or
+    /// nameservers), and the guest's new address for the flows to come
+    /// (pasta `--config-net` gave it).
+    fn followed(&mut self, changed: crate::follow::Changed) {
+        let conf = self.conf;
+        if changed.ra && conf.ip6.is_some() && !conf.no_ndp && !conf.no_ra {
+            let live = &self.live;
+            self.tap
+                .send_with(|out| crate::ndp::unsolicited_ra(conf, live, out));
+            log::info!("NDP: sent a router advertisement with the new prefix and nameservers");
+        }
+        if let Some(a) = changed.addr4 {
+            self.guest.addr4_seen = Some(a);
+        }
+        if let Some(a) = changed.addr6 {
+            self.guest.addr6_seen = Some(a);
+        }
     }
 
     /// Lets a spawned command start (pasta spawn mode).
@@ -543,6 +580,14 @@ impl<'c> Ctx<'c> {
             Kind::UdpSock => {
                 let (udp, mut c, _) = self.udp_ctx();
                 udp.sock_event(&mut c, ev.r.index, &ev);
+            }
+            Kind::FollowResolv => {
+                let changed = self.follow.resolv_event(self.conf, &mut self.live);
+                self.followed(changed);
+            }
+            Kind::FollowRoutes => {
+                let changed = self.follow.routes_event(self.conf, &mut self.live);
+                self.followed(changed);
             }
             Kind::UdpListen => {
                 let (udp, mut c, fwd) = self.udp_ctx();
@@ -739,7 +784,7 @@ impl<'c> Ctx<'c> {
         let Some(c) = checked_frame(conf, &self.rx, i, &mut self.counters, log) else {
             return;
         };
-        if let Err(reason) = check_addresses(conf, &c.l3) {
+        if let Err(reason) = check_addresses(&self.live, &c.l3) {
             self.counters.drops[reason.index()] += 1;
             if log.allow(reason.index()) {
                 log::debug!("tap: dropped frame: {reason}");
@@ -778,7 +823,8 @@ impl<'c> Ctx<'c> {
         // L3, once: ARP is answered here, IP gives its two addresses.
         let (src, dst, l4) = match c.l3 {
             L3::Arp(_) => {
-                let sent = answer(&mut self.tap, |out| crate::arp::handle(conf, &c, out));
+                let live = &self.live;
+                let sent = answer(&mut self.tap, |out| crate::arp::handle(conf, live, &c, out));
                 self.counters.arp_replies += u64::from(sent);
                 return;
             }
@@ -786,14 +832,15 @@ impl<'c> Ctx<'c> {
             L3::Ipv6 { src, dst, l4, .. } => (IpAddr::V6(src), IpAddr::V6(dst), l4),
         };
         learn_address(&mut self.guest, src);
-        let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &self.guest);
+        let (tap, counters, guest, live) =
+            (&mut self.tap, &mut self.counters, &self.guest, &self.live);
         // L4, once.
         match (l4, src, dst) {
             (L4::Icmpv6 { msg_type: t, .. }, _, _) if crate::ndp::is_ndp(t) => {
                 if conf.no_ndp {
                     return;
                 }
-                let sent = answer(tap, |out| crate::ndp::handle(conf, &c, out));
+                let sent = answer(tap, |out| crate::ndp::handle(conf, live, &c, out));
                 log::trace!(
                     "NDP: type {t} from {src}: {}",
                     if sent { "answered" } else { "not answered" }
@@ -801,12 +848,12 @@ impl<'c> Ctx<'c> {
                 counters.ndp_replies += u64::from(sent);
             }
             (L4::Udp { dport: 67, .. }, IpAddr::V4(_), _) => {
-                let sent = answer(tap, |out| crate::dhcp::handle(conf, &c, out));
+                let sent = answer(tap, |out| crate::dhcp::handle(conf, live, &c, out));
                 counters.dhcp_replies += u64::from(sent);
             }
             (L4::Udp { dport: 547, .. }, IpAddr::V6(_), _) => {
                 let server = &self.dhcpv6;
-                let sent = answer(tap, |out| server.handle(conf, &c, out));
+                let sent = answer(tap, |out| server.handle(conf, live, &c, out));
                 counters.dhcpv6_replies += u64::from(sent);
             }
             (
@@ -826,11 +873,12 @@ impl<'c> Ctx<'c> {
                 ..,
             ) => {
                 self.icmp
-                    .from_tap(conf, &mut self.flows, &self.epoll, src, dst, message);
+                    .from_tap(conf, live, &mut self.flows, &self.epoll, src, dst, message);
             }
             (L4::Tcp(seg), ..) if !conf.no_tcp => {
                 let mut c = TcpCtx {
                     conf,
+                    live,
                     flows: &mut self.flows,
                     epoll: &self.epoll,
                     tap,
@@ -848,6 +896,7 @@ impl<'c> Ctx<'c> {
             ) if !conf.no_udp => {
                 let mut c = crate::udp::UdpCtx {
                     conf,
+                    live,
                     flows: &mut self.flows,
                     epoll: &self.epoll,
                     tap,
@@ -887,8 +936,9 @@ impl<'c> Ctx<'c> {
         self.rng ^= self.rng << 17;
         let random = (self.rng >> 32) as u32;
         if conf.ip6.is_some() && !conf.no_ndp && !conf.no_ra && self.ra.check(now, random) {
+            let live = &self.live;
             self.tap
-                .send_with(|out| crate::ndp::unsolicited_ra(conf, out));
+                .send_with(|out| crate::ndp::unsolicited_ra(conf, live, out));
         }
     }
 }
@@ -951,11 +1001,11 @@ fn checked_frame<'r>(
 ///
 /// Without an IPv4 (IPv6) configuration nothing is checked for that
 /// family: nothing else would route it anyway.
-fn check_addresses(conf: &Config, l3: &L3<'_>) -> Result<(), DropReason> {
+fn check_addresses(live: &crate::live::Live, l3: &L3<'_>) -> Result<(), DropReason> {
     match *l3 {
         L3::Arp(_) => Ok(()),
         L3::Ipv4 { src, dst, l4, .. } => {
-            let Some(ip4) = conf.ip4.as_ref() else {
+            let Some(ip4) = live.ip4.as_ref() else {
                 return Ok(());
             };
             let dhcp = matches!(l4, L4::Udp { dport: 67, .. });
@@ -969,7 +1019,7 @@ fn check_addresses(conf: &Config, l3: &L3<'_>) -> Result<(), DropReason> {
             if dst.is_multicast() || subnet_bcast || (dst.is_broadcast() && !dhcp) {
                 return Err(DropReason::Broadcast);
             }
-            let ours = src == ip4.addr || ip4.host_addrs.iter().any(|&(a, _)| a == src);
+            let ours = ip4.is_ours(src);
             if ours || (src.is_unspecified() && dhcp) {
                 Ok(())
             } else {
@@ -977,7 +1027,7 @@ fn check_addresses(conf: &Config, l3: &L3<'_>) -> Result<(), DropReason> {
             }
         }
         L3::Ipv6 { src, dst, l4, .. } => {
-            let Some(ip6) = conf.ip6.as_ref() else {
+            let Some(ip6) = live.ip6.as_ref() else {
                 return Ok(());
             };
             let ndp = matches!(l4, L4::Icmpv6 { msg_type: t, .. } if crate::ndp::is_ndp(t));
@@ -988,10 +1038,7 @@ fn check_addresses(conf: &Config, l3: &L3<'_>) -> Result<(), DropReason> {
             if dst.is_multicast() && !ndp && !dhcpv6 {
                 return Err(DropReason::Broadcast);
             }
-            let prefix64 = |a: Ipv6Addr| a.segments()[..4] == src.segments()[..4];
-            let ours = crate::wire::ipv6::is_link_local(src)
-                || ip6.addr.is_some_and(|a| a == src || prefix64(a))
-                || ip6.host_addrs.iter().any(|&(a, _)| a == src || prefix64(a));
+            let ours = crate::wire::ipv6::is_link_local(src) || ip6.is_ours(src);
             if (ours && !src.is_multicast()) || (src.is_unspecified() && ndp) {
                 Ok(())
             } else {

@@ -50,6 +50,12 @@ pub(crate) enum Kind {
     /// A UDP listening socket (`-u`, `-U`); the index as for
     /// [`Kind::TcpListen`].
     UdpListen = 10,
+    /// inotify on the host's resolv.conf and its directories
+    /// ([`crate::follow::resolv`]).
+    FollowResolv = 17,
+    /// rtnetlink notifications of the host's links, addresses and routes
+    /// ([`crate::follow::routes`]).
+    FollowRoutes = 18,
 }
 
 impl Kind {
@@ -69,6 +75,8 @@ impl Kind {
             11 => Kind::VhostUserCtl,
             9 => Kind::UdpSock,
             10 => Kind::UdpListen,
+            17 => Kind::FollowResolv,
+            18 => Kind::FollowRoutes,
             _ => return None,
         })
     }
