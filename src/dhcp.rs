@@ -800,6 +800,34 @@ pub(crate) mod tests {
         assert_eq!(d.giaddr(), Ipv4Addr::new(10, 1, 2, 3));
     }
 
+    /// A renewal after the host's address changed: the client hears the
+    /// answer at the address it still has (ciaddr), which gives it the
+    /// new one.
+    #[test]
+    fn renewal_after_a_change_is_answered_at_ciaddr() {
+        let conf = test_config();
+        let mut live = Live::new(&conf);
+        let l4 = live.ip4.as_mut().unwrap();
+        let old = l4.addr;
+        l4.retire(old);
+        (l4.addr, l4.gw) = (Ipv4Addr::new(10, 20, 0, 2), Ipv4Addr::new(10, 20, 0, 1));
+        let mut m = client_msg(Some(MessageType::Request), &[]);
+        m.set_ciaddr(old);
+        let mut out = [0u8; 576];
+        let r = reply(&conf, &live, &encode(&m), &mut out).unwrap().unwrap();
+        assert_eq!(r.dst, old);
+        let d = decode(&out[..r.len]);
+        assert_eq!(d.yiaddr(), Ipv4Addr::new(10, 20, 0, 2));
+        assert_eq!(
+            d.opts().get(OptionCode::Router),
+            Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 20, 0, 1)]))
+        );
+        // Without ciaddr: to the address given.
+        let m = client_msg(Some(MessageType::Request), &[]);
+        let r = reply(&conf, &live, &encode(&m), &mut out).unwrap().unwrap();
+        assert_eq!(r.dst, Ipv4Addr::new(10, 20, 0, 2));
+    }
+
     #[test]
     fn bootp_request_gets_ack() {
         let conf = test_config();

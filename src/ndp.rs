@@ -595,6 +595,29 @@ mod tests {
         assert!(dnssl[6 + names.len()..].iter().all(|&b| b == 0));
     }
 
+    /// After the host's prefix changed: the new prefix, then the old one
+    /// with lifetime 0 (SLAAC guests deprecate their addresses in it).
+    #[test]
+    fn router_advertisement_deprecates_the_old_prefix() {
+        let conf = test_config();
+        let mut live = Live::new(&conf);
+        let l6 = live.ip6.as_mut().unwrap();
+        l6.deprecated_prefix = l6.addr;
+        l6.addr = Some("2001:db8:99::10".parse().unwrap());
+        let mut out = [0u8; 1500];
+        let n = unsolicited_ra(&conf, &live, &mut out).unwrap();
+        let (_, msg) = icmp_of(&out[..n], ALL_NODES, ALL_NODES_MAC);
+        let opts = options(&msg, 16);
+        let prefixes: Vec<&Vec<u8>> = opts.iter().filter(|o| o.0 == 3).map(|o| &o.1).collect();
+        assert_eq!(prefixes.len(), 2);
+        let new: Ipv6Addr = "2001:db8:99::".parse().unwrap();
+        assert_eq!(&prefixes[0][14..30], &new.octets());
+        assert_eq!(&prefixes[0][2..10], &[0xff; 8]);
+        let old: Ipv6Addr = "2001:db8:1:2::".parse().unwrap();
+        assert_eq!(&prefixes[1][14..30], &old.octets());
+        assert_eq!(&prefixes[1][2..10], &[0; 8]);
+    }
+
     #[test]
     fn router_advertisement_options_follow_config() {
         let f = from_guest(guest_ll(), "ff02::2".parse().unwrap(), &rs());

@@ -468,3 +468,115 @@ exit 0
         says_hello(&target)
     });
 }
+
+const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+/// A DHCPDISCOVER frame from the guest.
+fn dhcp_discover() -> Vec<u8> {
+    use dhcproto::v4::{DhcpOption, Flags, Message, MessageType};
+    use dhcproto::{Encodable, Encoder};
+    let z = std::net::Ipv4Addr::UNSPECIFIED;
+    let mut m = Message::new_with_id(0x1234_5678, z, z, z, z, &GUEST_MAC);
+    m.set_flags(Flags::default().set_broadcast());
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    let mut payload = Vec::new();
+    m.encode(&mut Encoder::new(&mut payload)).unwrap();
+    let mut out = vec![0u8; 1500];
+    let n = passt_rs::wire::build::eth_ipv4_udp(
+        &mut out,
+        GUEST_MAC,
+        [0xff; 6],
+        std::net::SocketAddrV4::new(z, 68),
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::BROADCAST, 67),
+        64,
+        &payload,
+    )
+    .unwrap();
+    out.truncate(n);
+    out
+}
+
+/// The DHCP message in a frame from passt, if it is one.
+fn dhcp_reply(f: &[u8]) -> Option<dhcproto::v4::Message> {
+    use dhcproto::{Decodable, Decoder};
+    use passt_rs::wire::{L3, L4};
+    let c = passt_rs::wire::classify(f).ok()?;
+    match c.l3 {
+        L3::Ipv4 {
+            l4:
+                L4::Udp {
+                    sport: 67,
+                    dport: 68,
+                    payload,
+                },
+            ..
+        } => dhcproto::v4::Message::decode(&mut Decoder::new(payload)).ok(),
+        _ => None,
+    }
+}
+
+/// The next frame from passt that `pick` accepts, within the deadline.
+fn expect(
+    g: &mut common::stream::StreamGuest,
+    what: &str,
+    pick: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let end = Instant::now() + T;
+    while Instant::now() < end {
+        match g.recv(Duration::from_millis(200)) {
+            Ok(Some(f)) if pick(&f) => return f,
+            Ok(_) => {}
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    }
+    panic!("no {what}");
+}
+
+/// passt (under its seccomp filter) reads resolv.conf again after a rename:
+/// an unsolicited router advertisement at once and the next DHCP offer
+/// carry the new nameservers.
+#[test]
+fn passt_announces_the_new_nameservers() {
+    let tb = Testbed::new();
+    let (_mounts, mpid) = etc_overlay(&tb, REMOTE4);
+    let sock = tb.path("passt.socket");
+    let log = std::fs::File::create(tb.path("pasta.log")).unwrap();
+    let _passt = Guard(
+        Command::new("nsenter")
+            .args(["-t", &mpid, "-m", "-n", passt(), "-f", "-s"])
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("passt"),
+    );
+    let mut g = common::stream::StreamGuest::connect(&sock, T);
+    // Its greeting (an ARP probe) says the loop runs, filter installed.
+    expect(&mut g, "the ARP probe", |f| f[12..14] == [8, 6]);
+    in_mounts(
+        &mpid,
+        &format!(
+            "printf 'nameserver {REMOTE4_B}\\nnameserver 2001:db8::3\\n' > /etc/resolv.conf.tmp && \
+             mv -f /etc/resolv.conf.tmp /etc/resolv.conf"
+        ),
+    );
+    let new6: std::net::Ipv6Addr = "2001:db8::3".parse().unwrap();
+    expect(&mut g, "an RA with the new nameserver", |f| {
+        f[12..14] == [0x86, 0xdd]
+            && f.get(54) == Some(&134)
+            && f.windows(16).any(|w| w == new6.octets())
+    });
+    g.send(&dhcp_discover()).unwrap();
+    let offer = expect(&mut g, "a DHCPOFFER", |f| dhcp_reply(f).is_some());
+    let offer = dhcp_reply(&offer).unwrap();
+    assert_eq!(
+        offer.opts().get(dhcproto::v4::OptionCode::DomainNameServer),
+        Some(&dhcproto::v4::DhcpOption::DomainNameServer(vec![REMOTE4_B
+            .parse()
+            .unwrap()])),
+        "{}",
+        pasta_log(&tb)
+    );
+}
