@@ -11,7 +11,8 @@
 //! - Addresses and routes: the host namespace moves to another subnet and
 //!   default gateway; a `--config-net` namespace follows (its addresses and
 //!   default route), a busybox udhcpc guest gets the new lease when it
-//!   renews, and new outbound connections work from both. Removing the
+//!   renews, a SLAAC guest gets the new prefix with the old one deprecated,
+//!   and new outbound connections work. Removing the
 //!   default route and restoring it wedges nothing.
 //!
 //! pasta attaches to a namespace held by a `sleep` (`unshare --net`) in the
@@ -578,5 +579,62 @@ fn passt_announces_the_new_nameservers() {
             .unwrap()])),
         "{}",
         pasta_log(&tb)
+    );
+}
+
+/// A SLAAC guest (the kernel's, in a namespace pasta serves without
+/// `--config-net`): when the host moves to another IPv6 prefix, the router
+/// advertisement sent at once gives it an address in the new prefix and
+/// deprecates the old one (preferred lifetime 0).
+#[test]
+fn slaac_guest_moves_to_the_new_prefix() {
+    let tb = Testbed::new();
+    let (_h, target) = holder(&tb);
+    let _p = start_pasta(&tb, &["-6"], &target, None);
+    wait_for("the tap", T, || {
+        run(in_ns(&target, "ip").args(["link", "show", "eth0"]))
+            .status
+            .success()
+    });
+    must(in_ns(&target, "sysctl").args(["-qw", "net.ipv6.conf.eth0.accept_dad=0"]));
+    must(in_ns(&target, "ip").args(["link", "set", "eth0", "up"]));
+    // (address, deprecated) of each global address of the guest.
+    let addrs = || -> Vec<(String, bool)> {
+        let v = ns_json(
+            &target,
+            &["-6", "addr", "show", "dev", "eth0", "scope", "global"],
+        );
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|i| i["addr_info"].as_array().cloned().unwrap_or_default())
+            .map(|a| {
+                (
+                    a["local"].as_str().unwrap_or("").to_string(),
+                    a["deprecated"] == true,
+                )
+            })
+            .collect()
+    };
+    wait_for("a SLAAC address in the host's prefix", T, || {
+        addrs().iter().any(|(a, _)| a.starts_with("2001:db8::"))
+    });
+    let (h, r) = (&tb.host, &tb.remote);
+    must(Command::new("sh").arg("-c").arg(format!(
+        "set -e
+        ip -n {r} addr add 2001:db8:5::1/64 dev eth0 nodad
+        ip -n {h} addr add 2001:db8:5::2/64 dev eth0 nodad
+        ip -n {h} -6 route replace default via 2001:db8:5::1
+        ip -n {h} addr del {HOST6}/64 dev eth0"
+    )));
+    wait_log(&tb, "NDP: sent a router advertisement");
+    wait_for(
+        "an address in the new prefix, the old one deprecated",
+        T,
+        || {
+            let a = addrs();
+            a.iter().any(|(a, d)| a.starts_with("2001:db8:5:") && !d)
+                && a.iter().any(|(a, d)| a.starts_with("2001:db8::") && *d)
+        },
     );
 }
