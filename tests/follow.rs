@@ -9,11 +9,14 @@
 //!   remote namespace, each with its own log of queries), unless
 //!   `--dns-host` was given.
 //! - Addresses and routes: the host namespace moves to another subnet and
-//!   default gateway; a `--config-net` namespace follows (its addresses and
-//!   default route), a busybox udhcpc guest gets the new lease when it
+//!   default gateway (IPv4, IPv6); a `--config-net` namespace follows (its
+//!   addresses and default route), a busybox udhcpc guest gets the new lease when it
 //!   renews, a SLAAC guest gets the new prefix with the old one deprecated,
 //!   and new outbound connections work. Removing the
 //!   default route and restoring it wedges nothing.
+//!
+//! - passt, under its seccomp filter, announces the new nameservers (an
+//!   unsolicited RA at once, the next DHCP offer).
 //!
 //! pasta attaches to a namespace held by a `sleep` (`unshare --net`) in the
 //! host namespace; commands run there with `nsenter -n`.
@@ -619,14 +622,7 @@ fn slaac_guest_moves_to_the_new_prefix() {
     wait_for("a SLAAC address in the host's prefix", T, || {
         addrs().iter().any(|(a, _)| a.starts_with("2001:db8::"))
     });
-    let (h, r) = (&tb.host, &tb.remote);
-    must(Command::new("sh").arg("-c").arg(format!(
-        "set -e
-        ip -n {r} addr add 2001:db8:5::1/64 dev eth0 nodad
-        ip -n {h} addr add 2001:db8:5::2/64 dev eth0 nodad
-        ip -n {h} -6 route replace default via 2001:db8:5::1
-        ip -n {h} addr del {HOST6}/64 dev eth0"
-    )));
+    move_host6(&tb);
     wait_log(&tb, "NDP: sent a router advertisement");
     wait_for(
         "an address in the new prefix, the old one deprecated",
@@ -637,4 +633,35 @@ fn slaac_guest_moves_to_the_new_prefix() {
                 && a.iter().any(|(a, d)| a.starts_with("2001:db8::") && *d)
         },
     );
+}
+
+/// Moves the host namespace to 2001:db8:5::2/64 via 2001:db8:5::1.
+fn move_host6(tb: &Testbed) {
+    let (h, r) = (&tb.host, &tb.remote);
+    must(Command::new("sh").arg("-c").arg(format!(
+        "set -e
+        ip -n {r} addr add 2001:db8:5::1/64 dev eth0 nodad
+        ip -n {h} addr add 2001:db8:5::2/64 dev eth0 nodad
+        ip -n {h} -6 route replace default via 2001:db8:5::1
+        ip -n {h} addr del {HOST6}/64 dev eth0"
+    )));
+}
+
+#[test]
+fn config_net_namespace_follows_the_host_ipv6_prefix() {
+    let tb = Testbed::new();
+    let (_h, target) = holder(&tb);
+    let _p = start_pasta(&tb, &["--config-net", "-6"], &target, None);
+    wait_for("the tap's IPv6 address", T, || {
+        has_addr(&ns_json(&target, &["-6", "addr", "show"]), HOST6, 64)
+    });
+    move_host6(&tb);
+    wait_for("the namespace to follow", T, || {
+        let addrs = ns_json(&target, &["-6", "addr", "show"]);
+        let routes = ns_json(&target, &["-6", "route", "show"]);
+        has_addr(&addrs, "2001:db8:5::2", 64)
+            && !has_addr(&addrs, HOST6, 64)
+            && default_via(&routes).as_deref() == Some("2001:db8:5::1")
+    });
+    wait_log(&tb, "IPv6: namespace updated");
 }

@@ -163,9 +163,11 @@ pub(crate) struct Ip4Conf {
 /// from again. An explicit option is never overridden.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Follow<A> {
-    /// The guest's address and prefix length are the template interface's
-    /// (no `-a`, not local mode).
+    /// The guest's address is the template interface's (no `-a`, not
+    /// local mode).
     pub(crate) addr: bool,
+    /// Its prefix length too (no `-n` either).
+    pub(crate) prefix_len: bool,
     /// The guest's gateway is the host's (no `-g`, not local mode).
     pub(crate) gw: bool,
     /// The nameservers come from resolv.conf (no `-D`, no `--no-dns`).
@@ -185,6 +187,7 @@ impl<A> Default for Follow<A> {
     fn default() -> Self {
         Follow {
             addr: false,
+            prefix_len: false,
             gw: false,
             dns: false,
             dns_forward: None,

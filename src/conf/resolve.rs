@@ -329,6 +329,7 @@ fn resolve_ip4(o: &Options, host: Option<&Host4>) -> Ip4Conf {
                 local_mode: false,
                 follow: Follow {
                     addr: o.addr4.is_none(),
+                    prefix_len: o.addr4.is_none() && o.prefix4.is_none(),
                     gw: o.gw4.is_none(),
                     ..Follow::default()
                 },
@@ -399,6 +400,7 @@ fn resolve_ip6(o: &Options, host: Option<&Host6>) -> Ip6Conf {
             local_mode: false,
             follow: Follow {
                 addr: o.addr6.is_none(),
+                prefix_len: o.addr6.is_none(),
                 gw: o.gw6.is_none(),
                 ..Follow::default()
             },
@@ -763,6 +765,35 @@ mod tests {
     }
 
     #[test]
+    fn what_follows_the_host() {
+        let c = conf(Mode::Pasta, "", &dual());
+        let (f4, f6) = (
+            &c.ip4.as_ref().unwrap().follow,
+            &c.ip6.as_ref().unwrap().follow,
+        );
+        assert!(f4.addr && f4.prefix_len && f4.gw && f4.dns);
+        assert!(f6.addr && f6.prefix_len && f6.gw && f6.dns);
+        assert_eq!(
+            (f4.dns_host, f4.dns_forward, &f4.ifname),
+            (None, None, &None)
+        );
+        let c = conf(
+            Mode::Passt,
+            "-n 16 --dns-forward 10.0.2.3 --dns-host 10.0.2.53 -i eth0",
+            &dual(),
+        );
+        let f4 = &c.ip4.as_ref().unwrap().follow;
+        assert!(f4.addr && !f4.prefix_len && f4.gw && f4.dns);
+        assert_eq!(f4.dns_forward, Some(a4("10.0.2.3")));
+        assert_eq!(f4.dns_host, Some(a4("10.0.2.53")));
+        assert_eq!(f4.ifname.as_deref(), Some("eth0"));
+        // Local mode: nothing to follow.
+        let c = conf(Mode::Pasta, "", &HostInfo::default());
+        let f4 = &c.ip4.as_ref().unwrap().follow;
+        assert!(!f4.addr && !f4.gw);
+    }
+
+    #[test]
     fn overrides() {
         let c = conf(
             Mode::Pasta,
@@ -789,6 +820,9 @@ mod tests {
         assert_eq!(c.mtu, 1500);
         assert_eq!(c.our_mac, [2, 0, 0, 0, 0, 1]);
         assert_eq!(c.pasta.as_ref().expect("pasta").ns_ifname, "veth");
+        // Nothing given on the command line follows the host.
+        assert!(!ip4.follow.addr && !ip4.follow.prefix_len && !ip4.follow.gw && !ip4.follow.dns);
+        assert!(!ip6.follow.addr && !ip6.follow.gw && !ip6.follow.dns);
 
         // RootlessKit on a host without a default route: options still apply.
         let c = conf(

@@ -136,7 +136,12 @@ impl RouteWatch {
         let mut missing = Vec::new();
         if c.follow.addr {
             match h.addrs.first() {
-                Some(&(a, p)) => (addr, prefix) = (a, p),
+                Some(&(a, p)) => {
+                    addr = a;
+                    if c.follow.prefix_len {
+                        prefix = p;
+                    }
+                }
                 None => missing.push(format!("no address (keeping {}/{})", l.addr, l.prefix_len)),
             }
         }
