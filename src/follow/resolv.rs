@@ -5,7 +5,8 @@
 //!
 //! * written in place (or a file bind-mounted over it, as `ip netns exec`
 //!   does, written through its own path): the watch on the file itself
-//!   (`IN_CLOSE_WRITE`, `IN_MODIFY`);
+//!   (`IN_CLOSE_WRITE`: not `IN_MODIFY`, which the truncation before the
+//!   write raises already, when the file would be read empty);
 //! * a new file renamed over it (NetworkManager, resolvconf): the watch on
 //!   its directory, for that name (`IN_MOVED_TO`, `IN_CREATE`,
 //!   `IN_CLOSE_WRITE`, `IN_DELETE`);
@@ -135,8 +136,7 @@ impl ResolvWatch {
         let (parent, name) = split(path)?;
         let etc = watch_dir(&inotify, parent, name)?;
         // Follows a symlink: the target's inode, written in place.
-        let file_wd =
-            inotify::add_watch(&inotify, path, WatchFlags::CLOSE_WRITE | WatchFlags::MODIFY).ok();
+        let file_wd = inotify::add_watch(&inotify, path, WatchFlags::CLOSE_WRITE).ok();
         let link = match std::fs::read_link(path) {
             Ok(text) => {
                 let target = std::fs::canonicalize(path)?;
