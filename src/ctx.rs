@@ -36,7 +36,9 @@
 //!
 //! [`Ctx`] owns everything mutable: the epoll set, the tap and its buffers,
 //! flows, the forwarding tables with their listening sockets ([`Fwd`]),
-//! service state, counters. The [`Config`] is borrowed read-only. A second
+//! service state, counters, what the guest is told now
+//! ([`crate::live::Live`]) and the watchers that change it when the host
+//! changes ([`crate::follow`]). The [`Config`] is borrowed read-only. A second
 //! loop (another queue, another worker) would be another `Ctx`.
 //!
 //! The flow table is generic ([`crate::flow`]); its slot type, [`Flow`],

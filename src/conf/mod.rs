@@ -14,7 +14,9 @@
 //!
 //! After that the configuration never changes: it is shared read-only by the
 //! event loop (and later by workers), everything mutable lives in the
-//! context that a loop owns.
+//! context that a loop owns. The values that follow the host at run time
+//! (the guest's address, gateway, nameservers) start from here and live on
+//! in [`crate::live`]; each family's [`Follow`] says which may change.
 
 pub(crate) mod cli;
 pub mod host;

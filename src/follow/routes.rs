@@ -1,5 +1,5 @@
 //! The host's template interfaces over rtnetlink: addresses, prefix
-//! lengths and default gateways, followed into [`Live`] and, for pasta
+//! lengths and default gateways, followed into [`Live`](crate::live::Live) and, for pasta
 //! with `--config-net`, into the namespace.
 //!
 //! A [`Monitor`] socket joined the link, address and route groups; its
