@@ -137,14 +137,25 @@ impl ResolvWatch {
         let etc = watch_dir(&inotify, parent, name)?;
         // Follows a symlink: the target's inode, written in place.
         let file_wd = inotify::add_watch(&inotify, path, WatchFlags::CLOSE_WRITE).ok();
-        let link = match std::fs::read_link(path) {
-            Ok(text) => {
-                let target = std::fs::canonicalize(path)?;
+        // A symlink whose target can't be watched (dangling, say) leaves
+        // the rest watched: a new file renamed over it is still seen.
+        let link = std::fs::read_link(path).ok().and_then(|text| {
+            let watched = std::fs::canonicalize(path).and_then(|target| {
                 let (tdir, tname) = split(&target)?;
-                Some((text, watch_dir(&inotify, tdir, tname)?))
+                watch_dir(&inotify, tdir, tname)
+            });
+            match watched {
+                Ok(d) => Some((text, d)),
+                Err(e) => {
+                    log::warn!(
+                        "Can't watch the target of {} ({}): {e}",
+                        path.display(),
+                        text.display()
+                    );
+                    None
+                }
             }
-            Err(_) => None,
-        };
+        });
         let pinned = if is_mount_root(path) {
             Some(rustix::fs::open(
                 path,
