@@ -33,6 +33,7 @@
 )]
 
 use crate::conf::Config;
+use crate::live::Live;
 use crate::wire::arp::{ArpPacket, ArpRepr, OP_REPLY, OP_REQUEST};
 use crate::wire::{build, Classified, Mac, L3, MAC_BROADCAST};
 use std::net::Ipv4Addr;
@@ -45,11 +46,12 @@ use std::net::Ipv4Addr;
 /// `out` is too small).
 pub(crate) fn reply(
     conf: &Config,
+    live: &Live,
     req_src_mac: Mac,
     req: &ArpPacket<&[u8]>,
     out: &mut [u8],
 ) -> Option<usize> {
-    let ip4 = conf.ip4.as_ref()?;
+    let ip4 = live.ip4.as_ref()?;
     if !req.is_eth_ipv4() || req.oper() != OP_REQUEST {
         return None;
     }
@@ -71,23 +73,29 @@ pub(crate) fn reply(
 }
 
 /// [`reply`] for a classified guest frame: `None` unless it is ARP.
-pub(crate) fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn handle(
+    conf: &Config,
+    live: &Live,
+    frame: &Classified<'_>,
+    out: &mut [u8],
+) -> Option<usize> {
     match &frame.l3 {
-        L3::Arp(req) => reply(conf, frame.src_mac, req, out),
+        L3::Arp(req) => reply(conf, live, frame.src_mac, req, out),
         _ => None,
     }
 }
 
 /// Builds the broadcast ARP request asking for the guest's address, from our
 /// MAC and tap address. `None` if IPv4 is disabled.
-pub(crate) fn probe_guest(conf: &Config, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn probe_guest(conf: &Config, live: &Live, out: &mut [u8]) -> Option<usize> {
     let ip4 = conf.ip4.as_ref()?;
+    let l4 = live.ip4.as_ref()?;
     let repr = ArpRepr {
         oper: OP_REQUEST,
         sha: conf.our_mac,
         spa: ip4.our_tap_addr,
         tha: [0; 6],
-        tpa: ip4.addr,
+        tpa: l4.addr,
     };
     build::eth_arp(out, conf.our_mac, MAC_BROADCAST, &repr).ok()
 }
@@ -135,7 +143,7 @@ pub(crate) mod tests {
         let c = classify(frame).unwrap();
         assert!(matches!(c.l3, L3::Arp(_)));
         let mut out = [0u8; 128];
-        handle(conf, &c, &mut out).map(|n| out[..n].to_vec())
+        handle(conf, &Live::new(conf), &c, &mut out).map(|n| out[..n].to_vec())
     }
 
     #[test]
@@ -182,13 +190,13 @@ pub(crate) mod tests {
     fn probe() {
         let conf = test_config();
         let mut out = [0u8; 42];
-        let n = probe_guest(&conf, &mut out).unwrap();
+        let n = probe_guest(&conf, &Live::new(&conf), &mut out).unwrap();
         let (eth, rest) = etherparse::Ethernet2Header::from_slice(&out[..n]).unwrap();
         assert_eq!(eth.destination, MAC_BROADCAST);
         let arp = etherparse::ArpPacketSlice::from_slice(rest).unwrap();
         assert_eq!(arp.operation(), etherparse::ArpOperation::REQUEST);
         assert_eq!(arp.sender_protocol_addr(), &[192, 168, 1, 1]);
         assert_eq!(arp.target_protocol_addr(), &[192, 168, 1, 10]);
-        assert!(probe_guest(&conf, &mut out[..41]).is_none());
+        assert!(probe_guest(&conf, &Live::new(&conf), &mut out[..41]).is_none());
     }
 }

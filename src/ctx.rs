@@ -36,7 +36,9 @@
 //!
 //! [`Ctx`] owns everything mutable: the epoll set, the tap and its buffers,
 //! flows, the forwarding tables with their listening sockets ([`Fwd`]),
-//! service state, counters. The [`Config`] is borrowed read-only. A second
+//! service state, counters, what the guest is told now
+//! ([`crate::live::Live`]) and the watchers that change it when the host
+//! changes ([`crate::follow`]). The [`Config`] is borrowed read-only. A second
 //! loop (another queue, another worker) would be another `Ctx`.
 //!
 //! The flow table is generic ([`crate::flow`]); its slot type, [`Flow`],
@@ -47,7 +49,7 @@
 //! the protocol's accept or receive function.
 
 use std::io;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -223,6 +225,9 @@ pub(crate) struct Ctx<'c> {
     pub(crate) tap: Tap,
     rx: RxBatch,
     pub(crate) guest: GuestState,
+    /// What the guest is told now: the configuration's values as they
+    /// follow the host ([`crate::follow`]).
+    pub(crate) live: crate::live::Live,
     pub(crate) flows: Flows,
     pub(crate) icmp: Icmp,
     pub(crate) tcp: Tcp,
@@ -244,6 +249,8 @@ pub(crate) struct Ctx<'c> {
     /// `-c`: the configuration socket, through which clients change
     /// `fwd`'s tables.
     pub(crate) control: Option<crate::ctl::Control>,
+    /// The watchers of the host's resolv.conf, addresses and routes.
+    follow: crate::follow::Follower,
     signals: OwnedFd,
     spawned: Option<Spawned>,
     quit: Option<QuitWatch>,
@@ -319,6 +326,7 @@ impl<'c> Ctx<'c> {
                 addr6_seen: conf.ip6.as_ref().and_then(|c| c.addr),
                 addr6_ll_seen: None,
             },
+            live: crate::live::Live::new(conf),
             flows: Flows::new(conf.test.flow_max.unwrap_or(crate::flow::FLOW_MAX)),
             icmp: Icmp::new(conf),
             tcp,
@@ -332,6 +340,7 @@ impl<'c> Ctx<'c> {
             netns: None,
             fwd,
             control: None,
+            follow: crate::follow::Follower::default(),
             signals,
             spawned,
             quit,
@@ -343,13 +352,14 @@ impl<'c> Ctx<'c> {
     /// request and a neighbour solicitation for its addresses), once the
     /// link is configured.
     pub(crate) fn probe_guest(&mut self) {
-        let conf = self.conf;
+        let (conf, live) = (self.conf, &self.live);
         if conf.ip4.is_some() {
-            self.tap.send_with(|out| crate::arp::probe_guest(conf, out));
+            self.tap
+                .send_with(|out| crate::arp::probe_guest(conf, live, out));
         }
         if conf.ip6.is_some() && !conf.no_ndp {
             self.tap
-                .send_with(|out| crate::ndp::solicit_guest(conf, out));
+                .send_with(|out| crate::ndp::solicit_guest(conf, live, out));
         }
         self.tap.flush();
     }
@@ -361,6 +371,7 @@ impl<'c> Ctx<'c> {
             &mut self.tcp,
             TcpCtx {
                 conf: self.conf,
+                live: &self.live,
                 flows: &mut self.flows,
                 epoll: &self.epoll,
                 tap: &mut self.tap,
@@ -377,6 +388,7 @@ impl<'c> Ctx<'c> {
             &mut self.udp,
             crate::udp::UdpCtx {
                 conf: self.conf,
+                live: &self.live,
                 flows: &mut self.flows,
                 epoll: &self.epoll,
                 tap: &mut self.tap,
@@ -385,6 +397,33 @@ impl<'c> Ctx<'c> {
             },
             &self.fwd,
         )
+    }
+
+    /// Watches the host with `follow` (opened before isolation).
+    pub(crate) fn set_follow(&mut self, follow: crate::follow::Follower) -> io::Result<()> {
+        follow.register(&self.epoll)?;
+        self.follow = follow;
+        Ok(())
+    }
+
+    /// Acts on a change of the host that [`crate::follow`] made to
+    /// [`Self::live`]: an unsolicited router advertisement (new prefix or
+    /// nameservers), and the guest's new address for the flows to come
+    /// (pasta `--config-net` gave it).
+    fn followed(&mut self, changed: crate::follow::Changed) {
+        let conf = self.conf;
+        if changed.ra && conf.ip6.is_some() && !conf.no_ndp && !conf.no_ra {
+            let live = &self.live;
+            self.tap
+                .send_with(|out| crate::ndp::unsolicited_ra(conf, live, out));
+            log::info!("NDP: sent a router advertisement with the new prefix and nameservers");
+        }
+        if let Some(a) = changed.addr4 {
+            self.guest.addr4_seen = Some(a);
+        }
+        if let Some(a) = changed.addr6 {
+            self.guest.addr6_seen = Some(a);
+        }
     }
 
     /// Lets a spawned command start (pasta spawn mode).
@@ -559,6 +598,14 @@ impl<'c> Ctx<'c> {
                     control.event(&mut t, ev.writable);
                 }
                 self.control = Some(control);
+            }
+            Kind::FollowResolv => {
+                let changed = self.follow.resolv_event(self.conf, &mut self.live);
+                self.followed(changed);
+            }
+            Kind::FollowRoutes => {
+                let changed = self.follow.routes_event(self.conf, &mut self.live);
+                self.followed(changed);
             }
             Kind::UdpListen => {
                 let (udp, mut c, fwd) = self.udp_ctx();
@@ -756,7 +803,7 @@ impl<'c> Ctx<'c> {
         let Some(c) = checked_frame(conf, &self.rx, i, &mut self.counters, log) else {
             return;
         };
-        if let Err(reason) = check_addresses(conf, self.fwd.targets(), &c.l3) {
+        if let Err(reason) = check_addresses(&self.live, self.fwd.targets(), &c.l3) {
             self.counters.drops[reason.index()] += 1;
             if log.allow(reason.index()) {
                 log::debug!("tap: dropped frame: {reason}");
@@ -795,7 +842,8 @@ impl<'c> Ctx<'c> {
         // L3, once: ARP is answered here, IP gives its two addresses.
         let (src, dst, l4) = match c.l3 {
             L3::Arp(_) => {
-                let sent = answer(&mut self.tap, |out| crate::arp::handle(conf, &c, out));
+                let live = &self.live;
+                let sent = answer(&mut self.tap, |out| crate::arp::handle(conf, live, &c, out));
                 self.counters.arp_replies += u64::from(sent);
                 return;
             }
@@ -807,14 +855,15 @@ impl<'c> Ctx<'c> {
         if !self.fwd.targets().contains(&src) {
             learn_address(&mut self.guest, src);
         }
-        let (tap, counters, guest) = (&mut self.tap, &mut self.counters, &self.guest);
+        let (tap, counters, guest, live) =
+            (&mut self.tap, &mut self.counters, &self.guest, &self.live);
         // L4, once.
         match (l4, src, dst) {
             (L4::Icmpv6 { msg_type: t, .. }, _, _) if crate::ndp::is_ndp(t) => {
                 if conf.no_ndp {
                     return;
                 }
-                let sent = answer(tap, |out| crate::ndp::handle(conf, &c, out));
+                let sent = answer(tap, |out| crate::ndp::handle(conf, live, &c, out));
                 log::trace!(
                     "NDP: type {t} from {src}: {}",
                     if sent { "answered" } else { "not answered" }
@@ -822,12 +871,12 @@ impl<'c> Ctx<'c> {
                 counters.ndp_replies += u64::from(sent);
             }
             (L4::Udp { dport: 67, .. }, IpAddr::V4(_), _) => {
-                let sent = answer(tap, |out| crate::dhcp::handle(conf, &c, out));
+                let sent = answer(tap, |out| crate::dhcp::handle(conf, live, &c, out));
                 counters.dhcp_replies += u64::from(sent);
             }
             (L4::Udp { dport: 547, .. }, IpAddr::V6(_), _) => {
                 let server = &self.dhcpv6;
-                let sent = answer(tap, |out| server.handle(conf, &c, out));
+                let sent = answer(tap, |out| server.handle(conf, live, &c, out));
                 counters.dhcpv6_replies += u64::from(sent);
             }
             (
@@ -847,11 +896,12 @@ impl<'c> Ctx<'c> {
                 ..,
             ) => {
                 self.icmp
-                    .from_tap(conf, &mut self.flows, &self.epoll, src, dst, message);
+                    .from_tap(conf, live, &mut self.flows, &self.epoll, src, dst, message);
             }
             (L4::Tcp(seg), ..) if !conf.no_tcp => {
                 let mut c = TcpCtx {
                     conf,
+                    live,
                     flows: &mut self.flows,
                     epoll: &self.epoll,
                     tap,
@@ -869,6 +919,7 @@ impl<'c> Ctx<'c> {
             ) if !conf.no_udp => {
                 let mut c = crate::udp::UdpCtx {
                     conf,
+                    live,
                     flows: &mut self.flows,
                     epoll: &self.epoll,
                     tap,
@@ -950,8 +1001,9 @@ impl<'c> Ctx<'c> {
         self.rng ^= self.rng << 17;
         let random = (self.rng >> 32) as u32;
         if conf.ip6.is_some() && !conf.no_ndp && !conf.no_ra && self.ra.check(now, random) {
+            let live = &self.live;
             self.tap
-                .send_with(|out| crate::ndp::unsolicited_ra(conf, out));
+                .send_with(|out| crate::ndp::unsolicited_ra(conf, live, out));
         }
     }
 }
@@ -1016,11 +1068,15 @@ fn checked_frame<'r>(
 ///
 /// Without an IPv4 (IPv6) configuration nothing is checked for that
 /// family: nothing else would route it anyway.
-fn check_addresses(conf: &Config, targets: &[IpAddr], l3: &L3<'_>) -> Result<(), DropReason> {
+fn check_addresses(
+    live: &crate::live::Live,
+    targets: &[IpAddr],
+    l3: &L3<'_>,
+) -> Result<(), DropReason> {
     match *l3 {
         L3::Arp(_) => Ok(()),
         L3::Ipv4 { src, dst, l4, .. } => {
-            let Some(ip4) = conf.ip4.as_ref() else {
+            let Some(ip4) = live.ip4.as_ref() else {
                 return Ok(());
             };
             let dhcp = matches!(l4, L4::Udp { dport: 67, .. });
@@ -1034,9 +1090,7 @@ fn check_addresses(conf: &Config, targets: &[IpAddr], l3: &L3<'_>) -> Result<(),
             if dst.is_multicast() || subnet_bcast || (dst.is_broadcast() && !dhcp) {
                 return Err(DropReason::Broadcast);
             }
-            let ours = src == ip4.addr
-                || ip4.host_addrs.iter().any(|&(a, _)| a == src)
-                || targets.contains(&IpAddr::V4(src));
+            let ours = ip4.is_ours(src) || targets.contains(&IpAddr::V4(src));
             if ours || (src.is_unspecified() && dhcp) {
                 Ok(())
             } else {
@@ -1044,7 +1098,7 @@ fn check_addresses(conf: &Config, targets: &[IpAddr], l3: &L3<'_>) -> Result<(),
             }
         }
         L3::Ipv6 { src, dst, l4, .. } => {
-            let Some(ip6) = conf.ip6.as_ref() else {
+            let Some(ip6) = live.ip6.as_ref() else {
                 return Ok(());
             };
             let ndp = matches!(l4, L4::Icmpv6 { msg_type: t, .. } if crate::ndp::is_ndp(t));
@@ -1055,10 +1109,8 @@ fn check_addresses(conf: &Config, targets: &[IpAddr], l3: &L3<'_>) -> Result<(),
             if dst.is_multicast() && !ndp && !dhcpv6 {
                 return Err(DropReason::Broadcast);
             }
-            let prefix64 = |a: Ipv6Addr| a.segments()[..4] == src.segments()[..4];
             let ours = crate::wire::ipv6::is_link_local(src)
-                || ip6.addr.is_some_and(|a| a == src || prefix64(a))
-                || ip6.host_addrs.iter().any(|&(a, _)| a == src || prefix64(a))
+                || ip6.is_ours(src)
                 || targets.contains(&IpAddr::V6(src));
             if (ours && !src.is_multicast()) || (src.is_unspecified() && ndp) {
                 Ok(())

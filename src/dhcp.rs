@@ -55,6 +55,7 @@ use std::net::SocketAddrV4;
 
 use crate::conf::{Config, Ip4Conf};
 use crate::dns_name::{self, CompressedList};
+use crate::live::{Live, Live4};
 use crate::wire::{build, Classified, L3, L4};
 
 /// The server's UDP port.
@@ -264,19 +265,25 @@ fn mask(prefix_len: u8) -> u32 {
 }
 
 /// Fills the option table for a reply of type `reply_type`.
-fn server_options(conf: &Config, ip4: &Ip4Conf, reply_type: u8, rapid: bool) -> ServerOpts {
+fn server_options(
+    conf: &Config,
+    ip4: &Ip4Conf,
+    l4: &Live4,
+    reply_type: u8,
+    rapid: bool,
+) -> ServerOpts {
     let mut so = ServerOpts::new();
-    let mask = mask(ip4.prefix_len);
+    let mask = mask(l4.prefix_len);
 
     so.set(opt::MESSAGE_TYPE, &[reply_type]);
     so.set(opt::SERVER_ID, &ip4.our_tap_addr.octets());
     so.set(opt::SUBNET_MASK, &mask.to_be_bytes());
-    so.set(opt::ROUTER, &ip4.gw.octets());
+    so.set(opt::ROUTER, &l4.gw.octets());
     so.set(opt::LEASE_TIME, &u32::MAX.to_be_bytes());
 
-    if u32::from(ip4.addr) & mask != u32::from(ip4.gw) & mask {
+    if u32::from(l4.addr) & mask != u32::from(l4.gw) & mask {
         // gw/32 via 0.0.0.0 (on link), then 0/0 via gw.
-        let gw = ip4.gw.octets();
+        let gw = l4.gw.octets();
         let mut routes = [0u8; 14];
         routes[0] = 32;
         routes[1..5].copy_from_slice(&gw);
@@ -292,7 +299,7 @@ fn server_options(conf: &Config, ip4: &Ip4Conf, reply_type: u8, rapid: bool) -> 
         let mut dns = [[0u8; 4]; 3];
         let n = dns
             .iter_mut()
-            .zip(ip4.dns.iter().filter(|a| !a.is_unspecified()))
+            .zip(l4.dns.iter().filter(|a| !a.is_unspecified()))
             .map(|(slot, addr)| *slot = addr.octets())
             .count();
         if let Some(used) = dns.get(..n).filter(|u| !u.is_empty()) {
@@ -398,10 +405,14 @@ fn write_options(so: &ServerOpts, prl: &[u8], area: &mut [u8; OPT_MAX + 1]) -> u
 /// or a message type we ignore.
 pub(crate) fn reply(
     conf: &Config,
+    live: &Live,
     request: &[u8],
     out: &mut [u8],
 ) -> Result<Option<DhcpReply>, DhcpDrop> {
     let Some(ip4) = conf.ip4.as_ref().filter(|_| !conf.no_dhcp) else {
+        return Ok(None);
+    };
+    let Some(l4) = live.ip4.as_ref() else {
         return Ok(None);
     };
     let (request, request_opts) = request
@@ -428,7 +439,7 @@ pub(crate) fn reply(
         .split_first_chunk_mut::<{ field::OPTIONS }>()
         .ok_or(DhcpDrop::OutputTooSmall)?;
     let area: &mut [u8; OPT_MAX + 1] = area.try_into().map_err(|_| DhcpDrop::OutputTooSmall)?;
-    let so = server_options(conf, ip4, reply_type, rapid);
+    let so = server_options(conf, ip4, l4, reply_type, rapid);
 
     out.fill(0);
     out[field::OP] = BOOTREPLY;
@@ -439,7 +450,7 @@ pub(crate) fn reply(
     out[field::SECS].fill(0);
     out[field::FLAGS].copy_from_slice(&request[field::FLAGS]);
     out[field::CIADDR].copy_from_slice(&request[field::CIADDR]);
-    out[field::YIADDR].copy_from_slice(&ip4.addr.octets());
+    out[field::YIADDR].copy_from_slice(&l4.addr.octets());
     out[field::SIADDR].fill(0);
     out[field::GIADDR].copy_from_slice(&request[field::GIADDR]);
     out[field::CHADDR].copy_from_slice(&request[field::CHADDR]);
@@ -448,10 +459,18 @@ pub(crate) fn reply(
     let opts_len = write_options(&so, client.prl, area);
 
     let flags = u16::from_be_bytes([request[field::FLAGS.start], request[field::FLAGS.start + 1]]);
+    // A renewing client (ciaddr set) hears the answer at the address it
+    // has (RFC 2131, 4.1), which is not the one it is given after the
+    // host's changed.
+    let ciaddr = Ipv4Addr::from(
+        <[u8; 4]>::try_from(&request[field::CIADDR]).map_err(|_| DhcpDrop::TooShort)?,
+    );
     let dst = if flags & FLAG_BROADCAST != 0 {
         Ipv4Addr::BROADCAST
+    } else if !ciaddr.is_unspecified() {
+        ciaddr
     } else {
-        ip4.addr
+        l4.addr
     };
     Ok(Some(DhcpReply {
         len: field::OPTIONS
@@ -467,7 +486,12 @@ pub(crate) fn reply(
 /// headers, which are then completed around it. Returns the length of the
 /// reply frame in `out`; `None` if the frame is not DHCP or gets no answer
 /// (a malformed request is logged at trace level).
-pub(crate) fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn handle(
+    conf: &Config,
+    live: &Live,
+    frame: &Classified<'_>,
+    out: &mut [u8],
+) -> Option<usize> {
     let L3::Ipv4 {
         l4: L4::Udp {
             dport: SERVER_PORT,
@@ -480,7 +504,7 @@ pub(crate) fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> O
         return None;
     };
     let room = out.get_mut(build::UDP4_PAYLOAD_OFFSET..)?;
-    match reply(conf, payload, room) {
+    match reply(conf, live, payload, room) {
         Ok(Some(r)) => build::finish_ipv4_udp(
             out,
             conf.our_mac,
@@ -539,6 +563,7 @@ pub(crate) mod tests {
                 copy_routes: true,
                 copy_addrs: true,
                 local_mode: false,
+                follow: Default::default(),
             }),
             ip6: Some(Ip6Conf {
                 addr: Some("2001:db8::10".parse().unwrap()),
@@ -558,6 +583,7 @@ pub(crate) mod tests {
                 copy_routes: true,
                 copy_addrs: true,
                 local_mode: false,
+                follow: Default::default(),
             }),
             search: vec!["eng.example.com".into(), "example.com.".into()],
             hostname: Some("guest".into()),
@@ -602,7 +628,9 @@ pub(crate) mod tests {
     /// Runs `reply` on `m`, returns the reply and the payload.
     fn serve(conf: &Config, m: &Message) -> (DhcpReply, Vec<u8>) {
         let mut out = [0xaau8; 576];
-        let r = reply(conf, &encode(m), &mut out).unwrap().unwrap();
+        let r = reply(conf, &Live::new(conf), &encode(m), &mut out)
+            .unwrap()
+            .unwrap();
         (r, out[..r.len].to_vec())
     }
 
@@ -773,6 +801,34 @@ pub(crate) mod tests {
         assert_eq!(d.giaddr(), Ipv4Addr::new(10, 1, 2, 3));
     }
 
+    /// A renewal after the host's address changed: the client hears the
+    /// answer at the address it still has (ciaddr), which gives it the
+    /// new one.
+    #[test]
+    fn renewal_after_a_change_is_answered_at_ciaddr() {
+        let conf = test_config();
+        let mut live = Live::new(&conf);
+        let l4 = live.ip4.as_mut().unwrap();
+        let old = l4.addr;
+        l4.retire(old);
+        (l4.addr, l4.gw) = (Ipv4Addr::new(10, 20, 0, 2), Ipv4Addr::new(10, 20, 0, 1));
+        let mut m = client_msg(Some(MessageType::Request), &[]);
+        m.set_ciaddr(old);
+        let mut out = [0u8; 576];
+        let r = reply(&conf, &live, &encode(&m), &mut out).unwrap().unwrap();
+        assert_eq!(r.dst, old);
+        let d = decode(&out[..r.len]);
+        assert_eq!(d.yiaddr(), Ipv4Addr::new(10, 20, 0, 2));
+        assert_eq!(
+            d.opts().get(OptionCode::Router),
+            Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 20, 0, 1)]))
+        );
+        // Without ciaddr: to the address given.
+        let m = client_msg(Some(MessageType::Request), &[]);
+        let r = reply(&conf, &live, &encode(&m), &mut out).unwrap().unwrap();
+        assert_eq!(r.dst, Ipv4Addr::new(10, 20, 0, 2));
+    }
+
     #[test]
     fn bootp_request_gets_ack() {
         let conf = test_config();
@@ -782,7 +838,9 @@ pub(crate) mod tests {
             req.extend_from_slice(&MAGIC_COOKIE);
         }
         let mut out = [0u8; 576];
-        let r = reply(&conf, &req, &mut out).unwrap().unwrap();
+        let r = reply(&conf, &Live::new(&conf), &req, &mut out)
+            .unwrap()
+            .unwrap();
         assert_eq!(option_codes(&out[..r.len])[0], 53);
         assert_eq!(
             decode(&out[..r.len]).opts().msg_type(),
@@ -808,15 +866,15 @@ pub(crate) mod tests {
             MessageType::Ack,
         ] {
             let req = encode(&client_msg(Some(t), &[]));
-            assert_eq!(reply(&conf, &req, &mut out), Ok(None));
+            assert_eq!(reply(&conf, &Live::new(&conf), &req, &mut out), Ok(None));
         }
         let req = encode(&client_msg(Some(MessageType::Discover), &[]));
         let mut off = test_config();
         off.no_dhcp = true;
-        assert_eq!(reply(&off, &req, &mut out), Ok(None));
+        assert_eq!(reply(&off, &Live::new(&off), &req, &mut out), Ok(None));
         let mut no4 = test_config();
         no4.ip4 = None;
-        assert_eq!(reply(&no4, &req, &mut out), Ok(None));
+        assert_eq!(reply(&no4, &Live::new(&no4), &req, &mut out), Ok(None));
     }
 
     #[test]
@@ -897,14 +955,16 @@ pub(crate) mod tests {
         let req = valid_request();
         let mut out = [0u8; 576];
         for n in 0..req.len() {
-            let r = reply(&conf, &req[..n], &mut out);
+            let r = reply(&conf, &Live::new(&conf), &req[..n], &mut out);
             if n < field::OPTIONS {
                 assert_eq!(r, Err(DhcpDrop::TooShort));
             }
         }
-        assert!(reply(&conf, &req, &mut out).unwrap().is_some());
+        assert!(reply(&conf, &Live::new(&conf), &req, &mut out)
+            .unwrap()
+            .is_some());
         assert_eq!(
-            reply(&conf, &req, &mut out[..500]),
+            reply(&conf, &Live::new(&conf), &req, &mut out[..500]),
             Err(DhcpDrop::OutputTooSmall)
         );
     }
@@ -922,27 +982,45 @@ pub(crate) mod tests {
 
         let mut bad = base.clone();
         bad[field::MAGIC.start] ^= 1;
-        assert_eq!(reply(&conf, &bad, &mut out), Err(DhcpDrop::BadMagic));
+        assert_eq!(
+            reply(&conf, &Live::new(&conf), &bad, &mut out),
+            Err(DhcpDrop::BadMagic)
+        );
         let mut bad = base.clone();
         bad[field::OP] = BOOTREPLY;
-        assert_eq!(reply(&conf, &bad, &mut out), Err(DhcpDrop::NotRequest));
+        assert_eq!(
+            reply(&conf, &Live::new(&conf), &bad, &mut out),
+            Err(DhcpDrop::NotRequest)
+        );
 
         let r = with_opts(&[53, 1, 1, 55, 10, 1, 3]);
-        assert_eq!(reply(&conf, &r, &mut out), Err(DhcpDrop::OptionOverrun(55)));
+        assert_eq!(
+            reply(&conf, &Live::new(&conf), &r, &mut out),
+            Err(DhcpDrop::OptionOverrun(55))
+        );
         let r = with_opts(&[53, 1, 1, 12]);
-        assert_eq!(reply(&conf, &r, &mut out), Err(DhcpDrop::OptionOverrun(12)));
+        assert_eq!(
+            reply(&conf, &Live::new(&conf), &r, &mut out),
+            Err(DhcpDrop::OptionOverrun(12))
+        );
         // Zero-length options: no type (BOOTP), empty request list.
         let r = with_opts(&[53, 0, 55, 0, 80, 0, 0, 0, 255, 1, 2, 3]);
-        let ok = reply(&conf, &r, &mut out).unwrap().unwrap();
+        let ok = reply(&conf, &Live::new(&conf), &r, &mut out)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             decode(&out[..ok.len]).opts().msg_type(),
             Some(MessageType::Ack)
         );
         // Options after END are not looked at; no END at all is fine.
         let r = with_opts(&[53, 1, 1, 255, 53, 9]);
-        assert!(reply(&conf, &r, &mut out).unwrap().is_some());
+        assert!(reply(&conf, &Live::new(&conf), &r, &mut out)
+            .unwrap()
+            .is_some());
         let r = with_opts(&[53, 1, 1]);
-        assert!(reply(&conf, &r, &mut out).unwrap().is_some());
+        assert!(reply(&conf, &Live::new(&conf), &r, &mut out)
+            .unwrap()
+            .is_some());
     }
 
     #[test]
@@ -965,7 +1043,7 @@ pub(crate) mod tests {
                 req[i] = next() as u8;
             }
             let len = field::OPTIONS + (next() as usize) % (req.len() - field::OPTIONS + 1);
-            if let Ok(Some(r)) = reply(&conf, &req[..len], &mut out) {
+            if let Ok(Some(r)) = reply(&conf, &Live::new(&conf), &req[..len], &mut out) {
                 answered += 1;
                 assert!(r.len <= field::OPTIONS + OPT_MAX + 1);
                 option_codes(&out[..r.len]);
@@ -996,7 +1074,7 @@ pub(crate) mod tests {
         let frame = discover_frame();
         let c = crate::wire::classify(&frame).unwrap();
         let mut out = [0u8; 1500];
-        let n = handle(&conf, &c, &mut out).unwrap();
+        let n = handle(&conf, &Live::new(&conf), &c, &mut out).unwrap();
 
         let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
         let Some(LinkSlice::Ethernet2(e)) = &p.link else {
@@ -1043,13 +1121,13 @@ pub(crate) mod tests {
         // UDP to another port.
         let frame = client_frame(69, &discover);
         let c = crate::wire::classify(&frame).unwrap();
-        assert_eq!(handle(&conf, &c, &mut out), None);
+        assert_eq!(handle(&conf, &Live::new(&conf), &c, &mut out), None);
         // Port 67, but not a BOOTREQUEST: dropped.
         let mut not_request = discover.clone();
         not_request[field::OP] = BOOTREPLY;
         let frame = client_frame(67, &not_request);
         let c = crate::wire::classify(&frame).unwrap();
-        assert_eq!(handle(&conf, &c, &mut out), None);
+        assert_eq!(handle(&conf, &Live::new(&conf), &c, &mut out), None);
         // DHCP disabled.
         let conf = Config {
             no_dhcp: true,
@@ -1057,6 +1135,6 @@ pub(crate) mod tests {
         };
         let frame = discover_frame();
         let c = crate::wire::classify(&frame).unwrap();
-        assert_eq!(handle(&conf, &c, &mut out), None);
+        assert_eq!(handle(&conf, &Live::new(&conf), &c, &mut out), None);
     }
 }

@@ -56,6 +56,7 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 
 use crate::conf::Config;
 use crate::dns_name;
+use crate::live::Live;
 use crate::wire::{build, Classified, L3, L4};
 
 /// The server's UDP port.
@@ -380,6 +381,7 @@ impl Dhcpv6Server {
     pub(crate) fn handle(
         &self,
         conf: &Config,
+        live: &Live,
         frame: &Classified<'_>,
         out: &mut [u8],
     ) -> Option<usize> {
@@ -399,7 +401,7 @@ impl Dhcpv6Server {
         };
         let ip6 = conf.ip6.as_ref()?;
         let room = out.get_mut(build::UDP6_PAYLOAD_OFFSET..)?;
-        match self.reply(conf, src, dst, payload, room) {
+        match self.reply(conf, live, src, dst, payload, room) {
             Ok(Some(len)) => build::finish_ipv6_udp(
                 out,
                 conf.our_mac,
@@ -426,12 +428,13 @@ impl Dhcpv6Server {
     pub(crate) fn reply(
         &self,
         conf: &Config,
+        live: &Live,
         src_ll: Ipv6Addr,
         dst: Ipv6Addr,
         request: &[u8],
         out: &mut [u8],
     ) -> Result<Option<usize>, Dhcpv6Drop> {
-        let Some(ip6) = conf.ip6.as_ref().filter(|_| !conf.no_dhcpv6) else {
+        let Some(ip6) = live.ip6.as_ref().filter(|_| !conf.no_dhcpv6) else {
             return Ok(None);
         };
         let Some(addr) = ip6.addr else {
@@ -686,7 +689,14 @@ mod tests {
 
     fn run(conf: &Config, s: &Dhcpv6Server, req: &[u8]) -> Result<Option<Vec<u8>>, Dhcpv6Drop> {
         let mut out = [0u8; 1500];
-        let n = s.reply(conf, CLIENT_LL, ALL_SERVERS, req, &mut out)?;
+        let n = s.reply(
+            conf,
+            &Live::new(conf),
+            CLIENT_LL,
+            ALL_SERVERS,
+            req,
+            &mut out,
+        )?;
         Ok(n.map(|n| out[..n].to_vec()))
     }
 
@@ -931,10 +941,18 @@ mod tests {
         ] {
             assert_eq!(run(&conf, &s, &request(t, vec![])), Ok(None));
         }
-        let unicast = s.reply(&conf, CLIENT_LL, "fe80::1".parse().unwrap(), &req, &mut out);
+        let unicast = s.reply(
+            &conf,
+            &Live::new(&conf),
+            CLIENT_LL,
+            "fe80::1".parse().unwrap(),
+            &req,
+            &mut out,
+        );
         assert_eq!(unicast, Err(Dhcpv6Drop::NotAllServers));
         let site = s.reply(
             &conf,
+            &Live::new(&conf),
             CLIENT_LL,
             "ff05::1:3".parse().unwrap(),
             &req,
@@ -1009,13 +1027,27 @@ mod tests {
         // A short buffer bounds the reply too, or is refused.
         let mut out = [0u8; 400];
         let n = s
-            .reply(&conf, CLIENT_LL, ALL_SERVERS, &req, &mut out)
+            .reply(
+                &conf,
+                &Live::new(&conf),
+                CLIENT_LL,
+                ALL_SERVERS,
+                &req,
+                &mut out,
+            )
             .unwrap()
             .unwrap();
         assert!(n <= 400);
         decode(&out[..n]);
         assert_eq!(
-            s.reply(&conf, CLIENT_LL, ALL_SERVERS, &req, &mut out[..100]),
+            s.reply(
+                &conf,
+                &Live::new(&conf),
+                CLIENT_LL,
+                ALL_SERVERS,
+                &req,
+                &mut out[..100]
+            ),
             Err(Dhcpv6Drop::OutputTooSmall)
         );
     }
@@ -1065,7 +1097,14 @@ mod tests {
                 req[i] = next() as u8;
             }
             let len = (next() as usize) % (req.len() + 1);
-            if let Ok(Some(n)) = s.reply(&conf, CLIENT_LL, ALL_SERVERS, &req[..len], &mut out) {
+            if let Ok(Some(n)) = s.reply(
+                &conf,
+                &Live::new(&conf),
+                CLIENT_LL,
+                ALL_SERVERS,
+                &req[..len],
+                &mut out,
+            ) {
                 answered += 1;
                 assert!(n <= MAX_REPLY);
                 assert!(options(&out[HEADER_LEN..n]).all(|o| o.is_ok()));
@@ -1094,7 +1133,7 @@ mod tests {
         let frame = client_frame(547, &request(MessageType::Solicit, vec![ia_na(None)]));
         let c = crate::wire::classify(&frame).unwrap();
         let mut out = [0u8; 1500];
-        let n = s.handle(&conf, &c, &mut out).unwrap();
+        let n = s.handle(&conf, &Live::new(&conf), &c, &mut out).unwrap();
 
         let p = SlicedPacket::from_ethernet(&out[..n]).unwrap();
         let Some(LinkSlice::Ethernet2(e)) = &p.link else {
@@ -1152,11 +1191,11 @@ mod tests {
         // UDP to another port.
         let frame = client_frame(548, &request(MessageType::Solicit, vec![]));
         let c = crate::wire::classify(&frame).unwrap();
-        assert_eq!(s.handle(&conf, &c, &mut out), None);
+        assert_eq!(s.handle(&conf, &Live::new(&conf), &c, &mut out), None);
         // Too short for a DHCPv6 header: dropped.
         let frame = client_frame(547, &[1, 2]);
         let c = crate::wire::classify(&frame).unwrap();
-        assert_eq!(s.handle(&conf, &c, &mut out), None);
+        assert_eq!(s.handle(&conf, &Live::new(&conf), &c, &mut out), None);
         // DHCPv6 disabled.
         let conf = Config {
             no_dhcpv6: true,
@@ -1164,6 +1203,6 @@ mod tests {
         };
         let frame = client_frame(547, &request(MessageType::Solicit, vec![]));
         let c = crate::wire::classify(&frame).unwrap();
-        assert_eq!(s.handle(&conf, &c, &mut out), None);
+        assert_eq!(s.handle(&conf, &Live::new(&conf), &c, &mut out), None);
     }
 }

@@ -54,6 +54,12 @@ pub(crate) enum Kind {
     CtlListen = 19,
     /// The configuration client being served.
     CtlConn = 20,
+    /// inotify on the host's resolv.conf and its directories
+    /// ([`crate::follow::resolv`]).
+    FollowResolv = 17,
+    /// rtnetlink notifications of the host's links, addresses and routes
+    /// ([`crate::follow::routes`]).
+    FollowRoutes = 18,
 }
 
 impl Kind {
@@ -75,6 +81,8 @@ impl Kind {
             10 => Kind::UdpListen,
             19 => Kind::CtlListen,
             20 => Kind::CtlConn,
+            17 => Kind::FollowResolv,
+            18 => Kind::FollowRoutes,
             _ => return None,
         })
     }

@@ -117,9 +117,11 @@ impl Icmp {
     // conversion.
     #[allow(clippy::wrong_self_convention)]
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_tap(
         &mut self,
         conf: &Config,
+        live: &crate::live::Live,
         flows: &mut Flows,
         epoll: &Epoll,
         guest: IpAddr,
@@ -139,7 +141,7 @@ impl Icmp {
         let key = ping_key(guest, dst, id);
         let idx = match flows.lookup(&key) {
             Some((i, _)) => i,
-            None => match self.open(conf, flows, epoll, key) {
+            None => match self.open(conf, live, flows, epoll, key) {
                 Ok(i) => i,
                 Err(e) => {
                     log::debug!("ICMP: can't open ping socket to {dst}: {e}");
@@ -174,6 +176,7 @@ impl Icmp {
     fn open(
         &mut self,
         conf: &Config,
+        live: &crate::live::Live,
         flows: &mut Flows,
         epoll: &Epoll,
         key: FlowKey,
@@ -182,7 +185,7 @@ impl Icmp {
         if flows.len() >= flows.capacity() {
             return Err(io::Error::other("flow table full"));
         }
-        let tgt = crate::fwd::from_tap(conf, key.proto, &key.side)
+        let tgt = crate::fwd::from_tap(conf, live, key.proto, &key.side)
             .ok_or_else(|| io::Error::other("not forwarded"))?;
         let (target, local) = (tgt.side.eaddr, tgt.side.oaddr);
         let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;

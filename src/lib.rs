@@ -16,12 +16,14 @@
 //!    afterwards, and logging;
 //! 3. [`pasta`] (namespaces), [`tap`] (the guest's link), [`daemon`],
 //!    [`isolation`], [`seccomp`] (the allowlist installed before the loop);
-//! 4. [`flow`] (the generic flow table, naming no protocol) and [`guest`]
-//!    (what we learnt about the guest);
+//! 4. [`flow`] (the generic flow table, naming no protocol), [`guest`]
+//!    (what we learnt about the guest) and [`live`] (what the guest is
+//!    told now: the values that follow the host);
 //! 5. [`fwd`]: where each flow goes, the forwarding tables and their
 //!    listening sockets;
 //! 6. services and protocols: [`arp`], [`ndp`], [`dhcp`], [`dhcpv6`],
-//!    [`icmp`], [`tcp`], [`udp`];
+//!    [`icmp`], [`tcp`], [`udp`]; [`follow`] (the watchers that make the
+//!    guest's view follow the host);
 //! 7. [`ctx`]: the loop, the `Flow` enum of every protocol's flow, and
 //!    dispatch; this file's `main` on top;
 //! 8. [`pesto`]: the client of the configuration socket (the `pesto`
@@ -43,6 +45,7 @@ mod dhcpv6;
 mod dns_name;
 mod event;
 mod flow;
+mod follow;
 /// Entry points for the fuzz targets in `fuzz/` (cargo feature `fuzzing`).
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -51,6 +54,7 @@ mod fwd;
 mod guest;
 mod icmp;
 mod isolation;
+mod live;
 mod log;
 mod ndp;
 pub mod netlink;
@@ -288,6 +292,12 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     };
     fwd.open_ns(conf, &ns.netns)?;
     fwd.start_scan(&ns.netns);
+    // Before isolation: inotify and netlink sockets, in both namespaces.
+    let configured = conf.pasta.as_ref().is_some_and(|p| p.config_net);
+    let follow = follow::Follower::open(
+        conf,
+        (configured && !splice_only).then_some((&ns.netns, tap.ifname.as_str())),
+    );
     let mut tcp = tcp::Tcp::new(conf);
     tcp.splice.set_netns(ns.netns.try_clone()?);
 
@@ -300,7 +310,6 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     daemon::daemonize(conf.foreground, pid_file, devnull)?;
     isolation::lock_down();
 
-    let configured = conf.pasta.as_ref().is_some_and(|p| p.config_net);
     let mut guest_link = tap::Tap::new(tap::Backend::Tun(tap.fd));
     guest_link.tun_tso = tap.tso;
     if !tap.tso {
@@ -321,6 +330,7 @@ fn run_pasta(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     ctx.guest.addr6_ll_seen = tap.ll6;
     ctx.netns = Some(ns.netns);
     ctx.set_control(control)?;
+    ctx.set_follow(follow)?;
     ctx.scan_ports();
     if configured {
         ctx.probe_guest();
@@ -374,6 +384,8 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     // The stream socket's guest hears our probes at once; a vhost-user
     // guest once its first receive ring starts.
     let connected = matches!(&backend, tap::Backend::Stream(s) if s.is_connected());
+    // Before isolation: inotify and the netlink socket.
+    let follow = follow::Follower::open(conf, None);
 
     let devnull = daemon::open_devnull(conf.foreground)?;
     isolation::switch_user(conf);
@@ -388,6 +400,7 @@ fn run_passt(conf: &Config) -> Result<i32, Box<dyn std::error::Error>> {
     guest_link.pcap = pcap;
     let mut ctx = ctx::Ctx::new(conf, epoll, guest_link, None, signals, None, None, tcp, fwd)?;
     ctx.set_control(control)?;
+    ctx.set_follow(follow)?;
     if connected {
         ctx.probe_guest();
     }

@@ -45,6 +45,7 @@
 )]
 
 use crate::conf::Config;
+use crate::live::Live;
 use crate::wire::build::{self, ICMP6_OFFSET};
 use crate::wire::icmpv6::{msg_type, Icmpv6Packet};
 use crate::wire::{Classified, Mac, L3, L4};
@@ -99,7 +100,12 @@ pub(crate) fn is_ndp(icmpv6_type: u8) -> bool {
 /// `frame` is any classified guest frame; frames that are not IPv6 NS or
 /// RS, or that must not be answered, give `None`. Otherwise the reply frame
 /// is written to `out` and its length returned.
-pub(crate) fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn handle(
+    conf: &Config,
+    live: &Live,
+    frame: &Classified<'_>,
+    out: &mut [u8],
+) -> Option<usize> {
     let L3::Ipv6 {
         src,
         l4: L4::Icmpv6 {
@@ -139,7 +145,7 @@ pub(crate) fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> O
             } else {
                 (src, frame.src_mac)
             };
-            let n = write_ra(conf, out)?;
+            let n = write_ra(conf, live, out)?;
             finish(out, conf, dst_mac, ip6.our_tap_ll, dst, n)
         }
         _ => None,
@@ -148,21 +154,21 @@ pub(crate) fn handle(conf: &Config, frame: &Classified<'_>, out: &mut [u8]) -> O
 
 /// Builds an unsolicited Router Advertisement to all nodes. `None` if RAs
 /// are disabled, IPv6 is off or `out` is too small.
-pub(crate) fn unsolicited_ra(conf: &Config, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn unsolicited_ra(conf: &Config, live: &Live, out: &mut [u8]) -> Option<usize> {
     if conf.no_ra || conf.no_ndp {
         return None;
     }
     let ip6 = conf.ip6.as_ref()?;
-    let n = write_ra(conf, out)?;
+    let n = write_ra(conf, live, out)?;
     finish(out, conf, ALL_NODES_MAC, ip6.our_tap_ll, ALL_NODES, n)
 }
 
 /// Builds the Neighbour Solicitation for the guest's global address, sent
 /// to its solicited-node multicast group, so that the guest's answer tells
 /// us its MAC. `None` without a known guest address.
-pub(crate) fn solicit_guest(conf: &Config, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn solicit_guest(conf: &Config, live: &Live, out: &mut [u8]) -> Option<usize> {
     let ip6 = conf.ip6.as_ref()?;
-    let target = ip6.addr?;
+    let target = live.ip6.as_ref()?.addr?;
     let t = target.octets();
     let group = Ipv6Addr::from([
         0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, t[13], t[14], t[15],
@@ -247,8 +253,8 @@ impl OptWriter<'_> {
 }
 
 /// Writes a Router Advertisement at [`ICMP6_OFFSET`]; returns its length.
-fn write_ra(conf: &Config, out: &mut [u8]) -> Option<usize> {
-    let ip6 = conf.ip6.as_ref()?;
+fn write_ra(conf: &Config, live: &Live, out: &mut [u8]) -> Option<usize> {
+    let ip6 = live.ip6.as_ref()?;
     let mut w = OptWriter {
         buf: out.get_mut(ICMP6_OFFSET..)?,
         pos: 0,
@@ -261,13 +267,12 @@ fn write_ra(conf: &Config, out: &mut [u8]) -> Option<usize> {
     // Reachable time and retransmission timer stay 0: unspecified.
 
     if let Some(addr) = ip6.addr {
-        let o = w.option::<32>(opt::PREFIX_INFO)?;
-        o[2] = 64;
-        o[3] = PREFIX_L_A;
-        o[4..8].copy_from_slice(&INFINITE.to_be_bytes());
-        o[8..12].copy_from_slice(&INFINITE.to_be_bytes());
-        let prefix = u128::from(addr) & !(u128::from(u64::MAX));
-        o[16..32].copy_from_slice(&prefix.to_be_bytes());
+        write_prefix(&mut w, addr, INFINITE)?;
+    }
+    // The prefix of before a change of the host's, with lifetime 0: SLAAC
+    // guests deprecate their addresses in it (RFC 4862, 5.5.3).
+    if let Some(old) = ip6.deprecated_prefix {
+        write_prefix(&mut w, old, 0)?;
     }
 
     let o = w.option::<8>(opt::SRC_LL_ADDR)?;
@@ -294,6 +299,19 @@ fn write_ra(conf: &Config, out: &mut [u8]) -> Option<usize> {
         }
     }
     Some(w.pos)
+}
+
+/// Appends a Prefix Information option for the /64 of `addr`, on link and
+/// for autonomous configuration, with both lifetimes `lifetime`.
+fn write_prefix(w: &mut OptWriter<'_>, addr: Ipv6Addr, lifetime: u32) -> Option<()> {
+    let o = w.option::<32>(opt::PREFIX_INFO)?;
+    o[2] = 64;
+    o[3] = PREFIX_L_A;
+    o[4..8].copy_from_slice(&lifetime.to_be_bytes());
+    o[8..12].copy_from_slice(&lifetime.to_be_bytes());
+    let prefix = u128::from(addr) & !(u128::from(u64::MAX));
+    o[16..32].copy_from_slice(&prefix.to_be_bytes());
+    Some(())
 }
 
 /// Appends a DNSSL option (RFC 8106) with as many of `domains` as fit, in
@@ -444,7 +462,7 @@ mod tests {
     fn run(conf: &Config, frame: &[u8]) -> Option<Vec<u8>> {
         let c = classify(frame).unwrap();
         let mut out = [0u8; 1500];
-        handle(conf, &c, &mut out).map(|n| out[..n].to_vec())
+        handle(conf, &Live::new(conf), &c, &mut out).map(|n| out[..n].to_vec())
     }
 
     /// (type, body) of each option after `start` in an ICMPv6 message.
@@ -577,6 +595,29 @@ mod tests {
         assert!(dnssl[6 + names.len()..].iter().all(|&b| b == 0));
     }
 
+    /// After the host's prefix changed: the new prefix, then the old one
+    /// with lifetime 0 (SLAAC guests deprecate their addresses in it).
+    #[test]
+    fn router_advertisement_deprecates_the_old_prefix() {
+        let conf = test_config();
+        let mut live = Live::new(&conf);
+        let l6 = live.ip6.as_mut().unwrap();
+        l6.deprecated_prefix = l6.addr;
+        l6.addr = Some("2001:db8:99::10".parse().unwrap());
+        let mut out = [0u8; 1500];
+        let n = unsolicited_ra(&conf, &live, &mut out).unwrap();
+        let (_, msg) = icmp_of(&out[..n], ALL_NODES, ALL_NODES_MAC);
+        let opts = options(&msg, 16);
+        let prefixes: Vec<&Vec<u8>> = opts.iter().filter(|o| o.0 == 3).map(|o| &o.1).collect();
+        assert_eq!(prefixes.len(), 2);
+        let new: Ipv6Addr = "2001:db8:99::".parse().unwrap();
+        assert_eq!(&prefixes[0][14..30], &new.octets());
+        assert_eq!(&prefixes[0][2..10], &[0xff; 8]);
+        let old: Ipv6Addr = "2001:db8:1:2::".parse().unwrap();
+        assert_eq!(&prefixes[1][14..30], &old.octets());
+        assert_eq!(&prefixes[1][2..10], &[0; 8]);
+    }
+
     #[test]
     fn router_advertisement_options_follow_config() {
         let f = from_guest(guest_ll(), "ff02::2".parse().unwrap(), &rs());
@@ -610,7 +651,7 @@ mod tests {
         let c = classify(&f).unwrap();
         for n in 0..200 {
             let mut out = vec![0u8; n];
-            let _ = handle(&conf, &c, &mut out);
+            let _ = handle(&conf, &Live::new(&conf), &c, &mut out);
         }
     }
 
@@ -618,11 +659,11 @@ mod tests {
     fn originated_messages() {
         let conf = test_config();
         let mut out = [0u8; 1500];
-        let n = unsolicited_ra(&conf, &mut out).unwrap();
+        let n = unsolicited_ra(&conf, &Live::new(&conf), &mut out).unwrap();
         let (t, _) = icmp_of(&out[..n], ALL_NODES, ALL_NODES_MAC);
         assert!(matches!(t, Icmpv6Type::RouterAdvertisement(_)));
 
-        let n = solicit_guest(&conf, &mut out).unwrap();
+        let n = solicit_guest(&conf, &Live::new(&conf), &mut out).unwrap();
         let group: Ipv6Addr = "ff02::1:ff00:10".parse().unwrap();
         let (t, msg) = icmp_of(&out[..n], group, [0x33, 0x33, 0xff, 0, 0, 0x10]);
         assert_eq!(t, Icmpv6Type::NeighborSolicitation);
@@ -633,8 +674,8 @@ mod tests {
         let mut c = test_config();
         c.ip6.as_mut().unwrap().addr = None;
         c.no_ra = true;
-        assert!(solicit_guest(&c, &mut out).is_none());
-        assert!(unsolicited_ra(&c, &mut out).is_none());
+        assert!(solicit_guest(&c, &Live::new(&c), &mut out).is_none());
+        assert!(unsolicited_ra(&c, &Live::new(&c), &mut out).is_none());
     }
 
     #[test]

@@ -502,6 +502,76 @@ impl Netlink {
     pub(crate) fn route_add_default(&mut self, index: u32, gw: IpAddr) -> Result<()> {
         self.route_add(&Route::default_via(index, gw))
     }
+
+    /// Removes an address (`EADDRNOTAVAIL` if it is not there).
+    pub(crate) fn addr_del(&mut self, index: u32, addr: IpAddr, prefix: u8) -> Result<()> {
+        let msg = addr_msg(index, addr, prefix, 0, 0);
+        self.request(RouteNetlinkMessage::DelAddress(msg), 0)
+    }
+
+    /// Removes a route of the main table (`ESRCH` if it is not there).
+    pub(crate) fn route_del(&mut self, route: &Route) -> Result<()> {
+        self.request(RouteNetlinkMessage::DelRoute(route_msg(route)), 0)
+    }
+}
+
+/// The rtnetlink groups a [`Monitor`] of the host's template interface
+/// joins: addresses and routes of both families, and links.
+pub(crate) const FOLLOW_GROUPS: [u32; 5] = [
+    libc::RTNLGRP_LINK,
+    libc::RTNLGRP_IPV4_IFADDR,
+    libc::RTNLGRP_IPV6_IFADDR,
+    libc::RTNLGRP_IPV4_ROUTE,
+    libc::RTNLGRP_IPV6_ROUTE,
+];
+
+/// A `NETLINK_ROUTE` socket that joined multicast groups: the kernel's
+/// notifications of changes in the namespace it was opened in. Only a
+/// wake-up: what changed is read again with a [`Netlink`] dump, so the
+/// notifications themselves are not decoded (and one lost to a full
+/// buffer, `ENOBUFS`, is just another wake-up).
+pub(crate) struct Monitor {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl Monitor {
+    /// Opens a non-blocking socket in the calling thread's namespace that
+    /// joined `groups` (`RTNLGRP_*`).
+    pub(crate) fn open(groups: &[u32]) -> Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+        sock.bind_auto().map_err(NetlinkError::Socket)?;
+        for &g in groups {
+            sock.add_membership(g).map_err(NetlinkError::Socket)?;
+        }
+        sock.set_non_blocking(true).map_err(NetlinkError::Socket)?;
+        Ok(Monitor {
+            sock,
+            buf: Vec::with_capacity(RECV_BUF_SIZE),
+        })
+    }
+
+    /// Reads every pending notification; true if there was any (or some
+    /// were lost).
+    pub(crate) fn drain(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            self.buf.clear();
+            match self.sock.recv(&mut self.buf, 0) {
+                Ok(0) => return any,
+                Ok(_) => any = true,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => any = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return any,
+            }
+        }
+    }
+}
+
+impl std::os::fd::AsFd for Monitor {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
 }
 
 /// Walks the messages of one received datagram for the exchange `seq`,
@@ -883,7 +953,7 @@ pub(crate) fn rewrite_routes(routes: &[Route], from: u32, to: u32) -> Vec<Route>
 
 /// Adds `routes` to the namespace, replaying the whole set once per route
 /// so that routes depending on others get in once those are there.
-fn replay_routes(nl: &mut Netlink, routes: &[Route]) -> Result<()> {
+pub(crate) fn replay_routes(nl: &mut Netlink, routes: &[Route]) -> Result<()> {
     for _ in 0..routes.len() {
         for r in routes {
             match nl.route_add(r) {

@@ -29,7 +29,7 @@
 //! proven by the suite passing with the filter on (`tests/seccomp.rs`
 //! checks that each mode runs filtered).
 //!
-//! # Every mode (27 calls with any arguments, 5 filtered: 32)
+//! # Every mode (27 calls with any arguments, 7 filtered: 34)
 //!
 //! (`x86_64` names, as the suite runs them)
 //!
@@ -56,15 +56,23 @@
 //!   guest's memory regions and the dirty log (shared, read and write) with
 //!   the same `mmap`. Nothing in the loop needs `madvise` or `mprotect`
 //!   (those came from threads: see pasta);
-//! - exit: `exit_group` (`_exit`: see [`crate::exit`]).
+//! - exit: `exit_group` (`_exit`: see [`crate::exit`]);
+//! - following the host's resolv.conf ([`crate::follow::resolv`]): it is
+//!   read again through the descriptors of its directories, opened at
+//!   start: filtered, `openat` (only relative to a descriptor, never
+//!   `AT_FDCWD`, and only read-only: no `O_CREAT`, `O_TRUNC`, `O_APPEND`,
+//!   `O_TMPFILE`) and `readlinkat` (only relative to a descriptor). Its
+//!   inotify events and the host's rtnetlink notifications and dumps
+//!   ([`crate::follow::routes`]) are `read`, `sendto` and `recvfrom` on
+//!   descriptors opened at start.
 //!
-//! # passt on the stream socket: the list above, `ppoll` (33)
+//! # passt on the stream socket: the list above, `ppoll` (35)
 //!
 //! A frame the socket took only part of (its buffer full): the rest waits
 //! for room with `ppoll`, up to a deadline, so that the stream stays
 //! framed.
 //!
-//! # passt on vhost-user: the list above, wider arguments, `statx` (33)
+//! # passt on vhost-user: the list above, wider arguments, `statx` (35)
 //!
 //! Each new front-end's control socket gets a read timeout
 //! (`setsockopt` `SO_RCVTIMEO`) and is cloned for the `vhost` crate
@@ -73,14 +81,13 @@
 //! (`SCM_RIGHTS`); before mapping a region, the `vm-memory` crate reads
 //! the size of its descriptor (`statx`).
 //!
-//! # pasta: 8 more (40)
+//! # pasta: 7 more (41)
 //!
 //! - the spliced loopback path and the tun device: `splice`, `pipe2`,
 //!   `readv`; `fcntl` also `F_GETPIPE_SZ`, `F_SETPIPE_SZ`;
 //! - the spawned command's exit: `wait4`;
-//! - the quit timer's probe of `/proc/PID/ns/net`: `openat`, only relative
-//!   to the directory opened at start (never `AT_FDCWD`) and only read-only
-//!   (no `O_CREAT`, `O_TRUNC`, `O_APPEND`, `O_TMPFILE`);
+//! - the quit timer's probe of `/proc/PID/ns/net`: the `openat` of every
+//!   mode (relative to the directory opened at start);
 //! - code that runs in the namespace (splice socket pools, `auto` port
 //!   scans and their listeners), in a task cloned as upstream's `NS_CALL`
 //!   ([`crate::pasta::NetNs::run`]): `clone` (only the flags of
@@ -119,7 +126,9 @@
 //!   (`pasta.c`, `tap.c`, `util.c`, `tcp_splice.c`; `fwd.c`'s `lseek` is
 //!   among the 34).
 //!
-//! Here 33, 33 and 40 (`counts_match_the_doc`). The differences:
+//! Here 35, 35 and 41 (`counts_match_the_doc`). The differences (beside
+//! `openat` and `readlinkat` for following resolv.conf, which upstream
+//! does not do):
 //!
 //! - passt, ours only: `brk`, `mmap`, `munmap`, `mremap` (the allocator,
 //!   above), `ppoll` (a frame's remainder); upstream only: `accept`,
@@ -287,6 +296,33 @@ fn rules(profile: Profile) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompErr
         })
         .collect::<Result<Vec<_>, _>>()?;
     m.insert(libc::SYS_setsockopt, sockopts);
+    // Files read through a directory opened at start (resolv.conf, the
+    // quit timer's /proc probe): read-only, relative to a descriptor,
+    // never the current directory (the root is empty anyway).
+    m.insert(
+        libc::SYS_openat,
+        vec![rule(vec![
+            cond(0, Op::Ne, libc::AT_FDCWD as u32 as u64)?,
+            // Read-only, creating or truncating nothing (rustix adds
+            // O_LARGEFILE, so not an exact match).
+            cond(
+                2,
+                Op::MaskedEq(
+                    (libc::O_ACCMODE
+                        | libc::O_CREAT
+                        | libc::O_TRUNC
+                        | libc::O_APPEND
+                        | libc::O_TMPFILE) as u64,
+                ),
+                0,
+            )?,
+        ])?],
+    );
+    // Whether resolv.conf is a symlink, and to what.
+    m.insert(
+        libc::SYS_readlinkat,
+        vec![rule(vec![cond(0, Op::Ne, libc::AT_FDCWD as u32 as u64)?])?],
+    );
     let mut fcntl = vec![
         libc::F_GETFL as u64,
         libc::F_SETFL as u64,
@@ -306,28 +342,6 @@ fn rules(profile: Profile) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompErr
                     // The end of a namespace task.
                     libc::SYS_exit,
                 ],
-            );
-            // The quit timer's probe of /proc/PID/ns/net: read-only,
-            // relative to the directory opened at start, never the
-            // current directory.
-            m.insert(
-                libc::SYS_openat,
-                vec![rule(vec![
-                    cond(0, Op::Ne, libc::AT_FDCWD as u32 as u64)?,
-                    // Read-only, creating or truncating nothing (rustix
-                    // adds O_LARGEFILE, so not an exact match).
-                    cond(
-                        2,
-                        Op::MaskedEq(
-                            (libc::O_ACCMODE
-                                | libc::O_CREAT
-                                | libc::O_TRUNC
-                                | libc::O_APPEND
-                                | libc::O_TMPFILE) as u64,
-                        ),
-                        0,
-                    )?,
-                ])?],
             );
             fcntl.extend([libc::F_GETPIPE_SZ as u64, libc::F_SETPIPE_SZ as u64]);
             m.insert(libc::SYS_setns, one_of(1, &[libc::CLONE_NEWNET as u64])?);
@@ -476,9 +490,9 @@ mod tests {
     #[test]
     fn counts_match_the_doc() {
         let n = |p| rules(p).unwrap().len();
-        assert_eq!(n(Profile::PasstStream), 33);
-        assert_eq!(n(Profile::PasstVhostUser), 33);
-        assert_eq!(n(Profile::Pasta), 40);
+        assert_eq!(n(Profile::PasstStream), 35);
+        assert_eq!(n(Profile::PasstVhostUser), 35);
+        assert_eq!(n(Profile::Pasta), 41);
     }
 
     /// Calls the lists were trimmed of (module doc): the abort path, the

@@ -81,6 +81,24 @@ pub enum HostError {
 /// addresses, gateway and MTU, `/etc/resolv.conf` and the hostname.
 pub fn discover(ifname4: Option<&str>, ifname6: Option<&str>) -> Result<HostInfo, HostError> {
     let mut nl = Netlink::open()?;
+    let (v4, v6) = templates(&mut nl, ifname4, ifname6)?;
+    log_templates(v4.as_ref(), v6.as_ref());
+    Ok(HostInfo {
+        v4,
+        v6,
+        resolv: read_resolv_conf(RESOLV_CONF),
+        hostname: hostname(),
+    })
+}
+
+/// The template interface of each family, through `nl`: start-up, and
+/// [`crate::follow`] again whenever the host's addresses or routes change.
+#[allow(clippy::type_complexity)]
+pub(crate) fn templates(
+    nl: &mut Netlink,
+    ifname4: Option<&str>,
+    ifname6: Option<&str>,
+) -> Result<(Option<Host4>, Option<Host6>), HostError> {
     let links = nl.links()?;
     let routes4 = nl.routes(Family::V4)?;
     let routes6 = nl.routes(Family::V6)?;
@@ -148,8 +166,12 @@ pub fn discover(ifname4: Option<&str>, ifname6: Option<&str>) -> Result<HostInfo
         }
         None => None,
     };
+    Ok((v4, v6))
+}
 
-    match (&v4, &v6) {
+/// The start-up lines about the template interfaces.
+fn log_templates(v4: Option<&Host4>, v6: Option<&Host6>) {
+    match (v4, v6) {
         (Some(h4), Some(h6)) => {
             info!(
                 "Template interface: {} (IPv4), {} (IPv6)",
@@ -166,13 +188,6 @@ pub fn discover(ifname4: Option<&str>, ifname6: Option<&str>) -> Result<HostInfo
     if v6.is_none() {
         info!("No default route for IPv6, local mode");
     }
-
-    Ok(HostInfo {
-        v4,
-        v6,
-        resolv: read_resolv_conf(RESOLV_CONF),
-        hostname: hostname(),
-    })
 }
 
 /// The template interface of a family: the named one, or the one chosen by

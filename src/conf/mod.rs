@@ -14,7 +14,9 @@
 //!
 //! After that the configuration never changes: it is shared read-only by the
 //! event loop (and later by workers), everything mutable lives in the
-//! context that a loop owns.
+//! context that a loop owns. The values that follow the host at run time
+//! (the guest's address, gateway, nameservers) start from here and live on
+//! in [`crate::live`]; each family's [`Follow`] says which may change.
 
 pub(crate) mod cli;
 pub mod host;
@@ -154,6 +156,47 @@ pub(crate) struct Ip4Conf {
     pub(crate) copy_addrs: bool,
     /// No template interface: link-local defaults.
     pub(crate) local_mode: bool,
+    /// What may follow the host at run time.
+    pub(crate) follow: Follow<Ipv4Addr>,
+}
+
+/// What of a family may follow the host at run time (see
+/// [`crate::follow`]), and the options the run-time recomputation starts
+/// from again. An explicit option is never overridden.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Follow<A> {
+    /// The guest's address is the template interface's (no `-a`, not
+    /// local mode).
+    pub(crate) addr: bool,
+    /// Its prefix length too (no `-n` either).
+    pub(crate) prefix_len: bool,
+    /// The guest's gateway is the host's (no `-g`, not local mode).
+    pub(crate) gw: bool,
+    /// The nameservers come from resolv.conf (no `-D`, no `--no-dns`).
+    pub(crate) dns: bool,
+    /// `--dns-forward` as given (start-up may have set `dns_match` from a
+    /// loopback resolver; a new resolv.conf decides that again).
+    pub(crate) dns_forward: Option<A>,
+    /// `--dns-host` as given: never overridden.
+    pub(crate) dns_host: Option<A>,
+    /// The template interface as named by `-i` / `--outbound-if4/6`
+    /// (None: the one of the default route, chosen again on a change).
+    pub(crate) ifname: Option<String>,
+}
+
+/// Nothing follows (local mode, tests).
+impl<A> Default for Follow<A> {
+    fn default() -> Self {
+        Follow {
+            addr: false,
+            prefix_len: false,
+            gw: false,
+            dns: false,
+            dns_forward: None,
+            dns_host: None,
+            ifname: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +227,8 @@ pub(crate) struct Ip6Conf {
     pub(crate) copy_routes: bool,
     pub(crate) copy_addrs: bool,
     pub(crate) local_mode: bool,
+    /// What may follow the host at run time.
+    pub(crate) follow: Follow<Ipv6Addr>,
 }
 
 /// Protocol of a forwarding rule.

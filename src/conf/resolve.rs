@@ -42,9 +42,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::cli::Options;
-use super::host::{Host4, Host6, HostInfo};
+use super::host::{Host4, Host6, HostInfo, ResolvConf};
 use super::{
-    Config, FwdSpecs, Ip4Conf, Ip6Conf, LogLevel, Mode, NsTarget, PasstConf, PastaConf,
+    Config, Follow, FwdSpecs, Ip4Conf, Ip6Conf, LogLevel, Mode, NsTarget, PasstConf, PastaConf,
     DEFAULT_LOG_SIZE, DEFAULT_MAC, DEFAULT_MTU,
 };
 
@@ -181,14 +181,21 @@ fn dns_given(o: &Options) -> bool {
 fn nameservers4(c: &mut Ip4Conf, o: &Options, host: &HostInfo) {
     c.dns_match = o.dns_forward4;
     c.dns_host = o.dns_host4;
+    c.follow.dns_forward = o.dns_forward4;
+    c.follow.dns_host = o.dns_host4;
     if dns_given(o) {
         c.dns = o.dns4.clone();
     } else {
-        let ns = host.resolv.nameservers.iter().filter_map(|a| match a {
-            IpAddr::V4(a) => Some(*a),
-            IpAddr::V6(_) => None,
-        });
-        resolv_dns4(c, ns);
+        c.follow.dns = true;
+        let ns = nameservers_v4(&host.resolv);
+        let d = resolv_dns(
+            c.dns_match,
+            c.dns_host,
+            c.map_host_loopback,
+            Ipv4Addr::is_loopback,
+            ns,
+        );
+        (c.dns, c.dns_match, c.dns_host) = (d.dns, d.dns_match, d.dns_host);
     }
 }
 
@@ -197,14 +204,21 @@ fn nameservers4(c: &mut Ip4Conf, o: &Options, host: &HostInfo) {
 fn nameservers6(c: &mut Ip6Conf, o: &Options, host: &HostInfo) {
     c.dns_match = o.dns_forward6;
     c.dns_host = o.dns_host6;
+    c.follow.dns_forward = o.dns_forward6;
+    c.follow.dns_host = o.dns_host6;
     if dns_given(o) {
         c.dns = o.dns6.clone();
     } else {
-        let ns = host.resolv.nameservers.iter().filter_map(|a| match a {
-            IpAddr::V6(a) if !v6_link_local(a) => Some(*a),
-            _ => None,
-        });
-        resolv_dns6(c, ns);
+        c.follow.dns = true;
+        let ns = nameservers_v6(&host.resolv);
+        let d = resolv_dns(
+            c.dns_match,
+            c.dns_host,
+            c.map_host_loopback,
+            Ipv6Addr::is_loopback,
+            ns,
+        );
+        (c.dns, c.dns_match, c.dns_host) = (d.dns, d.dns_match, d.dns_host);
     }
 }
 
@@ -314,6 +328,12 @@ fn resolve_ip4(o: &Options, host: Option<&Host4>) -> Ip4Conf {
                 copy_routes: pasta && o.gw4.is_none() && !o.no_copy_routes,
                 copy_addrs: pasta && o.addr4.is_none() && !o.no_copy_addrs,
                 local_mode: false,
+                follow: Follow {
+                    addr: o.addr4.is_none(),
+                    prefix_len: o.addr4.is_none() && o.prefix4.is_none(),
+                    gw: o.gw4.is_none(),
+                    ..Follow::default()
+                },
             }
         }
         None => {
@@ -335,6 +355,7 @@ fn resolve_ip4(o: &Options, host: Option<&Host4>) -> Ip4Conf {
                 copy_routes: false,
                 copy_addrs: false,
                 local_mode: true,
+                follow: Follow::default(),
             }
         }
     };
@@ -344,6 +365,7 @@ fn resolve_ip4(o: &Options, host: Option<&Host4>) -> Ip4Conf {
     c.map_guest_addr = o.map_guest_addr4;
     c.addr_out = o.addr_out4;
     c.ifname_out = o.ifname_out4.clone();
+    c.follow.ifname = o.ifname.clone().or_else(|| o.ifname_out4.clone());
     c
 }
 
@@ -377,6 +399,12 @@ fn resolve_ip6(o: &Options, host: Option<&Host6>) -> Ip6Conf {
             copy_routes: pasta && o.gw6.is_none() && !o.no_copy_routes,
             copy_addrs: pasta && o.addr6.is_none() && !o.no_copy_addrs,
             local_mode: false,
+            follow: Follow {
+                addr: o.addr6.is_none(),
+                prefix_len: o.addr6.is_none(),
+                gw: o.gw6.is_none(),
+                ..Follow::default()
+            },
         },
         None => {
             let gw = o.gw6.unwrap_or(IP6_LL_GUEST_GW);
@@ -402,6 +430,7 @@ fn resolve_ip6(o: &Options, host: Option<&Host6>) -> Ip6Conf {
                 copy_routes: false,
                 copy_addrs: false,
                 local_mode: true,
+                follow: Follow::default(),
             }
         }
     };
@@ -411,53 +440,77 @@ fn resolve_ip6(o: &Options, host: Option<&Host6>) -> Ip6Conf {
     c.map_guest_addr = o.map_guest_addr6;
     c.addr_out = o.addr_out6;
     c.ifname_out = o.ifname_out6.clone();
+    c.follow.ifname = o.ifname.clone().or_else(|| o.ifname_out6.clone());
     c
 }
 
-/// Take IPv4 nameservers from resolv.conf, remapping local resolvers.
-fn resolv_dns4(c: &mut Ip4Conf, nameservers: impl Iterator<Item = Ipv4Addr>) {
-    for ns in nameservers {
-        if c.dns_host.is_none() {
-            c.dns_host = Some(ns);
-        }
-        let mut announce = ns;
-        if ns.is_loopback() || Some(ns) == c.map_host_loopback {
-            match (c.dns_match, c.map_host_loopback) {
-                (Some(m), _) => announce = m,
-                (None, Some(m)) => {
-                    announce = m;
-                    c.dns_match = Some(m);
-                }
-                (None, None) => continue,
-            }
-        }
-        if c.dns.len() < MAX_DNS {
-            c.dns.push(announce);
-        }
-    }
+/// What a family's nameservers are, from resolv.conf: the list announced
+/// to the guest, the `--dns-forward` match address, the resolver forwarded
+/// DNS goes to. Start-up and [`crate::follow`] both compute it with
+/// [`resolv_dns`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Dns<A> {
+    pub(crate) dns: Vec<A>,
+    pub(crate) dns_match: Option<A>,
+    pub(crate) dns_host: Option<A>,
 }
 
-/// Take IPv6 nameservers from resolv.conf, remapping local resolvers.
-fn resolv_dns6(c: &mut Ip6Conf, nameservers: impl Iterator<Item = Ipv6Addr>) {
+/// Nameservers from resolv.conf (`nameservers`, of one family, in order),
+/// with `--dns-forward` (`forward`), `--dns-host` (`host`) as given and
+/// the map-host-loopback address: the first resolver is the DNS host
+/// unless one was given; a local resolver (loopback, or the
+/// map-host-loopback address itself) is announced as the match address
+/// (the `--dns-forward` one, else the map-host-loopback one, which then
+/// becomes the match address) or dropped without either.
+pub(crate) fn resolv_dns<A: Copy + PartialEq>(
+    forward: Option<A>,
+    host: Option<A>,
+    map_host_loopback: Option<A>,
+    is_loopback: impl Fn(&A) -> bool,
+    nameservers: impl Iterator<Item = A>,
+) -> Dns<A> {
+    let mut d = Dns {
+        dns: Vec::new(),
+        dns_match: forward,
+        dns_host: host,
+    };
     for ns in nameservers {
-        if c.dns_host.is_none() {
-            c.dns_host = Some(ns);
+        if d.dns_host.is_none() {
+            d.dns_host = Some(ns);
         }
         let mut announce = ns;
-        if ns.is_loopback() || Some(ns) == c.map_host_loopback {
-            match (c.dns_match, c.map_host_loopback) {
+        if is_loopback(&ns) || Some(ns) == map_host_loopback {
+            match (d.dns_match, map_host_loopback) {
                 (Some(m), _) => announce = m,
                 (None, Some(m)) => {
                     announce = m;
-                    c.dns_match = Some(m);
+                    d.dns_match = Some(m);
                 }
                 (None, None) => continue,
             }
         }
-        if c.dns.len() < MAX_DNS {
-            c.dns.push(announce);
+        if d.dns.len() < MAX_DNS {
+            d.dns.push(announce);
         }
     }
+    d
+}
+
+/// The IPv4 nameservers of resolv.conf.
+pub(crate) fn nameservers_v4(resolv: &ResolvConf) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    resolv.nameservers.iter().filter_map(|a| match a {
+        IpAddr::V4(a) => Some(*a),
+        IpAddr::V6(_) => None,
+    })
+}
+
+/// The IPv6 nameservers of resolv.conf (link-local ones are left out:
+/// the guest could not reach them).
+pub(crate) fn nameservers_v6(resolv: &ResolvConf) -> impl Iterator<Item = Ipv6Addr> + '_ {
+    resolv.nameservers.iter().filter_map(|a| match a {
+        IpAddr::V6(a) if !v6_link_local(a) => Some(*a),
+        _ => None,
+    })
 }
 
 /// Find an entry of a colon-separated database (`/etc/passwd`,
@@ -713,6 +766,35 @@ mod tests {
     }
 
     #[test]
+    fn what_follows_the_host() {
+        let c = conf(Mode::Pasta, "", &dual());
+        let (f4, f6) = (
+            &c.ip4.as_ref().unwrap().follow,
+            &c.ip6.as_ref().unwrap().follow,
+        );
+        assert!(f4.addr && f4.prefix_len && f4.gw && f4.dns);
+        assert!(f6.addr && f6.prefix_len && f6.gw && f6.dns);
+        assert_eq!(
+            (f4.dns_host, f4.dns_forward, &f4.ifname),
+            (None, None, &None)
+        );
+        let c = conf(
+            Mode::Passt,
+            "-n 16 --dns-forward 10.0.2.3 --dns-host 10.0.2.53 -i eth0",
+            &dual(),
+        );
+        let f4 = &c.ip4.as_ref().unwrap().follow;
+        assert!(f4.addr && !f4.prefix_len && f4.gw && f4.dns);
+        assert_eq!(f4.dns_forward, Some(a4("10.0.2.3")));
+        assert_eq!(f4.dns_host, Some(a4("10.0.2.53")));
+        assert_eq!(f4.ifname.as_deref(), Some("eth0"));
+        // Local mode: nothing to follow.
+        let c = conf(Mode::Pasta, "", &HostInfo::default());
+        let f4 = &c.ip4.as_ref().unwrap().follow;
+        assert!(!f4.addr && !f4.gw);
+    }
+
+    #[test]
     fn overrides() {
         let c = conf(
             Mode::Pasta,
@@ -739,6 +821,9 @@ mod tests {
         assert_eq!(c.mtu, 1500);
         assert_eq!(c.our_mac, [2, 0, 0, 0, 0, 1]);
         assert_eq!(c.pasta.as_ref().expect("pasta").ns_ifname, "veth");
+        // Nothing given on the command line follows the host.
+        assert!(!ip4.follow.addr && !ip4.follow.prefix_len && !ip4.follow.gw && !ip4.follow.dns);
+        assert!(!ip6.follow.addr && !ip6.follow.gw && !ip6.follow.dns);
 
         // RootlessKit on a host without a default route: options still apply.
         let c = conf(

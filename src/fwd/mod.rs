@@ -60,6 +60,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use crate::conf::{Config, Mode};
 use crate::flow::{proto_name, FlowSide, Pif, IPPROTO_TCP, IPPROTO_UDP};
 use crate::guest::GuestState;
+use crate::live::Live;
 use rules::FwdRule;
 
 pub(crate) use listen::Fwd;
@@ -76,7 +77,7 @@ pub(crate) struct Target {
 /// The flow `ini` from the guest (`eaddr`/`eport`: the guest's source,
 /// `oaddr`/`oport`: the destination it wrote to), protocol `proto`: where
 /// it goes on the host, or `None` if it is not forwarded.
-pub(crate) fn from_tap(conf: &Config, proto: u8, ini: &FlowSide) -> Option<Target> {
+pub(crate) fn from_tap(conf: &Config, live: &Live, proto: u8, ini: &FlowSide) -> Option<Target> {
     let refuse = |why| {
         log_refusal(proto, Pif::Tap, ini, why);
         None
@@ -87,8 +88,8 @@ pub(crate) fn from_tap(conf: &Config, proto: u8, ini: &FlowSide) -> Option<Targe
     if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) && !unicast_ports(ini) {
         return refuse("not unicast");
     }
-    let eaddr = dns_target(conf, proto, ini.oaddr, ini.oport)
-        .unwrap_or_else(|| nat_outbound(conf, ini.oaddr));
+    let eaddr = dns_target(live, proto, ini.oaddr, ini.oport)
+        .unwrap_or_else(|| nat_outbound(conf, live, ini.oaddr));
     let oaddr = match eaddr {
         IpAddr::V4(_) => conf.ip4.as_ref().and_then(|c| c.addr_out).map(IpAddr::V4),
         IpAddr::V6(_) => conf.ip6.as_ref().and_then(|c| c.addr_out).map(IpAddr::V6),
@@ -110,6 +111,7 @@ pub(crate) fn from_tap(conf: &Config, proto: u8, ini: &FlowSide) -> Option<Targe
 /// address and port): spliced into the namespace, to the guest, or `None`.
 pub(crate) fn from_host(
     conf: &Config,
+    live: &Live,
     guest: &GuestState,
     rule: &FwdRule,
     proto: u8,
@@ -155,7 +157,7 @@ pub(crate) fn from_host(
     if pasta.is_some_and(|p| p.splice_only) {
         return refuse("splice only");
     }
-    let Some((src, dst)) = nat_inbound(conf, guest, peer) else {
+    let Some((src, dst)) = nat_inbound(conf, live, guest, peer) else {
         return refuse("no guest address");
     };
     let dst = match rule.taddr {
@@ -246,15 +248,16 @@ fn unicast_ports(s: &FlowSide) -> bool {
 }
 
 /// Host-side address of the guest-side destination `dst`: the mapped
-/// addresses, else `dst` itself (upstream's `nat_outbound`).
-fn nat_outbound(conf: &Config, dst: IpAddr) -> IpAddr {
+/// addresses, else `dst` itself (upstream's `nat_outbound`). The guest's
+/// own address is the one it has now.
+fn nat_outbound(conf: &Config, live: &Live, dst: IpAddr) -> IpAddr {
     match dst {
         IpAddr::V4(d) => {
             let Some(ip4) = &conf.ip4 else { return dst };
             if ip4.map_host_loopback == Some(d) {
                 IpAddr::V4(Ipv4Addr::LOCALHOST)
             } else if ip4.map_guest_addr == Some(d) {
-                IpAddr::V4(ip4.addr)
+                live.ip4.as_ref().map_or(dst, |l| IpAddr::V4(l.addr))
             } else {
                 dst
             }
@@ -264,7 +267,10 @@ fn nat_outbound(conf: &Config, dst: IpAddr) -> IpAddr {
             if ip6.map_host_loopback == Some(d) {
                 IpAddr::V6(Ipv6Addr::LOCALHOST)
             } else if ip6.map_guest_addr == Some(d) {
-                ip6.addr.map_or(dst, IpAddr::V6)
+                live.ip6
+                    .as_ref()
+                    .and_then(|l| l.addr)
+                    .map_or(dst, IpAddr::V6)
             } else {
                 dst
             }
@@ -295,21 +301,22 @@ pub(crate) fn host_sockaddr(conf: &Config, addr: IpAddr, port: u16) -> SocketAdd
 }
 
 /// The resolver that DNS (TCP or UDP to port 53 or 853) to `dst` goes to,
-/// if `dst` is the `--dns-forward` address.
-fn dns_target(conf: &Config, proto: u8, dst: IpAddr, port: u16) -> Option<IpAddr> {
+/// if `dst` is the `--dns-forward` address: the resolver of now (it
+/// follows the host's resolv.conf unless `--dns-host` was given).
+fn dns_target(live: &Live, proto: u8, dst: IpAddr, port: u16) -> Option<IpAddr> {
     if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) || (port != 53 && port != 853) {
         return None;
     }
     match dst {
         IpAddr::V4(d) => {
-            let ip4 = conf.ip4.as_ref()?;
+            let ip4 = live.ip4.as_ref()?;
             (ip4.dns_match == Some(d))
                 .then_some(ip4.dns_host)
                 .flatten()
                 .map(IpAddr::V4)
         }
         IpAddr::V6(d) => {
-            let ip6 = conf.ip6.as_ref()?;
+            let ip6 = live.ip6.as_ref()?;
             (ip6.dns_match == Some(d))
                 .then_some(ip6.dns_host)
                 .flatten()
@@ -324,14 +331,20 @@ fn dns_target(conf: &Config, proto: u8, dst: IpAddr, port: u16) -> Option<IpAddr
 /// address, as the map-guest-addr address; everybody else as themselves.
 /// The destination is the address the guest uses (link-local if the
 /// source is). `None` without an address of that family.
-fn nat_inbound(conf: &Config, guest: &GuestState, peer: IpAddr) -> Option<(IpAddr, IpAddr)> {
+fn nat_inbound(
+    conf: &Config,
+    live: &Live,
+    guest: &GuestState,
+    peer: IpAddr,
+) -> Option<(IpAddr, IpAddr)> {
     match peer {
         IpAddr::V4(p) => {
             let c = conf.ip4.as_ref()?;
-            let dst = guest.addr4_seen.unwrap_or(c.addr);
+            let addr = live.ip4.as_ref()?.addr;
+            let dst = guest.addr4_seen.unwrap_or(addr);
             let src = if p.is_loopback() {
                 c.map_host_loopback.unwrap_or(c.our_tap_addr)
-            } else if p == c.addr || p == dst {
+            } else if p == addr || p == dst {
                 c.map_guest_addr.unwrap_or(c.our_tap_addr)
             } else if p.is_unspecified() {
                 c.our_tap_addr
@@ -342,9 +355,10 @@ fn nat_inbound(conf: &Config, guest: &GuestState, peer: IpAddr) -> Option<(IpAdd
         }
         IpAddr::V6(p) => {
             let c = conf.ip6.as_ref()?;
+            let addr = live.ip6.as_ref()?.addr;
             let src = if p.is_loopback() {
                 c.map_host_loopback.unwrap_or(c.our_tap_ll)
-            } else if Some(p) == c.addr {
+            } else if Some(p) == addr {
                 c.map_guest_addr.unwrap_or(c.our_tap_ll)
             } else if p.is_unspecified() {
                 c.our_tap_ll
@@ -352,9 +366,9 @@ fn nat_inbound(conf: &Config, guest: &GuestState, peer: IpAddr) -> Option<(IpAdd
                 p
             };
             let dst = if src.segments()[0] & 0xffc0 == 0xfe80 {
-                guest.addr6_ll_seen.or(guest.addr6_seen).or(c.addr)?
+                guest.addr6_ll_seen.or(guest.addr6_seen).or(addr)?
             } else {
-                guest.addr6_seen.or(c.addr)?
+                guest.addr6_seen.or(addr)?
             };
             Some((IpAddr::V6(src), IpAddr::V6(dst)))
         }
@@ -538,7 +552,7 @@ mod tests {
         ];
         for (src, dst, proto, port, want) in cases {
             let ini = side(src, 40000, dst, port);
-            let t = from_tap(&c, proto, &ini).unwrap();
+            let t = from_tap(&c, &Live::new(&c), proto, &ini).unwrap();
             assert_eq!(t.pif, Pif::Host, "{dst}");
             assert_eq!(t.side.eaddr, ip(want), "{dst} {proto} {port}");
             assert_eq!(t.side.eport, port);
@@ -561,20 +575,42 @@ mod tests {
             ("2001:db8:1:2::10", "ff02::fb", 5353),
         ] {
             let ini = side(src, 1000, dst, dport);
-            assert_eq!(from_tap(&c, IPPROTO_UDP, &ini), None, "{dst}");
+            assert_eq!(
+                from_tap(&c, &Live::new(&c), IPPROTO_UDP, &ini),
+                None,
+                "{dst}"
+            );
         }
         // -o: the host side's source address.
         c.ip4.as_mut().unwrap().addr_out = Some("192.168.1.99".parse().unwrap());
-        let t = from_tap(&c, IPPROTO_TCP, &side("192.168.1.10", 1, "203.0.113.7", 2)).unwrap();
+        let t = from_tap(
+            &c,
+            &Live::new(&c),
+            IPPROTO_TCP,
+            &side("192.168.1.10", 1, "203.0.113.7", 2),
+        )
+        .unwrap();
         assert_eq!(t.side.oaddr, ip("192.168.1.99"));
         // --no-map-gw: the gateway is not the host.
         c.ip4.as_mut().unwrap().map_host_loopback = None;
         let ip6 = c.ip6.as_mut().unwrap();
         ip6.map_host_loopback = None;
         let ll = ip6.our_tap_ll.to_string();
-        let t = from_tap(&c, IPPROTO_TCP, &side("192.168.1.10", 1, "192.168.1.1", 2)).unwrap();
+        let t = from_tap(
+            &c,
+            &Live::new(&c),
+            IPPROTO_TCP,
+            &side("192.168.1.10", 1, "192.168.1.1", 2),
+        )
+        .unwrap();
         assert_eq!(t.side.eaddr, ip("192.168.1.1"));
-        let t = from_tap(&c, IPPROTO_ICMPV6, &side("fe80::1", 1, &ll, 1)).unwrap();
+        let t = from_tap(
+            &c,
+            &Live::new(&c),
+            IPPROTO_ICMPV6,
+            &side("fe80::1", 1, &ll, 1),
+        )
+        .unwrap();
         assert_eq!(t.side.eaddr, ip(&ll));
     }
 
@@ -599,7 +635,7 @@ mod tests {
         ];
         for (peer, src, dst) in cases {
             let ini = side(peer, 50000, "0.0.0.0", 8002);
-            let t = from_host(&c, &g, &r, IPPROTO_TCP, &ini).unwrap();
+            let t = from_host(&c, &Live::new(&c), &g, &r, IPPROTO_TCP, &ini).unwrap();
             assert_eq!(t.pif, Pif::Tap, "{peer}");
             let want = side(dst, 9002, src, 50000);
             assert_eq!(t.side, want, "{peer}");
@@ -608,7 +644,10 @@ mod tests {
         let mut c4 = conf();
         c4.ip6 = None;
         let ini = side("2001:db8:ffff::7", 50000, "::", 8002);
-        assert_eq!(from_host(&c4, &g, &r, IPPROTO_UDP, &ini), None);
+        assert_eq!(
+            from_host(&c4, &Live::new(&c4), &g, &r, IPPROTO_UDP, &ini),
+            None
+        );
     }
 
     /// pasta: loopback peers are spliced into the namespace, to its
@@ -624,7 +663,15 @@ mod tests {
             (IPPROTO_UDP, "127.0.0.1", "192.168.1.10", 50000),
             (IPPROTO_TCP, "::1", "2001:db8:1:2::10", 0),
         ] {
-            let t = from_host(&c, &g, &r, proto, &side(peer, 50000, "0.0.0.0", 80)).unwrap();
+            let t = from_host(
+                &c,
+                &Live::new(&c),
+                &g,
+                &r,
+                proto,
+                &side(peer, 50000, "0.0.0.0", 80),
+            )
+            .unwrap();
             assert_eq!(t.pif, Pif::Splice);
             assert_eq!(
                 t.side,
@@ -634,6 +681,7 @@ mod tests {
         // Not a loopback peer: to the guest.
         let t = from_host(
             &c,
+            &Live::new(&c),
             &g,
             &r,
             IPPROTO_TCP,
@@ -643,13 +691,22 @@ mod tests {
 
         pasta(&mut c, true);
         for peer in ["127.0.0.1", "::1"] {
-            let t = from_host(&c, &g, &r, IPPROTO_TCP, &side(peer, 1, "::", 80)).unwrap();
+            let t = from_host(
+                &c,
+                &Live::new(&c),
+                &g,
+                &r,
+                IPPROTO_TCP,
+                &side(peer, 1, "::", 80),
+            )
+            .unwrap();
             assert_eq!((t.pif, t.side.eaddr), (Pif::Splice, ip(peer)));
         }
         // --no-splice: loopback peers go to the guest too.
         c.pasta.as_mut().unwrap().no_splice = true;
         let t = from_host(
             &c,
+            &Live::new(&c),
             &g,
             &r,
             IPPROTO_TCP,
@@ -660,6 +717,7 @@ mod tests {
         assert_eq!(
             from_host(
                 &c,
+                &Live::new(&c),
                 &g,
                 &r,
                 IPPROTO_TCP,
@@ -692,9 +750,21 @@ mod tests {
         ip6.gw = "2001:db8:1:2::1".parse().unwrap();
         ip6.map_host_loopback = Some(ip6.gw);
         ip6.our_tap_ll = "fe80::1234".parse().unwrap();
-        let t = from_tap(&c, IPPROTO_ICMPV6, &side("fe80::1", 7, "fe80::1234", 7)).unwrap();
+        let t = from_tap(
+            &c,
+            &Live::new(&c),
+            IPPROTO_ICMPV6,
+            &side("fe80::1", 7, "fe80::1234", 7),
+        )
+        .unwrap();
         assert_eq!((t.pif, t.side.eaddr), (Pif::Host, ip("fe80::1234")));
-        let t = from_tap(&c, IPPROTO_TCP, &side("fe80::1", 7, "2001:db8:1:2::1", 80)).unwrap();
+        let t = from_tap(
+            &c,
+            &Live::new(&c),
+            IPPROTO_TCP,
+            &side("fe80::1", 7, "2001:db8:1:2::1", 80),
+        )
+        .unwrap();
         assert_eq!(t.side.eaddr, ip("::1"));
     }
 

@@ -358,6 +358,8 @@ fn spare_fd() -> Option<OwnedFd> {
 /// Everything a handler needs besides the TCP state.
 pub(crate) struct TcpCtx<'a> {
     pub(crate) conf: &'a Config,
+    /// What the guest is told now (its address, the DNS host).
+    pub(crate) live: &'a crate::live::Live,
     pub(crate) flows: &'a mut Flows,
     pub(crate) epoll: &'a Epoll,
     pub(crate) tap: &'a mut Tap,
@@ -457,7 +459,7 @@ impl Tcp {
 
     fn conn_from_tap(&mut self, c: &mut TcpCtx<'_>, key: FlowKey, seg: &TcpPacket<&[u8]>) {
         let conf = c.conf;
-        let Some(tgt) = fwd::from_tap(conf, IPPROTO_TCP, &key.side) else {
+        let Some(tgt) = fwd::from_tap(conf, c.live, IPPROTO_TCP, &key.side) else {
             return;
         };
         if c.flows.len() >= c.flows.capacity() {
@@ -1084,7 +1086,7 @@ impl Tcp {
     pub(crate) fn listen_event(&mut self, c: &mut TcpCtx<'_>, l: &Listening<'_>, r: EpollRef) {
         let mut budget = ACCEPT_BATCH;
         while let Some((sock, ini)) = self.next_accepted(c.epoll, l, r, &mut budget) {
-            match fwd::from_host(c.conf, c.guest, l.rule, IPPROTO_TCP, &ini) {
+            match fwd::from_host(c.conf, c.live, c.guest, l.rule, IPPROTO_TCP, &ini) {
                 Some(tgt) if tgt.pif == Pif::Splice => {
                     let target = SocketAddr::new(tgt.side.eaddr, tgt.side.eport);
                     if let Some(idx) =

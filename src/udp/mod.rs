@@ -257,6 +257,8 @@ struct Pending {
 /// Everything a handler needs besides the UDP state.
 pub(crate) struct UdpCtx<'a> {
     pub(crate) conf: &'a Config,
+    /// What the guest is told now (its address, the DNS host).
+    pub(crate) live: &'a crate::live::Live,
     pub(crate) flows: &'a mut Flows,
     pub(crate) epoll: &'a Epoll,
     pub(crate) tap: &'a mut Tap,
@@ -927,7 +929,7 @@ impl Udp {
 
     /// A new flow for a datagram from the guest, `key` its tap side.
     fn flow_from_tap(&mut self, c: &mut UdpCtx<'_>, key: FlowKey) -> Option<u32> {
-        let mut tgt = fwd::from_tap(c.conf, IPPROTO_UDP, &key.side)?;
+        let mut tgt = fwd::from_tap(c.conf, c.live, IPPROTO_UDP, &key.side)?;
         if !self.room_for(c, usize::from(tgt.pif != Pif::Tap)) {
             return None;
         }
@@ -959,7 +961,7 @@ impl Udp {
             return Some((idx, usize::from(s)));
         }
         let mut tgt = match l.pif {
-            Pif::Host => fwd::from_host(c.conf, c.guest, l.rule, IPPROTO_UDP, &ini)?,
+            Pif::Host => fwd::from_host(c.conf, c.live, c.guest, l.rule, IPPROTO_UDP, &ini)?,
             Pif::Splice => fwd::from_splice(l.rule, IPPROTO_UDP, &ini)?,
             Pif::Tap | Pif::None => return None,
         };
