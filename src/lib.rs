@@ -15,7 +15,8 @@
 //! 2. [`netlink`], [`conf`], [`log`]: the configuration, read-only
 //!    afterwards, and logging;
 //! 3. [`pasta`] (namespaces), [`tap`] (the guest's link), [`daemon`],
-//!    [`isolation`], [`seccomp`] (the allowlist installed before the loop);
+//!    [`isolation`], [`seccomp`] (the allowlist installed before the loop),
+//!    [`repair`] (the `passt-repair` helper binary, beside the daemon);
 //! 4. [`flow`] (the generic flow table, naming no protocol), [`guest`]
 //!    (what we learnt about the guest) and [`live`] (what the guest is
 //!    told now: the values that follow the host);
@@ -23,7 +24,8 @@
 //!    listening sockets;
 //! 6. services and protocols: [`arp`], [`ndp`], [`dhcp`], [`dhcpv6`],
 //!    [`icmp`], [`tcp`], [`udp`]; [`follow`] (the watchers that make the
-//!    guest's view follow the host);
+//!    guest's view follow the host); [`ctl`] (the configuration socket,
+//!    changing [`fwd`]'s tables);
 //! 7. [`ctx`]: the loop, the `Flow` enum of every protocol's flow, and
 //!    dispatch; this file's `main` on top;
 //! 8. [`pesto`]: the client of the configuration socket (the `pesto`
